@@ -1,0 +1,207 @@
+import { InvalidArgumentError, NotEmptyError, NotFoundError, AlreadyExistsError } from "../../schemas/errors";
+import { WireLimits } from "../../schemas/operations";
+
+/** Where one piece of an object lives. */
+export interface Extent {
+  readonly nodeId: string;
+  readonly extentId: string;
+  readonly length: number;
+}
+
+export interface ObjectEntry {
+  readonly kind: "object";
+  readonly size: number;
+  readonly version: number;
+  readonly extents: readonly Extent[];
+  readonly modifiedAtMs: number;
+}
+
+export interface DirEntry {
+  readonly kind: "dir";
+  readonly children: Map<string, Entry>;
+  modifiedAtMs: number;
+}
+
+export type Entry = ObjectEntry | DirEntry;
+
+/**
+ * Splits a job-relative path into segments. `""` and `"/"` are the root.
+ * Rejects empty, `.` and `..` segments, NUL and over-long names.
+ */
+export function parsePath(path: string): string[] {
+  if (Buffer.byteLength(path, "utf8") > WireLimits.pathBytesMax) throw new InvalidArgumentError(`path longer than ${WireLimits.pathBytesMax} bytes`);
+  const trimmed = path.replace(/^\/+/, "").replace(/\/+$/, "");
+  if (trimmed === "") return [];
+  const parts = trimmed.split("/");
+  for (const p of parts) {
+    if (p === "" || p === "." || p === "..") throw new InvalidArgumentError(`bad path ${JSON.stringify(path)}: empty, "." or ".." segment`);
+    if (p.includes("\0")) throw new InvalidArgumentError("path contains NUL");
+    if (Buffer.byteLength(p, "utf8") > WireLimits.pathSegmentBytesMax) throw new InvalidArgumentError(`path segment longer than ${WireLimits.pathSegmentBytesMax} bytes`);
+  }
+  return parts;
+}
+
+export interface Totals {
+  objects: number;
+  directories: number;
+  bytes: number;
+}
+
+/**
+ * One job's namespace: a tree of directories and objects. Pure data, no I/O:
+ * operations that drop objects return their extents for the caller to free.
+ */
+export class Namespace {
+  readonly root: DirEntry;
+  #objects = 0;
+  #bytes = 0;
+
+  constructor(private readonly now: () => number) {
+    this.root = { kind: "dir", children: new Map(), modifiedAtMs: now() };
+  }
+
+  get objects(): number { return this.#objects; }
+  get bytes(): number { return this.#bytes; }
+
+  /** The entry at `parts`, or undefined. Throws InvalidArgument if a parent is an object. */
+  find(parts: readonly string[]): Entry | undefined {
+    let cur: Entry = this.root;
+    for (const p of parts) {
+      if (cur.kind !== "dir") throw new InvalidArgumentError(`a parent of ${parts.join("/")} is an object`);
+      const next = cur.children.get(p);
+      if (!next) return undefined;
+      cur = next;
+    }
+    return cur;
+  }
+
+  getObject(parts: readonly string[]): ObjectEntry {
+    const e = this.find(parts);
+    if (!e) throw new NotFoundError(`${parts.join("/") || "/"} not found`);
+    if (e.kind !== "object") throw new InvalidArgumentError(`${parts.join("/") || "/"} is a directory`);
+    return e;
+  }
+
+  getDir(parts: readonly string[]): DirEntry {
+    const e = this.find(parts);
+    if (!e) throw new NotFoundError(`${parts.join("/") || "/"} not found`);
+    if (e.kind !== "dir") throw new InvalidArgumentError(`${parts.join("/")} is an object`);
+    return e;
+  }
+
+  /** Checks that an object could be put at `parts` (no directory there, no object among its parents). */
+  checkPutTarget(parts: readonly string[], createOnly: boolean): void {
+    if (parts.length === 0) throw new InvalidArgumentError("an object needs a name");
+    const e = this.find(parts);
+    if (e?.kind === "dir") throw new InvalidArgumentError(`${parts.join("/")} is a directory`);
+    if (e && createOnly) throw new AlreadyExistsError(`${parts.join("/")} exists`);
+  }
+
+  /** Creates a directory and missing parents. Throws AlreadyExists if it exists, InvalidArgument if an object is in the way. */
+  mkdir(parts: readonly string[]): DirEntry {
+    if (parts.length === 0) throw new AlreadyExistsError("/ exists");
+    const e = this.find(parts);
+    if (e) throw e.kind === "dir" ? new AlreadyExistsError(`${parts.join("/")} exists`) : new InvalidArgumentError(`${parts.join("/")} is an object`);
+    return this.#ensureDir(parts);
+  }
+
+  /**
+   * Puts an object, replacing an earlier one atomically. Returns the new entry
+   * and the replaced one's extents (to free).
+   */
+  put(parts: readonly string[], size: number, extents: readonly Extent[], createOnly: boolean): { entry: ObjectEntry; replaced: readonly Extent[] } {
+    this.checkPutTarget(parts, createOnly);
+    const dir = this.#ensureDir(parts.slice(0, -1));
+    const name = parts[parts.length - 1]!;
+    const old = dir.children.get(name) as ObjectEntry | undefined;
+    const entry: ObjectEntry = { kind: "object", size, version: (old?.version ?? 0) + 1, extents, modifiedAtMs: this.now() };
+    dir.children.set(name, entry);
+    dir.modifiedAtMs = entry.modifiedAtMs;
+    if (old) {
+      this.#bytes -= old.size;
+    } else {
+      this.#objects++;
+    }
+    this.#bytes += size;
+    return { entry, replaced: old?.extents ?? [] };
+  }
+
+  /** Deletes an object or a directory; returns what was removed and the extents to free. */
+  delete(parts: readonly string[], recursive: boolean): { totals: Totals; extents: Extent[] } {
+    const e = this.find(parts);
+    if (!e) throw new NotFoundError(`${parts.join("/") || "/"} not found`);
+    if (e.kind === "dir" && e.children.size > 0 && !recursive) throw new NotEmptyError(`${parts.join("/") || "/"} is not empty`);
+    const extents: Extent[] = [];
+    const totals = collect(e, extents);
+    if (parts.length === 0) {
+      this.root.children.clear();
+      totals.directories = Math.max(0, totals.directories - 1); // the root itself stays
+    } else {
+      const parent = this.find(parts.slice(0, -1)) as DirEntry;
+      parent.children.delete(parts[parts.length - 1]!);
+      parent.modifiedAtMs = this.now();
+    }
+    this.#objects -= totals.objects;
+    this.#bytes -= totals.bytes;
+    return { totals, extents };
+  }
+
+  /** Counts a directory's entries: its direct children, or everything below with `recursive`. */
+  count(parts: readonly string[], recursive: boolean): Totals {
+    const dir = this.getDir(parts);
+    if (recursive) {
+      const t = collect(dir, undefined);
+      t.directories -= 1;
+      return t;
+    }
+    const t: Totals = { objects: 0, directories: 0, bytes: 0 };
+    for (const c of dir.children.values()) {
+      if (c.kind === "dir") t.directories++;
+      else {
+        t.objects++;
+        t.bytes += c.size;
+      }
+    }
+    return t;
+  }
+
+  /** Every extent of the namespace (to free it whole). */
+  allExtents(): Extent[] {
+    const out: Extent[] = [];
+    collect(this.root, out);
+    return out;
+  }
+
+  #ensureDir(parts: readonly string[]): DirEntry {
+    let cur = this.root;
+    for (const p of parts) {
+      let next = cur.children.get(p);
+      if (!next) {
+        next = { kind: "dir", children: new Map(), modifiedAtMs: this.now() };
+        cur.children.set(p, next);
+        cur.modifiedAtMs = next.modifiedAtMs;
+      }
+      if (next.kind !== "dir") throw new InvalidArgumentError(`${p} in ${parts.join("/")} is an object`);
+      cur = next;
+    }
+    return cur;
+  }
+}
+
+/** Totals of a subtree (counting the subtree's own directory); appends its extents to `into`. Iterative: deep trees cannot overflow the stack. */
+function collect(e: Entry, into: Extent[] | undefined): Totals {
+  const t: Totals = { objects: 0, directories: 0, bytes: 0 };
+  const stack: Entry[] = [e];
+  while (stack.length > 0) {
+    const cur = stack.pop()!;
+    if (cur.kind === "object") {
+      t.objects++;
+      t.bytes += cur.size;
+      if (into) for (const x of cur.extents) into.push(x);
+    } else {
+      t.directories++;
+      for (const c of cur.children.values()) stack.push(c);
+    }
+  }
+  return t;
+}

@@ -1,0 +1,28 @@
+/** Embedded defaults. Every one can be overridden per actor. */
+export const Defaults = {
+  heartbeatIntervalMs: 1_000,
+  /** A node or shard not heard for this many intervals is failed. */
+  heartbeatsMissedMax: 3,
+  /** Largest extent; objects are split into extents of at most this size. */
+  extentBytesMax: 1024 * 1024,
+  /** Largest direct-transport frame: one extent plus room for the header. */
+  frameBytesMax: 1024 * 1024 + 64 * 1024,
+  jobTokenTtlMs: 24 * 3600_000,
+  clusterTokenTtlMs: 365 * 24 * 3600_000,
+  /** A put not committed within this time is abandoned and its extents freed. */
+  pendingWriteTtlMs: 120_000,
+  pendingWritesPerJobMax: 16_384,
+  dramCapacityBytes: 1024 ** 3,
+  rpcTimeoutMs: 10_000,
+  /** Frees sent to nodes at once by one shard; more wait in a bounded queue. */
+  freeInflightMax: 16,
+  freeQueueMax: 100_000,
+  /** Deregistered jobs a node remembers, to refuse late writes with their tokens. */
+  droppedJobsRemembered: 100_000,
+} as const;
+
+export interface NatsSettings {
+  readonly natsUrl: string;
+  /** Cluster secret that signs capability tokens; shared by all cluster components. */
+  readonly secret: string;
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+/**
+ * Runs one actor as its own process:
+ *   node dist/actors/runtime/main.js controller|shard|node
+ * with its JSON config in POCKET_ACTOR_CONFIG. Prints one JSON line
+ * `{"ready":true,...}` on stdout when serving; stops cleanly on SIGTERM/SIGINT.
+ */
+import { Controller, type ControllerConfig } from "../controller/controller";
+import { MetadataShard, type ShardConfig } from "../metadata/shard";
+import { StorageNode, type StorageNodeConfig } from "../storage/storage-node";
+import { errorFields, logger } from "./log";
+
+interface Stoppable { stop(): Promise<void> }
+
+async function main(): Promise<void> {
+  const role = process.argv[2];
+  const raw = process.env["POCKET_ACTOR_CONFIG"];
+  if (!raw) throw new Error("POCKET_ACTOR_CONFIG is not set");
+  const config = JSON.parse(raw) as unknown;
+  let actor: Stoppable;
+  let info: Record<string, unknown>;
+  switch (role) {
+    case "controller":
+      actor = await Controller.start(config as ControllerConfig);
+      info = { role };
+      break;
+    case "shard": {
+      const s = await MetadataShard.start(config as ShardConfig);
+      actor = s;
+      info = { role, shardId: s.shardId };
+      break;
+    }
+    case "node": {
+      const n = await StorageNode.start(config as StorageNodeConfig);
+      actor = n;
+      info = { role, nodeId: n.nodeId, addr: n.addr };
+      break;
+    }
+    default:
+      throw new Error(`unknown role ${JSON.stringify(role)}: use controller, shard or node`);
+  }
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    actor.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid, ...info })}\n`);
+}
+
+main().catch((e: unknown) => {
+  logger("main").error("actor failed to start", errorFields(e));
+  process.exit(1);
+});

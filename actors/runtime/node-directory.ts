@@ -1,0 +1,92 @@
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { NodeHeartbeatSchema, type NodeHeartbeat } from "../../schemas/operations";
+import { decodeJson } from "../../bus/body";
+import { checkerFor } from "../../bus/router";
+import { Subjects } from "../../bus/subjects";
+import type { Clock } from "./clock";
+import { Defaults } from "./config";
+import { logger } from "./log";
+
+export interface NodeRecord {
+  readonly heartbeat: NodeHeartbeat;
+  readonly lastSeenMs: number;
+  /** Bytes placed on the node by this process since its last heartbeat (not yet in `usedBytes`). */
+  placedBytes: number;
+}
+
+/**
+ * What one process knows of the storage nodes, from their heartbeats.
+ * A node not heard for `heartbeatsMissedMax` intervals is not live.
+ */
+export class NodeDirectory {
+  readonly #nodes = new Map<string, NodeRecord>();
+  readonly #check = checkerFor(NodeHeartbeatSchema);
+  readonly #log = logger("node-directory");
+  readonly #listeners: Array<(hb: NodeHeartbeat, isNew: boolean) => void> = [];
+  #sub: Subscription | undefined;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly heartbeatIntervalMs: number = Defaults.heartbeatIntervalMs,
+    private readonly heartbeatsMissedMax: number = Defaults.heartbeatsMissedMax,
+  ) {}
+
+  /** Follows heartbeats on the bus. */
+  follow(nc: NatsConnection): void {
+    this.#sub = nc.subscribe(Subjects.nodeHeartbeatAll, {
+      callback: (err, msg) => {
+        if (err) return;
+        let hb: unknown;
+        try {
+          hb = decodeJson(msg.data);
+        } catch (e) {
+          this.#log.warn("malformed heartbeat", { subject: msg.subject, error: String(e) });
+          return;
+        }
+        if (!this.#check.Check(hb)) {
+          this.#log.warn("heartbeat does not match its schema", { subject: msg.subject });
+          return;
+        }
+        this.record(hb);
+      },
+    });
+  }
+
+  onHeartbeat(listener: (hb: NodeHeartbeat, isNew: boolean) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  record(hb: NodeHeartbeat): void {
+    const isNew = !this.#nodes.has(hb.nodeId);
+    this.#nodes.set(hb.nodeId, { heartbeat: hb, lastSeenMs: this.clock.now(), placedBytes: 0 });
+    for (const l of this.#listeners) l(hb, isNew);
+  }
+
+  get(nodeId: string): NodeRecord | undefined {
+    return this.#nodes.get(nodeId);
+  }
+
+  all(): NodeRecord[] {
+    return [...this.#nodes.values()];
+  }
+
+  isLive(nodeId: string): boolean {
+    const r = this.#nodes.get(nodeId);
+    return r !== undefined && this.clock.now() - r.lastSeenMs <= this.heartbeatIntervalMs * this.heartbeatsMissedMax;
+  }
+
+  /** Free bytes as last reported, less what this process placed since. */
+  freeBytes(nodeId: string): number {
+    const r = this.#nodes.get(nodeId);
+    if (!r) return 0;
+    return r.heartbeat.capacityBytes - r.heartbeat.usedBytes - r.placedBytes;
+  }
+
+  forget(nodeId: string): void {
+    this.#nodes.delete(nodeId);
+  }
+
+  stop(): void {
+    this.#sub?.unsubscribe();
+  }
+}

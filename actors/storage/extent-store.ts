@@ -1,0 +1,23 @@
+import type { Tier } from "../../schemas/operations";
+
+/**
+ * Where a storage node keeps extent bytes. One implementation per tier.
+ * Extents are written once and never reused: a stale reader gets `NotFound`, never other bytes.
+ */
+export interface ExtentStore {
+  readonly tier: Tier;
+  readonly capacityBytes: number;
+  /** Bytes held now (exact: a 1 KB extent counts 1 KB). */
+  readonly usedBytes: number;
+  readonly extentCount: number;
+  readonly jobCount: number;
+  /** Stores bytes; throws `AlreadyExists` or `CapacityExceeded`. */
+  write(jobId: string, extentId: string, bytes: Uint8Array): Promise<void>;
+  /** Reads `[offset, offset+length)`; throws `NotFound` or `InvalidArgument`. */
+  read(jobId: string, extentId: string, offset: number, length: number | undefined): Promise<Uint8Array>;
+  /** Frees extents; unknown ids are skipped. Returns bytes freed. */
+  free(jobId: string, extentIds: readonly string[]): Promise<number>;
+  /** Frees all of a job's extents. Returns bytes freed. */
+  dropJob(jobId: string): Promise<number>;
+  close(): Promise<void>;
+}

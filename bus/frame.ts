@@ -1,0 +1,136 @@
+import { ErrorCode } from "../schemas/errors";
+
+/**
+ * Frames of the direct TCP transport. Every frame:
+ *
+ *   u32 length      bytes after this field
+ *   u8  kind        1 request, 2 reply, 3 error reply
+ *   u32 requestId   chosen by the client, echoed by the server
+ *   u8  nameLength  operation name length (0 on replies)
+ *   ... name        ASCII operation name
+ *   u32 metaLength
+ *   ... meta        JSON request / reply / {code, message}
+ *   ... payload     the rest: raw bytes, if any
+ *
+ * Many requests may be in flight on one connection; replies come in any order.
+ */
+export const FrameKind = { Request: 1, Reply: 2, Error: 3 } as const;
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+
+export interface Frame {
+  readonly kind: FrameKind;
+  readonly requestId: number;
+  readonly name: string;
+  readonly meta: Uint8Array;
+  readonly payload: Uint8Array | undefined;
+}
+
+const fixedBytes = 4 + 1 + 4 + 1 + 4;
+const nameBytesMax = 64;
+
+/** A stream that cannot be framed; `code` is what the peer is told before the connection closes. */
+export class FrameError extends Error {
+  override readonly name = "FrameError";
+  constructor(message: string, readonly code: ErrorCode = ErrorCode.InvalidArgument) {
+    super(message);
+  }
+}
+
+/** Encodes a frame as a header buffer plus the payload (sent as is, not copied). */
+export function encodeFrame(kind: FrameKind, requestId: number, name: string, meta: Uint8Array, payload?: Uint8Array): [Buffer, Uint8Array | undefined] {
+  const nameLength = Buffer.byteLength(name, "latin1");
+  if (nameLength > nameBytesMax) throw new FrameError(`operation name of ${nameLength} bytes`);
+  const head = Buffer.allocUnsafe(fixedBytes + nameLength + meta.byteLength);
+  const length = head.byteLength - 4 + (payload?.byteLength ?? 0);
+  head.writeUInt32BE(length, 0);
+  head.writeUInt8(kind, 4);
+  head.writeUInt32BE(requestId >>> 0, 5);
+  head.writeUInt8(nameLength, 9);
+  head.write(name, 10, "latin1");
+  head.writeUInt32BE(meta.byteLength, 10 + nameLength);
+  head.set(meta, 14 + nameLength);
+  return [head, payload && payload.byteLength > 0 ? payload : undefined];
+}
+
+/**
+ * Reassembles frames from stream chunks. Holds at most one frame's bytes
+ * plus one chunk; rejects a frame whose declared length exceeds `frameBytesMax`
+ * before reading it.
+ */
+export class FrameDecoder {
+  readonly #chunks: Buffer[] = [];
+  #buffered = 0;
+
+  constructor(private readonly frameBytesMax: number) {}
+
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
+  /** Adds a chunk; returns the frames it completes. Throws FrameError on malformed input. */
+  push(chunk: Buffer): Frame[] {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.byteLength;
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.#buffered < 4) break;
+      const length = this.#peekLength();
+      if (length > this.frameBytesMax) throw new FrameError(`frame of ${length} bytes exceeds the limit of ${this.frameBytesMax}`, ErrorCode.TooLarge);
+      if (length < fixedBytes - 4) throw new FrameError(`frame of ${length} bytes is shorter than its header`);
+      if (this.#buffered < 4 + length) break;
+      frames.push(parseFrame(this.#take(4 + length)));
+    }
+    return frames;
+  }
+
+  #peekLength(): number {
+    const first = this.#chunks[0]!;
+    if (first.byteLength >= 4) return first.readUInt32BE(0);
+    return Buffer.concat(this.#chunks, 4).readUInt32BE(0);
+  }
+
+  #take(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    let out: Buffer;
+    if (first.byteLength >= n) {
+      out = first.subarray(0, n);
+      if (first.byteLength === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let at = 0;
+      while (at < n) {
+        const c = this.#chunks[0]!;
+        const want = n - at;
+        if (c.byteLength <= want) {
+          out.set(c, at);
+          at += c.byteLength;
+          this.#chunks.shift();
+        } else {
+          out.set(c.subarray(0, want), at);
+          this.#chunks[0] = c.subarray(want);
+          at += want;
+        }
+      }
+    }
+    this.#buffered -= n;
+    return out;
+  }
+}
+
+function parseFrame(buf: Buffer): Frame {
+  const kind = buf.readUInt8(4);
+  if (kind !== FrameKind.Request && kind !== FrameKind.Reply && kind !== FrameKind.Error) {
+    throw new FrameError(`unknown frame kind ${kind}`);
+  }
+  const requestId = buf.readUInt32BE(5);
+  const nameLength = buf.readUInt8(9);
+  if (nameLength > nameBytesMax || 14 + nameLength > buf.byteLength) throw new FrameError(`operation name of ${nameLength} bytes`);
+  const name = buf.toString("latin1", 10, 10 + nameLength);
+  const metaLength = buf.readUInt32BE(10 + nameLength);
+  const metaStart = 14 + nameLength;
+  if (metaStart + metaLength > buf.byteLength) throw new FrameError(`meta of ${metaLength} bytes overruns the frame`);
+  const meta = buf.subarray(metaStart, metaStart + metaLength);
+  const payload = buf.byteLength > metaStart + metaLength ? buf.subarray(metaStart + metaLength) : undefined;
+  return { kind: kind as FrameKind, requestId, name, meta, payload };
+}

@@ -1,0 +1,96 @@
+import { headers, NoRespondersError, RequestError, TimeoutError as NatsTimeoutError } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Operation, RequestOf } from "../schemas/operation";
+import { BusyError, errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError } from "../schemas/errors";
+import { decodeBody, decodeJson, encodeBody, encodeJson } from "./body";
+import type { Caller, CallOptions, CallResult } from "./caller";
+import { Transport, type Router } from "./router";
+import { ErrorHeaders, operationSubject } from "./subjects";
+
+export interface NatsServeOptions {
+  /** Requests handled at once; past it, callers get `Busy` at once instead of queueing without bound. */
+  readonly inflightMax?: number;
+}
+
+/**
+ * Serves a router's operations on NATS under `prefix` (`<prefix>.<operation>`).
+ * Returns the subscription; drain or unsubscribe it to stop.
+ */
+export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, options: NatsServeOptions = {}): Subscription {
+  const inflightMax = options.inflightMax ?? 1024;
+  let inflight = 0;
+  const cut = prefix.length + 1;
+  return nc.subscribe(`${prefix}.>`, {
+    callback: (err, msg) => {
+      if (err) return; // subscription closed or permissions: nothing to answer
+      if (!msg.reply) return; // a publish without reply subject is not a request
+      if (inflight >= inflightMax) {
+        respondError(msg, ErrorCode.Busy, `more than ${inflightMax} requests in flight`);
+        return;
+      }
+      inflight++;
+      void handle(router, msg, msg.subject.slice(cut)).finally(() => { inflight--; });
+    },
+  });
+}
+
+async function handle(router: Router, msg: Msg, name: string): Promise<void> {
+  let body;
+  try {
+    body = decodeBody(msg.data);
+  } catch (e) {
+    const w = toWireError(e);
+    respondError(msg, w.code, w.message);
+    return;
+  }
+  const result = await router.dispatch(name, body.meta, body.payload, Transport.Nats);
+  if (!result.ok) {
+    respondError(msg, result.code, result.message);
+    return;
+  }
+  msg.respond(encodeBody(result.meta, result.payload));
+}
+
+function respondError(msg: Msg, code: ErrorCode, message: string): void {
+  const h = headers();
+  h.set(ErrorHeaders.code, code);
+  // Header values are single-line; keep them short.
+  h.set(ErrorHeaders.message, message.replace(/[\r\n]+/g, " ").slice(0, 512));
+  msg.respond(encodeBody(encodeJson({ error: code })), { headers: h });
+}
+
+/** Calls operations of one service over NATS request/reply. */
+export class NatsCaller implements Caller {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly prefix: string,
+    private readonly defaultTimeoutMs = 10_000,
+  ) {}
+
+  async call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions = {}): Promise<CallResult<O>> {
+    const subject = operationSubject(this.prefix, op.name);
+    const timeout = options.timeoutMs ?? this.defaultTimeoutMs;
+    let msg: Msg;
+    try {
+      msg = await this.nc.request(subject, encodeBody(encodeJson(request), options.payload), { timeout });
+    } catch (e) {
+      throw natsRequestError(e, subject, timeout);
+    }
+    const code = msg.headers?.get(ErrorHeaders.code);
+    if (code) throw errorFromWire(code, msg.headers?.get(ErrorHeaders.message) ?? code);
+    const body = decodeBody(msg.data);
+    return { reply: decodeJson(body.meta) as CallResult<O>["reply"], payload: body.payload };
+  }
+}
+
+/** Maps the NATS client's request failures onto Pocket's error classes. */
+export function natsRequestError(e: unknown, subject: string, timeoutMs: number): Error {
+  if (e instanceof NoRespondersError || (e instanceof RequestError && e.isNoResponders())) {
+    return new NodeUnavailableError(`no service answers on ${subject}`, { cause: e });
+  }
+  if (e instanceof NatsTimeoutError || (e instanceof RequestError && e.cause instanceof NatsTimeoutError)) {
+    return new TimeoutError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: e });
+  }
+  if (e instanceof BusyError) return e;
+  return new NodeUnavailableError(`request on ${subject} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+}

@@ -1,0 +1,96 @@
+import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+import type { TSchema } from "@sinclair/typebox";
+import type { Operation, ReplyOf, RequestOf } from "../schemas/operation";
+import { PayloadDirection } from "../schemas/operation";
+import { ErrorCode, InvalidArgumentError, toWireError } from "../schemas/errors";
+import { decodeJson, encodeJson } from "./body";
+
+/** Which transport a request came in on. Handlers should not care; logs may. */
+export const Transport = { Nats: "nats", Tcp: "tcp", Local: "local" } as const;
+export type Transport = (typeof Transport)[keyof typeof Transport];
+
+export interface RequestContext {
+  readonly transport: Transport;
+  /** Request payload bytes, for operations that carry one. */
+  readonly payload: Uint8Array | undefined;
+}
+
+/** A reply with bytes attached (operations whose payload direction is `reply`). */
+export class WithPayload<R> {
+  constructor(readonly reply: R, readonly payload: Uint8Array) {}
+}
+
+export type Handler<O extends Operation> = (
+  request: RequestOf<O>,
+  ctx: RequestContext,
+) => Promise<ReplyOf<O> | WithPayload<ReplyOf<O>>> | ReplyOf<O> | WithPayload<ReplyOf<O>>;
+
+export type DispatchResult =
+  | { readonly ok: true; readonly meta: Uint8Array; readonly payload: Uint8Array | undefined }
+  | { readonly ok: false; readonly code: ErrorCode; readonly message: string };
+
+interface Route {
+  readonly op: Operation;
+  readonly check: TypeCheck<TSchema>;
+  readonly handler: Handler<Operation>;
+}
+
+const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
+/** Compiled validator for a schema, built once per schema. */
+export function checkerFor<S extends TSchema>(schema: S): TypeCheck<S> {
+  let check = compiled.get(schema) as TypeCheck<S> | undefined;
+  if (!check) {
+    check = TypeCompiler.Compile(schema);
+    compiled.set(schema, check);
+  }
+  return check;
+}
+
+/** First schema violation, as a short message for the caller. */
+export function describeViolation(check: TypeCheck<TSchema>, value: unknown): string {
+  const first = check.Errors(value).First();
+  if (!first) return "does not match the schema";
+  return `${first.path || "/"}: ${first.message}`;
+}
+
+/**
+ * Maps operation names to handlers. Both transports hand every request to
+ * `dispatch`, which validates it against the operation's schema first.
+ */
+export class Router {
+  readonly #routes = new Map<string, Route>();
+
+  on<O extends Operation>(op: O, handler: Handler<O>): this {
+    if (this.#routes.has(op.name)) throw new Error(`operation ${op.name} registered twice`);
+    this.#routes.set(op.name, { op, check: checkerFor(op.request), handler: handler as unknown as Handler<Operation> });
+    return this;
+  }
+
+  has(name: string): boolean {
+    return this.#routes.has(name);
+  }
+
+  get names(): string[] {
+    return [...this.#routes.keys()];
+  }
+
+  /** Validates and runs one request. Never throws: failures become error results. */
+  async dispatch(name: string, meta: Uint8Array, payload: Uint8Array | undefined, transport: Transport): Promise<DispatchResult> {
+    try {
+      const route = this.#routes.get(name);
+      if (!route) throw new InvalidArgumentError(`unknown operation ${JSON.stringify(name.slice(0, 64))}`);
+      const request = decodeJson(meta);
+      if (!route.check.Check(request)) {
+        throw new InvalidArgumentError(`${name}: ${describeViolation(route.check, request)}`);
+      }
+      if (payload !== undefined && route.op.payload !== PayloadDirection.Request) {
+        throw new InvalidArgumentError(`${name} takes no payload`);
+      }
+      const out = await route.handler(request, { transport, payload });
+      if (out instanceof WithPayload) return { ok: true, meta: encodeJson(out.reply), payload: out.payload };
+      return { ok: true, meta: encodeJson(out), payload: undefined };
+    } catch (e) {
+      return { ok: false, ...toWireError(e) };
+    }
+  }
+}

@@ -1,0 +1,166 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+export interface NatsServerOptions {
+  /** Where the config, ports file, JetStream store and log go (a temp dir by default; removed on stop if temp). */
+  readonly dir?: string;
+  readonly host?: string;
+  /** Client port; -1 (default) picks a free one. */
+  readonly port?: number;
+  readonly jetstream?: boolean;
+  /** Largest message; object extents over NATS need more than the 1 MB default. */
+  readonly maxPayloadBytes?: number;
+  readonly serverName?: string;
+  readonly cluster?: { readonly name: string; readonly port: number; readonly routes: readonly number[] };
+  /** How long to wait for the server to listen. */
+  readonly readyTimeoutMs?: number;
+}
+
+const candidates = ["/usr/bin/nats-server", "/usr/local/bin/nats-server", "/usr/sbin/nats-server"];
+
+/** Path of the nats-server binary; throws with how to get it when missing. */
+export function natsServerBinary(): string {
+  const fromEnv = process.env["POCKET_NATS_SERVER"];
+  if (fromEnv && fs.existsSync(fromEnv)) return fromEnv;
+  for (const c of candidates) if (fs.existsSync(c)) return c;
+  const which = spawnSync("sh", ["-c", "command -v nats-server"], { encoding: "utf8" });
+  if (which.status === 0 && which.stdout.trim()) return which.stdout.trim();
+  throw new Error(
+    "nats-server not found. Install it with `npm run provision` (Debian: apt-get install nats-server), " +
+      "or point POCKET_NATS_SERVER at the binary.",
+  );
+}
+
+/** A free TCP port on loopback, as the OS hands it out. */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, host, () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A real nats-server process. Starts on a free port (`-1` plus a ports file),
+ * waits for it with a deadline, and can be stopped or restarted on the same port.
+ *
+ * @example
+ *   const ns = await NatsServer.start({ jetstream: true });
+ *   // ... connect to ns.url ...
+ *   await ns.stop();
+ */
+export class NatsServer {
+  #child: ChildProcess | undefined;
+  #url = "";
+  #exited: Promise<void> = Promise.resolve();
+
+  private constructor(readonly dir: string, private readonly ownsDir: boolean, private readonly options: NatsServerOptions) {}
+
+  static async start(options: NatsServerOptions = {}): Promise<NatsServer> {
+    const ownsDir = options.dir === undefined;
+    const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "pocket-nats-"));
+    fs.mkdirSync(dir, { recursive: true });
+    const s = new NatsServer(dir, ownsDir, options);
+    await s.#spawn(options.port ?? -1);
+    return s;
+  }
+
+  get url(): string { return this.#url; }
+  get port(): number { return Number(new URL(this.#url).port); }
+  get pid(): number | undefined { return this.#child?.pid; }
+
+  async #spawn(port: number): Promise<void> {
+    const bin = natsServerBinary();
+    const portsDir = path.join(this.dir, "ports");
+    fs.rmSync(portsDir, { recursive: true, force: true });
+    fs.mkdirSync(portsDir, { recursive: true });
+    const conf = path.join(this.dir, "nats.conf");
+    fs.writeFileSync(conf, this.#config(port, portsDir));
+    const log = fs.openSync(path.join(this.dir, "nats.log"), "a");
+    const child = spawn(bin, ["-c", conf], { stdio: ["ignore", log, log] });
+    fs.closeSync(log);
+    this.#child = child;
+    this.#exited = new Promise((resolve) => child.once("exit", () => resolve()));
+    let exitCode: number | null | undefined;
+    child.once("exit", (code) => { exitCode = code; });
+    const deadline = Date.now() + (this.options.readyTimeoutMs ?? 10_000);
+    const portsFile = path.join(portsDir, `${path.basename(bin)}_${child.pid}.ports`);
+    for (;;) {
+      if (exitCode !== undefined) throw new Error(`nats-server exited with ${exitCode}; see ${path.join(this.dir, "nats.log")}`);
+      if (fs.existsSync(portsFile)) {
+        const ports = JSON.parse(fs.readFileSync(portsFile, "utf8")) as { nats: string[] };
+        if (ports.nats?.[0]) {
+          this.#url = ports.nats[0];
+          return;
+        }
+      }
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new Error(`nats-server did not listen within ${this.options.readyTimeoutMs ?? 10_000} ms; see ${path.join(this.dir, "nats.log")}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  #config(port: number, portsDir: string): string {
+    const o = this.options;
+    const lines = [
+      `listen: "${o.host ?? "127.0.0.1"}:${port}"`,
+      `ports_file_dir: "${portsDir}"`,
+      `max_payload: ${o.maxPayloadBytes ?? 8 * 1024 * 1024}`,
+      `max_pending: ${64 * 1024 * 1024}`,
+    ];
+    if (o.serverName) lines.push(`server_name: "${o.serverName}"`);
+    if (o.jetstream ?? true) lines.push(`jetstream { store_dir: "${path.join(this.dir, "jetstream")}" }`);
+    if (o.cluster) {
+      const routes = o.cluster.routes.map((p) => `"nats-route://127.0.0.1:${p}"`).join(", ");
+      lines.push(`cluster { name: "${o.cluster.name}", listen: "127.0.0.1:${o.cluster.port}", routes: [${routes}] }`);
+    }
+    return `${lines.join("\n")}\n`;
+  }
+
+  /** Stops the server (SIGTERM, then SIGKILL past the deadline). */
+  async stop(options: { keepDir?: boolean } = {}): Promise<void> {
+    const child = this.#child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await this.#exited;
+      clearTimeout(timer);
+    }
+    if (this.ownsDir && !options.keepDir) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Stops and starts again on the same port and store. */
+  async restart(): Promise<void> {
+    const port = this.port;
+    await this.stop({ keepDir: true });
+    await this.#spawn(port);
+  }
+}
+
+/** Three nats-servers routed into one cluster, each on its own client port. */
+export async function startNatsCluster(size = 3, options: Omit<NatsServerOptions, "cluster" | "dir" | "serverName"> = {}): Promise<NatsServer[]> {
+  const routePorts: number[] = [];
+  for (let i = 0; i < size; i++) routePorts.push(await freePort());
+  const servers: NatsServer[] = [];
+  try {
+    for (let i = 0; i < size; i++) {
+      servers.push(await NatsServer.start({
+        ...options,
+        serverName: `n${i}`,
+        cluster: { name: "pocket", port: routePorts[i]!, routes: routePorts.filter((_, j) => j !== i) },
+      }));
+    }
+  } catch (e) {
+    for (const s of servers) await s.stop();
+    throw e;
+  }
+  return servers;
+}

@@ -1,0 +1,314 @@
+import { Type as T, type Static } from "@sinclair/typebox";
+import { ErrorCode as E } from "./errors";
+import { defineOperation, PayloadDirection } from "./operation";
+
+/** Wire-level limits that every implementation and client agrees on. */
+export const WireLimits = {
+  pathBytesMax: 1024,
+  pathSegmentBytesMax: 255,
+  nameBytesMax: 128,
+  tokenBytesMax: 1024,
+  listLimitMax: 10_000,
+  extentIdsPerFreeMax: 4096,
+  /** Largest object one put may declare (1 TiB); real limits come from capacity. */
+  objectBytesMax: 2 ** 40,
+} as const;
+
+const Id = T.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9._-]+$" });
+const Token = T.String({ minLength: 1, maxLength: WireLimits.tokenBytesMax });
+const Path = T.String({ maxLength: WireLimits.pathBytesMax });
+const Bytes = T.Integer({ minimum: 0, maximum: WireLimits.objectBytesMax });
+const Millis = T.Integer({ minimum: 0 });
+
+export const Tier = { Dram: "dram", Nvme: "nvme", Disk: "disk" } as const;
+export type Tier = (typeof Tier)[keyof typeof Tier];
+const TierSchema = T.Union([T.Literal("dram"), T.Literal("nvme"), T.Literal("disk")]);
+
+export const JobHintsSchema = T.Object({
+  lambdas: T.Optional(T.Integer({ minimum: 0, maximum: 1_000_000 })),
+  capacityBytes: T.Optional(Bytes),
+  throughputBps: T.Optional(T.Integer({ minimum: 0 })),
+  latencySensitive: T.Optional(T.Boolean()),
+}, { additionalProperties: false });
+export type JobHints = Static<typeof JobHintsSchema>;
+
+export const WeightSchema = T.Object({ nodeId: Id, weight: T.Number({ minimum: 0, maximum: 1 }) });
+export type Weight = Static<typeof WeightSchema>;
+
+export const ExtentRefSchema = T.Object({
+  nodeId: Id,
+  /** host:port of the node's direct transport, as last heard. */
+  addr: T.String({ maxLength: 256 }),
+  extentId: Id,
+  length: Bytes,
+});
+export type ExtentRef = Static<typeof ExtentRefSchema>;
+
+export const NodeInfoSchema = T.Object({
+  nodeId: Id,
+  tier: TierSchema,
+  addr: T.String({ maxLength: 256 }),
+  state: T.Union([T.Literal("active"), T.Literal("failed")]),
+  capacityBytes: Bytes,
+  usedBytes: Bytes,
+  extents: T.Integer({ minimum: 0 }),
+  cpu: T.Number({ minimum: 0 }),
+  bytesInPerSec: T.Number({ minimum: 0 }),
+  bytesOutPerSec: T.Number({ minimum: 0 }),
+  lastSeenMs: Millis,
+});
+export type NodeInfo = Static<typeof NodeInfoSchema>;
+
+const Empty = T.Object({}, { additionalProperties: false });
+const JobAuth = { token: Token };
+/** Operations between cluster components carry a cluster token, never given to clients. */
+const ClusterAuth = { auth: Token };
+
+// ---------------------------------------------------------------- controller
+
+export const ControllerOps = {
+  jobRegister: defineOperation({
+    name: "job.register",
+    summary: "Registers a job with its hints; returns its id, capability token, shard and weight map.",
+    request: T.Object({
+      name: T.String({ minLength: 1, maxLength: WireLimits.nameBytesMax }),
+      hints: T.Optional(JobHintsSchema),
+    }, { additionalProperties: false }),
+    reply: T.Object({
+      jobId: Id,
+      token: Token,
+      shardId: Id,
+      expiresAtMs: Millis,
+      weights: T.Array(WeightSchema),
+    }),
+    errors: [E.InvalidArgument, E.CapacityExceeded, E.NodeUnavailable],
+  }),
+  jobDeregister: defineOperation({
+    name: "job.deregister",
+    summary: "Ends a job: its namespace is dropped and every byte it stored is freed.",
+    request: T.Object({ ...JobAuth }, { additionalProperties: false }),
+    reply: T.Object({ jobId: Id, freedBytes: Bytes }),
+    errors: [E.Unauthorized, E.UnknownJob],
+  }),
+  jobList: defineOperation({
+    name: "job.list",
+    summary: "Lists registered jobs.",
+    request: Empty,
+    reply: T.Object({
+      jobs: T.Array(T.Object({
+        jobId: Id, name: T.String(), shardId: Id, registeredAtMs: Millis,
+        hints: JobHintsSchema, weights: T.Array(WeightSchema),
+      })),
+    }),
+    errors: [],
+  }),
+  nodeList: defineOperation({
+    name: "node.list",
+    summary: "Lists storage nodes with their state and last reported stats.",
+    request: Empty,
+    reply: T.Object({ nodes: T.Array(NodeInfoSchema) }),
+    errors: [],
+  }),
+  shardList: defineOperation({
+    name: "shard.list",
+    summary: "Lists metadata shards.",
+    request: Empty,
+    reply: T.Object({
+      shards: T.Array(T.Object({ shardId: Id, state: T.String(), jobs: T.Integer(), objects: T.Integer(), lastSeenMs: Millis })),
+    }),
+    errors: [],
+  }),
+} as const;
+
+// ---------------------------------------------------------------- metadata shard
+
+const ObjectWrite = T.Object({ writeId: Id, extents: T.Array(ExtentRefSchema) });
+
+export const ShardOps = {
+  attachJob: defineOperation({
+    name: "shard.attach",
+    summary: "Controller → shard: the shard now owns this job's namespace.",
+    request: T.Object({ ...ClusterAuth, jobId: Id, name: T.String(), weights: T.Array(WeightSchema) }, { additionalProperties: false }),
+    reply: Empty,
+    errors: [E.Unauthorized, E.InvalidArgument],
+  }),
+  detachJob: defineOperation({
+    name: "shard.detach",
+    summary: "Controller → shard: drops a job's namespace and frees its extents.",
+    request: T.Object({ ...ClusterAuth, jobId: Id }, { additionalProperties: false }),
+    reply: T.Object({ objects: T.Integer({ minimum: 0 }), bytes: Bytes }),
+    errors: [E.Unauthorized, E.UnknownJob],
+  }),
+  setWeights: defineOperation({
+    name: "shard.weights",
+    summary: "Controller → shard: a job's new weight map.",
+    request: T.Object({ ...ClusterAuth, jobId: Id, weights: T.Array(WeightSchema) }, { additionalProperties: false }),
+    reply: Empty,
+    errors: [E.Unauthorized, E.UnknownJob],
+  }),
+  objectCreate: defineOperation({
+    name: "object.create",
+    summary: "Starts a put: lays out extents on storage nodes; the object is visible only after commit.",
+    request: T.Object({ ...JobAuth, path: Path, size: Bytes, createOnly: T.Optional(T.Boolean()) }, { additionalProperties: false }),
+    reply: ObjectWrite,
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.AlreadyExists, E.CapacityExceeded, E.Busy],
+  }),
+  objectCommit: defineOperation({
+    name: "object.commit",
+    summary: "Makes a written object visible, atomically replacing any earlier version.",
+    request: T.Object({ ...JobAuth, writeId: Id }, { additionalProperties: false }),
+    reply: T.Object({ path: Path, version: T.Integer({ minimum: 1 }), size: Bytes }),
+    errors: [E.Unauthorized, E.UnknownJob, E.NotFound, E.AlreadyExists],
+  }),
+  objectAbort: defineOperation({
+    name: "object.abort",
+    summary: "Abandons a put; its extents are freed.",
+    request: T.Object({ ...JobAuth, writeId: Id }, { additionalProperties: false }),
+    reply: Empty,
+    errors: [E.Unauthorized, E.UnknownJob],
+  }),
+  objectLookup: defineOperation({
+    name: "object.lookup",
+    summary: "Returns an object's extents, for a get.",
+    request: T.Object({ ...JobAuth, path: Path }, { additionalProperties: false }),
+    reply: T.Object({ path: Path, size: Bytes, version: T.Integer({ minimum: 1 }), extents: T.Array(ExtentRefSchema) }),
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.NotFound],
+  }),
+  stat: defineOperation({
+    name: "object.stat",
+    summary: "Describes an object or a directory.",
+    request: T.Object({ ...JobAuth, path: Path }, { additionalProperties: false }),
+    reply: T.Object({
+      path: Path,
+      type: T.Union([T.Literal("object"), T.Literal("directory")]),
+      size: Bytes,
+      version: T.Integer({ minimum: 0 }),
+      modifiedAtMs: Millis,
+      children: T.Integer({ minimum: 0 }),
+    }),
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.NotFound],
+  }),
+  delete: defineOperation({
+    name: "object.delete",
+    summary: "Deletes an object, or a directory (recursively with `recursive`), freeing its bytes.",
+    request: T.Object({ ...JobAuth, path: Path, recursive: T.Optional(T.Boolean()) }, { additionalProperties: false }),
+    reply: T.Object({ objects: T.Integer({ minimum: 0 }), bytes: Bytes }),
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.NotFound, E.NotEmpty],
+  }),
+  mkdir: defineOperation({
+    name: "dir.make",
+    summary: "Creates a directory and its missing parents.",
+    request: T.Object({ ...JobAuth, path: Path }, { additionalProperties: false }),
+    reply: Empty,
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.AlreadyExists],
+  }),
+  list: defineOperation({
+    name: "dir.list",
+    summary: "Lists a directory's entries in name order, a page at a time.",
+    request: T.Object({
+      ...JobAuth, path: Path,
+      after: T.Optional(T.String({ maxLength: WireLimits.pathSegmentBytesMax })),
+      limit: T.Optional(T.Integer({ minimum: 1, maximum: WireLimits.listLimitMax })),
+    }, { additionalProperties: false }),
+    reply: T.Object({
+      entries: T.Array(T.Object({ name: T.String(), type: T.Union([T.Literal("object"), T.Literal("directory")]), size: Bytes })),
+      more: T.Boolean(),
+    }),
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.NotFound],
+  }),
+  count: defineOperation({
+    name: "dir.count",
+    summary: "Counts a directory's objects and subdirectories (all levels with `recursive`).",
+    request: T.Object({ ...JobAuth, path: Path, recursive: T.Optional(T.Boolean()) }, { additionalProperties: false }),
+    reply: T.Object({ objects: T.Integer({ minimum: 0 }), directories: T.Integer({ minimum: 0 }), bytes: Bytes }),
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.NotFound],
+  }),
+} as const;
+
+// ---------------------------------------------------------------- storage node
+
+export const NodeStatsSchema = T.Object({
+  nodeId: Id,
+  tier: TierSchema,
+  capacityBytes: Bytes,
+  usedBytes: Bytes,
+  extents: T.Integer({ minimum: 0 }),
+  jobs: T.Integer({ minimum: 0 }),
+});
+
+export const NodeOps = {
+  extentWrite: defineOperation({
+    name: "extent.write",
+    summary: "Stores one extent's bytes (the payload). Extents are written once and never reused.",
+    request: T.Object({ ...JobAuth, extentId: Id }, { additionalProperties: false }),
+    reply: T.Object({ length: Bytes }),
+    errors: [E.Unauthorized, E.InvalidArgument, E.AlreadyExists, E.CapacityExceeded, E.TooLarge],
+    payload: PayloadDirection.Request,
+  }),
+  extentRead: defineOperation({
+    name: "extent.read",
+    summary: "Returns an extent's bytes, or a range of them, as the payload.",
+    request: T.Object({
+      ...JobAuth, extentId: Id,
+      offset: T.Optional(Bytes),
+      length: T.Optional(Bytes),
+    }, { additionalProperties: false }),
+    reply: T.Object({ length: Bytes }),
+    errors: [E.Unauthorized, E.InvalidArgument, E.NotFound],
+    payload: PayloadDirection.Reply,
+  }),
+  extentFree: defineOperation({
+    name: "extent.free",
+    summary: "Shard → node: frees extents of a job.",
+    request: T.Object({
+      ...ClusterAuth, jobId: Id,
+      extentIds: T.Array(Id, { maxItems: WireLimits.extentIdsPerFreeMax }),
+    }, { additionalProperties: false }),
+    reply: T.Object({ freedBytes: Bytes }),
+    errors: [E.Unauthorized],
+  }),
+  jobDrop: defineOperation({
+    name: "job.drop",
+    summary: "Controller → node: frees every extent of a job.",
+    request: T.Object({ ...ClusterAuth, jobId: Id }, { additionalProperties: false }),
+    reply: T.Object({ freedBytes: Bytes }),
+    errors: [E.Unauthorized],
+  }),
+  stats: defineOperation({
+    name: "node.stats",
+    summary: "The node's capacity and use, now.",
+    request: Empty,
+    reply: NodeStatsSchema,
+    errors: [],
+  }),
+} as const;
+
+// ---------------------------------------------------------------- heartbeats (published, not requested)
+
+export const NodeHeartbeatSchema = T.Object({
+  nodeId: Id,
+  tier: TierSchema,
+  addr: T.String({ maxLength: 256 }),
+  capacityBytes: Bytes,
+  usedBytes: Bytes,
+  extents: T.Integer({ minimum: 0 }),
+  cpu: T.Number({ minimum: 0 }),
+  bytesInPerSec: T.Number({ minimum: 0 }),
+  bytesOutPerSec: T.Number({ minimum: 0 }),
+  sentAtMs: Millis,
+});
+export type NodeHeartbeat = Static<typeof NodeHeartbeatSchema>;
+
+export const ShardHeartbeatSchema = T.Object({
+  shardId: Id,
+  jobs: T.Integer({ minimum: 0 }),
+  objects: T.Integer({ minimum: 0 }),
+  sentAtMs: Millis,
+});
+export type ShardHeartbeat = Static<typeof ShardHeartbeatSchema>;
+
+export const AllOperations = [
+  ...Object.values(ControllerOps),
+  ...Object.values(ShardOps),
+  ...Object.values(NodeOps),
+] as const;

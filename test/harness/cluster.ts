@@ -1,0 +1,68 @@
+import { NatsServer, startNatsCluster } from "../../deploy/nats-server";
+import { LocalCluster, LaunchMode, type LocalClusterOptions } from "../../deploy/local-cluster";
+import { PocketClient, type PocketOptions } from "../../client/pocket";
+
+export { NatsServer, startNatsCluster, LocalCluster, LaunchMode };
+
+/** A real nats-server for one test file, on a free port, with a temporary JetStream store. */
+export async function startNats(): Promise<NatsServer> {
+  return NatsServer.start({ jetstream: true });
+}
+
+export interface TestCluster {
+  readonly nats: NatsServer;
+  readonly cluster: LocalCluster;
+  readonly client: PocketClient;
+  stop(): Promise<void>;
+}
+
+/**
+ * nats-server + a local cluster + a connected client, for one test file.
+ * Inline actors by default (fast); `mode: "process"` for kill tests.
+ */
+export async function startTestCluster(options: LocalClusterOptions = {}, client: Omit<PocketOptions, "servers"> = {}): Promise<TestCluster> {
+  const nats = await startNats();
+  let cluster: LocalCluster | undefined;
+  try {
+    cluster = await LocalCluster.start({ mode: LaunchMode.Inline, heartbeatIntervalMs: 200, ...options, natsUrl: nats.url });
+    const c = await PocketClient.connect({ servers: nats.url, ...client });
+    const started = cluster;
+    return {
+      nats, cluster: started, client: c,
+      async stop() {
+        await c.close();
+        await started.stop();
+        await nats.stop();
+      },
+    };
+  } catch (e) {
+    await cluster?.stop();
+    await nats.stop();
+    throw e;
+  }
+}
+
+/** Deterministic pseudo-random bytes (xorshift32), so a failing test can be re-run exactly. */
+export function patternBytes(size: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out.writeUInt32LE(x, i);
+  }
+  for (; i < size; i++) out[i] = (seed + i) & 0xff;
+  return out;
+}
+
+/** Polls `probe` until it returns true or the deadline passes (for state reached asynchronously, e.g. heartbeats). */
+export async function eventually(probe: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await probe()) return;
+    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
