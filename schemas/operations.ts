@@ -15,7 +15,7 @@ export const WireLimits = {
 } as const;
 
 const Id = T.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9._-]+$" });
-const Token = T.String({ minLength: 1, maxLength: WireLimits.tokenBytesMax });
+const Token = T.String({ maxLength: WireLimits.tokenBytesMax });
 const Path = T.String({ maxLength: WireLimits.pathBytesMax });
 const Bytes = T.Integer({ minimum: 0, maximum: WireLimits.objectBytesMax });
 const Millis = T.Integer({ minimum: 0 });
@@ -60,9 +60,10 @@ export const NodeInfoSchema = T.Object({
 export type NodeInfo = Static<typeof NodeInfoSchema>;
 
 const Empty = T.Object({}, { additionalProperties: false });
-const JobAuth = { token: Token };
+/** Optional in the schema so that a request without one is `Unauthorized`, not `InvalidArgument`. */
+const JobAuth = { token: T.Optional(Token) };
 /** Operations between cluster components carry a cluster token, never given to clients. */
-const ClusterAuth = { auth: Token };
+const ClusterAuth = { auth: T.Optional(Token) };
 
 // ---------------------------------------------------------------- controller
 

@@ -224,7 +224,7 @@ export class MetadataShard {
     return this.#frees.idle();
   }
 
-  #job(token: string): JobState {
+  #job(token: string | undefined): JobState {
     const claims = this.tokens.verifyJob(token);
     if (claims.shardId !== this.shardId) throw new UnauthorizedError(`the token is for shard ${claims.shardId}, not ${this.shardId}`);
     const job = this.#jobs.get(claims.jobId);

@@ -45,20 +45,21 @@ export class TokenAuthority {
   }
 
   /** Checks a job token; with `jobId`, also that it is that job's. */
-  verifyJob(token: string, jobId?: string): JobClaims {
+  verifyJob(token: string | undefined, jobId?: string): JobClaims {
     const c = this.verify(token);
     if (c.kind !== "job") throw new UnauthorizedError("a job token is required");
     if (jobId !== undefined && c.jobId !== jobId) throw new UnauthorizedError("the token is for another job");
     return c;
   }
 
-  verifyCluster(token: string): ClusterClaims {
+  verifyCluster(token: string | undefined): ClusterClaims {
     const c = this.verify(token);
     if (c.kind !== "cluster") throw new UnauthorizedError("a cluster token is required");
     return c;
   }
 
-  verify(token: string): Claims {
+  verify(token: string | undefined): Claims {
+    if (token === undefined || token === "") throw new UnauthorizedError("a token is required");
     const dot = token.indexOf(".");
     if (dot <= 0 || dot !== token.lastIndexOf(".")) throw new UnauthorizedError("malformed token");
     const body = token.slice(0, dot);
