@@ -1,0 +1,55 @@
+import { ErrorCode, isPocketError } from "../../schemas/errors";
+import { ShardOps } from "../../schemas/operations";
+import { NatsCaller } from "../../bus/nats-rpc";
+import { Subjects } from "../../bus/subjects";
+import { LaunchMode } from "../../deploy/local-cluster";
+import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
+
+let t: TestCluster;
+beforeAll(async () => {
+  // Real processes: the node dies by SIGKILL, as a crashed machine would.
+  t = await startTestCluster({ mode: LaunchMode.Process, shards: 1, dram: 2, heartbeatIntervalMs: 250 });
+}, 60_000);
+afterAll(async () => { await t?.stop(); });
+
+test("reads of a SIGKILLed node's extents fail with NodeUnavailable; other objects still read; writes avoid it", async () => {
+  const reg = await t.client.registerJob("victim");
+  const job = t.client.job(reg.token);
+  const shard = new NatsCaller(t.client.nc, Subjects.shard(reg.shardId));
+  // Small objects are one extent each; the weight map spreads them over both nodes.
+  const objects = new Map<string, { data: Buffer; nodeId: string }>();
+  for (let i = 0; i < 16; i++) {
+    const data = patternBytes(10_000 + i, i);
+    await job.put(`o${i}`, data);
+    const look = (await shard.call(ShardOps.objectLookup, { token: reg.token, path: `o${i}` })).reply;
+    objects.set(`o${i}`, { data, nodeId: look.extents[0]!.nodeId });
+  }
+  const onVictim = [...objects].filter(([, o]) => o.nodeId === "dram-1");
+  const onSurvivor = [...objects].filter(([, o]) => o.nodeId === "dram-0");
+  expect(onVictim.length).toBeGreaterThan(0);
+  expect(onSurvivor.length).toBeGreaterThan(0);
+
+  await t.cluster.kill("dram-1");
+
+  for (const [key] of onVictim) {
+    const e = await job.get(key).then(() => undefined, (err: unknown) => err);
+    expect(isPocketError(e, ErrorCode.NodeUnavailable)).toBe(true);
+  }
+  for (const [key, o] of onSurvivor) expect((await job.get(key)).equals(o.data)).toBe(true);
+
+  // The controller marks it failed after missed heartbeats (3 × 250 ms), and new writes avoid it.
+  await eventually(async () => (await t.client.listNodes()).some((n) => n.nodeId === "dram-1" && n.state === "failed"), 5_000, "node failed");
+  await eventually(async () => {
+    const weights = (await t.client.listJobs()).find((j) => j.jobId === reg.jobId)!.weights;
+    return weights.length === 1 && weights[0]!.nodeId === "dram-0";
+  }, 5_000, "weights recomputed");
+  for (let i = 0; i < 8; i++) {
+    const data = patternBytes(3 * 1024 * 1024, 100 + i);
+    await job.put(`new${i}`, data);
+    expect((await job.get(`new${i}`)).equals(data)).toBe(true);
+  }
+  // Overwriting a lost object works: the new version lives on a live node.
+  const [lostKey] = onVictim[0]!;
+  await job.put(lostKey, "rewritten");
+  expect((await job.get(lostKey)).toString()).toBe("rewritten");
+});
