@@ -1,0 +1,248 @@
+#!/usr/bin/env node
+/**
+ * The sample serverless analytics job: a MapReduce sort through a local
+ * Pocket cluster. `npm start -- --size 256MiB --workers 4`.
+ *
+ * Map tasks generate records and write one partition per reducer; reduce
+ * tasks read their partition from every mapper, sort it and write it back;
+ * validate tasks read the output again and check order and content.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { PocketClient } from "../../client/pocket";
+import { LocalCluster } from "../../deploy/local-cluster";
+import { ProgressBar } from "../../cli/progress";
+import { formatBytes, parseBytes } from "../../actors/runtime/units";
+import { emptyChecksum, mergeChecksum, recordBytes, type Checksum } from "./records";
+import type { Task, TaskResult, WorkerMessage } from "./tasks";
+
+const { values: flags } = parseArgs({
+  options: {
+    size: { type: "string", default: "256MiB" },
+    maps: { type: "string", default: "8" },
+    reduces: { type: "string", default: "8" },
+    workers: { type: "string", default: "4" },
+    shards: { type: "string", default: "2" },
+    dram: { type: "string", default: "2" },
+    "task-retries": { type: "string", default: "2" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+if (flags.help) {
+  process.stdout.write("npm start -- [--size 256MiB] [--maps 8] [--reduces 8] [--workers 4] [--shards 2] [--dram 2]\n");
+  process.exit(0);
+}
+
+function positiveInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`sort: --${name} takes a whole number ≥ 1, not ${JSON.stringify(text)}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const sizeBytes = parseBytes(flags.size!);
+const maps = positiveInt("maps", flags.maps!);
+const reduces = positiveInt("reduces", flags.reduces!);
+const workersWanted = positiveInt("workers", flags.workers!);
+const retriesMax = Number(flags["task-retries"]);
+const totalRecords = Math.floor(sizeBytes / recordBytes);
+
+interface Worker {
+  readonly child: ChildProcess;
+  busy: boolean;
+}
+
+interface PhaseStats {
+  readonly name: string;
+  readonly seconds: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly tasks: number;
+  readonly retries: number;
+}
+
+class TaskFailed extends Error {
+  override readonly name = "TaskFailed";
+}
+
+/** Runs tasks on the worker pool, one per worker at a time, retrying a failed task up to `retriesMax` times. */
+async function runPhase(name: string, workers: Worker[], tasks: Task[], progressTotal: number): Promise<{ stats: PhaseStats; results: Map<number, TaskResult> }> {
+  const bar = new ProgressBar(name, progressTotal);
+  const start = process.hrtime.bigint();
+  const results = new Map<number, TaskResult>();
+  const queue = [...tasks];
+  const attempts = new Map<number, number>();
+  let retries = 0;
+  await new Promise<void>((resolve, reject) => {
+    const pump = (): void => {
+      if (results.size === tasks.length) {
+        resolve();
+        return;
+      }
+      for (const w of workers) {
+        if (w.busy || queue.length === 0) continue;
+        const task = queue.shift()!;
+        w.busy = true;
+        const onMessage = (m: WorkerMessage): void => {
+          if (m.kind === "progress" && m.id === task.id) bar.add(m.bytes);
+          if ((m.kind !== "done" && m.kind !== "failed") || m.id !== task.id) return;
+          w.child.off("message", onMessage);
+          w.busy = false;
+          if (m.kind === "done") {
+            results.set(task.id, m.result);
+          } else {
+            const n = (attempts.get(task.id) ?? 0) + 1;
+            attempts.set(task.id, n);
+            if (n > retriesMax) {
+              reject(new TaskFailed(`${name} task ${task.id} failed ${n} times; last: ${m.code}: ${m.message}`));
+              return;
+            }
+            retries++;
+            process.stderr.write(`\n${name} task ${task.id} failed (${m.code}: ${m.message}); retrying\n`);
+            queue.push(task);
+          }
+          pump();
+        };
+        w.child.on("message", onMessage);
+        w.child.send(task);
+      }
+    };
+    for (const w of workers) w.child.once("exit", (code) => reject(new TaskFailed(`a worker exited with ${code} during ${name}`)));
+    pump();
+  });
+  bar.finish();
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  let bytesRead = 0;
+  let bytesWritten = 0;
+  for (const r of results.values()) {
+    bytesRead += r.bytesRead;
+    bytesWritten += r.bytesWritten;
+  }
+  return { stats: { name, seconds, bytesRead, bytesWritten, tasks: tasks.length, retries }, results };
+}
+
+function sumChecksums(results: Iterable<TaskResult>): Checksum {
+  let c = emptyChecksum();
+  for (const r of results) c = mergeChecksum(c, r.checksum);
+  return c;
+}
+
+async function startWorkers(n: number, natsUrl: string, token: string): Promise<Worker[]> {
+  const script = path.join(__dirname, "worker.js");
+  const workers: Worker[] = [];
+  for (let i = 0; i < n; i++) {
+    const child = fork(script, [], { env: { ...process.env, POCKET_NATS_URL: natsUrl, POCKET_TOKEN: token }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    workers.push({ child, busy: false });
+  }
+  await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("a worker did not start within 15 s")), 15_000);
+    w.child.once("message", (m: WorkerMessage) => { clearTimeout(timer); if (m.kind === "ready") resolve(); else reject(new Error(`worker said ${m.kind} first`)); });
+    w.child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`a worker exited with ${code} while starting`)); });
+  })));
+  return workers;
+}
+
+function rate(bytes: number, seconds: number): string {
+  return seconds > 0 ? `${formatBytes(bytes / seconds)}/s` : "-";
+}
+
+async function main(): Promise<void> {
+  const dram = positiveInt("dram", flags.dram!);
+  const shards = positiveInt("shards", flags.shards!);
+  // Map output and sorted output live at once, plus headroom.
+  const nodeBytes = Math.max(1024 ** 3, Math.ceil((sizeBytes * 2.5) / dram));
+  process.stderr.write(`sort: ${formatBytes(totalRecords * recordBytes)} in ${totalRecords} records, ${maps} maps × ${reduces} reduces on ${workersWanted} workers\n`);
+  process.stderr.write(`sort: starting a local cluster (nats-server, controller, ${shards} shards, ${dram} DRAM nodes of ${formatBytes(nodeBytes)})\n`);
+  const clusterStart = Date.now();
+  const cluster = await LocalCluster.start({ shards, dram, dramCapacityBytes: nodeBytes });
+  let workers: Worker[] = [];
+  let client: PocketClient | undefined;
+  try {
+    process.stderr.write(`sort: cluster up at ${cluster.natsUrl} in ${((Date.now() - clusterStart) / 1000).toFixed(1)} s\n`);
+    client = await PocketClient.connect({ servers: cluster.natsUrl, name: "sort-driver" });
+    const job = await client.registerJob("sort", { lambdas: workersWanted, capacityBytes: 2 * sizeBytes });
+    process.stderr.write(`sort: job ${job.jobId} on shard ${job.shardId}, weights ${job.weights.map((w) => `${w.nodeId}=${w.weight.toFixed(2)}`).join(" ")}\n`);
+    workers = await startWorkers(workersWanted, cluster.natsUrl, job.token);
+
+    let id = 0;
+    const perMap = Math.floor(totalRecords / maps);
+    const mapTasks: Task[] = Array.from({ length: maps }, (_, i) => ({
+      kind: "map" as const, id: id++, index: i, firstIndex: i * perMap,
+      records: i === maps - 1 ? totalRecords - perMap * (maps - 1) : perMap, partitions: reduces,
+    }));
+    const map = await runPhase("map", workers, mapTasks, totalRecords * recordBytes);
+    const reduce = await runPhase("reduce", workers, Array.from({ length: reduces }, (_, r) => ({ kind: "reduce" as const, id: id++, partition: r, maps })), totalRecords * recordBytes);
+    const validate = await runPhase("validate", workers, Array.from({ length: reduces }, (_, r) => ({ kind: "validate" as const, id: id++, partition: r })), totalRecords * recordBytes);
+
+    // Checks: every record is in the output once, each partition is sorted, partitions are in key order.
+    const input = sumChecksums(map.results.values());
+    const sortedOut = sumChecksums(reduce.results.values());
+    const readBack = sumChecksums(validate.results.values());
+    const problems: string[] = [];
+    if (input.records !== totalRecords) problems.push(`maps produced ${input.records} records, expected ${totalRecords}`);
+    for (const [what, c] of [["reduce output", sortedOut], ["read-back output", readBack]] as const) {
+      if (c.records !== input.records || c.sum !== input.sum || c.xor !== input.xor) {
+        problems.push(`${what} differs from the input: ${c.records} records (${c.sum}/${c.xor}) vs ${input.records} (${input.sum}/${input.xor})`);
+      }
+    }
+    const parts = [...validate.results.entries()].sort((a, b) => a[0] - b[0]).map(([, r]) => r);
+    parts.forEach((p, r) => { if (!p.sorted) problems.push(`partition ${r} is not sorted`); });
+    let lastKey: string | undefined;
+    for (const p of parts) {
+      if (p.firstKey === undefined) continue;
+      if (lastKey !== undefined && p.firstKey < lastKey) problems.push(`partitions out of order at key ${p.firstKey}`);
+      lastKey = p.lastKey;
+    }
+
+    const nodes = await client.listNodes();
+    const cleanStart = Date.now();
+    const jobHandle = client.job(job.token);
+    const dropped = await jobHandle.delete("map", { recursive: true });
+    const out = await jobHandle.count("out");
+    const freed = await client.deregisterJob(job.token);
+    const cleanSeconds = (Date.now() - cleanStart) / 1000;
+
+    const phases = [map.stats, reduce.stats, validate.stats];
+    const total = phases.reduce((s, p) => s + p.seconds, 0);
+    const rows = phases.map((p) => [p.name, `${p.seconds.toFixed(2)} s`, formatBytes(p.bytesRead), formatBytes(p.bytesWritten),
+      rate(p.bytesRead + p.bytesWritten, p.seconds), String(p.tasks), String(p.retries)]);
+    rows.push(["cleanup", `${cleanSeconds.toFixed(2)} s`, "-", "-", "-", "-", "-"]);
+    const head = ["phase", "time", "read", "written", "throughput", "tasks", "retries"];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join("  ");
+    const report = [
+      "",
+      "Pocket on NATS — MapReduce sort",
+      `  data        ${formatBytes(totalRecords * recordBytes)} (${totalRecords} records of ${recordBytes} B)`,
+      `  tasks       ${maps} map, ${reduces} reduce, ${reduces} validate, on ${workersWanted} worker processes`,
+      `  cluster     nats-server, controller, ${shards} shards, ${dram} DRAM nodes (${nodes.map((n) => `${n.nodeId} held ${formatBytes(n.usedBytes)}`).join(", ")})`,
+      `  machine     ${os.cpus().length} cores, ${formatBytes(os.totalmem())}; ${1 + 1 + shards + dram} cluster processes + ${workersWanted} workers + driver`,
+      "",
+      `  ${line(head)}`,
+      ...rows.map((r) => `  ${line(r)}`),
+      `  ${"total".padEnd(widths[0]!)}  ${total.toFixed(2)} s (map+reduce+validate); end to end ${((Date.now() - clusterStart) / 1000).toFixed(1)} s with cluster start`,
+      "",
+      `  output      ${out.objects} partitions, ${formatBytes(out.bytes)}; removed ${dropped.objects} map outputs (${formatBytes(dropped.bytes)}); deregistration freed ${formatBytes(freed.freedBytes)}`,
+      `  check       ${problems.length === 0 ? `OK: ${input.records} records, sorted, checksums match (sum ${input.sum}, xor ${input.xor})` : "FAILED"}`,
+      ...problems.map((p) => `    - ${p}`),
+      "",
+    ];
+    process.stdout.write(report.join("\n"));
+    if (problems.length > 0) process.exitCode = 1;
+  } finally {
+    for (const w of workers) if (w.child.connected) w.child.disconnect();
+    await Promise.all(workers.map((w) => (w.child.exitCode === null ? new Promise((r) => w.child.once("exit", r)) : undefined)));
+    await client?.close();
+    await cluster.stop();
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`\nsort: failed: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}\n`);
+  process.exit(1);
+});
