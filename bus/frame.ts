@@ -27,6 +27,7 @@ export interface Frame {
 
 const fixedBytes = 4 + 1 + 4 + 1 + 4;
 const nameBytesMax = 64;
+const chunksHeldMax = 1024;
 
 /** A stream that cannot be framed; `code` is what the peer is told before the connection closes. */
 export class FrameError extends Error {
@@ -58,7 +59,9 @@ export function encodeFrame(kind: FrameKind, requestId: number, name: string, me
  * before reading it.
  */
 export class FrameDecoder {
-  readonly #chunks: Buffer[] = [];
+  /** Unconsumed chunks are `#chunks[#head..]`; the consumed prefix is dropped in bulk, so many tiny chunks cost O(n), not O(n²). */
+  #chunks: Buffer[] = [];
+  #head = 0;
   #buffered = 0;
 
   constructor(private readonly frameBytesMax: number) {}
@@ -69,6 +72,7 @@ export class FrameDecoder {
 
   /** Adds a chunk; returns the frames it completes. Throws FrameError on malformed input. */
   push(chunk: Buffer): Frame[] {
+    if (chunk.byteLength === 0) return [];
     this.#chunks.push(chunk);
     this.#buffered += chunk.byteLength;
     const frames: Frame[] = [];
@@ -80,35 +84,52 @@ export class FrameDecoder {
       if (this.#buffered < 4 + length) break;
       frames.push(parseFrame(this.#take(4 + length)));
     }
+    if (this.#head > 0 && this.#head * 2 >= this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#head);
+      this.#head = 0;
+    }
+    // A peer dripping tiny chunks must not make us hold a million small buffers.
+    if (this.#chunks.length - this.#head > chunksHeldMax) {
+      this.#chunks = [Buffer.concat(this.#chunks.slice(this.#head))];
+      this.#head = 0;
+    }
     return frames;
   }
 
   #peekLength(): number {
-    const first = this.#chunks[0]!;
+    const first = this.#chunks[this.#head]!;
     if (first.byteLength >= 4) return first.readUInt32BE(0);
-    return Buffer.concat(this.#chunks, 4).readUInt32BE(0);
+    const four = Buffer.allocUnsafe(4);
+    let at = 0;
+    for (let i = this.#head; at < 4; i++) {
+      const c = this.#chunks[i]!;
+      const n = Math.min(c.byteLength, 4 - at);
+      c.copy(four, at, 0, n);
+      at += n;
+    }
+    return four.readUInt32BE(0);
   }
 
   #take(n: number): Buffer {
-    const first = this.#chunks[0]!;
+    const first = this.#chunks[this.#head]!;
     let out: Buffer;
     if (first.byteLength >= n) {
       out = first.subarray(0, n);
-      if (first.byteLength === n) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
+      if (first.byteLength === n) this.#head++;
+      else this.#chunks[this.#head] = first.subarray(n);
     } else {
       out = Buffer.allocUnsafe(n);
       let at = 0;
       while (at < n) {
-        const c = this.#chunks[0]!;
+        const c = this.#chunks[this.#head]!;
         const want = n - at;
         if (c.byteLength <= want) {
           out.set(c, at);
           at += c.byteLength;
-          this.#chunks.shift();
+          this.#head++;
         } else {
           out.set(c.subarray(0, want), at);
-          this.#chunks[0] = c.subarray(want);
+          this.#chunks[this.#head] = c.subarray(want);
           at += want;
         }
       }

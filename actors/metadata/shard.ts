@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { BusyError, CapacityExceededError, NotFoundError, UnauthorizedError, UnknownJobError } from "../../schemas/errors";
+import { BusyError, CapacityExceededError, NodeUnavailableError, NotFoundError, UnauthorizedError, UnknownJobError } from "../../schemas/errors";
 import { ShardOps, type ExtentRef, type ShardHeartbeat } from "../../schemas/operations";
 import { encodeJson } from "../../bus/body";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
@@ -232,23 +232,29 @@ export class MetadataShard {
     return job;
   }
 
-  /** Splits `size` bytes into extents over live nodes of the job's weight map that have room. */
+  /**
+   * Splits `size` bytes into extents over the job's weight map, on nodes with
+   * room. Nodes heard from recently come first; a node whose heartbeats are
+   * late (a busy machine) is still used rather than failing the put: the
+   * controller takes failed nodes out of the weight map.
+   */
   #layout(job: JobState, size: number): Extent[] {
     const extents: Extent[] = [];
-    const live = (nodeId: string): boolean => this.nodes.isLive(nodeId);
     let picker = job.picker;
-    // No usable weight map yet (no nodes at registration, or all failed): spread over every live node.
-    if (!picker.weights.some((w) => w.weight > 0 && live(w.nodeId))) {
-      const all = this.nodes.all().filter((r) => live(r.heartbeat.nodeId));
+    // No weight map yet (no nodes at registration): spread over every node this shard knows.
+    if (!picker.weights.some((w) => w.weight > 0)) {
+      const all = this.nodes.all();
+      if (all.length === 0) throw new NodeUnavailableError("no storage node is known to this shard yet");
       picker = new WeightedPicker(all.map((r) => ({ nodeId: r.heartbeat.nodeId, weight: 1 / all.length })));
       job.picker = picker;
     }
     const planned = new Map<string, number>();
     for (let offset = 0; offset < size; offset += this.extentBytesMax) {
       const length = Math.min(this.extentBytesMax, size - offset);
-      const nodeId = picker.pick((id) => live(id) && this.nodes.freeBytes(id) - (planned.get(id) ?? 0) >= length);
+      const fits = (id: string): boolean => this.nodes.freeBytes(id) - (planned.get(id) ?? 0) >= length;
+      const nodeId = picker.pick((id) => this.nodes.isLive(id) && fits(id)) ?? picker.pick(fits);
       if (nodeId === undefined) {
-        throw new CapacityExceededError(`no live node of job ${job.jobId} has room for ${size} bytes`);
+        throw new CapacityExceededError(`no node of job ${job.jobId} has room for ${size} bytes`);
       }
       planned.set(nodeId, (planned.get(nodeId) ?? 0) + length);
       extents.push({ nodeId, extentId: this.#newId(), length });

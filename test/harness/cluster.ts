@@ -24,7 +24,7 @@ export async function startTestCluster(options: LocalClusterOptions = {}, client
   const nats = await startNats();
   let cluster: LocalCluster | undefined;
   try {
-    cluster = await LocalCluster.start({ mode: LaunchMode.Inline, heartbeatIntervalMs: 200, ...options, natsUrl: nats.url });
+    cluster = await LocalCluster.start({ mode: LaunchMode.Inline, heartbeatIntervalMs: 500, ...options, natsUrl: nats.url });
     const c = await PocketClient.connect({ servers: nats.url, ...client });
     const started = cluster;
     return {

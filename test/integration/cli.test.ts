@@ -1,0 +1,75 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { projectRoot } from "../../deploy/local-cluster";
+import { patternBytes } from "../harness/cluster";
+
+const cli = path.join(projectRoot(), "dist", "cli", "pocket.js");
+let up: ChildProcess;
+let env: NodeJS.ProcessEnv;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pocket-cli-"));
+
+function pocket(args: string[], input?: Buffer): { status: number | null; stdout: Buffer; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { env, input, maxBuffer: 64 * 1024 * 1024 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+beforeAll(async () => {
+  up = spawn(process.execPath, [cli, "up", "--dram", "2", "--shards", "1", "--data-dir", path.join(tmp, "cluster")], { stdio: ["ignore", "pipe", "pipe"] });
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("pocket up printed nothing within 30 s")), 30_000);
+    readline.createInterface({ input: up.stdout! }).once("line", (l) => { clearTimeout(timer); resolve(l); });
+    up.once("exit", (code) => reject(new Error(`pocket up exited with ${code}`)));
+  });
+  expect(line).toMatch(/^POCKET_NATS_URL=nats:\/\/127\.0\.0\.1:\d+$/);
+  env = { ...process.env, POCKET_NATS_URL: line.split("=")[1] };
+}, 40_000);
+
+afterAll(async () => {
+  if (up && up.exitCode === null) {
+    const exited = new Promise((r) => up.once("exit", r));
+    up.kill("SIGINT");
+    await exited;
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test("register, put, get, ls, stat, rm, deregister from the command line", () => {
+  const reg = pocket(["job", "register", "cli-job", "--lambdas", "4", "--capacity", "1GiB", "--throughput", "1Gbps"]);
+  expect(reg.status).toBe(0);
+  const vars = Object.fromEntries(reg.stdout.toString().trim().split("\n").map((l) => l.split("=") as [string, string]));
+  const jobId = vars["POCKET_JOB"]!;
+  env = { ...env, POCKET_TOKEN: vars["POCKET_TOKEN"] };
+
+  const file = path.join(tmp, "in.bin");
+  const data = patternBytes(3 * 1024 * 1024 + 11, 5);
+  fs.writeFileSync(file, data);
+  expect(pocket(["put", jobId, "dir/in.bin", file]).status).toBe(0);
+  expect(pocket(["put", jobId, "stdin", "-"], Buffer.from("from stdin")).status).toBe(0);
+  expect(pocket(["get", jobId, "dir/in.bin"]).stdout.equals(data)).toBe(true);
+  const outFile = path.join(tmp, "out.bin");
+  expect(pocket(["get", jobId, "stdin", outFile]).status).toBe(0);
+  expect(fs.readFileSync(outFile, "utf8")).toBe("from stdin");
+
+  expect(pocket(["ls", jobId]).stdout.toString()).toBe("dir/\nstdin\t10\n");
+  expect(JSON.parse(pocket(["stat", jobId, "dir/in.bin", "--json"]).stdout.toString())).toMatchObject({ type: "object", size: data.byteLength });
+  expect(JSON.parse(pocket(["count", jobId, "--recursive", "--json"]).stdout.toString())).toMatchObject({ objects: 2, directories: 1 });
+  const nodes = JSON.parse(pocket(["nodes", "--json"]).stdout.toString()) as Array<{ nodeId: string; state: string }>;
+  expect(nodes.map((n) => n.state)).toEqual(["active", "active"]);
+  expect(pocket(["jobs"]).stdout.toString()).toContain(jobId);
+
+  const missing = pocket(["get", jobId, "nope"]);
+  expect(missing.status).toBe(1);
+  expect(missing.stderr).toContain("NotFound");
+  expect(pocket(["rm", jobId, "dir"]).stderr).toContain("NotEmpty");
+  expect(pocket(["rm", jobId, "dir", "--recursive"]).status).toBe(0);
+  expect(pocket(["get", "j-someone-else", "stdin"]).status).toBe(2);
+  expect(pocket(["frobnicate"]).status).toBe(2);
+
+  const dereg = pocket(["job", "deregister", jobId]);
+  expect(dereg.status).toBe(0);
+  expect(dereg.stdout.toString()).toContain(`deregistered ${jobId}`);
+  expect(pocket(["get", jobId, "stdin"]).stderr).toContain("UnknownJob");
+});

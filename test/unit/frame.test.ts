@@ -1,0 +1,46 @@
+import { ErrorCode } from "../../schemas/errors";
+import { encodeFrame, FrameDecoder, FrameError, FrameKind } from "../../bus/frame";
+
+function frame(id: number, name: string, meta: object, payload?: Buffer): Buffer {
+  const [head, body] = encodeFrame(FrameKind.Request, id, name, Buffer.from(JSON.stringify(meta)), payload);
+  return body ? Buffer.concat([head, body]) : head;
+}
+
+test("frames survive any split into chunks", () => {
+  const payload = Buffer.alloc(10_000, 7);
+  const stream = Buffer.concat([frame(1, "a.b", { x: 1 }), frame(2, "c", {}, payload), frame(3, "d", { y: "z" })]);
+  for (const step of [1, 3, 7, 64, 4096, stream.length]) {
+    const d = new FrameDecoder(1 << 20);
+    const got = [];
+    for (let i = 0; i < stream.length; i += step) got.push(...d.push(stream.subarray(i, i + step)));
+    expect(got.map((f) => f.requestId)).toEqual([1, 2, 3]);
+    expect(got.map((f) => f.name)).toEqual(["a.b", "c", "d"]);
+    expect(Buffer.from(got[1]!.payload!).equals(payload)).toBe(true);
+    expect(got[0]!.payload).toBeUndefined();
+    expect(JSON.parse(Buffer.from(got[2]!.meta).toString())).toEqual({ y: "z" });
+    expect(d.bufferedBytes).toBe(0);
+  }
+});
+
+test("an oversized declared length is refused before its bytes arrive", () => {
+  const d = new FrameDecoder(1000);
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(1001, 0);
+  let err: unknown;
+  try { d.push(head); } catch (e) { err = e; }
+  expect(err).toBeInstanceOf(FrameError);
+  expect((err as FrameError).code).toBe(ErrorCode.TooLarge);
+});
+
+test("malformed headers are FrameErrors", () => {
+  const f = frame(1, "x", {});
+  const badKind = Buffer.from(f);
+  badKind.writeUInt8(0, 4);
+  expect(() => new FrameDecoder(1000).push(badKind)).toThrow(FrameError);
+  const badMeta = Buffer.from(f);
+  badMeta.writeUInt32BE(9999, 11);
+  expect(() => new FrameDecoder(1000).push(badMeta)).toThrow(FrameError);
+  const tiny = Buffer.alloc(6);
+  tiny.writeUInt32BE(2, 0);
+  expect(() => new FrameDecoder(1000).push(tiny)).toThrow(FrameError);
+});
