@@ -2,8 +2,10 @@
 module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
+  rootDir: __dirname,
   testMatch: ["**/*.test.ts"],
   transform: { "^.+\\.ts$": ["@swc/jest", { jsc: { target: "es2022" } }] },
+  setupFiles: ["<rootDir>/test/harness/setup.ts"],
   testTimeout: 60000,
   maxWorkers: 2,
 };
