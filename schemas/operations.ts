@@ -44,17 +44,24 @@ export const ExtentRefSchema = T.Object({
 });
 export type ExtentRef = Static<typeof ExtentRefSchema>;
 
-export const NodeInfoSchema = T.Object({
+/** What a storage node reports of itself every heartbeat. */
+const nodeReport = {
   nodeId: Id,
   tier: TierSchema,
+  /** host:port of the node's direct transport. */
   addr: T.String({ maxLength: 256 }),
-  state: T.Union([T.Literal("active"), T.Literal("failed")]),
   capacityBytes: Bytes,
   usedBytes: Bytes,
   extents: T.Integer({ minimum: 0 }),
+  /** CPU time used per wall-clock time over the last interval (1 = one core busy). */
   cpu: T.Number({ minimum: 0 }),
   bytesInPerSec: T.Number({ minimum: 0 }),
   bytesOutPerSec: T.Number({ minimum: 0 }),
+};
+
+export const NodeInfoSchema = T.Object({
+  ...nodeReport,
+  state: T.Union([T.Literal("active"), T.Literal("failed")]),
   lastSeenMs: Millis,
 });
 export type NodeInfo = Static<typeof NodeInfoSchema>;
@@ -286,18 +293,7 @@ export const NodeOps = {
 
 // ---------------------------------------------------------------- heartbeats (published, not requested)
 
-export const NodeHeartbeatSchema = T.Object({
-  nodeId: Id,
-  tier: TierSchema,
-  addr: T.String({ maxLength: 256 }),
-  capacityBytes: Bytes,
-  usedBytes: Bytes,
-  extents: T.Integer({ minimum: 0 }),
-  cpu: T.Number({ minimum: 0 }),
-  bytesInPerSec: T.Number({ minimum: 0 }),
-  bytesOutPerSec: T.Number({ minimum: 0 }),
-  sentAtMs: Millis,
-});
+export const NodeHeartbeatSchema = T.Object({ ...nodeReport, sentAtMs: Millis });
 export type NodeHeartbeat = Static<typeof NodeHeartbeatSchema>;
 
 export const ShardHeartbeatSchema = T.Object({

@@ -2,9 +2,10 @@ import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { NodeUnavailableError, UnknownJobError } from "../../schemas/errors";
 import { ControllerOps, NodeOps, ShardHeartbeatSchema, ShardOps, type JobHints, type NodeInfo, type ShardHeartbeat, type Weight } from "../../schemas/operations";
-import { decodeJson, encodeJson } from "../../bus/body";
+import { encodeJson } from "../../bus/body";
+import { subscribeValidated } from "../../bus/subscribe";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
-import { checkerFor, Router } from "../../bus/router";
+import { Router } from "../../bus/router";
 import { Subjects } from "../../bus/subjects";
 import { systemClock, type Clock } from "../runtime/clock";
 import { settleLimit } from "../runtime/concurrency";
@@ -67,20 +68,8 @@ export class Controller {
       }
     });
     c.nodes.follow(nc);
-    const checkShard = checkerFor(ShardHeartbeatSchema);
-    c.#subs.push(nc.subscribe(Subjects.shardHeartbeatAll, {
-      callback: (err, msg) => {
-        if (err) return;
-        let hb: unknown;
-        try {
-          hb = decodeJson(msg.data);
-        } catch (e) {
-          c.#log.warn("malformed shard heartbeat", errorFields(e));
-          return;
-        }
-        if (!checkShard.Check(hb)) return;
-        c.#shards.set(hb.shardId, { heartbeat: hb, lastSeenMs: c.clock.now() });
-      },
+    c.#subs.push(subscribeValidated(nc, Subjects.shardHeartbeatAll, ShardHeartbeatSchema, c.#log, (hb) => {
+      c.#shards.set(hb.shardId, { heartbeat: hb, lastSeenMs: c.clock.now() });
     }));
     c.#subs.push(serveOnNats(nc, Subjects.controller, c.router()));
     c.#timer = setInterval(() => c.tick(), c.heartbeatIntervalMs);

@@ -1,7 +1,6 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { NodeHeartbeatSchema, type NodeHeartbeat } from "../../schemas/operations";
-import { decodeJson } from "../../bus/body";
-import { checkerFor } from "../../bus/router";
+import { subscribeValidated } from "../../bus/subscribe";
 import { Subjects } from "../../bus/subjects";
 import type { Clock } from "./clock";
 import { Defaults } from "./config";
@@ -20,7 +19,6 @@ export interface NodeRecord {
  */
 export class NodeDirectory {
   readonly #nodes = new Map<string, NodeRecord>();
-  readonly #check = checkerFor(NodeHeartbeatSchema);
   readonly #log = logger("node-directory");
   readonly #listeners: Array<(hb: NodeHeartbeat, isNew: boolean) => void> = [];
   #sub: Subscription | undefined;
@@ -33,23 +31,7 @@ export class NodeDirectory {
 
   /** Follows heartbeats on the bus. */
   follow(nc: NatsConnection): void {
-    this.#sub = nc.subscribe(Subjects.nodeHeartbeatAll, {
-      callback: (err, msg) => {
-        if (err) return;
-        let hb: unknown;
-        try {
-          hb = decodeJson(msg.data);
-        } catch (e) {
-          this.#log.warn("malformed heartbeat", { subject: msg.subject, error: String(e) });
-          return;
-        }
-        if (!this.#check.Check(hb)) {
-          this.#log.warn("heartbeat does not match its schema", { subject: msg.subject });
-          return;
-        }
-        this.record(hb);
-      },
-    });
+    this.#sub = subscribeValidated(nc, Subjects.nodeHeartbeatAll, NodeHeartbeatSchema, this.#log, (hb) => this.record(hb));
   }
 
   onHeartbeat(listener: (hb: NodeHeartbeat, isNew: boolean) => void): void {
