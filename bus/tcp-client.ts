@@ -13,15 +13,21 @@ export interface TcpClientOptions {
   readonly frameBytesMax?: number;
   readonly connectTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
+  /** Open connections kept by a pool; the least recently opened idle one is closed past it. */
+  readonly connectionsMax?: number;
 }
 
 const defaults: Required<TcpClientOptions> = {
   inflightMax: 32,
   waitersMax: 4096,
+  connectionsMax: 1024,
   frameBytesMax: 72 * 1024 * 1024,
   connectTimeoutMs: 3_000,
   requestTimeoutMs: 30_000,
 };
+
+/** The connection could not be opened: the request was never sent, so any request may be retried elsewhere. */
+export class ConnectFailedError extends NodeUnavailableError {}
 
 interface Pending {
   resolve(frame: Frame): void;
@@ -37,6 +43,7 @@ export class TcpConnection {
   readonly #waiters: Array<() => void> = [];
   readonly #ready: Promise<void>;
   #nextId = 1;
+  #connected = false;
   #closedError: Error | undefined;
 
   constructor(readonly addr: string, private readonly options: Required<TcpClientOptions>) {
@@ -44,13 +51,16 @@ export class TcpConnection {
     this.#decoder = new FrameDecoder(options.frameBytesMax);
     this.#socket = net.connect({ host, port, noDelay: true });
     this.#ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => this.#fail(new NodeUnavailableError(`connect to ${addr} timed out after ${options.connectTimeoutMs} ms`)), options.connectTimeoutMs);
-      this.#socket.once("connect", () => { clearTimeout(timer); resolve(); });
+      const timer = setTimeout(() => this.#fail(new ConnectFailedError(`connect to ${addr} timed out after ${options.connectTimeoutMs} ms`)), options.connectTimeoutMs);
+      this.#socket.once("connect", () => { this.#connected = true; clearTimeout(timer); resolve(); });
       this.#socket.once("close", () => { clearTimeout(timer); reject(this.#closedError); });
     });
     this.#ready.catch(() => undefined);
     this.#socket.on("data", (chunk: Buffer) => this.#onData(chunk));
-    this.#socket.on("error", (e) => this.#fail(new NodeUnavailableError(`connection to ${addr} failed: ${e.message}`, { cause: e })));
+    this.#socket.on("error", (e) => {
+      const cls = this.#connected ? NodeUnavailableError : ConnectFailedError;
+      this.#fail(new cls(`connection to ${addr} failed: ${e.message}`, { cause: e }));
+    });
     this.#socket.on("close", () => this.#fail(new NodeUnavailableError(`connection to ${addr} closed`)));
   }
 
@@ -146,10 +156,29 @@ export class TcpPool {
   connection(addr: string): TcpConnection {
     let c = this.#connections.get(addr);
     if (!c || c.closed) {
+      if (c) this.#connections.delete(addr);
+      if (this.#connections.size >= this.options.connectionsMax) this.#evictIdle();
       c = new TcpConnection(addr, this.options);
       this.#connections.set(addr, c);
     }
     return c;
+  }
+
+  /** Forgets a connection (after a failure), so the next call opens a new one. */
+  drop(addr: string): void {
+    this.#connections.get(addr)?.close();
+    this.#connections.delete(addr);
+  }
+
+  #evictIdle(): void {
+    for (const [addr, c] of this.#connections) {
+      if (c.closed || c.inflight === 0) {
+        c.close();
+        this.#connections.delete(addr);
+        return;
+      }
+    }
+    throw new BusyError(`${this.options.connectionsMax} connections are busy`);
   }
 
   /** A caller bound to one address. */

@@ -1,11 +1,12 @@
+import { Readable } from "node:stream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { InvalidArgumentError, isPocketError, ErrorCode, NodeUnavailableError, NotFoundError, InternalError } from "../schemas/errors";
 import { ControllerOps, NodeOps, ShardOps, type ExtentRef, type JobHints, type NodeInfo, type Weight } from "../schemas/operations";
-import type { ReplyOf } from "../schemas/operation";
-import type { Caller } from "../bus/caller";
+import type { Operation, ReplyOf, RequestOf } from "../schemas/operation";
+import type { Caller, CallOptions, CallResult } from "../bus/caller";
 import { NatsCaller } from "../bus/nats-rpc";
 import { Subjects } from "../bus/subjects";
-import { TcpPool } from "../bus/tcp-client";
+import { ConnectFailedError, TcpPool } from "../bus/tcp-client";
 import { mapLimit } from "../actors/runtime/concurrency";
 import { peekJobClaims } from "../actors/runtime/tokens";
 
@@ -26,7 +27,11 @@ export interface PocketOptions {
   readonly requestTimeoutMs?: number;
   /** Name shown in the NATS server's connection list. */
   readonly name?: string;
+  /** Shards whose address and limits are remembered. */
+  readonly shardCacheMax?: number;
 }
+
+type ShardInfo = ReplyOf<typeof ShardOps.info>;
 
 export interface RegisteredJob {
   readonly jobId: string;
@@ -60,6 +65,8 @@ const staleReadRetriesMax = 3;
 export class PocketClient {
   readonly #pool: TcpPool;
   readonly #jobs = new Map<string, PocketJob>();
+  /** shardId → address and limits (insertion-ordered: the oldest goes first past the bound). */
+  readonly #shards = new Map<string, Promise<ShardInfo>>();
   readonly controller: Caller;
 
   private constructor(readonly nc: NatsConnection, readonly options: PocketOptions) {
@@ -91,10 +98,56 @@ export class PocketClient {
   job(token: string): PocketJob {
     let j = this.#jobs.get(token);
     if (!j) {
+      if (this.#jobs.size >= 1024) this.#jobs.delete(this.#jobs.keys().next().value!);
       j = new PocketJob(this, token);
       this.#jobs.set(token, j);
     }
     return j;
+  }
+
+  /** A shard's direct-transport address and limits, asked of the shard over NATS once and remembered. */
+  shardInfo(shardId: string): Promise<ShardInfo> {
+    let info = this.#shards.get(shardId);
+    if (!info) {
+      if (this.#shards.size >= (this.options.shardCacheMax ?? 256)) this.#shards.delete(this.#shards.keys().next().value!);
+      info = new NatsCaller(this.nc, Subjects.shard(shardId), this.options.requestTimeoutMs ?? 30_000)
+        .call(ShardOps.info, {})
+        .then((r) => r.reply);
+      info.catch(() => this.#shards.delete(shardId));
+      this.#shards.set(shardId, info);
+    }
+    return info;
+  }
+
+  /**
+   * Calls a shard operation: over the direct transport in auto mode, over
+   * NATS otherwise. A shard whose remembered address no longer answers is
+   * looked up again once (it may have restarted elsewhere).
+   */
+  async callShard<O extends Operation>(shardId: string, op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+    if (this.options.transport === ClientTransport.Nats) {
+      return new NatsCaller(this.nc, Subjects.shard(shardId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
+    }
+    for (let attempt = 0; ; attempt++) {
+      const info = await this.shardInfo(shardId);
+      try {
+        return await this.#pool.caller(info.addr).call(op, request, options);
+      } catch (e) {
+        // Only a connection that never opened is safe to retry: the request was not sent.
+        if (!(e instanceof ConnectFailedError) || attempt > 0) throw e;
+        this.#shards.delete(shardId);
+        this.#pool.drop(info.addr);
+      }
+    }
+  }
+
+  /** Calls a storage node: direct TCP, or NATS in NATS-only mode. */
+  async callNode<O extends Operation>(ref: ExtentRef, op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+    if (this.options.transport === ClientTransport.Nats) {
+      return new NatsCaller(this.nc, Subjects.node(ref.nodeId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
+    }
+    if (!ref.addr) throw new NodeUnavailableError(`node ${ref.nodeId} has no known address`);
+    return this.#pool.caller(ref.addr).call(op, request, options);
   }
 
   async listJobs(): Promise<ReplyOf<typeof ControllerOps.jobList>["jobs"]> {
@@ -109,13 +162,6 @@ export class PocketClient {
     return (await this.controller.call(ControllerOps.shardList, {})).reply.shards;
   }
 
-  /** The caller for a storage node: direct TCP, or NATS in NATS-only mode. */
-  nodeCaller(ref: ExtentRef): Caller {
-    if (this.options.transport === ClientTransport.Nats) return new NatsCaller(this.nc, Subjects.node(ref.nodeId), this.options.requestTimeoutMs ?? 30_000);
-    if (!ref.addr) throw new NodeUnavailableError(`node ${ref.nodeId} has no known address`);
-    return this.#pool.caller(ref.addr);
-  }
-
   get extentsInflightMax(): number {
     return this.options.extentsInflightMax ?? 8;
   }
@@ -126,21 +172,74 @@ export class PocketClient {
   }
 }
 
+/** A byte range of an object: `length` bytes from `offset` (to the end when absent). */
+export interface Range {
+  readonly offset?: number;
+  readonly length?: number;
+}
+
+export interface StreamPutOptions extends PutOptions {
+  /** The stream's length, if known: the layout is made at once instead of extent by extent. */
+  readonly size?: number;
+}
+
+interface Piece {
+  readonly ref: ExtentRef;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** The parts of extents that cover `[offset, offset + length)`. */
+export function piecesFor(extents: readonly ExtentRef[], offset: number, length: number): Piece[] {
+  const pieces: Piece[] = [];
+  const end = offset + length;
+  let start = 0;
+  for (const ref of extents) {
+    const stop = start + ref.length;
+    if (stop > offset && start < end) {
+      const from = Math.max(offset, start) - start;
+      const to = Math.min(end, stop) - start;
+      pieces.push({ ref, offset: from, length: to - from });
+    }
+    if (stop >= end) break;
+    start = stop;
+  }
+  return pieces;
+}
+
+function clampRange(size: number, range: Range): { offset: number; length: number } {
+  const offset = range.offset ?? 0;
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`bad offset ${offset}`);
+  if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) throw new InvalidArgumentError(`bad length ${range.length}`);
+  const from = Math.min(offset, size);
+  return { offset: from, length: Math.min(size - from, range.length ?? size) };
+}
+
 /** One job's namespace. Paths are relative to the job: `a/b/c`. */
 export class PocketJob {
   readonly jobId: string;
-  readonly shard: Caller;
+  readonly shardId: string;
 
   constructor(private readonly client: PocketClient, readonly token: string) {
     const claims = peekJobClaims(token);
     this.jobId = claims.jobId;
-    this.shard = new NatsCaller(client.nc, Subjects.shard(claims.shardId), client.options.requestTimeoutMs ?? 30_000);
+    this.shardId = claims.shardId;
+  }
+
+  /** Calls the job's shard: over the direct transport when it can be reached, else over NATS. */
+  async #shard<O extends Operation>(op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+    return this.client.callShard(this.shardId, op, request, options);
   }
 
   /** Stores an object; it becomes visible, whole, when this resolves. */
   async put(path: string, data: Data, options: PutOptions = {}): Promise<{ version: number; size: number }> {
     const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    const { writeId, extents } = (await this.shard.call(ShardOps.objectCreate, {
+    const limits = await this.client.shardInfo(this.shardId);
+    if (bytes.byteLength <= limits.inlineBytesMax) {
+      const r = await this.#shard(ShardOps.objectPut, { token: this.token, path, createOnly: options.createOnly }, { payload: bytes });
+      return { version: r.reply.version, size: r.reply.size };
+    }
+    const { writeId, extents } = (await this.#shard(ShardOps.objectCreate, {
       token: this.token, path, size: bytes.byteLength, createOnly: options.createOnly,
     })).reply;
     try {
@@ -150,23 +249,89 @@ export class PocketJob {
         offset += e.length;
         return s;
       });
-      await mapLimit(slices, this.client.extentsInflightMax, async (s) => {
-        await this.client.nodeCaller(s.ref).call(NodeOps.extentWrite, { token: this.token, extentId: s.ref.extentId }, { payload: s.bytes });
-      });
-      const done = (await this.shard.call(ShardOps.objectCommit, { token: this.token, writeId })).reply;
+      await mapLimit(slices, this.client.extentsInflightMax, async (s) => this.#writeExtent(s.ref, s.bytes));
+      const done = (await this.#shard(ShardOps.objectCommit, { token: this.token, writeId })).reply;
       return { version: done.version, size: done.size };
     } catch (e) {
-      await this.shard.call(ShardOps.objectAbort, { token: this.token, writeId }).catch(() => undefined);
+      await this.#abort(writeId);
       throw e;
     }
   }
 
-  /** Reads a whole object. Never returns a mix of versions. */
-  async get(path: string): Promise<Buffer> {
+  /**
+   * Stores an object from a stream, with backpressure: at most
+   * `extentsInflightMax + 1` extents of it are in memory at once.
+   */
+  async putStream(path: string, source: AsyncIterable<Uint8Array | string>, options: StreamPutOptions = {}): Promise<{ version: number; size: number }> {
+    const limits = await this.client.shardInfo(this.shardId);
+    const extentBytes = limits.extentBytesMax;
+    const created = (await this.#shard(ShardOps.objectCreate, {
+      token: this.token, path, size: options.size, createOnly: options.createOnly,
+    })).reply;
+    const known = options.size !== undefined ? [...created.extents] : undefined;
+    const writes = new Set<Promise<void>>();
+    let failure: unknown;
+    let extendChain: Promise<unknown> = Promise.resolve();
+    let total = 0;
+    const flush = async (chunk: Buffer): Promise<void> => {
+      // Extents are appended in the order they are asked for: ask one at a time.
+      let ref: ExtentRef;
+      if (known) {
+        ref = known.shift() ?? (() => { throw new InvalidArgumentError(`the stream is longer than its declared size ${options.size}`); })();
+        if (ref.length !== chunk.byteLength) throw new InvalidArgumentError(`the stream is shorter than its declared size ${options.size}`);
+      } else {
+        const next = extendChain.then(() => this.#shard(ShardOps.objectExtend, { token: this.token, writeId: created.writeId, lengths: [chunk.byteLength] }));
+        extendChain = next.catch(() => undefined);
+        ref = (await next).reply.extents[0]!;
+      }
+      await this.#writeExtent(ref, chunk);
+    };
+    const start = (chunk: Buffer): void => {
+      const p = flush(chunk).catch((e: unknown) => { failure ??= e; }).finally(() => writes.delete(p));
+      writes.add(p);
+    };
+    try {
+      let buf = Buffer.allocUnsafe(extentBytes);
+      let used = 0;
+      for await (const part of source) {
+        const bytes = typeof part === "string" ? Buffer.from(part, "utf8") : part;
+        let at = 0;
+        while (at < bytes.byteLength) {
+          const n = Math.min(bytes.byteLength - at, extentBytes - used);
+          buf.set(bytes.subarray(at, at + n), used);
+          used += n;
+          at += n;
+          total += n;
+          if (used === extentBytes) {
+            start(buf);
+            buf = Buffer.allocUnsafe(extentBytes);
+            used = 0;
+            while (writes.size >= this.client.extentsInflightMax && failure === undefined) await Promise.race(writes);
+          }
+          if (failure !== undefined) throw failure;
+        }
+      }
+      if (used > 0) start(buf.subarray(0, used));
+      while (writes.size > 0) await Promise.race(writes);
+      if (failure !== undefined) throw failure;
+      if (known && known.length > 0) throw new InvalidArgumentError(`the stream ended at ${total} bytes, short of its declared size ${options.size}`);
+      const done = (await this.#shard(ShardOps.objectCommit, { token: this.token, writeId: created.writeId })).reply;
+      return { version: done.version, size: done.size };
+    } catch (e) {
+      while (writes.size > 0) await Promise.race(writes);
+      await this.#abort(created.writeId);
+      throw e;
+    }
+  }
+
+  /** Reads a whole object, or a range of it. Never returns a mix of versions. */
+  async get(path: string, range: Range = {}): Promise<Buffer> {
     for (let attempt = 0; ; attempt++) {
-      const obj = (await this.shard.call(ShardOps.objectLookup, { token: this.token, path })).reply;
+      const r = await this.#shard(ShardOps.objectGet, { token: this.token, path, offset: range.offset, length: range.length });
+      if (r.reply.inline) return Buffer.from(r.payload ?? new Uint8Array(0));
+      const { offset, length } = clampRange(r.reply.size, range);
       try {
-        return await this.#read(obj.extents, obj.size);
+        return await this.#readPieces(piecesFor(r.reply.extents, offset, length), length);
       } catch (e) {
         // An extent freed under us means the object was overwritten or deleted since the lookup.
         if (!isPocketError(e, ErrorCode.NotFound) || attempt >= staleReadRetriesMax) throw e;
@@ -174,41 +339,95 @@ export class PocketJob {
     }
   }
 
-  async #read(extents: readonly ExtentRef[], size: number): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(size);
-    const offsets: number[] = [];
-    let at = 0;
-    for (const e of extents) {
-      offsets.push(at);
-      at += e.length;
+  /**
+   * Reads an object (or a range) as a stream, with backpressure: at most
+   * `extentsInflightMax` extents are fetched ahead of the consumer. A consumer
+   * that stops early (destroys the stream) releases everything.
+   * If the object is overwritten while it streams, the stream fails with
+   * NotFound rather than mix versions.
+   */
+  getStream(path: string, range: Range = {}): Readable {
+    const self = this;
+    async function* chunks(): AsyncGenerator<Buffer> {
+      const r = await self.#shard(ShardOps.objectGet, { token: self.token, path, offset: range.offset, length: range.length });
+      if (r.reply.inline) {
+        if (r.payload && r.payload.byteLength > 0) yield Buffer.from(r.payload);
+        return;
+      }
+      const { offset, length } = clampRange(r.reply.size, range);
+      const pieces = piecesFor(r.reply.extents, offset, length);
+      const ahead: Array<Promise<Buffer>> = [];
+      let next = 0;
+      try {
+        while (next < pieces.length || ahead.length > 0) {
+          while (next < pieces.length && ahead.length < self.client.extentsInflightMax) {
+            const p = self.#readPiece(pieces[next++]!);
+            p.catch(() => undefined); // observed below, or abandoned if the consumer stops
+            ahead.push(p);
+          }
+          yield await ahead.shift()!;
+        }
+      } finally {
+        ahead.length = 0;
+      }
     }
-    if (at !== size) throw new InternalError(`extents add up to ${at} bytes, object has ${size}`);
-    await mapLimit(extents, this.client.extentsInflightMax, async (e, i) => {
-      const r = await this.client.nodeCaller(e).call(NodeOps.extentRead, { token: this.token, extentId: e.extentId });
-      const got = r.payload ?? new Uint8Array(0);
-      if (got.byteLength !== e.length) throw new InternalError(`extent ${e.extentId}: ${got.byteLength} bytes, expected ${e.length}`);
-      out.set(got, offsets[i]!);
+    return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 });
+  }
+
+  async #writeExtent(ref: ExtentRef, bytes: Uint8Array): Promise<void> {
+    await this.client.callNode(ref, NodeOps.extentWrite, { token: this.token, extentId: ref.extentId }, { payload: bytes });
+  }
+
+  async #readPiece(p: Piece): Promise<Buffer> {
+    const whole = p.offset === 0 && p.length === p.ref.length;
+    const r = await this.client.callNode(p.ref, NodeOps.extentRead, {
+      token: this.token, extentId: p.ref.extentId, offset: whole ? undefined : p.offset, length: whole ? undefined : p.length,
+    });
+    const got = r.payload ?? new Uint8Array(0);
+    if (got.byteLength !== p.length) throw new InternalError(`extent ${p.ref.extentId}: ${got.byteLength} bytes, expected ${p.length}`);
+    return Buffer.from(got.buffer, got.byteOffset, got.byteLength);
+  }
+
+  async #readPieces(pieces: readonly Piece[], length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    const at: number[] = [];
+    let pos = 0;
+    for (const p of pieces) {
+      at.push(pos);
+      pos += p.length;
+    }
+    if (pos !== length) throw new InternalError(`extents cover ${pos} bytes, expected ${length}`);
+    await mapLimit(pieces, this.client.extentsInflightMax, async (p, i) => {
+      out.set(await this.#readPiece(p), at[i]!);
     });
     return out;
   }
 
+  async #abort(writeId: string): Promise<void> {
+    try {
+      await this.#shard(ShardOps.objectAbort, { token: this.token, writeId });
+    } catch {
+      // The shard frees an abandoned write's extents itself when its deadline passes.
+    }
+  }
+
   async stat(path: string): Promise<ReplyOf<typeof ShardOps.stat>> {
-    return (await this.shard.call(ShardOps.stat, { token: this.token, path })).reply;
+    return (await this.#shard(ShardOps.stat, { token: this.token, path })).reply;
   }
 
   /** Deletes an object, or a directory with `recursive`. */
   async delete(path: string, options: { recursive?: boolean } = {}): Promise<{ objects: number; bytes: number }> {
-    return (await this.shard.call(ShardOps.delete, { token: this.token, path, recursive: options.recursive })).reply;
+    return (await this.#shard(ShardOps.delete, { token: this.token, path, recursive: options.recursive })).reply;
   }
 
   async mkdir(path: string): Promise<void> {
-    await this.shard.call(ShardOps.mkdir, { token: this.token, path });
+    await this.#shard(ShardOps.mkdir, { token: this.token, path });
   }
 
   /** One page of a directory listing, in name order. */
   async list(path = "", options: { after?: string; limit?: number } = {}): Promise<ReplyOf<typeof ShardOps.list>> {
     if (options.limit !== undefined && options.limit < 1) throw new InvalidArgumentError("limit must be at least 1");
-    return (await this.shard.call(ShardOps.list, { token: this.token, path, after: options.after, limit: options.limit })).reply;
+    return (await this.#shard(ShardOps.list, { token: this.token, path, after: options.after, limit: options.limit })).reply;
   }
 
   /** Every entry of a directory, page by page. */
@@ -223,7 +442,7 @@ export class PocketJob {
   }
 
   async count(path = "", options: { recursive?: boolean } = {}): Promise<ReplyOf<typeof ShardOps.count>> {
-    return (await this.shard.call(ShardOps.count, { token: this.token, path, recursive: options.recursive })).reply;
+    return (await this.#shard(ShardOps.count, { token: this.token, path, recursive: options.recursive })).reply;
   }
 
   /** True if an object or directory exists at `path`. */

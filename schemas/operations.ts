@@ -154,12 +154,53 @@ export const ShardOps = {
     reply: Empty,
     errors: [E.Unauthorized, E.UnknownJob],
   }),
+  info: defineOperation({
+    name: "shard.info",
+    summary: "Where to reach this shard on the direct transport, and its limits.",
+    request: Empty,
+    reply: T.Object({ shardId: Id, addr: T.String({ maxLength: 256 }), inlineBytesMax: Bytes, extentBytesMax: Bytes }),
+    errors: [],
+  }),
+  objectPut: defineOperation({
+    name: "object.put",
+    summary: "Stores a small object inline in the shard (the payload), visible at once: a put in one round trip.",
+    request: T.Object({ ...JobAuth, path: Path, createOnly: T.Optional(T.Boolean()) }, { additionalProperties: false }),
+    reply: T.Object({ path: Path, version: T.Integer({ minimum: 1 }), size: Bytes }),
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.AlreadyExists, E.TooLarge, E.CapacityExceeded],
+    payload: PayloadDirection.Request,
+  }),
+  objectGet: defineOperation({
+    name: "object.get",
+    summary: "Reads an object: an inline object's bytes (or a range of them) come back as the payload; otherwise its extents.",
+    request: T.Object({
+      ...JobAuth, path: Path,
+      offset: T.Optional(Bytes),
+      length: T.Optional(Bytes),
+    }, { additionalProperties: false }),
+    reply: T.Object({
+      path: Path, size: Bytes, version: T.Integer({ minimum: 1 }),
+      inline: T.Boolean(),
+      extents: T.Array(ExtentRefSchema),
+    }),
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.NotFound],
+    payload: PayloadDirection.Reply,
+  }),
   objectCreate: defineOperation({
     name: "object.create",
-    summary: "Starts a put: lays out extents on storage nodes; the object is visible only after commit.",
-    request: T.Object({ ...JobAuth, path: Path, size: Bytes, createOnly: T.Optional(T.Boolean()) }, { additionalProperties: false }),
+    summary: "Starts a put: lays out extents on storage nodes; the object is visible only after commit. Without `size`, a streamed put: extents come from object.extend.",
+    request: T.Object({ ...JobAuth, path: Path, size: T.Optional(Bytes), createOnly: T.Optional(T.Boolean()) }, { additionalProperties: false }),
     reply: ObjectWrite,
     errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.AlreadyExists, E.CapacityExceeded, E.Busy],
+  }),
+  objectExtend: defineOperation({
+    name: "object.extend",
+    summary: "Adds extents of the given lengths to a streamed put, in order.",
+    request: T.Object({
+      ...JobAuth, writeId: Id,
+      lengths: T.Array(T.Integer({ minimum: 1 }), { minItems: 1, maxItems: 64 }),
+    }, { additionalProperties: false }),
+    reply: T.Object({ extents: T.Array(ExtentRefSchema) }),
+    errors: [E.Unauthorized, E.UnknownJob, E.NotFound, E.InvalidArgument, E.CapacityExceeded, E.TooLarge],
   }),
   objectCommit: defineOperation({
     name: "object.commit",
@@ -298,6 +339,8 @@ export type NodeHeartbeat = Static<typeof NodeHeartbeatSchema>;
 
 export const ShardHeartbeatSchema = T.Object({
   shardId: Id,
+  /** host:port of the shard's direct transport. */
+  addr: T.String({ maxLength: 256 }),
   jobs: T.Integer({ minimum: 0 }),
   objects: T.Integer({ minimum: 0 }),
   sentAtMs: Millis,

@@ -13,6 +13,8 @@ export interface ObjectEntry {
   readonly size: number;
   readonly version: number;
   readonly extents: readonly Extent[];
+  /** A small object's bytes, kept in the shard instead of on storage nodes. */
+  readonly inline?: Buffer;
   readonly modifiedAtMs: number;
 }
 
@@ -45,6 +47,14 @@ export interface Totals {
   objects: number;
   directories: number;
   bytes: number;
+}
+
+export interface DeleteResult {
+  readonly totals: Totals;
+  /** Extents to free on storage nodes. */
+  readonly extents: Extent[];
+  /** Bytes of inline objects dropped. */
+  readonly inlineBytes: number;
 }
 
 /**
@@ -109,12 +119,12 @@ export class Namespace {
    * Puts an object, replacing an earlier one atomically. Returns the new entry
    * and the replaced one's extents (to free).
    */
-  put(parts: readonly string[], size: number, extents: readonly Extent[], createOnly: boolean): { entry: ObjectEntry; replaced: readonly Extent[] } {
+  put(parts: readonly string[], size: number, extents: readonly Extent[], createOnly: boolean, inline?: Buffer): { entry: ObjectEntry; replaced: readonly Extent[]; replacedInlineBytes: number } {
     this.checkPutTarget(parts, createOnly);
     const dir = this.#ensureDir(parts.slice(0, -1));
     const name = parts[parts.length - 1]!;
     const old = dir.children.get(name) as ObjectEntry | undefined;
-    const entry: ObjectEntry = { kind: "object", size, version: (old?.version ?? 0) + 1, extents, modifiedAtMs: this.now() };
+    const entry: ObjectEntry = { kind: "object", size, version: (old?.version ?? 0) + 1, extents, inline, modifiedAtMs: this.now() };
     dir.children.set(name, entry);
     dir.modifiedAtMs = entry.modifiedAtMs;
     if (old) {
@@ -123,16 +133,17 @@ export class Namespace {
       this.#objects++;
     }
     this.#bytes += size;
-    return { entry, replaced: old?.extents ?? [] };
+    return { entry, replaced: old?.extents ?? [], replacedInlineBytes: old?.inline?.byteLength ?? 0 };
   }
 
   /** Deletes an object or a directory; returns what was removed and the extents to free. */
-  delete(parts: readonly string[], recursive: boolean): { totals: Totals; extents: Extent[] } {
+  delete(parts: readonly string[], recursive: boolean): DeleteResult {
     const e = this.find(parts);
     if (!e) throw new NotFoundError(`${parts.join("/") || "/"} not found`);
     if (e.kind === "dir" && e.children.size > 0 && !recursive) throw new NotEmptyError(`${parts.join("/") || "/"} is not empty`);
     const extents: Extent[] = [];
     const totals = collect(e, extents);
+    const inlineBytes = totals.inlineBytes;
     if (parts.length === 0) {
       this.root.children.clear();
       totals.directories = Math.max(0, totals.directories - 1); // the root itself stays
@@ -143,7 +154,7 @@ export class Namespace {
     }
     this.#objects -= totals.objects;
     this.#bytes -= totals.bytes;
-    return { totals, extents };
+    return { totals: { objects: totals.objects, directories: totals.directories, bytes: totals.bytes }, extents, inlineBytes };
   }
 
   /** Counts a directory's entries: its direct children, or everything below with `recursive`. */
@@ -151,8 +162,7 @@ export class Namespace {
     const dir = this.getDir(parts);
     if (recursive) {
       const t = collect(dir, undefined);
-      t.directories -= 1;
-      return t;
+      return { objects: t.objects, directories: t.directories - 1, bytes: t.bytes };
     }
     const t: Totals = { objects: 0, directories: 0, bytes: 0 };
     for (const c of dir.children.values()) {
@@ -189,14 +199,15 @@ export class Namespace {
 }
 
 /** Totals of a subtree (counting the subtree's own directory); appends its extents to `into`. Iterative: deep trees cannot overflow the stack. */
-function collect(e: Entry, into: Extent[] | undefined): Totals {
-  const t: Totals = { objects: 0, directories: 0, bytes: 0 };
+function collect(e: Entry, into: Extent[] | undefined): Totals & { inlineBytes: number } {
+  const t = { objects: 0, directories: 0, bytes: 0, inlineBytes: 0 };
   const stack: Entry[] = [e];
   while (stack.length > 0) {
     const cur = stack.pop()!;
     if (cur.kind === "object") {
       t.objects++;
       t.bytes += cur.size;
+      t.inlineBytes += cur.inline?.byteLength ?? 0;
       if (into) for (const x of cur.extents) into.push(x);
     } else {
       t.directories++;

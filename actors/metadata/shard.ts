@@ -1,10 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { BusyError, CapacityExceededError, NodeUnavailableError, NotFoundError, UnauthorizedError, UnknownJobError } from "../../schemas/errors";
+import {
+  BusyError, CapacityExceededError, InvalidArgumentError, NodeUnavailableError, NotFoundError, TooLargeError, UnauthorizedError, UnknownJobError,
+} from "../../schemas/errors";
 import { ShardOps, type ExtentRef, type ShardHeartbeat } from "../../schemas/operations";
 import { encodeJson } from "../../bus/body";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
-import { Router } from "../../bus/router";
+import { Router, WithPayload } from "../../bus/router";
+import { TcpServer } from "../../bus/tcp-server";
 import { Subjects } from "../../bus/subjects";
 import { systemClock, type Clock } from "../runtime/clock";
 import { Defaults, type NatsSettings } from "../runtime/config";
@@ -16,6 +19,13 @@ import { WeightedPicker } from "./placement";
 
 export interface ShardConfig extends NatsSettings {
   readonly shardId: string;
+  /** Interface and port of the direct transport (port 0 picks a free one). */
+  readonly host?: string;
+  readonly port?: number;
+  /** Objects up to this size are kept inline in the shard. */
+  readonly inlineBytesMax?: number;
+  /** Inline bytes the shard holds at most, over all its jobs. */
+  readonly inlineCapacityBytes?: number;
   readonly extentBytesMax?: number;
   readonly heartbeatIntervalMs?: number;
   readonly pendingWriteTtlMs?: number;
@@ -25,9 +35,10 @@ export interface ShardConfig extends NatsSettings {
 interface PendingWrite {
   readonly writeId: string;
   readonly parts: readonly string[];
-  readonly size: number;
+  /** Declared size; undefined for a streamed put, whose extents grow by object.extend. */
+  readonly size: number | undefined;
   readonly createOnly: boolean;
-  readonly extents: readonly Extent[];
+  readonly extents: Extent[];
   readonly expiresAtMs: number;
 }
 
@@ -37,12 +48,18 @@ interface JobState {
   readonly ns: Namespace;
   picker: WeightedPicker;
   readonly pending: Map<string, PendingWrite>;
+  inlineBytes: number;
 }
+
+/** Extents one put may have (1 TiB at the default extent size). */
+const extentsPerWriteMax = 1 << 20;
 
 /**
  * A metadata shard: owns the namespaces of the jobs the controller gives it,
  * lays out new objects over the job's weight map, and makes writes visible at
- * commit. Holds no object bytes.
+ * commit. Keeps small objects inline (one round trip per put or get); larger
+ * ones live on storage nodes. Serves over NATS and the direct transport with
+ * the same handlers.
  */
 export class MetadataShard {
   readonly #jobs = new Map<string, JobState>();
@@ -50,6 +67,8 @@ export class MetadataShard {
   #seq = 0;
   #nats: NatsConnection | undefined;
   #sub: Subscription | undefined;
+  #tcp: TcpServer | undefined;
+  #inlineBytes = 0;
   #timers: NodeJS.Timeout[] = [];
   readonly #clusterToken: string;
   readonly nodes: NodeDirectory;
@@ -70,7 +89,13 @@ export class MetadataShard {
     const shard = new MetadataShard(config, new TokenAuthority(config.secret, clock), clock);
     shard.#nats = await connect({ servers: config.natsUrl, name: `pocket-shard-${config.shardId}`, maxReconnectAttempts: -1 });
     shard.nodes.follow(shard.#nats);
-    shard.#sub = serveOnNats(shard.#nats, Subjects.shard(config.shardId), shard.router());
+    const router = shard.router();
+    shard.#tcp = await TcpServer.listen(router, {
+      host: config.host ?? "127.0.0.1",
+      port: config.port ?? 0,
+      frameBytesMax: shard.inlineBytesMax + 64 * 1024,
+    });
+    shard.#sub = serveOnNats(shard.#nats, Subjects.shard(config.shardId), router);
     shard.#heartbeat();
     shard.#timers.push(setInterval(() => shard.#heartbeat(), shard.heartbeatIntervalMs));
     shard.#timers.push(setInterval(() => shard.sweepExpiredWrites(), Math.min(5_000, shard.pendingWriteTtlMs)));
@@ -81,6 +106,9 @@ export class MetadataShard {
   get heartbeatIntervalMs(): number { return this.config.heartbeatIntervalMs ?? Defaults.heartbeatIntervalMs; }
   get pendingWriteTtlMs(): number { return this.config.pendingWriteTtlMs ?? Defaults.pendingWriteTtlMs; }
   get extentBytesMax(): number { return this.config.extentBytesMax ?? Defaults.extentBytesMax; }
+  get inlineBytesMax(): number { return this.config.inlineBytesMax ?? Defaults.inlineBytesMax; }
+  /** host:port of the direct transport. */
+  get addr(): string { return this.#tcp!.address; }
 
   router(): Router {
     return new Router()
@@ -89,7 +117,7 @@ export class MetadataShard {
         if (!this.#jobs.has(req.jobId)) {
           this.#jobs.set(req.jobId, {
             jobId: req.jobId, name: req.name, ns: new Namespace(() => this.clock.now()),
-            picker: new WeightedPicker(req.weights), pending: new Map(),
+            picker: new WeightedPicker(req.weights), pending: new Map(), inlineBytes: 0,
           });
         } else {
           this.#jobs.get(req.jobId)!.picker = new WeightedPicker(req.weights);
@@ -101,6 +129,7 @@ export class MetadataShard {
         const job = this.#jobs.get(req.jobId);
         if (!job) throw new UnknownJobError(`job ${req.jobId} is not on shard ${this.shardId}`);
         this.#jobs.delete(req.jobId);
+        this.#inlineBytes -= job.inlineBytes;
         // Nodes drop the job's extents wholesale on deregistration; nothing to free one by one.
         return { objects: job.ns.objects, bytes: job.ns.bytes };
       })
@@ -111,6 +140,39 @@ export class MetadataShard {
         job.picker = new WeightedPicker(req.weights);
         return {};
       })
+      .on(ShardOps.info, () => ({
+        shardId: this.shardId, addr: this.addr, inlineBytesMax: this.inlineBytesMax, extentBytesMax: this.extentBytesMax,
+      }))
+      .on(ShardOps.objectPut, (req, ctx) => {
+        const job = this.#job(req.token);
+        const parts = parsePath(req.path);
+        const bytes = ctx.payload ?? new Uint8Array(0);
+        if (bytes.byteLength > this.inlineBytesMax) {
+          throw new TooLargeError(`${bytes.byteLength} bytes is over the inline limit of ${this.inlineBytesMax}; use object.create`);
+        }
+        const capacity = this.config.inlineCapacityBytes ?? Defaults.inlineCapacityBytes;
+        if (this.#inlineBytes + bytes.byteLength > capacity) throw new CapacityExceededError(`shard ${this.shardId} holds ${capacity} inline bytes at most`);
+        // Own copy: the request's buffer may be shared with other frames.
+        const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
+        copy.set(bytes);
+        const r = job.ns.put(parts, copy.byteLength, [], req.createOnly ?? false, copy);
+        this.#inlineBytes += copy.byteLength - r.replacedInlineBytes;
+        job.inlineBytes += copy.byteLength - r.replacedInlineBytes;
+        this.#frees.enqueue(job.jobId, r.replaced);
+        return { path: parts.join("/"), version: r.entry.version, size: copy.byteLength };
+      })
+      .on(ShardOps.objectGet, (req) => {
+        const job = this.#job(req.token);
+        const parts = parsePath(req.path);
+        const o = job.ns.getObject(parts);
+        const head = { path: parts.join("/"), size: o.size, version: o.version };
+        if (o.inline) {
+          const start = Math.min(req.offset ?? 0, o.size);
+          const end = req.length === undefined ? o.size : Math.min(o.size, start + req.length);
+          return new WithPayload({ ...head, inline: true, extents: [] }, o.inline.subarray(start, end));
+        }
+        return { ...head, inline: false, extents: o.extents.map((e) => this.#ref(e)) };
+      })
       .on(ShardOps.objectCreate, (req) => {
         const job = this.#job(req.token);
         const parts = parsePath(req.path);
@@ -118,7 +180,12 @@ export class MetadataShard {
         if (job.pending.size >= (this.config.pendingWritesPerJobMax ?? Defaults.pendingWritesPerJobMax)) {
           throw new BusyError(`job ${job.jobId} has ${job.pending.size} puts in progress`);
         }
-        const extents = this.#layout(job, req.size);
+        const lengths: number[] = [];
+        if (req.size !== undefined) {
+          if (Math.ceil(req.size / this.extentBytesMax) > extentsPerWriteMax) throw new TooLargeError(`${req.size} bytes is more than one put may hold`);
+          for (let offset = 0; offset < req.size; offset += this.extentBytesMax) lengths.push(Math.min(this.extentBytesMax, req.size - offset));
+        }
+        const extents = this.#layout(job, lengths);
         const writeId = this.#newId();
         job.pending.set(writeId, {
           writeId, parts, size: req.size, createOnly: req.createOnly ?? false, extents,
@@ -126,24 +193,35 @@ export class MetadataShard {
         });
         return { writeId, extents: extents.map((e) => this.#ref(e)) };
       })
+      .on(ShardOps.objectExtend, (req) => {
+        const job = this.#job(req.token);
+        const w = job.pending.get(req.writeId);
+        if (!w) throw new NotFoundError(`write ${req.writeId} is unknown or expired`);
+        if (w.size !== undefined) throw new InvalidArgumentError(`write ${req.writeId} declared its size; only streamed puts extend`);
+        if (w.extents.length + req.lengths.length > extentsPerWriteMax) throw new TooLargeError(`a put holds ${extentsPerWriteMax} extents at most`);
+        for (const l of req.lengths) if (l > this.extentBytesMax) throw new InvalidArgumentError(`extent of ${l} bytes exceeds ${this.extentBytesMax}`);
+        const added = this.#layout(job, req.lengths);
+        w.extents.push(...added);
+        return { extents: added.map((e) => this.#ref(e)) };
+      })
       .on(ShardOps.objectCommit, (req) => {
         const job = this.#job(req.token);
         const w = job.pending.get(req.writeId);
         if (!w) throw new NotFoundError(`write ${req.writeId} is unknown or expired`);
         job.pending.delete(req.writeId);
-        let replaced: readonly Extent[];
-        let version: number;
+        const size = w.size ?? w.extents.reduce((s, e) => s + e.length, 0);
+        let r: ReturnType<Namespace["put"]>;
         try {
-          const r = job.ns.put(w.parts, w.size, w.extents, w.createOnly);
-          replaced = r.replaced;
-          version = r.entry.version;
+          r = job.ns.put(w.parts, size, w.extents, w.createOnly);
         } catch (e) {
           this.#frees.enqueue(job.jobId, w.extents);
           throw e;
         }
+        this.#inlineBytes -= r.replacedInlineBytes;
+        job.inlineBytes -= r.replacedInlineBytes;
         // Extent ids are never reused, so a reader still holding the old list gets NotFound, never these bytes.
-        this.#frees.enqueue(job.jobId, replaced);
-        return { path: w.parts.join("/"), version, size: w.size };
+        this.#frees.enqueue(job.jobId, r.replaced);
+        return { path: w.parts.join("/"), version: r.entry.version, size };
       })
       .on(ShardOps.objectAbort, (req) => {
         const job = this.#job(req.token);
@@ -171,7 +249,9 @@ export class MetadataShard {
       })
       .on(ShardOps.delete, (req) => {
         const job = this.#job(req.token);
-        const { totals, extents } = job.ns.delete(parsePath(req.path), req.recursive ?? false);
+        const { totals, extents, inlineBytes } = job.ns.delete(parsePath(req.path), req.recursive ?? false);
+        this.#inlineBytes -= inlineBytes;
+        job.inlineBytes -= inlineBytes;
         this.#frees.enqueue(job.jobId, extents);
         return { objects: totals.objects, bytes: totals.bytes };
       })
@@ -238,23 +318,22 @@ export class MetadataShard {
    * late (a busy machine) is still used rather than failing the put: the
    * controller takes failed nodes out of the weight map.
    */
-  #layout(job: JobState, size: number): Extent[] {
+  #layout(job: JobState, lengths: readonly number[]): Extent[] {
     const extents: Extent[] = [];
     let picker = job.picker;
     // No weight map yet (no nodes at registration): spread over every node this shard knows.
-    if (!picker.weights.some((w) => w.weight > 0)) {
+    if (lengths.length > 0 && !picker.weights.some((w) => w.weight > 0)) {
       const all = this.nodes.all();
       if (all.length === 0) throw new NodeUnavailableError("no storage node is known to this shard yet");
       picker = new WeightedPicker(all.map((r) => ({ nodeId: r.heartbeat.nodeId, weight: 1 / all.length })));
       job.picker = picker;
     }
     const planned = new Map<string, number>();
-    for (let offset = 0; offset < size; offset += this.extentBytesMax) {
-      const length = Math.min(this.extentBytesMax, size - offset);
+    for (const length of lengths) {
       const fits = (id: string): boolean => this.nodes.freeBytes(id) - (planned.get(id) ?? 0) >= length;
       const nodeId = picker.pick((id) => this.nodes.isLive(id) && fits(id)) ?? picker.pick(fits);
       if (nodeId === undefined) {
-        throw new CapacityExceededError(`no node of job ${job.jobId} has room for ${size} bytes`);
+        throw new CapacityExceededError(`no node of job ${job.jobId} has room for ${lengths.reduce((a, b) => a + b, 0)} more bytes`);
       }
       planned.set(nodeId, (planned.get(nodeId) ?? 0) + length);
       extents.push({ nodeId, extentId: this.#newId(), length });
@@ -275,13 +354,14 @@ export class MetadataShard {
   #heartbeat(): void {
     let objects = 0;
     for (const j of this.#jobs.values()) objects += j.ns.objects;
-    const hb: ShardHeartbeat = { shardId: this.shardId, jobs: this.#jobs.size, objects, sentAtMs: this.clock.now() };
+    const hb: ShardHeartbeat = { shardId: this.shardId, addr: this.addr, jobs: this.#jobs.size, objects, sentAtMs: this.clock.now() };
     this.#nats?.publish(Subjects.shardHeartbeat(this.shardId), encodeJson(hb));
   }
 
   async stop(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#sub?.unsubscribe();
+    await this.#tcp?.close();
     this.nodes.stop();
     await this.#nats?.drain().catch(() => undefined);
   }

@@ -13,6 +13,9 @@ export const Defaults = {
   pendingWriteTtlMs: 120_000,
   pendingWritesPerJobMax: 16_384,
   dramCapacityBytes: 1024 ** 3,
+  /** Objects up to this size live inline in their shard: one round trip per put or get. */
+  inlineBytesMax: 4096,
+  inlineCapacityBytes: 512 * 1024 * 1024,
   rpcTimeoutMs: 10_000,
   /** Frees sent to nodes at once by one shard; more wait in a bounded queue. */
   freeInflightMax: 16,

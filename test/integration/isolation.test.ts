@@ -11,7 +11,7 @@ import { patternBytes, startTestCluster, type TestCluster } from "../harness/clu
 let t: TestCluster;
 let a: { jobId: string; token: string; shardId: string };
 let b: { jobId: string; token: string; shardId: string };
-const secretB = patternBytes(4096, 99);
+const secretB = patternBytes(100_000, 99);
 
 beforeAll(async () => {
   t = await startTestCluster({ shards: 2, dram: 2 });
