@@ -3,7 +3,8 @@ import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { isPocketError } from "../schemas/errors";
 import type { JobHints } from "../schemas/operations";
-import { PocketClient, type ClientTransport } from "../client/pocket";
+import { pipeline } from "node:stream/promises";
+import { PocketClient, type ClientTransport, type PocketJob } from "../client/pocket";
 import { LocalCluster } from "../deploy/local-cluster";
 import { peekJobClaims } from "../actors/runtime/tokens";
 import { formatBytes, parseBytes, parseRate } from "../actors/runtime/units";
@@ -98,11 +99,12 @@ function tokenFor(flags: Flags, job: string | undefined): string {
   return token;
 }
 
-async function readInput(file: string): Promise<Buffer> {
-  if (file !== "-") return fs.promises.readFile(file);
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
+/** Stores a file or standard input, streaming: the CLI's memory does not grow with the object. */
+async function putFile(job: PocketJob, key: string, file: string): Promise<{ version: number; size: number }> {
+  if (file === "-") return job.putStream(key, process.stdin);
+  const { size } = await fs.promises.stat(file);
+  if (size <= 64 * 1024) return job.put(key, await fs.promises.readFile(file));
+  return job.putStream(key, fs.createReadStream(file, { highWaterMark: 1024 * 1024 }), { size });
 }
 
 async function up(flags: Flags): Promise<void> {
@@ -184,9 +186,8 @@ async function run(argv: string[]): Promise<void> {
       const [job, key, file] = args;
       if (!key || !file) throw new UsageError("pocket put JOB KEY FILE|-");
       const token = tokenFor(flags, job);
-      const data = await readInput(file);
       return withClient(flags, async (c) => {
-        const r = await c.job(token).put(key, data);
+        const r = await putFile(c.job(token), key, file);
         out(flags, r, () => `${key}: ${formatBytes(r.size)}, version ${r.version}\n`);
       });
     }
@@ -195,9 +196,8 @@ async function run(argv: string[]): Promise<void> {
       if (!key) throw new UsageError("pocket get JOB KEY [FILE|-]");
       const token = tokenFor(flags, job);
       return withClient(flags, async (c) => {
-        const data = await c.job(token).get(key);
-        if (file && file !== "-") await fs.promises.writeFile(file, data);
-        else await new Promise<void>((resolve, reject) => process.stdout.write(data, (e) => (e ? reject(e) : resolve())));
+        const dest = file && file !== "-" ? fs.createWriteStream(file) : process.stdout;
+        await pipeline(c.job(token).getStream(key), dest);
       });
     }
     case "ls": {
