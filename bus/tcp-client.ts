@@ -4,6 +4,7 @@ import { BusyError, errorFromWire, InternalError, NodeUnavailableError, TimeoutE
 import { decodeJson, encodeJson } from "./body";
 import type { Caller, CallOptions, CallResult } from "./caller";
 import { encodeFrame, FrameDecoder, FrameError, FrameKind, type Frame } from "./frame";
+import { corkUntilNextTick } from "./tcp-server";
 
 export interface TcpClientOptions {
   /** Requests in flight on one connection; more wait for a slot. */
@@ -50,6 +51,7 @@ export class TcpConnection {
     const { host, port } = parseAddr(addr);
     this.#decoder = new FrameDecoder(options.frameBytesMax);
     this.#socket = net.connect({ host, port, noDelay: true });
+    this.#socket.setNoDelay(true);
     this.#ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => this.#fail(new ConnectFailedError(`connect to ${addr} timed out after ${options.connectTimeoutMs} ms`)), options.connectTimeoutMs);
       this.#socket.once("connect", () => { this.#connected = true; clearTimeout(timer); resolve(); });
@@ -92,10 +94,9 @@ export class TcpConnection {
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
     });
-    this.#socket.cork();
+    corkUntilNextTick(this.#socket);
     this.#socket.write(head);
     if (body) this.#socket.write(body);
-    this.#socket.uncork();
     return reply;
   }
 
@@ -181,9 +182,16 @@ export class TcpPool {
     throw new BusyError(`${this.options.connectionsMax} connections are busy`);
   }
 
-  /** A caller bound to one address. */
+  readonly #callers = new Map<string, Caller>();
+  /** A caller bound to one address (kept: callers hold no state of their own). */
   caller(addr: string): Caller {
-    return new TcpCaller(this, addr);
+    let c = this.#callers.get(addr);
+    if (!c) {
+      if (this.#callers.size >= this.options.connectionsMax) this.#callers.delete(this.#callers.keys().next().value!);
+      c = new TcpCaller(this, addr);
+      this.#callers.set(addr, c);
+    }
+    return c;
   }
 
   close(): void {

@@ -70,6 +70,7 @@ export class TcpServer {
 
   #accept(socket: net.Socket): void {
     this.#sockets.add(socket);
+    socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
     const decoder = new FrameDecoder(this.options.frameBytesMax);
     let inflight = 0;
@@ -84,10 +85,9 @@ export class TcpServer {
       if (socket.destroyed) return;
       const [head, body] = encodeFrame(kind, id, "", meta, payload);
       this.#stats.bytesOut += head.byteLength + (body?.byteLength ?? 0);
-      socket.cork();
+      corkUntilNextTick(socket);
       socket.write(head);
       if (body) socket.write(body);
-      socket.uncork();
     };
     const protocolError = (code: ErrorCode, message: string): void => {
       this.#stats.protocolErrors++;
@@ -133,4 +133,19 @@ export class TcpServer {
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.#sockets.delete(socket));
   }
+}
+
+const corked = new WeakSet<net.Socket>();
+/**
+ * Corks a socket until the current tick's work is done: replies (or requests)
+ * written in the same tick leave in one writev instead of one syscall each.
+ */
+export function corkUntilNextTick(socket: net.Socket): void {
+  if (corked.has(socket)) return;
+  corked.add(socket);
+  socket.cork();
+  process.nextTick(() => {
+    corked.delete(socket);
+    socket.uncork();
+  });
 }

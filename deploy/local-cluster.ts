@@ -165,7 +165,9 @@ export class LocalCluster {
     const main = path.join(projectRoot(), "dist", "actors", "runtime", "main.js");
     if (!fs.existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
     const log = fs.openSync(path.join(this.dataDir, "logs", `${name}.log`), "a");
-    const child = spawn(process.execPath, [main, role], {
+    // POCKET_ACTOR_NODE_ARGS passes flags to every actor process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    const nodeArgs = (process.env["POCKET_ACTOR_NODE_ARGS"] ?? "").split(/\s+/).filter((a) => a.length > 0);
+    const child = spawn(process.execPath, [...nodeArgs, main, role], {
       env: { ...process.env, POCKET_ACTOR_CONFIG: JSON.stringify(config) },
       stdio: ["ignore", "pipe", log],
     });

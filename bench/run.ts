@@ -1,0 +1,207 @@
+#!/usr/bin/env node
+/**
+ * Pocket against Redis, in one run on this machine: `npm run bench [-- --quick]`.
+ * Starts a local cluster (nats-server, controller, 2 shards, 2 DRAM nodes) and
+ * a redis-server (persistence off), forks client processes that hold one
+ * connection to each, and measures both side by side. Prints a table, and
+ * writes JSON and an SVG chart under bench/results/.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { PocketClient } from "../client/pocket";
+import { LocalCluster, projectRoot } from "../deploy/local-cluster";
+import { RedisServer } from "../deploy/redis-server";
+import { formatBytes } from "../actors/runtime/units";
+import { ratioChart, type Bar } from "./chart";
+import { System, type FromWorker, type Work, type WorkResult, type WorkerSetup } from "./work";
+
+const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, out: { type: "string" } } });
+const quick = flags.quick ?? false;
+const outDir = flags.out ?? path.join(projectRoot(), "bench", "results");
+
+interface Worker { readonly child: ChildProcess; readonly index: number }
+
+let nextId = 1;
+function runOn(w: Worker, work: Work): Promise<WorkResult> {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: FromWorker): void => {
+      if (m.kind === "ready" || m.id !== id) return;
+      w.child.off("message", onMessage);
+      if (m.kind === "done") resolve(m.result);
+      else reject(new Error(`client ${w.index}: ${m.message}`));
+    };
+    w.child.on("message", onMessage);
+    w.child.send({ kind: "work", id, work });
+  });
+}
+
+/** Runs the same work on the first `n` clients at once; returns their results. */
+function onClients(workers: Worker[], n: number, work: Work): Promise<WorkResult[]> {
+  return Promise.all(workers.slice(0, n).map((w) => runOn(w, work)));
+}
+
+interface Row {
+  readonly name: string;
+  readonly unit: string;
+  readonly ours: number;
+  readonly reference: number | undefined;
+  readonly referenceName: string;
+  /** "higher" is better (throughput) or "lower" (latency, memory). */
+  readonly better: "higher" | "lower";
+  readonly target: number;
+  readonly targetText: string;
+}
+
+function ratioOf(r: Row): number | undefined {
+  if (r.reference === undefined || r.reference === 0) return undefined;
+  // A lower-is-better figure of 0 (no memory growth at all) counts as one unit, not a division by zero.
+  return r.better === "higher" ? r.ours / r.reference : r.reference / Math.max(r.ours, 1);
+}
+
+function fmt(v: number, unit: string): string {
+  if (unit === "B/s") return `${formatBytes(v)}/s`;
+  if (unit === "B") return formatBytes(v);
+  if (unit === "µs") return `${v.toFixed(0)} µs`;
+  return `${Math.round(v).toLocaleString("en-US")} ${unit}`;
+}
+
+function step(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const durationMs = quick ? 1_500 : 5_000;
+  const latencyCount = quick ? 2_000 : 20_000;
+  const clientCounts = quick ? [1, 4] : [1, 4, 16];
+  const workersMax = Math.max(...clientCounts);
+  const streamBytes = quick ? 256 * 1024 * 1024 : 1024 ** 3;
+
+  step("starting redis-server and a local Pocket cluster (2 shards, 2 DRAM nodes)");
+  const redis = await RedisServer.start();
+  const cluster = await LocalCluster.start({ shards: 2, dram: 2, dramCapacityBytes: 3 * 1024 ** 3 });
+  const admin = await PocketClient.connect({ servers: cluster.natsUrl, name: "bench-driver" });
+  const job = await admin.registerJob("bench", { lambdas: workersMax });
+  const workers: Worker[] = [];
+  const rows: Row[] = [];
+  try {
+    step(`forking ${workersMax} client processes`);
+    for (let index = 0; index < workersMax; index++) {
+      const setup: WorkerSetup = { natsUrl: cluster.natsUrl, token: job.token, redisPort: redis.port, index };
+      const child = fork(path.join(__dirname, "worker.js"), [], {
+        env: { ...process.env, POCKET_BENCH_SETUP: JSON.stringify(setup) },
+        execArgv: ["--expose-gc"],
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
+      workers.push({ child, index });
+    }
+    await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
+      w.child.once("message", (m: FromWorker) => (m.kind === "ready" ? resolve() : reject(new Error("worker failed to start"))));
+      w.child.once("exit", (code) => reject(new Error(`worker exited with ${code}`)));
+    })));
+
+    // 1. Latency, one request in flight.
+    for (const op of ["put", "get", "stat"] as const) {
+      step(`1 KB ${op} latency, ${latencyCount} requests, one in flight`);
+      const [ours] = await onClients(workers, 1, { kind: "latency", system: System.Pocket, op, size: 1024, count: latencyCount });
+      const [ref] = await onClients(workers, 1, { kind: "latency", system: System.Redis, op, size: 1024, count: latencyCount });
+      rows.push({ name: `1 KB ${op.toUpperCase()} p50`, unit: "µs", ours: ours!.p50Us!, reference: ref!.p50Us!, referenceName: "redis", better: "lower", target: 1 / 1.2, targetText: "≤ 1.2× redis" });
+      rows.push({ name: `1 KB ${op.toUpperCase()} p99`, unit: "µs", ours: ours!.p99Us!, reference: ref!.p99Us!, referenceName: "redis", better: "lower", target: 0.5, targetText: "≤ 2× redis" });
+    }
+
+    // 2. 1 KB ops/s with 64 in flight, 1 and 4 client processes.
+    for (const n of [1, 4]) {
+      for (const op of ["get", "put"] as const) {
+        step(`1 KB ${op} ops/s, 64 in flight per client, ${n} client(s), ${durationMs} ms`);
+        const sum = (rs: WorkResult[]): number => rs.reduce((s, r) => s + r.ops / r.seconds, 0);
+        const ours = sum(await onClients(workers, n, { kind: "ops", system: System.Pocket, op, size: 1024, inflight: 64, durationMs }));
+        const ref = sum(await onClients(workers, n, { kind: "ops", system: System.Redis, op, size: 1024, inflight: 64, durationMs }));
+        rows.push({ name: `1 KB ${op.toUpperCase()} ops/s, 64 in flight × ${n}`, unit: "ops/s", ours, reference: ref, referenceName: "redis", better: "higher", target: 1, targetText: "≥ 1× redis" });
+      }
+    }
+
+    // 3. Large objects: aggregate throughput.
+    for (const size of quick ? [1_000_000] : [1_000_000, 64_000_000]) {
+      for (const n of clientCounts) {
+        for (const op of ["put", "get"] as const) {
+          step(`${formatBytes(size)} ${op}, ${n} client process(es), ${durationMs} ms`);
+          const agg = (rs: WorkResult[]): number => rs.reduce((s, r) => s + r.bytes, 0) / Math.max(...rs.map((r) => r.seconds));
+          const keys = size > 10_000_000 ? 1 : 4;
+          const ours = agg(await onClients(workers, n, { kind: "throughput", system: System.Pocket, op, size, keys, durationMs }));
+          const ref = agg(await onClients(workers, n, { kind: "throughput", system: System.Redis, op, size, keys, durationMs }));
+          const is1MB16 = size === 1_000_000 && n === 16;
+          rows.push({
+            name: `${size / 1e6} MB ${op.toUpperCase()} × ${n} clients`, unit: "B/s", ours, reference: ref, referenceName: "redis", better: "higher",
+            target: is1MB16 ? 1 : 0, targetText: is1MB16 ? "≥ 1× redis" : "(reported)",
+          });
+        }
+      }
+    }
+
+    // 4. The metadata shard alone.
+    step(`metadata lookups, 2 clients × 128 pipelined, ${durationMs} ms`);
+    const meta = await onClients(workers, 2, { kind: "metadata", inflight: 128, durationMs });
+    rows.push({
+      name: "metadata lookups/s, one shard", unit: "ops/s", ours: meta.reduce((s, r) => s + r.ops / r.seconds, 0),
+      reference: 90_000, referenceName: "Pocket paper (1 core)", better: "higher", target: 1, targetText: "≥ 90K/s",
+    });
+
+    // 5. A large object streamed.
+    step(`${formatBytes(streamBytes)} streamed put and get`);
+    const [s] = await onClients(workers, 1, { kind: "stream", size: streamBytes });
+    rows.push({ name: `${formatBytes(streamBytes)} streamed PUT`, unit: "B/s", ours: streamBytes / s!.putSeconds!, reference: undefined, referenceName: "-", better: "higher", target: 0, targetText: "(reported)" });
+    rows.push({ name: `${formatBytes(streamBytes)} streamed GET`, unit: "B/s", ours: streamBytes / s!.getSeconds!, reference: undefined, referenceName: "-", better: "higher", target: 0, targetText: "(reported)" });
+    rows.push({ name: "streaming client peak RSS growth", unit: "B", ours: s!.rssGrowthBytes!, reference: 128 * 1024 * 1024, referenceName: "128 MiB bound", better: "lower", target: 1, targetText: "< 128 MiB" });
+
+    // Where things ran.
+    const pids = [
+      ...workers.map((w) => ({ role: `client ${w.index}`, pid: w.child.pid })),
+      { role: "redis-server", pid: redis.pid },
+      { role: "bench driver", pid: process.pid },
+    ];
+    const psOut = execFileSync("ps", ["-eo", "pid,psr,time,rss,args", "--sort=-time"], { encoding: "utf8" })
+      .split("\n").filter((l) => /nats-server|runtime\/main\.js|redis-server|bench\/(run|worker)\.js/.test(l)).slice(0, 40);
+
+    const table = [
+      ["measure", "pocket", "reference", "ratio", "target", "met"],
+      ...rows.map((r) => {
+        const ratio = ratioOf(r);
+        return [r.name, fmt(r.ours, r.unit), r.reference === undefined ? "-" : `${fmt(r.reference, r.unit)} (${r.referenceName})`,
+          ratio === undefined ? "-" : `${ratio.toFixed(2)}×`, r.targetText, r.target === 0 || ratio === undefined ? "" : ratio >= r.target ? "yes" : "no"];
+      }),
+    ];
+    const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+    const text = table.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join("  ")).join("\n");
+    const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${formatBytes(os.totalmem())}, Node ${process.version}`;
+    process.stdout.write(`\nPocket on NATS vs Redis — ${quick ? "quick" : "full"} run, ${started.toISOString()}\n${machine}\n` +
+      `processes: nats-server, controller, 2 shards, 2 DRAM nodes, redis-server, ${workersMax} clients, driver — all sharing the same cores\n\n${text}\n\n`);
+
+    fs.mkdirSync(outDir, { recursive: true });
+    const stamp = started.toISOString().replace(/[:.]/g, "-");
+    const json = { mode: quick ? "quick" : "full", startedAt: started.toISOString(), machine, rows: rows.map((r) => ({ ...r, ratio: ratioOf(r) })), processes: pids, ps: psOut };
+    fs.writeFileSync(path.join(outDir, `bench-${stamp}.json`), `${JSON.stringify(json, null, 2)}\n`);
+    fs.writeFileSync(path.join(outDir, `latest${quick ? "-quick" : ""}.json`), `${JSON.stringify(json, null, 2)}\n`);
+    const bars: Bar[] = rows.filter((r) => ratioOf(r) !== undefined).map((r) => ({
+      label: r.name, ratio: ratioOf(r)!, target: r.target, note: `vs ${r.referenceName}`,
+    }));
+    const svg = ratioChart(`Pocket on NATS vs Redis (${quick ? "quick" : "full"} run)`, `${machine}; ${started.toISOString()}`, bars);
+    fs.writeFileSync(path.join(outDir, `latest${quick ? "-quick" : ""}.svg`), svg);
+    step(`wrote ${path.join(outDir, `latest${quick ? "-quick" : ""}.json`)} and .svg`);
+  } finally {
+    for (const w of workers) if (w.child.connected) w.child.disconnect();
+    await admin.deregisterJob(job.token).catch(() => undefined);
+    await admin.close();
+    await cluster.stop();
+    await redis.stop();
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exit(1);
+});
