@@ -22,11 +22,11 @@ export function ratioChart(title: string, subtitle: string, bars: readonly Bar[]
   const height = top + bars.length * rowH + 50;
   const rows = bars.map((b, i) => {
     const y = top + i * rowH;
-    const met = b.ratio >= b.target;
+    const color = b.target === 0 ? "#7f8fa6" : b.ratio >= b.target ? "#3a8f5c" : "#c0504d";
     return [
       `<text x="${left - 8}" y="${y + 17}" text-anchor="end" font-size="12">${esc(b.label)}</text>`,
-      `<rect x="${left}" y="${y + 5}" width="${Math.max(1, x(b.ratio) - left)}" height="${rowH - 10}" fill="${met ? "#3a8f5c" : "#c0504d"}"/>`,
-      `<line x1="${x(b.target)}" x2="${x(b.target)}" y1="${y + 2}" y2="${y + rowH - 2}" stroke="#222" stroke-dasharray="3,2"/>`,
+      `<rect x="${left}" y="${y + 5}" width="${Math.max(1, x(b.ratio) - left)}" height="${rowH - 10}" fill="${color}"/>`,
+      b.target === 0 ? "" : `<line x1="${x(b.target)}" x2="${x(b.target)}" y1="${y + 2}" y2="${y + rowH - 2}" stroke="#222" stroke-dasharray="3,2"/>`,
       `<text x="${x(b.ratio) + 6}" y="${y + 17}" font-size="11">${b.ratio.toFixed(2)}× ${esc(b.note)}</text>`,
     ].join("");
   });
@@ -40,7 +40,7 @@ export function ratioChart(title: string, subtitle: string, bars: readonly Bar[]
 <text x="20" y="50" font-size="12" fill="#444">${esc(subtitle)}</text>
 ${ticks.join("\n")}
 ${rows.join("\n")}
-<text x="${left}" y="${height - 10}" font-size="11" fill="#444">bar: ours relative to the reference (higher is better; latency as reference ÷ ours); dashed: target; green met, red missed</text>
+<text x="20" y="${height - 10}" font-size="11" fill="#444">ours ÷ reference, higher is better (latency and memory: reference ÷ ours). Dashed: target. Green met, red missed, grey no target.</text>
 </svg>
 `;
 }

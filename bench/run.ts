@@ -184,7 +184,7 @@ async function main(): Promise<void> {
     fs.mkdirSync(outDir, { recursive: true });
     const stamp = started.toISOString().replace(/[:.]/g, "-");
     const json = { mode: quick ? "quick" : "full", startedAt: started.toISOString(), machine, rows: rows.map((r) => ({ ...r, ratio: ratioOf(r) })), processes: pids, ps: psOut };
-    fs.writeFileSync(path.join(outDir, `bench-${stamp}.json`), `${JSON.stringify(json, null, 2)}\n`);
+    fs.writeFileSync(path.join(outDir, `bench-${quick ? "quick-" : ""}${stamp}.json`), `${JSON.stringify(json, null, 2)}\n`);
     fs.writeFileSync(path.join(outDir, `latest${quick ? "-quick" : ""}.json`), `${JSON.stringify(json, null, 2)}\n`);
     const bars: Bar[] = rows.filter((r) => ratioOf(r) !== undefined).map((r) => ({
       label: r.name, ratio: ratioOf(r)!, target: r.target, note: `vs ${r.referenceName}`,

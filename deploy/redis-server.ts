@@ -8,7 +8,7 @@ export function redisServerBinary(): string {
   for (const c of ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]) if (fs.existsSync(c)) return c;
   const which = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
   if (which.status === 0 && which.stdout.trim()) return which.stdout.trim();
-  throw new Error("redis-server not found: `POCKET_PROVISION_EXTRA=redis-server npm run provision` (Debian: apt-get install redis-server)");
+  throw new Error("redis-server not found: `bash scripts/provision.sh redis-server` (Debian: apt-get install redis-server)");
 }
 
 /** A redis-server for benchmarks: loopback, a free port, persistence off. */

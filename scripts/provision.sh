@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the system packages Pocket needs, from Debian, when they are missing.
-# Safe to run again: it does nothing when everything is there.
+# Installs the system packages Pocket needs, from Debian, when they are missing:
+# nats-server always, and the Debian packages named as arguments (e.g. redis-server
+# for the benchmark). Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
 need=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/bin/nats-server ] || need+=(nats-server)
-for extra in ${POCKET_PROVISION_EXTRA:-}; do
+for extra in "$@"; do
   dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
 done
 
