@@ -19,7 +19,7 @@ export interface TcpClientOptions {
 }
 
 const defaults: Required<TcpClientOptions> = {
-  inflightMax: 32,
+  inflightMax: 64,
   waitersMax: 4096,
   connectionsMax: 1024,
   frameBytesMax: 72 * 1024 * 1024,

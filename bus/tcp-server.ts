@@ -135,17 +135,32 @@ export class TcpServer {
   }
 }
 
-const corked = new WeakSet<net.Socket>();
+const corkedFrames = new WeakMap<net.Socket, number>();
+/** Frames held back at most before a corked socket is flushed within the same tick. */
+const framesPerFlushMax = 32;
 /**
- * Corks a socket until the current tick's work is done: replies (or requests)
- * written in the same tick leave in one writev instead of one syscall each.
+ * Corks a socket until the current tick's work is done, or until
+ * `framesPerFlushMax` frames are held: frames written together leave in one
+ * writev, and a long burst still reaches the peer early enough for it to
+ * start working while the rest is produced.
  */
 export function corkUntilNextTick(socket: net.Socket): void {
-  if (corked.has(socket)) return;
-  corked.add(socket);
-  socket.cork();
-  process.nextTick(() => {
-    corked.delete(socket);
+  const held = corkedFrames.get(socket);
+  if (held === undefined) {
+    corkedFrames.set(socket, 1);
+    socket.cork();
+    process.nextTick(() => {
+      if (corkedFrames.get(socket) === undefined) return;
+      corkedFrames.delete(socket);
+      socket.uncork();
+    });
+    return;
+  }
+  if (held + 1 >= framesPerFlushMax) {
     socket.uncork();
-  });
+    socket.cork();
+    corkedFrames.set(socket, 0);
+    return;
+  }
+  corkedFrames.set(socket, held + 1);
 }
