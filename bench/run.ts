@@ -59,8 +59,9 @@ interface Row {
 
 function ratioOf(r: Row): number | undefined {
   if (r.reference === undefined || r.reference === 0) return undefined;
-  // A lower-is-better figure of 0 (no memory growth at all) counts as one unit, not a division by zero.
-  return r.better === "higher" ? r.ours / r.reference : r.reference / Math.max(r.ours, 1);
+  // Lower-is-better figures have a floor (1 µs, 1 MiB): no memory growth at all is not an infinite ratio.
+  const floor = r.unit === "B" ? 1024 * 1024 : 1;
+  return r.better === "higher" ? r.ours / r.reference : r.reference / Math.max(r.ours, floor);
 }
 
 function fmt(v: number, unit: string): string {

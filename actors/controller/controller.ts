@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { NodeUnavailableError, UnknownJobError } from "../../schemas/errors";
+import { CapacityExceededError, NodeUnavailableError, UnknownJobError } from "../../schemas/errors";
 import { ControllerOps, NodeOps, ShardHeartbeatSchema, ShardOps, type JobHints, type NodeInfo, type ShardHeartbeat, type Weight } from "../../schemas/operations";
 import { encodeJson } from "../../bus/body";
 import { subscribeValidated } from "../../bus/subscribe";
@@ -19,6 +19,7 @@ export interface ControllerConfig extends NatsSettings {
   readonly heartbeatIntervalMs?: number;
   readonly heartbeatsMissedMax?: number;
   readonly jobTokenTtlMs?: number;
+  readonly jobsMax?: number;
 }
 
 interface JobRecord {
@@ -82,6 +83,8 @@ export class Controller {
     return new Router()
       .on(ControllerOps.jobRegister, async (req) => {
         const hints = req.hints ?? {};
+        const jobsMax = this.config.jobsMax ?? Defaults.jobsMax;
+        if (this.#jobs.size >= jobsMax) throw new CapacityExceededError(`${jobsMax} jobs are registered; deregister some first`);
         const shard = this.#pickShard();
         const jobId = `j-${randomBytes(8).toString("hex")}`;
         const weights = freeSpaceWeights(this.#capacities(), chooseTier(hints, this.#capacities()));

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, NotEmptyError, NotFoundError, AlreadyExistsError } from "../../schemas/errors";
+import { AlreadyExistsError, CapacityExceededError, InvalidArgumentError, NotEmptyError, NotFoundError } from "../../schemas/errors";
 import { WireLimits } from "../../schemas/operations";
 
 /** Where one piece of an object lives. */
@@ -64,9 +64,11 @@ export interface DeleteResult {
 export class Namespace {
   readonly root: DirEntry;
   #objects = 0;
+  #directories = 0;
   #bytes = 0;
 
-  constructor(private readonly now: () => number) {
+  /** `entriesMax` bounds objects plus directories: empty objects and directories cost the shard memory too. */
+  constructor(private readonly now: () => number, private readonly entriesMax = Number.MAX_SAFE_INTEGER) {
     this.root = { kind: "dir", children: new Map(), modifiedAtMs: now() };
   }
 
@@ -124,6 +126,7 @@ export class Namespace {
     const dir = this.#ensureDir(parts.slice(0, -1));
     const name = parts[parts.length - 1]!;
     const old = dir.children.get(name) as ObjectEntry | undefined;
+    if (!old) this.#checkRoom(1);
     const entry: ObjectEntry = { kind: "object", size, version: (old?.version ?? 0) + 1, extents, inline, modifiedAtMs: this.now() };
     dir.children.set(name, entry);
     dir.modifiedAtMs = entry.modifiedAtMs;
@@ -153,6 +156,7 @@ export class Namespace {
       parent.modifiedAtMs = this.now();
     }
     this.#objects -= totals.objects;
+    this.#directories -= totals.directories;
     this.#bytes -= totals.bytes;
     return { totals: { objects: totals.objects, directories: totals.directories, bytes: totals.bytes }, extents, inlineBytes };
   }
@@ -182,11 +186,19 @@ export class Namespace {
     return out;
   }
 
+  #checkRoom(entries: number): void {
+    if (this.#objects + this.#directories + entries > this.entriesMax) {
+      throw new CapacityExceededError(`the namespace holds ${this.entriesMax} objects and directories at most`);
+    }
+  }
+
   #ensureDir(parts: readonly string[]): DirEntry {
     let cur = this.root;
     for (const p of parts) {
       let next = cur.children.get(p);
       if (!next) {
+        this.#checkRoom(1);
+        this.#directories++;
         next = { kind: "dir", children: new Map(), modifiedAtMs: this.now() };
         cur.children.set(p, next);
         cur.modifiedAtMs = next.modifiedAtMs;

@@ -30,6 +30,7 @@ export interface ShardConfig extends NatsSettings {
   readonly heartbeatIntervalMs?: number;
   readonly pendingWriteTtlMs?: number;
   readonly pendingWritesPerJobMax?: number;
+  readonly namespaceEntriesMax?: number;
 }
 
 interface PendingWrite {
@@ -116,7 +117,7 @@ export class MetadataShard {
         this.tokens.verifyCluster(req.auth);
         if (!this.#jobs.has(req.jobId)) {
           this.#jobs.set(req.jobId, {
-            jobId: req.jobId, name: req.name, ns: new Namespace(() => this.clock.now()),
+            jobId: req.jobId, name: req.name, ns: new Namespace(() => this.clock.now(), this.config.namespaceEntriesMax ?? Defaults.namespaceEntriesMax),
             picker: new WeightedPicker(req.weights), pending: new Map(), inlineBytes: 0,
           });
         } else {

@@ -16,6 +16,10 @@ export const Defaults = {
   /** Objects up to this size live inline in their shard: one round trip per put or get. */
   inlineBytesMax: 4096,
   inlineCapacityBytes: 512 * 1024 * 1024,
+  /** Objects plus directories one job's namespace may hold. */
+  namespaceEntriesMax: 5_000_000,
+  /** Jobs the controller keeps registered at once. */
+  jobsMax: 100_000,
   rpcTimeoutMs: 10_000,
   /** Frees sent to nodes at once by one shard; more wait in a bounded queue. */
   freeInflightMax: 16,

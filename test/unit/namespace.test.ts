@@ -71,3 +71,15 @@ test("units", () => {
   expect(() => parseBytes("lots")).toThrow(expect.objectContaining({ code: ErrorCode.InvalidArgument }));
   expect(formatBytes(1536)).toBe("1.50 KiB");
 });
+
+test("a namespace holds a bounded number of entries, empty objects and directories included", () => {
+  const ns = new Namespace(() => 0, 3);
+  ns.put(["a", "b"], 0, [], false); // directory a + object b
+  ns.mkdir(["c"]);
+  expect(() => ns.put(["d"], 0, [], false)).toThrow(expect.objectContaining({ code: ErrorCode.CapacityExceeded }));
+  expect(() => ns.mkdir(["e"])).toThrow(expect.objectContaining({ code: ErrorCode.CapacityExceeded }));
+  ns.put(["a", "b"], 5, [], false); // overwriting takes no new entry
+  ns.delete(["c"], false);
+  ns.put(["d"], 0, [], false);
+  expect(ns.count([], true)).toEqual({ objects: 2, directories: 1, bytes: 5 });
+});
