@@ -1,4 +1,5 @@
 import { ErrorCode } from "../../schemas/errors";
+import { ClientTransport, PocketClient } from "../../client/pocket";
 import { startTestCluster, type TestCluster } from "../harness/cluster";
 
 let t: TestCluster;
@@ -13,8 +14,10 @@ function version(v: number, size: number): Buffer {
   return Buffer.alloc(size, v & 0xff);
 }
 
-test("readers racing an overwriter always get one whole version", async () => {
-  const job = t.client.job((await t.client.registerJob("overwrite")).token);
+test.each([ClientTransport.Auto, ClientTransport.Nats])("readers racing an overwriter always get one whole version (%s)", async (transport) => {
+  const client = await PocketClient.connect({ servers: t.nats.url, transport });
+  const { token } = await client.registerJob(`overwrite-${transport}`);
+  const job = client.job(token);
   const size = 640 * 1024 + 3;
   await job.put("hot", version(1, size));
   const versionsMax = 40;
@@ -47,4 +50,6 @@ test("readers racing an overwriter always get one whole version", async () => {
   expect(reads).toBeGreaterThan(0);
   expect((await job.get("hot")).equals(version(versionsMax, size))).toBe(true);
   expect((await job.stat("hot")).version).toBe(versionsMax);
+  await client.deregisterJob(token);
+  await client.close();
 });
