@@ -21,6 +21,15 @@ export const Subjects = {
   eventAll: `${SubjectRoot}.evt.>`,
 } as const;
 
+/**
+ * Checks an actor id used in subjects: one subject token, no dots or wildcards
+ * (a shard "a" must not receive shard "a.b"'s requests).
+ */
+export function checkSubjectToken(kind: string, id: string): string {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new Error(`${kind} id ${JSON.stringify(id)} must be 1-64 of A-Z a-z 0-9 _ -`);
+  return id;
+}
+
 /** The operation subject under a service prefix. */
 export function operationSubject(prefix: string, operation: string): string {
   return `${prefix}.${operation}`;

@@ -8,7 +8,7 @@ import { encodeJson } from "../../bus/body";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
 import { Router, WithPayload } from "../../bus/router";
 import { TcpServer } from "../../bus/tcp-server";
-import { Subjects } from "../../bus/subjects";
+import { checkSubjectToken, Subjects } from "../../bus/subjects";
 import { systemClock, type Clock } from "../runtime/clock";
 import { Defaults, type NatsSettings } from "../runtime/config";
 import { NodeDirectory } from "../runtime/node-directory";
@@ -87,6 +87,7 @@ export class MetadataShard {
   }
 
   static async start(config: ShardConfig, clock: Clock = systemClock): Promise<MetadataShard> {
+    checkSubjectToken("shard", config.shardId);
     const shard = new MetadataShard(config, new TokenAuthority(config.secret, clock), clock);
     shard.#nats = await connect({ servers: config.natsUrl, name: `pocket-shard-${config.shardId}`, maxReconnectAttempts: -1 });
     shard.nodes.follow(shard.#nats);

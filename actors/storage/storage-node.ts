@@ -4,7 +4,7 @@ import { NodeOps, type NodeHeartbeat, type Tier } from "../../schemas/operations
 import { encodeJson } from "../../bus/body";
 import { serveOnNats } from "../../bus/nats-rpc";
 import { Router, WithPayload } from "../../bus/router";
-import { Subjects } from "../../bus/subjects";
+import { checkSubjectToken, Subjects } from "../../bus/subjects";
 import { TcpServer } from "../../bus/tcp-server";
 import { BoundedSet } from "../runtime/bounded-set";
 import { systemClock, type Clock } from "../runtime/clock";
@@ -48,6 +48,7 @@ export class StorageNode {
   ) {}
 
   static async start(config: StorageNodeConfig, clock: Clock = systemClock): Promise<StorageNode> {
+    checkSubjectToken("node", config.nodeId);
     if (config.tier !== "dram") throw new InvalidArgumentError(`tier ${config.tier} is not available on this node build`);
     const node = new StorageNode(config, new DramStore(config.capacityBytes), new TokenAuthority(config.secret, clock), clock);
     await node.#start();
