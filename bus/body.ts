@@ -19,7 +19,7 @@ export function decodeJson(bytes: Uint8Array): unknown {
   try {
     return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
   } catch (e) {
-    throw new InvalidArgumentError("request is not valid JSON", { cause: e });
+    throw new InvalidArgumentError("not valid JSON", { cause: e });
   }
 }
 

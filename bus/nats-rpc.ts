@@ -1,7 +1,7 @@
 import { headers, NoRespondersError, RequestError, TimeoutError as NatsTimeoutError } from "@nats-io/transport-node";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Operation, RequestOf } from "../schemas/operation";
-import { BusyError, errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError } from "../schemas/errors";
+import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError } from "../schemas/errors";
 import { decodeBody, decodeJson, encodeBody, encodeJson } from "./body";
 import type { Caller, CallOptions, CallResult } from "./caller";
 import { Transport, type Router } from "./router";
@@ -91,6 +91,5 @@ export function natsRequestError(e: unknown, subject: string, timeoutMs: number)
   if (e instanceof NatsTimeoutError || (e instanceof RequestError && e.cause instanceof NatsTimeoutError)) {
     return new TimeoutError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: e });
   }
-  if (e instanceof BusyError) return e;
   return new NodeUnavailableError(`request on ${subject} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }

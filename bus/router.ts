@@ -6,7 +6,7 @@ import { ErrorCode, InvalidArgumentError, toWireError } from "../schemas/errors"
 import { decodeJson, encodeJson } from "./body";
 
 /** Which transport a request came in on. Handlers should not care; logs may. */
-export const Transport = { Nats: "nats", Tcp: "tcp", Local: "local" } as const;
+export const Transport = { Nats: "nats", Tcp: "tcp" } as const;
 export type Transport = (typeof Transport)[keyof typeof Transport];
 
 export interface RequestContext {

@@ -9,7 +9,8 @@ export class DramStore implements ExtentStore {
   #used = 0;
   #extents = 0;
 
-  constructor(readonly capacityBytes: number) {
+  /** `extentsMax` bounds the count as well as the bytes: each extent costs memory beyond its bytes. */
+  constructor(readonly capacityBytes: number, private readonly extentsMax = 4_000_000) {
     if (!Number.isSafeInteger(capacityBytes) || capacityBytes <= 0) throw new InvalidArgumentError(`bad DRAM capacity ${capacityBytes}`);
   }
 
@@ -20,6 +21,8 @@ export class DramStore implements ExtentStore {
   async write(jobId: string, extentId: string, bytes: Uint8Array): Promise<void> {
     let job = this.#jobs.get(jobId);
     if (job?.has(extentId)) throw new AlreadyExistsError(`extent ${extentId} exists`);
+    if (bytes.byteLength === 0) throw new InvalidArgumentError("an extent holds at least one byte");
+    if (this.#extents >= this.extentsMax) throw new CapacityExceededError(`node holds ${this.extentsMax} extents at most`);
     if (this.#used + bytes.byteLength > this.capacityBytes) {
       throw new CapacityExceededError(`node full: ${bytes.byteLength} bytes do not fit in ${this.capacityBytes - this.#used} free`);
     }

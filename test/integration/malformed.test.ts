@@ -150,8 +150,9 @@ describe("direct TCP port", () => {
       request(3, NodeOps.extentRead.name, { token, extentId: "../../etc/passwd" }),
       request(4, NodeOps.extentWrite.name, { token: "forged", extentId: "abc" }, Buffer.from("x")),
       request(5, NodeOps.stats.name, {}),
+      request(6, NodeOps.extentWrite.name, { token, extentId: "empty" }),
     ];
-    const r = await session(frames, 5);
+    const r = await session(frames, 6);
     expect(r.closed).toBe(false);
     const byId = new Map(r.frames.map((f) => [f.requestId, f]));
     expect(errorOf(byId.get(1)!).code).toBe(ErrorCode.InvalidArgument);
@@ -159,6 +160,7 @@ describe("direct TCP port", () => {
     expect(errorOf(byId.get(3)!).code).toBe(ErrorCode.InvalidArgument);
     expect(errorOf(byId.get(4)!).code).toBe(ErrorCode.Unauthorized);
     expect(byId.get(5)!.kind).toBe(FrameKind.Reply);
+    expect(errorOf(byId.get(6)!).code).toBe(ErrorCode.InvalidArgument); // an empty extent would cost memory and count no bytes
     expect(decodeJson(byId.get(5)!.meta)).toMatchObject({ nodeId: "dram-0" });
     await stillServing();
   });
