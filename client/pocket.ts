@@ -278,7 +278,7 @@ export class PocketJob {
       let ref: ExtentRef;
       if (known) {
         ref = known.shift() ?? (() => { throw new InvalidArgumentError(`the stream is longer than its declared size ${options.size}`); })();
-        if (ref.length !== chunk.byteLength) throw new InvalidArgumentError(`the stream is shorter than its declared size ${options.size}`);
+        if (ref.length !== chunk.byteLength) throw new InvalidArgumentError(`the stream does not match its declared size ${options.size}`);
       } else {
         const next = extendChain.then(() => this.#shard(ShardOps.objectExtend, { token: this.token, writeId: created.writeId, lengths: [chunk.byteLength] }));
         extendChain = next.catch(() => undefined);
