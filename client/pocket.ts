@@ -133,10 +133,12 @@ export class PocketClient {
       try {
         return await this.#pool.caller(info.addr).call(op, request, options);
       } catch (e) {
-        // Only a connection that never opened is safe to retry: the request was not sent.
-        if (!(e instanceof ConnectFailedError) || attempt > 0) throw e;
+        if (!isPocketError(e, ErrorCode.NodeUnavailable)) throw e;
+        // The address may be stale (the shard restarted elsewhere): ask again next time.
         this.#shards.delete(shardId);
         this.#pool.drop(info.addr);
+        // Only a connection that never opened is safe to retry at once: the request was not sent.
+        if (!(e instanceof ConnectFailedError) || attempt > 0) throw e;
       }
     }
   }

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { CapacityExceededError, NodeUnavailableError, UnknownJobError } from "../../schemas/errors";
+import { CapacityExceededError, ErrorCode, isPocketError, NodeUnavailableError, UnknownJobError } from "../../schemas/errors";
 import { ControllerOps, NodeOps, ShardHeartbeatSchema, ShardOps, type JobHints, type NodeInfo, type ShardHeartbeat, type Weight } from "../../schemas/operations";
 import { encodeJson } from "../../bus/body";
 import { subscribeValidated } from "../../bus/subscribe";
@@ -99,12 +99,15 @@ export class Controller {
         const { jobId } = this.tokens.verifyJob(req.token);
         const job = this.#jobs.get(jobId);
         if (!job) throw new UnknownJobError(`job ${jobId} is not registered`);
-        this.#jobs.delete(jobId);
         try {
           await this.#shard(job.shardId).call(ShardOps.detachJob, { auth: this.#clusterToken, jobId });
         } catch (e) {
+          // A shard that is gone took the namespace with it; one that did not answer in time may still
+          // hold it: then the job stays registered and the caller retries, rather than leak it.
+          if (!isPocketError(e, ErrorCode.NodeUnavailable) && !isPocketError(e, ErrorCode.UnknownJob)) throw e;
           this.#log.warn("shard did not detach the job", { jobId, shardId: job.shardId, ...errorFields(e) });
         }
+        this.#jobs.delete(jobId);
         // Every node, not only the weighted ones: weights may have changed over the job's life.
         const results = await settleLimit(this.nodes.all(), fanoutMax, (r) =>
           new NatsCaller(this.#nats!, Subjects.node(r.heartbeat.nodeId)).call(NodeOps.jobDrop, { auth: this.#clusterToken, jobId }));
