@@ -137,11 +137,17 @@ async function run(argv: string[]): Promise<void> {
     case "nodes":
       return withClient(flags, async (c) => {
         const nodes = await c.listNodes();
+        const tiers = new Map<string, { nodes: number; used: number; capacity: number }>();
+        for (const n of nodes.filter((x) => x.state === "active")) {
+          const t = tiers.get(n.tier) ?? { nodes: 0, used: 0, capacity: 0 };
+          tiers.set(n.tier, { nodes: t.nodes + 1, used: t.used + n.usedBytes, capacity: t.capacity + n.capacityBytes });
+        }
         out(flags, nodes, () => table([
           ["NODE", "TIER", "STATE", "ADDR", "USED", "CAPACITY", "CPU", "IN/s", "OUT/s"],
           ...nodes.map((n) => [n.nodeId, n.tier, n.state, n.addr, formatBytes(n.usedBytes), formatBytes(n.capacityBytes),
             `${(n.cpu * 100).toFixed(0)}%`, formatBytes(n.bytesInPerSec), formatBytes(n.bytesOutPerSec)]),
-        ]));
+        ]) + [...tiers].map(([tier, t]) =>
+          `${tier}: ${formatBytes(t.used)} of ${formatBytes(t.capacity)} used (${t.capacity > 0 ? ((100 * t.used) / t.capacity).toFixed(1) : "0"}%) on ${t.nodes} active node(s)\n`).join(""));
       });
     case "shards":
       return withClient(flags, async (c) => {

@@ -59,6 +59,7 @@ test("register, put, get, ls, stat, rm, deregister from the command line", () =>
   const nodes = JSON.parse(pocket(["nodes", "--json"]).stdout.toString()) as Array<{ nodeId: string; state: string }>;
   expect(nodes.map((n) => n.state)).toEqual(["active", "active"]);
   expect(pocket(["jobs"]).stdout.toString()).toContain(jobId);
+  expect(pocket(["nodes"]).stdout.toString()).toMatch(/^dram: .* of 2\.00 GiB used \(.*%\) on 2 active node\(s\)$/m);
 
   const missing = pocket(["get", jobId, "nope"]);
   expect(missing.status).toBe(1);
