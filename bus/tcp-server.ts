@@ -98,15 +98,25 @@ export class TcpServer {
       // A peer that never reads its error must not hold the socket open.
       setTimeout(() => socket.destroy(), 5_000).unref();
     };
+    // Frames of the last chunk read beyond the in-flight bound wait here; reading is paused meanwhile,
+    // so this holds at most one chunk's frames.
+    const waiting: Frame[] = [];
     const run = (frame: Frame): void => {
+      if (inflight >= this.options.inflightPerConnectionMax) {
+        waiting.push(frame);
+        socket.pause();
+        return;
+      }
       inflight++;
       if (inflight >= this.options.inflightPerConnectionMax) socket.pause();
       void this.router.dispatch(frame.name, frame.meta, frame.payload, Transport.Tcp).then((result) => {
         inflight--;
         if (result.ok) send(FrameKind.Reply, frame.requestId, result.meta, result.payload);
         else send(FrameKind.Error, frame.requestId, encodeJson({ code: result.code, message: result.message }));
+        const next = waiting.shift();
+        if (next && !closing) run(next);
         if (socket.writableLength >= this.options.writeBufferBytesMax) socket.pause();
-        maybeResume();
+        if (waiting.length === 0) maybeResume();
       });
     };
 

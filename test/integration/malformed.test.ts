@@ -143,6 +143,14 @@ describe("direct TCP port", () => {
     await stillServing();
   });
 
+  test("a burst far beyond the in-flight bound is answered in full, in one connection", async () => {
+    const burst = Buffer.concat(Array.from({ length: 500 }, (_, i) => request(i + 1, NodeOps.stats.name, {})));
+    const r = await session([burst], 500);
+    expect(r.closed).toBe(false);
+    expect(new Set(r.frames.map((f) => f.requestId)).size).toBe(500);
+    expect(r.frames.every((f) => f.kind === FrameKind.Reply)).toBe(true);
+  });
+
   test("schema-invalid requests get an error reply and the connection stays usable", async () => {
     const frames = [
       request(1, NodeOps.extentRead.name, { token, extentId: 5 }),
