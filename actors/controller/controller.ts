@@ -70,6 +70,10 @@ export class Controller {
     });
     c.nodes.follow(nc);
     c.#subs.push(subscribeValidated(nc, Subjects.shardHeartbeatAll, ShardHeartbeatSchema, c.#log, (hb) => {
+      if (!c.#shards.has(hb.shardId) && c.#shards.size >= Defaults.clusterMembersMax) {
+        c.#log.warn("too many shards; heartbeat ignored", { shardId: hb.shardId });
+        return;
+      }
       c.#shards.set(hb.shardId, { heartbeat: hb, lastSeenMs: c.clock.now() });
     }));
     c.#subs.push(serveOnNats(nc, Subjects.controller, c.router()));
@@ -87,7 +91,8 @@ export class Controller {
         if (this.#jobs.size >= jobsMax) throw new CapacityExceededError(`${jobsMax} jobs are registered; deregister some first`);
         const shard = this.#pickShard();
         const jobId = `j-${randomBytes(8).toString("hex")}`;
-        const weights = freeSpaceWeights(this.#capacities(), chooseTier(hints, this.#capacities()));
+        const caps = this.#capacities();
+        const weights = freeSpaceWeights(caps, chooseTier(hints, caps));
         const ttl = this.config.jobTokenTtlMs ?? Defaults.jobTokenTtlMs;
         const token = this.tokens.issueJob(jobId, shard, ttl);
         await this.#shard(shard).call(ShardOps.attachJob, { auth: this.#clusterToken, jobId, name: req.name, weights });

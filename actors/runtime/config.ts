@@ -18,6 +18,8 @@ export const Defaults = {
   inlineCapacityBytes: 512 * 1024 * 1024,
   /** Objects plus directories one job's namespace may hold. */
   namespaceEntriesMax: 5_000_000,
+  /** Storage nodes, and shards, one process keeps track of. */
+  clusterMembersMax: 10_000,
   /** Jobs the controller keeps registered at once. */
   jobsMax: 100_000,
   rpcTimeoutMs: 10_000,

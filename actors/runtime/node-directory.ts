@@ -27,6 +27,7 @@ export class NodeDirectory {
     private readonly clock: Clock,
     private readonly heartbeatIntervalMs: number = Defaults.heartbeatIntervalMs,
     private readonly heartbeatsMissedMax: number = Defaults.heartbeatsMissedMax,
+    private readonly nodesMax: number = Defaults.clusterMembersMax,
   ) {}
 
   /** Follows heartbeats on the bus. */
@@ -38,8 +39,13 @@ export class NodeDirectory {
     this.#listeners.push(listener);
   }
 
+  /** Records a heartbeat. Past `nodesMax` distinct nodes, new ones are ignored (heartbeats are not authenticated yet). */
   record(hb: NodeHeartbeat): void {
     const isNew = !this.#nodes.has(hb.nodeId);
+    if (isNew && this.#nodes.size >= this.nodesMax) {
+      this.#log.warn("too many storage nodes; heartbeat ignored", { nodeId: hb.nodeId, nodesMax: this.nodesMax });
+      return;
+    }
     this.#nodes.set(hb.nodeId, { heartbeat: hb, lastSeenMs: this.clock.now(), placedBytes: 0 });
     for (const l of this.#listeners) l(hb, isNew);
   }

@@ -1,6 +1,6 @@
 import { NatsServer, startNatsCluster } from "../../deploy/nats-server";
 import { LocalCluster, LaunchMode, type LocalClusterOptions } from "../../deploy/local-cluster";
-import { PocketClient, type PocketOptions } from "../../client/pocket";
+import { PocketClient, type ClientTransport, type PocketJob, type PocketOptions } from "../../client/pocket";
 
 export { NatsServer, startNatsCluster, LocalCluster, LaunchMode };
 
@@ -65,4 +65,25 @@ export async function eventually(probe: () => Promise<boolean> | boolean, timeou
     if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+export interface TestJob {
+  readonly client: PocketClient;
+  readonly job: PocketJob;
+  readonly token: string;
+  /** Deregisters the job and closes the client. */
+  close(): Promise<void>;
+}
+
+/** A client of its own on `transport` with a freshly registered job, for suites run over both transports. */
+export async function connectJob(natsUrl: string, transport: ClientTransport, name: string): Promise<TestJob> {
+  const client = await PocketClient.connect({ servers: natsUrl, transport });
+  const { token } = await client.registerJob(name);
+  return {
+    client, token, job: client.job(token),
+    async close() {
+      await client.deregisterJob(token);
+      await client.close();
+    },
+  };
 }

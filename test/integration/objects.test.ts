@@ -1,6 +1,6 @@
 import { ErrorCode, NotEmptyError, NotFoundError, isPocketError } from "../../schemas/errors";
-import { ClientTransport, PocketClient, type PocketJob } from "../../client/pocket";
-import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
+import { ClientTransport, type PocketJob } from "../../client/pocket";
+import { connectJob, eventually, patternBytes, startTestCluster, type TestCluster, type TestJob } from "../harness/cluster";
 import { nodeStats, usedBytes } from "../harness/nodes";
 
 let t: TestCluster;
@@ -8,18 +8,13 @@ beforeAll(async () => { t = await startTestCluster({ shards: 2, dram: 2, dramCap
 afterAll(async () => { await t?.stop(); });
 
 describe.each([ClientTransport.Auto, ClientTransport.Nats])("objects over %s", (transport) => {
-  let client: PocketClient;
-  let token: string;
+  let tj: TestJob;
   let job: PocketJob;
   beforeAll(async () => {
-    client = await PocketClient.connect({ servers: t.nats.url, transport });
-    token = (await client.registerJob(`objects-${transport}`)).token;
-    job = client.job(token);
+    tj = await connectJob(t.nats.url, transport, `objects-${transport}`);
+    job = tj.job;
   });
-  afterAll(async () => {
-    await client.deregisterJob(token).catch(() => undefined);
-    await client.close();
-  });
+  afterAll(async () => { await tj?.close(); });
 
   test.each([0, 1, 1024, 1024 * 1024 + 1, 50 * 1024 * 1024])("put/get %i bytes byte-exact", async (size) => {
     const data = patternBytes(size, size + 17);

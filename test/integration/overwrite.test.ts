@@ -1,6 +1,6 @@
 import { ErrorCode } from "../../schemas/errors";
-import { ClientTransport, PocketClient } from "../../client/pocket";
-import { startTestCluster, type TestCluster } from "../harness/cluster";
+import { ClientTransport } from "../../client/pocket";
+import { connectJob, startTestCluster, type TestCluster } from "../harness/cluster";
 
 let t: TestCluster;
 beforeAll(async () => {
@@ -15,9 +15,8 @@ function version(v: number, size: number): Buffer {
 }
 
 test.each([ClientTransport.Auto, ClientTransport.Nats])("readers racing an overwriter always get one whole version (%s)", async (transport) => {
-  const client = await PocketClient.connect({ servers: t.nats.url, transport });
-  const { token } = await client.registerJob(`overwrite-${transport}`);
-  const job = client.job(token);
+  const tj = await connectJob(t.nats.url, transport, `overwrite-${transport}`);
+  const job = tj.job;
   const size = 640 * 1024 + 3;
   await job.put("hot", version(1, size));
   const versionsMax = 40;
@@ -50,6 +49,5 @@ test.each([ClientTransport.Auto, ClientTransport.Nats])("readers racing an overw
   expect(reads).toBeGreaterThan(0);
   expect((await job.get("hot")).equals(version(versionsMax, size))).toBe(true);
   expect((await job.stat("hot")).version).toBe(versionsMax);
-  await client.deregisterJob(token);
-  await client.close();
+  await tj.close();
 });

@@ -4,7 +4,7 @@ import { pipeline } from "node:stream/promises";
 import { ErrorCode, isPocketError } from "../../schemas/errors";
 import { Defaults } from "../../actors/runtime/config";
 import { ClientTransport, PocketClient, type PocketJob } from "../../client/pocket";
-import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
+import { connectJob, eventually, patternBytes, startTestCluster, type TestCluster, type TestJob } from "../harness/cluster";
 import { usedBytes } from "../harness/nodes";
 
 let t: TestCluster;
@@ -33,18 +33,13 @@ async function sha(stream: AsyncIterable<Uint8Array>): Promise<string> {
 }
 
 describe.each([ClientTransport.Auto, ClientTransport.Nats])("streams over %s", (transport) => {
-  let client: PocketClient;
+  let tj: TestJob;
   let job: PocketJob;
-  let token: string;
   beforeAll(async () => {
-    client = await PocketClient.connect({ servers: t.nats.url, transport });
-    token = (await client.registerJob(`streams-${transport}`)).token;
-    job = client.job(token);
+    tj = await connectJob(t.nats.url, transport, `streams-${transport}`);
+    job = tj.job;
   });
-  afterAll(async () => {
-    await client.deregisterJob(token);
-    await client.close();
-  });
+  afterAll(async () => { await tj?.close(); });
 
   test("inline threshold edges are byte-exact", async () => {
     for (const size of [Defaults.inlineBytesMax - 1, Defaults.inlineBytesMax, Defaults.inlineBytesMax + 1]) {
