@@ -19,6 +19,12 @@ export const Subjects = {
   /** Lifecycle notices, for anything that wants to follow the cluster. */
   event: (kind: string): string => `${SubjectRoot}.evt.${kind}`,
   eventAll: `${SubjectRoot}.evt.>`,
+  /** Inputs to the controller's decisions, recorded for replay. */
+  trace: (kind: string): string => `${SubjectRoot}.trace.${kind}`,
+  traceAll: `${SubjectRoot}.trace.>`,
+  /** Per-job usage a shard reports every interval. */
+  shardUsage: (shardId: string): string => `${SubjectRoot}.usage.shard.${shardId}`,
+  shardUsageAll: `${SubjectRoot}.usage.shard.*`,
 } as const;
 
 /**

@@ -38,6 +38,9 @@ export interface RegisteredJob {
   readonly token: string;
   readonly shardId: string;
   readonly expiresAtMs: number;
+  readonly leaseExpiresAtMs: number;
+  readonly leaseMs: number;
+  readonly tier: string;
   readonly weights: readonly Weight[];
 }
 
@@ -50,6 +53,8 @@ export type Data = Uint8Array | string;
 
 /** A lookup can race an overwrite that frees the old extents: retry the whole read this many times. */
 const staleReadRetriesMax = 3;
+/** Jobs one client keeps alive at once. */
+const leasesMax = 10_000;
 
 /**
  * The client a lambda imports. One per process: connections are reused
@@ -65,6 +70,8 @@ const staleReadRetriesMax = 3;
 export class PocketClient {
   readonly #pool: TcpPool;
   readonly #jobs = new Map<string, PocketJob>();
+  /** token → lease renewal timer, for jobs this client registered. */
+  readonly #leases = new Map<string, NodeJS.Timeout>();
   /** shardId → address and limits (insertion-ordered: the oldest goes first past the bound). */
   readonly #shards = new Map<string, Promise<ShardInfo>>();
   readonly controller: Caller;
@@ -84,13 +91,45 @@ export class PocketClient {
     return new PocketClient(nc, options);
   }
 
-  async registerJob(name: string, hints: JobHints = {}): Promise<RegisteredJob> {
-    return (await this.controller.call(ControllerOps.jobRegister, { name, hints })).reply;
+  /**
+   * Registers a job. While this client is open it renews the job's lease
+   * (every third of it), so the job lives as long as its driver; a driver
+   * that dies stops renewing and the controller reclaims the job when the
+   * lease runs out. `renew: false` leaves renewal to the caller.
+   */
+  async registerJob(name: string, hints: JobHints = {}, options: { leaseMs?: number; renew?: boolean } = {}): Promise<RegisteredJob> {
+    const reg = (await this.controller.call(ControllerOps.jobRegister, { name, hints, ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) })).reply;
+    if (options.renew !== false) this.#keepAlive(reg.token, reg.leaseMs);
+    return reg;
+  }
+
+  /** Renews a job's lease now. */
+  async renewLease(token: string): Promise<{ jobId: string; leaseExpiresAtMs: number }> {
+    return (await this.controller.call(ControllerOps.jobRenew, { token })).reply;
+  }
+
+  #keepAlive(token: string, leaseMs: number): void {
+    if (this.#leases.size >= leasesMax) return;
+    const timer = setInterval(() => {
+      this.renewLease(token).catch((e: unknown) => {
+        // A job that is gone stays gone; other errors (the controller restarting) are retried next time.
+        if (isPocketError(e, ErrorCode.UnknownJob) || isPocketError(e, ErrorCode.Unauthorized)) this.#stopRenewing(token);
+      });
+    }, Math.max(250, Math.floor(leaseMs / 3)));
+    timer.unref();
+    this.#leases.set(token, timer);
+  }
+
+  #stopRenewing(token: string): void {
+    const t = this.#leases.get(token);
+    if (t) clearInterval(t);
+    this.#leases.delete(token);
   }
 
   /** Ends a job; every byte it stored is freed. */
   async deregisterJob(token: string): Promise<{ jobId: string; freedBytes: number }> {
     this.#jobs.delete(token);
+    this.#stopRenewing(token);
     return (await this.controller.call(ControllerOps.jobDeregister, { token })).reply;
   }
 
@@ -169,6 +208,8 @@ export class PocketClient {
   }
 
   async close(): Promise<void> {
+    for (const t of this.#leases.values()) clearInterval(t);
+    this.#leases.clear();
     this.#pool.close();
     await this.nc.drain().catch(() => undefined);
   }
@@ -336,7 +377,9 @@ export class PocketJob {
         return await this.#readPieces(piecesFor(r.reply.extents, offset, length), length);
       } catch (e) {
         // An extent freed under us means the object was overwritten or deleted since the lookup.
-        if (!isPocketError(e, ErrorCode.NotFound) || attempt >= staleReadRetriesMax) throw e;
+        // A node drained and removed after our lookup (its extents were moved): the layout has changed too.
+        const stale = isPocketError(e, ErrorCode.NotFound) || isPocketError(e, ErrorCode.NodeUnavailable);
+        if (!stale || attempt >= staleReadRetriesMax) throw e;
       }
     }
   }

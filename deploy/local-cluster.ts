@@ -1,9 +1,7 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ControllerOps } from "../schemas/operations";
 import { NatsCaller } from "../bus/nats-rpc";
@@ -12,7 +10,12 @@ import { Controller, type ControllerConfig } from "../actors/controller/controll
 import { MetadataShard, type ShardConfig } from "../actors/metadata/shard";
 import { StorageNode, type StorageNodeConfig } from "../actors/storage/storage-node";
 import { Defaults } from "../actors/runtime/config";
+import { LocalOrchestrator } from "../actors/orchestrator/local";
+import type { ScalingPolicy } from "../actors/controller/policy";
 import { NatsServer } from "./nats-server";
+import { projectRoot, spawnActor, stopChild, type ActorProcess } from "./actor-process";
+
+export { projectRoot };
 
 export const LaunchMode = {
   /** Each actor in its own Node process (what `pocket up` and `npm start` run). */
@@ -34,25 +37,27 @@ export interface LocalClusterOptions {
   readonly dataDir?: string;
   readonly mode?: LaunchMode;
   readonly readyTimeoutMs?: number;
+  /**
+   * Who launches and removes storage nodes as the controller scales: "local"
+   * (processes, or in this process in inline mode; the default) or
+   * "events-only" (decisions are published, nothing is started).
+   */
+  readonly orchestrator?: "local" | "events-only";
+  /** Fewest and most DRAM nodes the controller keeps (default: the nodes started here, and 8). */
+  readonly minNodes?: number;
+  readonly maxNodes?: number;
+  /** Controller state: a SQLite file (default `<dataDir>/controller.sqlite`) or a `postgres://` URL. */
+  readonly store?: string;
+  /** Other scaling settings for the controller. */
+  readonly policy?: Partial<ScalingPolicy>;
 }
 
 interface Member {
   readonly name: string;
   readonly role: "controller" | "shard" | "node";
-  readonly child?: ChildProcess;
+  readonly process?: ActorProcess;
   readonly actor?: { stop(): Promise<void> };
-  readonly exited?: Promise<void>;
-}
-
-/** The project's root (where package.json is), from this file's place in src or dist. */
-export function projectRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, "package.json"))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error("cannot find the project root");
-    dir = up;
-  }
-  return dir;
+  readonly config?: object;
 }
 
 /**
@@ -86,7 +91,7 @@ export class LocalCluster {
         c.natsUrl = c.#nats.url;
       }
       c.#nc = await connect({ servers: c.natsUrl, name: "pocket-launcher" });
-      await c.#launch("controller", "controller", c.#controllerConfig());
+      await c.startController();
       for (let i = 0; i < (options.shards ?? 2); i++) await c.addShard(`s${i}`);
       for (let i = 0; i < (options.dram ?? 2); i++) await c.addNode(`dram-${i}`);
       await c.waitReady();
@@ -99,6 +104,11 @@ export class LocalCluster {
 
   get mode(): LaunchMode {
     return this.options.mode ?? LaunchMode.Process;
+  }
+
+  /** Starts the controller (again, after `kill("controller")`: it picks up its stored state). */
+  async startController(): Promise<void> {
+    await this.#launch("controller", "controller", this.controllerConfig());
   }
 
   /** Starts one more metadata shard. */
@@ -124,9 +134,9 @@ export class LocalCluster {
     const m = this.#members.get(name);
     if (!m) throw new Error(`no member ${name}`);
     this.#members.delete(name);
-    if (m.child) {
-      m.child.kill("SIGKILL");
-      await m.exited;
+    if (m.process) {
+      m.process.child.kill("SIGKILL");
+      await m.process.exited;
     } else {
       await m.actor?.stop();
     }
@@ -162,48 +172,47 @@ export class LocalCluster {
       this.#members.set(name, { name, role, actor });
       return;
     }
-    const main = path.join(projectRoot(), "dist", "actors", "runtime", "main.js");
-    if (!fs.existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
-    const log = fs.openSync(path.join(this.dataDir, "logs", `${name}.log`), "a");
-    // POCKET_ACTOR_NODE_ARGS passes flags to every actor process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-    const nodeArgs = (process.env["POCKET_ACTOR_NODE_ARGS"] ?? "").split(/\s+/).filter((a) => a.length > 0);
-    const child = spawn(process.execPath, [...nodeArgs, main, role], {
-      env: { ...process.env, POCKET_ACTOR_CONFIG: JSON.stringify(config) },
-      stdio: ["ignore", "pipe", log],
-    });
-    fs.closeSync(log);
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    this.#members.set(name, { name, role, child, exited });
-    await new Promise<void>((resolve, reject) => {
-      const lines = readline.createInterface({ input: child.stdout! });
-      const timer = setTimeout(() => reject(new Error(`${name} not ready within 15 s; see ${this.dataDir}/logs/${name}.log`)), 15_000);
-      lines.once("line", () => { clearTimeout(timer); resolve(); });
-      child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${name} exited with ${code}; see ${this.dataDir}/logs/${name}.log`)); });
-    });
+    const p = await spawnActor(role, name, config, path.join(this.dataDir, "logs"), this.options.readyTimeoutMs ?? 15_000);
+    this.#members.set(name, { name, role, process: p });
   }
 
   /** Stops every actor (nodes and shards first), then nats-server if it started one. */
   async stop(): Promise<void> {
     const members = [...this.#members.values()].reverse();
     this.#members.clear();
+    // The controller first, so that it does not replace the nodes as they go.
+    members.sort((a, b) => Number(b.role === "controller") - Number(a.role === "controller"));
     for (const m of members) {
-      if (m.child) {
-        if (m.child.exitCode === null && m.child.signalCode === null) {
-          m.child.kill("SIGTERM");
-          const t = setTimeout(() => m.child!.kill("SIGKILL"), 5_000);
-          await m.exited;
-          clearTimeout(t);
-        }
-      } else {
-        await m.actor?.stop();
-      }
+      if (m.process) await stopChild(m.process);
+      else await m.actor?.stop();
     }
+    await LocalOrchestrator.stopAll(this.dataDir);
     await this.#nc?.drain().catch(() => undefined);
     await this.#nats?.stop();
     if (this.ownsDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
   }
 
-  #controllerConfig(): ControllerConfig {
-    return { natsUrl: this.natsUrl, secret: this.secret, heartbeatIntervalMs: this.options.heartbeatIntervalMs };
+  controllerConfig(): ControllerConfig {
+    const o = this.options;
+    const dram = o.dram ?? 2;
+    const capacityBytes = o.dramCapacityBytes ?? Defaults.dramCapacityBytes;
+    return {
+      natsUrl: this.natsUrl, secret: this.secret, heartbeatIntervalMs: o.heartbeatIntervalMs, extentBytesMax: o.extentBytesMax,
+      store: o.store ?? path.join(this.dataDir, "controller.sqlite"),
+      traceFile: path.join(this.dataDir, "controller-trace.ndjson"),
+      orchestrator: (o.orchestrator ?? "local") === "local"
+        ? { kind: "local", dataDir: this.dataDir, inline: this.mode === LaunchMode.Inline }
+        : { kind: "events-only" },
+      policy: {
+        ...o.policy,
+        nodeTypes: [
+          {
+            tier: "dram", capacityBytes, throughputBps: 1e9, cpuCores: 1, pricePerHour: 0.3,
+            minNodes: o.minNodes ?? dram, maxNodes: o.maxNodes ?? Math.max(8, dram),
+          },
+          ...(o.policy?.nodeTypes ?? []).filter((t) => t.tier !== "dram"),
+        ],
+      },
+    };
   }
 }

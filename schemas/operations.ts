@@ -59,10 +59,23 @@ const nodeReport = {
   bytesOutPerSec: T.Number({ minimum: 0 }),
 };
 
+const NodeStateSchema = T.Union([T.Literal("provisioning"), T.Literal("active"), T.Literal("draining"), T.Literal("failed"), T.Literal("removed")]);
+const JobStateSchema = T.Union([T.Literal("registered"), T.Literal("active"), T.Literal("ended"), T.Literal("expired")]);
+
+/** Utilisation as fractions of what a node (or tier) offers, averaged over the controller's window. */
+export const UtilisationSchema = T.Object({ cpu: T.Number(), network: T.Number(), capacity: T.Number() });
+
 export const NodeInfoSchema = T.Object({
   ...nodeReport,
-  state: T.Union([T.Literal("active"), T.Literal("failed")]),
+  state: NodeStateSchema,
+  /** Launched by the controller through its orchestrator. */
+  launched: T.Boolean(),
   lastSeenMs: Millis,
+  utilisation: UtilisationSchema,
+  reservedBytes: T.Number({ minimum: 0 }),
+  reservedBps: T.Number({ minimum: 0 }),
+  /** The node's weight in each live job's weight map. */
+  jobWeights: T.Array(T.Object({ jobId: Id, weight: T.Number({ minimum: 0, maximum: 1 }) })),
 });
 export type NodeInfo = Static<typeof NodeInfoSchema>;
 
@@ -81,15 +94,49 @@ export const ControllerOps = {
     request: T.Object({
       name: T.String({ minLength: 1, maxLength: WireLimits.nameBytesMax }),
       hints: T.Optional(JobHintsSchema),
+      /** How long the job lives without a renewal (the controller's default otherwise). */
+      leaseMs: T.Optional(T.Integer({ minimum: 1_000, maximum: 7 * 24 * 3600_000 })),
     }, { additionalProperties: false }),
     reply: T.Object({
       jobId: Id,
       token: Token,
       shardId: Id,
       expiresAtMs: Millis,
+      /** The job is reclaimed unless renewed (job.renew) before this. */
+      leaseExpiresAtMs: Millis,
+      leaseMs: Millis,
+      tier: TierSchema,
       weights: T.Array(WeightSchema),
     }),
     errors: [E.InvalidArgument, E.CapacityExceeded, E.NodeUnavailable],
+  }),
+  jobRenew: defineOperation({
+    name: "job.renew",
+    summary: "Renews a job's lease (the SDK does this while the driver is connected).",
+    request: T.Object({ ...JobAuth }, { additionalProperties: false }),
+    reply: T.Object({ jobId: Id, leaseExpiresAtMs: Millis }),
+    errors: [E.Unauthorized, E.UnknownJob],
+  }),
+  jobUsage: defineOperation({
+    name: "job.usage",
+    summary: "What a job used (live or ended): byte-seconds per tier, reserved throughput, requests, and its cost.",
+    request: T.Object({ jobId: Id }, { additionalProperties: false }),
+    reply: T.Object({
+      jobId: Id, name: T.String(), tier: TierSchema, state: JobStateSchema,
+      registeredAtMs: Millis, endedAtMs: T.Union([Millis, T.Null()]),
+      demand: T.Object({ throughputBps: T.Number(), capacityBytes: T.Number(), bound: T.String(), nodes: T.Number() }),
+      bytes: T.Number(), byteSeconds: T.Number(), reservedBpsSeconds: T.Number(), reservedByteSeconds: T.Number(), requests: T.Number(),
+      /** Node-hours reserved (the binding dimension) and used (bytes stored), and their price at the tier's node-hour price. */
+      reservedNodeHours: T.Number(), usedNodeHours: T.Number(), pricePerNodeHour: T.Number(), cost: T.Number(),
+    }),
+    errors: [E.UnknownJob],
+  }),
+  nodeRetire: defineOperation({
+    name: "node.retire",
+    summary: "Drains a storage node: no new data, removed once it holds none (or its extents are moved at the drain deadline).",
+    request: T.Object({ nodeId: Id }, { additionalProperties: false }),
+    reply: T.Object({ nodeId: Id, state: NodeStateSchema }),
+    errors: [E.NotFound, E.InvalidArgument],
   }),
   jobDeregister: defineOperation({
     name: "job.deregister",
@@ -106,6 +153,7 @@ export const ControllerOps = {
       jobs: T.Array(T.Object({
         jobId: Id, name: T.String(), shardId: Id, registeredAtMs: Millis,
         hints: JobHintsSchema, weights: T.Array(WeightSchema),
+        state: JobStateSchema, tier: TierSchema, leaseExpiresAtMs: Millis,
       })),
     }),
     errors: [],
@@ -153,6 +201,13 @@ export const ShardOps = {
     request: T.Object({ ...ClusterAuth, jobId: Id, weights: T.Array(WeightSchema) }, { additionalProperties: false }),
     reply: Empty,
     errors: [E.Unauthorized, E.UnknownJob],
+  }),
+  migrate: defineOperation({
+    name: "shard.migrate",
+    summary: "Controller → shard: moves every extent this shard's jobs have on a node to their other nodes.",
+    request: T.Object({ ...ClusterAuth, nodeId: Id }, { additionalProperties: false }),
+    reply: T.Object({ extents: T.Integer({ minimum: 0 }), bytes: Bytes, failed: T.Integer({ minimum: 0 }) }),
+    errors: [E.Unauthorized],
   }),
   info: defineOperation({
     name: "shard.info",
@@ -323,6 +378,13 @@ export const NodeOps = {
     reply: T.Object({ freedBytes: Bytes }),
     errors: [E.Unauthorized],
   }),
+  retire: defineOperation({
+    name: "node.retire",
+    summary: "Controller → node: the node was removed; it stops serving and exits.",
+    request: T.Object({ ...ClusterAuth }, { additionalProperties: false }),
+    reply: Empty,
+    errors: [E.Unauthorized],
+  }),
   stats: defineOperation({
     name: "node.stats",
     summary: "The node's capacity and use, now.",
@@ -346,6 +408,14 @@ export const ShardHeartbeatSchema = T.Object({
   sentAtMs: Millis,
 });
 export type ShardHeartbeat = Static<typeof ShardHeartbeatSchema>;
+
+/** Per-job usage a shard publishes every interval (in chunks). */
+export const ShardUsageSchema = T.Object({
+  shardId: Id,
+  jobs: T.Array(T.Object({ jobId: Id, bytes: Bytes, requests: T.Integer({ minimum: 0 }) }), { maxItems: 1000 }),
+  sentAtMs: Millis,
+});
+export type ShardUsage = Static<typeof ShardUsageSchema>;
 
 export const AllOperations = [
   ...Object.values(ControllerOps),

@@ -1,34 +1,45 @@
 import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { CapacityExceededError, ErrorCode, isPocketError, NodeUnavailableError, UnknownJobError } from "../../schemas/errors";
-import { ControllerOps, NodeOps, ShardHeartbeatSchema, ShardOps, type JobHints, type NodeInfo, type ShardHeartbeat, type Weight } from "../../schemas/operations";
-import { encodeJson } from "../../bus/body";
+import { groupBy, interval, mergeMap, Observable, Subject, throttleTime, timeout, EMPTY, type Subscription as RxSubscription } from "rxjs";
+import { CapacityExceededError, ErrorCode, InvalidArgumentError, isPocketError, NodeUnavailableError, NotFoundError, UnknownJobError } from "../../schemas/errors";
+import {
+  ControllerOps, NodeHeartbeatSchema, NodeOps, ShardHeartbeatSchema, ShardOps, ShardUsageSchema,
+  type NodeHeartbeat, type NodeInfo, type ShardHeartbeat, type ShardUsage,
+} from "../../schemas/operations";
+import { EventPublisher, ensureEventStream } from "../../bus/events";
 import { subscribeValidated } from "../../bus/subscribe";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
 import { Router } from "../../bus/router";
 import { Subjects } from "../../bus/subjects";
+import { createOrchestrator, type Orchestrator, type OrchestratorConfig } from "../orchestrator";
 import { systemClock, type Clock } from "../runtime/clock";
 import { settleLimit } from "../runtime/concurrency";
 import { Defaults, type NatsSettings } from "../runtime/config";
 import { errorFields, logger } from "../runtime/log";
-import { NodeDirectory } from "../runtime/node-directory";
 import { TokenAuthority } from "../runtime/tokens";
-import { chooseTier, freeSpaceWeights, type NodeCapacity } from "./weights";
+import { demandInNodes } from "./allocation";
+import { ControllerCore, type JobBook } from "./core";
+import type { ControllerInput, Decision } from "./inputs";
+import { JobState, NodeState } from "./machines";
+import { nodeTypeOf, policyWith, type ScalingPolicy } from "./policy";
+import { ControllerStore } from "./store";
+import { TraceWriter } from "./trace";
 
 export interface ControllerConfig extends NatsSettings {
   readonly heartbeatIntervalMs?: number;
   readonly heartbeatsMissedMax?: number;
   readonly jobTokenTtlMs?: number;
   readonly jobsMax?: number;
-}
-
-interface JobRecord {
-  readonly jobId: string;
-  readonly name: string;
-  readonly shardId: string;
-  readonly hints: JobHints;
-  readonly registeredAtMs: number;
-  weights: Weight[];
+  /** Durable state: a SQLite file path (default `pocket-controller.sqlite`) or a `postgres://` URL. */
+  readonly store?: string;
+  /** Sizing and scaling; embedded defaults for anything not given. */
+  readonly policy?: Partial<ScalingPolicy>;
+  /** Who starts and stops storage nodes; events-only by default. */
+  readonly orchestrator?: OrchestratorConfig;
+  /** Every input is appended here as NDJSON, for `pocket replay`. */
+  readonly traceFile?: string;
+  /** Passed to the storage nodes the orchestrator launches. */
+  readonly extentBytesMax?: number;
 }
 
 interface ShardRecord {
@@ -37,96 +48,322 @@ interface ShardRecord {
 }
 
 const fanoutMax = 16;
+/** Effects (launches, weight pushes, reclaims, moves) carried out at once; more wait, up to effectsQueueMax. */
+const effectsInflightMax = 8;
+const effectsQueueMax = 10_000;
+const migrateAttemptsMax = 5;
+const pruneEveryMs = 3600_000;
+const endedJobsKeptMs = 7 * 24 * 3600_000;
 
 /**
- * The controller: registers jobs (id, token, shard, weight map), follows
- * nodes and shards by their heartbeats, and marks silent nodes failed.
+ * The controller's actor shell: feeds bus traffic and API calls into the
+ * pure ControllerCore as recorded inputs, persists what changed, publishes
+ * every decision on the event stream, and carries out the decisions that
+ * need doing (launch or remove nodes, push weight maps to shards, reclaim
+ * expired jobs, move extents off draining nodes).
  */
 export class Controller {
   readonly #log = logger("controller");
-  readonly #jobs = new Map<string, JobRecord>();
   readonly #shards = new Map<string, ShardRecord>();
-  readonly #failed = new Set<string>();
   readonly #clusterToken: string;
-  readonly nodes: NodeDirectory;
+  readonly #inputs = new Subject<ControllerInput>();
+  readonly #effects: Decision[] = [];
+  #effectsRunning = 0;
   #nats: NatsConnection | undefined;
+  #events: EventPublisher | undefined;
+  #orchestrator: Orchestrator | undefined;
+  #trace: TraceWriter | undefined;
   #subs: Subscription[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  #rx: RxSubscription[] = [];
+  #lastSave: Promise<void> = Promise.resolve();
+  #nextSave: Promise<void> | undefined;
+  #lastPruneMs = 0;
+  #stopped = false;
 
-  private constructor(readonly config: ControllerConfig, private readonly tokens: TokenAuthority, private readonly clock: Clock) {
-    this.nodes = new NodeDirectory(clock, this.heartbeatIntervalMs, config.heartbeatsMissedMax ?? Defaults.heartbeatsMissedMax);
+  private constructor(
+    readonly config: ControllerConfig,
+    readonly core: ControllerCore,
+    readonly store: ControllerStore,
+    private readonly tokens: TokenAuthority,
+    private readonly clock: Clock,
+  ) {
     this.#clusterToken = tokens.issueCluster(Defaults.clusterTokenTtlMs);
   }
 
   static async start(config: ControllerConfig, clock: Clock = systemClock): Promise<Controller> {
-    const c = new Controller(config, new TokenAuthority(config.secret, clock), clock);
-    const nc = await connect({ servers: config.natsUrl, name: "pocket-controller", maxReconnectAttempts: -1 });
-    c.#nats = nc;
-    c.nodes.onHeartbeat((hb, isNew) => {
-      if (isNew || c.#failed.delete(hb.nodeId)) {
-        c.#event(isNew ? "node.active" : "node.recovered", { nodeId: hb.nodeId, tier: hb.tier, addr: hb.addr });
-        void c.#rebalanceWeights();
-      }
+    const policy = policyWith({
+      ...config.policy,
+      heartbeatIntervalMs: config.heartbeatIntervalMs ?? config.policy?.heartbeatIntervalMs ?? Defaults.heartbeatIntervalMs,
+      heartbeatsMissedMax: config.heartbeatsMissedMax ?? config.policy?.heartbeatsMissedMax ?? Defaults.heartbeatsMissedMax,
     });
-    c.nodes.follow(nc);
-    c.#subs.push(subscribeValidated(nc, Subjects.shardHeartbeatAll, ShardHeartbeatSchema, c.#log, (hb) => {
-      if (!c.#shards.has(hb.shardId) && c.#shards.size >= Defaults.clusterMembersMax) {
-        c.#log.warn("too many shards; heartbeat ignored", { shardId: hb.shardId });
-        return;
-      }
-      c.#shards.set(hb.shardId, { heartbeat: hb, lastSeenMs: c.clock.now() });
-    }));
-    c.#subs.push(serveOnNats(nc, Subjects.controller, c.router()));
-    c.#timer = setInterval(() => c.tick(), c.heartbeatIntervalMs);
-    return c;
+    const store = await ControllerStore.open(config.store ?? "pocket-controller.sqlite");
+    let c: Controller | undefined;
+    try {
+      const state = await store.load();
+      c = new Controller(config, new ControllerCore(policy, state), store, new TokenAuthority(config.secret, clock), clock);
+      if (state) c.#log.info("state loaded", { store: store.location, jobs: state.jobs.length, nodes: state.nodes.length });
+      await c.#start();
+      return c;
+    } catch (e) {
+      if (c) await c.stop();
+      else await store.close();
+      throw e;
+    }
   }
 
-  get heartbeatIntervalMs(): number { return this.config.heartbeatIntervalMs ?? Defaults.heartbeatIntervalMs; }
+  get heartbeatIntervalMs(): number { return this.core.policy.heartbeatIntervalMs; }
+  get orchestrator(): Orchestrator | undefined { return this.#orchestrator; }
+
+  async #start(): Promise<void> {
+    const nc = await connect({ servers: this.config.natsUrl, name: "pocket-controller", maxReconnectAttempts: -1 });
+    this.#nats = nc;
+    const withJetStream = await ensureEventStream(nc).catch((e: unknown) => {
+      this.#log.warn("event stream unavailable; events go out as plain messages", errorFields(e));
+      return false;
+    });
+    this.#events = new EventPublisher(nc, withJetStream);
+    if (this.config.traceFile) this.#trace = new TraceWriter(this.config.traceFile);
+    this.#orchestrator = await createOrchestrator(this.config.orchestrator ?? { kind: "events-only" }, {
+      natsUrl: this.config.natsUrl, secret: this.config.secret, heartbeatIntervalMs: this.config.heartbeatIntervalMs, extentBytesMax: this.config.extentBytesMax,
+    });
+
+    // One ordered stream of inputs; every one is recorded, then applied.
+    this.#rx.push(this.#inputs.subscribe((input) => this.#apply(input)));
+    this.#inputs.next({ kind: "start", atMs: this.clock.now(), policy: this.core.policy });
+    this.#rx.push(this.#telemetry(nc).subscribe((hb) => {
+      const { sentAtMs: _sent, ...rest } = hb;
+      if (!this.core.node(hb.nodeId) && this.core.nodes().length >= Defaults.clusterMembersMax) {
+        this.#log.warn("too many storage nodes; heartbeat ignored", { nodeId: hb.nodeId });
+        return;
+      }
+      this.#inputs.next({ kind: "node.heartbeat", atMs: this.clock.now(), hb: rest });
+    }));
+    this.#subs.push(subscribeValidated(nc, Subjects.shardUsageAll, ShardUsageSchema, this.#log, (u: ShardUsage) => {
+      this.#inputs.next({ kind: "shard.usage", atMs: this.clock.now(), shardId: u.shardId, jobs: u.jobs });
+    }));
+    this.#subs.push(subscribeValidated(nc, Subjects.shardHeartbeatAll, ShardHeartbeatSchema, this.#log, (hb) => {
+      if (!this.#shards.has(hb.shardId) && this.#shards.size >= Defaults.clusterMembersMax) {
+        this.#log.warn("too many shards; heartbeat ignored", { shardId: hb.shardId });
+        return;
+      }
+      this.#shards.set(hb.shardId, { heartbeat: hb, lastSeenMs: this.clock.now() });
+    }));
+    this.#subs.push(serveOnNats(nc, Subjects.controller, this.router()));
+    this.#rx.push(interval(this.heartbeatIntervalMs).subscribe(() => this.tick()));
+  }
+
+  /**
+   * Node heartbeats as an rxjs stream: at most two per node per interval go
+   * on (a node that floods cannot swamp the controller), and a node that
+   * goes silent is logged when its stream times out (its lifecycle machine
+   * decides `failed` on the controller's ticks, where replay can see it).
+   */
+  #telemetry(nc: NatsConnection): Observable<NodeHeartbeat> {
+    const silenceMs = this.heartbeatIntervalMs * this.core.policy.heartbeatsMissedMax;
+    const heartbeats = new Observable<NodeHeartbeat>((sub) => {
+      const s = subscribeValidated(nc, Subjects.nodeHeartbeatAll, NodeHeartbeatSchema, this.#log, (hb) => sub.next(hb));
+      return () => s.unsubscribe();
+    });
+    return heartbeats.pipe(
+      groupBy((hb) => hb.nodeId),
+      mergeMap((perNode) => perNode.pipe(
+        throttleTime(this.heartbeatIntervalMs / 2, undefined, { leading: true, trailing: true }),
+        timeout({
+          each: silenceMs,
+          with: () => {
+            this.#log.warn("storage node silent", { nodeId: perNode.key, silenceMs });
+            return EMPTY;
+          },
+        }),
+      )),
+    );
+  }
+
+  /** The periodic pass (every heartbeat interval). */
+  tick(): void {
+    if (this.#stopped) return;
+    this.#inputs.next({ kind: "tick", atMs: this.clock.now() });
+    if (this.clock.now() - this.#lastPruneMs > pruneEveryMs) {
+      this.#lastPruneMs = this.clock.now();
+      void this.store.prune(this.clock.now() - endedJobsKeptMs).catch((e: unknown) => this.#log.warn("prune failed", errorFields(e)));
+    }
+  }
+
+  #apply(input: ControllerInput): Decision[] {
+    this.#trace?.write(input);
+    if (input.kind !== "node.heartbeat" && input.kind !== "shard.usage" && input.kind !== "tick") this.#events?.input(input.kind, input);
+    const decisions = this.core.apply(input);
+    for (const d of decisions) {
+      this.#events?.event(d.kind, d);
+      if (d.kind === "node.failed") this.#log.warn("storage node failed: heartbeats missed", { nodeId: d.nodeId });
+      else if (d.kind.startsWith("scale.") || d.kind.startsWith("node.")) this.#log.info(d.kind, d);
+      if (this.#effects.length >= effectsQueueMax) {
+        this.#log.error("effect queue full; decision not carried out", { kind: d.kind });
+        continue;
+      }
+      this.#effects.push(d);
+    }
+    void this.#flush().catch(() => undefined);
+    this.#pumpEffects();
+    return decisions;
+  }
+
+  /** Writes what changed since the last save; resolves once this call's changes are stored. */
+  #flush(): Promise<void> {
+    if (!this.#nextSave) {
+      const next = this.#lastSave.then(async () => {
+        this.#nextSave = undefined;
+        await this.store.save(this.core, this.core.takeDirty(), this.clock.now());
+      });
+      this.#nextSave = next;
+      this.#lastSave = next.catch((e: unknown) => this.#log.error("state not saved", { store: this.store.location, ...errorFields(e) }));
+    }
+    return this.#nextSave;
+  }
+
+  #pumpEffects(): void {
+    while (this.#effectsRunning < effectsInflightMax && this.#effects.length > 0) {
+      const d = this.#effects.shift()!;
+      this.#effectsRunning++;
+      this.#carryOut(d)
+        .catch((e: unknown) => this.#log.warn("decision not carried out", { kind: d.kind, ...errorFields(e) }))
+        .finally(() => { this.#effectsRunning--; this.#pumpEffects(); });
+    }
+  }
+
+  async #carryOut(d: Decision): Promise<void> {
+    if (this.#stopped) return;
+    switch (d.kind) {
+      case "node.launch": {
+        const type = nodeTypeOf(this.core.policy, d.tier);
+        try {
+          await this.#orchestrator!.launch({ nodeId: d.nodeId, tier: d.tier, capacityBytes: type?.capacityBytes ?? Defaults.dramCapacityBytes });
+        } catch (e) {
+          this.#events?.event("node.launch-failed", { atMs: this.clock.now(), nodeId: d.nodeId, tier: d.tier, ...errorFields(e) });
+          throw e;
+        }
+        return;
+      }
+      case "node.removed": {
+        await new NatsCaller(this.#nats!, Subjects.node(d.nodeId), 2_000).call(NodeOps.retire, { auth: this.#clusterToken }).catch(() => undefined);
+        await this.#orchestrator!.remove(d.nodeId);
+        return;
+      }
+      case "job.weights": {
+        const j = this.core.job(d.jobId);
+        if (!j || !this.#isLive(j)) return;
+        await this.#shard(j.shardId).call(ShardOps.setWeights, { auth: this.#clusterToken, jobId: j.jobId, weights: j.weights });
+        return;
+      }
+      case "job.expired": {
+        this.#log.warn("job lease ran out; reclaiming", { jobId: d.jobId });
+        await this.#reclaim(d.jobId, d.shardId);
+        return;
+      }
+      case "node.migrate":
+        await this.#migrate(d.nodeId);
+        return;
+      default:
+        return;
+    }
+  }
+
+  async #migrate(nodeId: string): Promise<void> {
+    for (let attempt = 1; attempt <= migrateAttemptsMax && !this.#stopped; attempt++) {
+      const shards = [...this.#shards.values()].filter((s) => this.#shardLive(s)).map((s) => s.heartbeat.shardId);
+      const results = await settleLimit(shards, fanoutMax, (id) =>
+        new NatsCaller(this.#nats!, Subjects.shard(id), 10 * 60_000).call(ShardOps.migrate, { auth: this.#clusterToken, nodeId }));
+      const ok = results.every((r) => r.status === "fulfilled" && r.value.reply.failed === 0);
+      const moved = results.reduce((s, r) => s + (r.status === "fulfilled" ? r.value.reply.bytes : 0), 0);
+      this.#events?.event("node.migrated", { atMs: this.clock.now(), nodeId, bytes: moved, complete: ok, attempt });
+      if (ok) {
+        this.#inputs.next({ kind: "node.migrated", atMs: this.clock.now(), nodeId });
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 5_000));
+    }
+  }
+
+  /** Drops a job's namespace on its shard and its bytes on every node. */
+  async #reclaim(jobId: string, shardId: string): Promise<number> {
+    try {
+      await this.#shard(shardId).call(ShardOps.detachJob, { auth: this.#clusterToken, jobId });
+    } catch (e) {
+      if (!isPocketError(e, ErrorCode.NodeUnavailable) && !isPocketError(e, ErrorCode.UnknownJob)) throw e;
+      this.#log.warn("shard did not detach the job", { jobId, shardId, ...errorFields(e) });
+    }
+    // Every node, not only the weighted ones: weights may have changed over the job's life.
+    const nodes = this.core.nodes().filter((n) => this.core.nodeState(n) !== NodeState.Removed);
+    const results = await settleLimit(nodes, fanoutMax, (n) =>
+      new NatsCaller(this.#nats!, Subjects.node(n.nodeId), 5_000).call(NodeOps.jobDrop, { auth: this.#clusterToken, jobId }));
+    let freed = 0;
+    for (const r of results) if (r.status === "fulfilled") freed += r.value.reply.freedBytes;
+    return freed;
+  }
 
   router(): Router {
     return new Router()
       .on(ControllerOps.jobRegister, async (req) => {
         const hints = req.hints ?? {};
         const jobsMax = this.config.jobsMax ?? Defaults.jobsMax;
-        if (this.#jobs.size >= jobsMax) throw new CapacityExceededError(`${jobsMax} jobs are registered; deregister some first`);
-        const shard = this.#pickShard();
+        if (this.core.liveJobs().length >= jobsMax) throw new CapacityExceededError(`${jobsMax} jobs are registered; deregister some first`);
+        const shardId = this.#pickShard();
         const jobId = `j-${randomBytes(8).toString("hex")}`;
-        const caps = this.#capacities();
-        const weights = freeSpaceWeights(caps, chooseTier(hints, caps));
+        const now = this.clock.now();
+        this.#inputs.next({ kind: "job.register", atMs: now, jobId, name: req.name, shardId, hints, ...(req.leaseMs ? { leaseMs: req.leaseMs } : {}) });
+        const job = this.core.job(jobId)!;
+        try {
+          let sent = job.weights;
+          await this.#shard(shardId).call(ShardOps.attachJob, { auth: this.#clusterToken, jobId, name: req.name, weights: sent });
+          // Weights that changed while the shard was attaching (a node came up) go out now.
+          if (job.weights !== sent) {
+            sent = job.weights;
+            await this.#shard(shardId).call(ShardOps.setWeights, { auth: this.#clusterToken, jobId, weights: sent });
+          }
+          await this.#flush();
+        } catch (e) {
+          this.#inputs.next({ kind: "job.deregister", atMs: this.clock.now(), jobId });
+          throw e;
+        }
         const ttl = this.config.jobTokenTtlMs ?? Defaults.jobTokenTtlMs;
-        const token = this.tokens.issueJob(jobId, shard, ttl);
-        await this.#shard(shard).call(ShardOps.attachJob, { auth: this.#clusterToken, jobId, name: req.name, weights });
-        this.#jobs.set(jobId, { jobId, name: req.name, shardId: shard, hints, registeredAtMs: this.clock.now(), weights });
-        this.#event("job.registered", { jobId, name: req.name, shardId: shard, hints, weights });
-        return { jobId, token, shardId: shard, expiresAtMs: this.clock.now() + ttl, weights };
+        return {
+          jobId, token: this.tokens.issueJob(jobId, shardId, ttl), shardId, expiresAtMs: now + ttl,
+          leaseExpiresAtMs: job.life.context.leaseExpiresAtMs, leaseMs: job.life.context.leaseMs, tier: job.tier, weights: job.weights,
+        };
+      })
+      .on(ControllerOps.jobRenew, (req) => {
+        const j = this.#liveJob(this.tokens.verifyJob(req.token).jobId);
+        this.#inputs.next({ kind: "job.renew", atMs: this.clock.now(), jobId: j.jobId });
+        return { jobId: j.jobId, leaseExpiresAtMs: j.life.context.leaseExpiresAtMs };
       })
       .on(ControllerOps.jobDeregister, async (req) => {
-        const { jobId } = this.tokens.verifyJob(req.token);
-        const job = this.#jobs.get(jobId);
-        if (!job) throw new UnknownJobError(`job ${jobId} is not registered`);
-        try {
-          await this.#shard(job.shardId).call(ShardOps.detachJob, { auth: this.#clusterToken, jobId });
-        } catch (e) {
-          // A shard that is gone took the namespace with it; one that did not answer in time may still
-          // hold it: then the job stays registered and the caller retries, rather than leak it.
-          if (!isPocketError(e, ErrorCode.NodeUnavailable) && !isPocketError(e, ErrorCode.UnknownJob)) throw e;
-          this.#log.warn("shard did not detach the job", { jobId, shardId: job.shardId, ...errorFields(e) });
-        }
-        this.#jobs.delete(jobId);
-        // Every node, not only the weighted ones: weights may have changed over the job's life.
-        const results = await settleLimit(this.nodes.all(), fanoutMax, (r) =>
-          new NatsCaller(this.#nats!, Subjects.node(r.heartbeat.nodeId)).call(NodeOps.jobDrop, { auth: this.#clusterToken, jobId }));
-        let freedBytes = 0;
-        for (const r of results) if (r.status === "fulfilled") freedBytes += r.value.reply.freedBytes;
-        this.#event("job.deregistered", { jobId, freedBytes });
-        return { jobId, freedBytes };
+        const j = this.#liveJob(this.tokens.verifyJob(req.token).jobId);
+        // The shard that does not answer in time keeps the job registered: the caller retries rather than leak it.
+        const freedBytes = await this.#reclaim(j.jobId, j.shardId);
+        this.#inputs.next({ kind: "job.deregister", atMs: this.clock.now(), jobId: j.jobId });
+        await this.#flush();
+        return { jobId: j.jobId, freedBytes };
       })
       .on(ControllerOps.jobList, () => ({
-        jobs: [...this.#jobs.values()].map((j) => ({
+        jobs: this.core.liveJobs().map((j) => ({
           jobId: j.jobId, name: j.name, shardId: j.shardId, registeredAtMs: j.registeredAtMs, hints: j.hints, weights: j.weights,
+          state: this.core.jobState(j), tier: j.tier, leaseExpiresAtMs: j.life.context.leaseExpiresAtMs,
         })),
       }))
+      .on(ControllerOps.jobUsage, async (req) => {
+        const j = this.core.job(req.jobId) ?? (await this.store.job(req.jobId));
+        if (!j) throw new UnknownJobError(`job ${req.jobId} is not known`);
+        return this.#usage(j);
+      })
       .on(ControllerOps.nodeList, () => ({ nodes: this.#nodeInfos() }))
+      .on(ControllerOps.nodeRetire, (req) => {
+        const n = this.core.node(req.nodeId);
+        if (!n || this.core.nodeState(n) === NodeState.Removed) throw new NotFoundError(`node ${req.nodeId} is not known`);
+        const state = this.core.nodeState(n);
+        if (state !== NodeState.Active && state !== NodeState.Draining) throw new InvalidArgumentError(`node ${req.nodeId} is ${state}; only an active node can be retired`);
+        this.#inputs.next({ kind: "node.retire", atMs: this.clock.now(), nodeId: req.nodeId });
+        return { nodeId: req.nodeId, state: this.core.nodeState(n) };
+      })
       .on(ControllerOps.shardList, () => ({
         shards: [...this.#shards.values()].map((s) => ({
           shardId: s.heartbeat.shardId,
@@ -138,54 +375,56 @@ export class Controller {
       }));
   }
 
-  /** Marks nodes failed that missed their heartbeats; runs every heartbeat interval. */
-  tick(): void {
-    let changed = false;
-    for (const r of this.nodes.all()) {
-      const id = r.heartbeat.nodeId;
-      if (!this.nodes.isLive(id) && !this.#failed.has(id)) {
-        this.#failed.add(id);
-        changed = true;
-        this.#log.warn("storage node failed: heartbeats missed", { nodeId: id });
-        this.#event("node.failed", { nodeId: id, lastSeenMs: r.lastSeenMs });
-      }
-    }
-    if (changed) void this.#rebalanceWeights();
+  #liveJob(jobId: string): JobBook {
+    const j = this.core.job(jobId);
+    if (!j || !this.#isLive(j)) throw new UnknownJobError(`job ${jobId} is not registered`);
+    return j;
+  }
+
+  #isLive(j: JobBook): boolean {
+    const s = this.core.jobState(j);
+    return s === JobState.Registered || s === JobState.Active;
+  }
+
+  #usage(j: JobBook): ReturnType<typeof usageReport> {
+    return usageReport(j, this.core.jobState(j), this.core.policy);
   }
 
   #nodeInfos(): NodeInfo[] {
-    return this.nodes.all().map((r) => ({
-      nodeId: r.heartbeat.nodeId,
-      tier: r.heartbeat.tier,
-      addr: r.heartbeat.addr,
-      state: this.nodes.isLive(r.heartbeat.nodeId) ? "active" as const : "failed" as const,
-      capacityBytes: r.heartbeat.capacityBytes,
-      usedBytes: r.heartbeat.usedBytes,
-      extents: r.heartbeat.extents,
-      cpu: r.heartbeat.cpu,
-      bytesInPerSec: r.heartbeat.bytesInPerSec,
-      bytesOutPerSec: r.heartbeat.bytesOutPerSec,
-      lastSeenMs: r.lastSeenMs,
-    }));
-  }
-
-  #capacities(): NodeCapacity[] {
-    return this.nodes.all().map((r) => ({
-      nodeId: r.heartbeat.nodeId, tier: r.heartbeat.tier, capacityBytes: r.heartbeat.capacityBytes,
-      usedBytes: r.heartbeat.usedBytes, live: this.nodes.isLive(r.heartbeat.nodeId),
-    }));
+    const weights = new Map<string, Array<{ jobId: string; weight: number }>>();
+    for (const j of this.core.liveJobs()) {
+      for (const w of j.weights) {
+        let list = weights.get(w.nodeId);
+        if (!list) weights.set(w.nodeId, (list = []));
+        list.push({ jobId: j.jobId, weight: w.weight });
+      }
+    }
+    return this.core.nodes().filter((n) => this.core.nodeState(n) !== NodeState.Removed).map((n) => {
+      const last = n.samples[n.samples.length - 1];
+      const u = this.core.nodeUtilisation(n);
+      const r = this.core.reservedOn(n.nodeId);
+      return {
+        nodeId: n.nodeId, tier: n.tier, addr: n.addr, state: this.core.nodeState(n), launched: n.launched,
+        capacityBytes: n.capacityBytes, usedBytes: n.usedBytes, extents: n.extents,
+        cpu: last?.cpu ?? 0, bytesInPerSec: last?.netBps ?? 0, bytesOutPerSec: 0,
+        lastSeenMs: n.life.context.lastSeenMs,
+        utilisation: { cpu: round4(u.cpu), network: round4(u.network), capacity: round4(u.capacity) },
+        reservedBytes: Math.round(r.bytes), reservedBps: Math.round(r.bps),
+        jobWeights: weights.get(n.nodeId) ?? [],
+      };
+    });
   }
 
   #shardLive(s: ShardRecord): boolean {
-    return this.clock.now() - s.lastSeenMs <= this.heartbeatIntervalMs * (this.config.heartbeatsMissedMax ?? Defaults.heartbeatsMissedMax);
+    return this.clock.now() - s.lastSeenMs <= this.heartbeatIntervalMs * this.core.policy.heartbeatsMissedMax;
   }
 
-  /** The live shard with the fewest jobs. */
+  /** The live shard with the fewest live jobs. */
   #pickShard(): string {
     const counts = new Map<string, number>();
     for (const s of this.#shards.values()) if (this.#shardLive(s)) counts.set(s.heartbeat.shardId, 0);
     if (counts.size === 0) throw new NodeUnavailableError("no metadata shard is up");
-    for (const j of this.#jobs.values()) if (counts.has(j.shardId)) counts.set(j.shardId, counts.get(j.shardId)! + 1);
+    for (const j of this.core.liveJobs()) if (counts.has(j.shardId)) counts.set(j.shardId, counts.get(j.shardId)! + 1);
     return [...counts.entries()].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1))[0]![0];
   }
 
@@ -193,28 +432,42 @@ export class Controller {
     return new NatsCaller(this.#nats!, Subjects.shard(shardId), Defaults.rpcTimeoutMs);
   }
 
-  /** Recomputes every job's weight map after the node set changed, and pushes it to its shard. */
-  async #rebalanceWeights(): Promise<void> {
-    const caps = this.#capacities();
-    const jobs = [...this.#jobs.values()];
-    await settleLimit(jobs, fanoutMax, async (j) => {
-      j.weights = freeSpaceWeights(caps, chooseTier(j.hints, caps));
-      try {
-        await this.#shard(j.shardId).call(ShardOps.setWeights, { auth: this.#clusterToken, jobId: j.jobId, weights: j.weights });
-      } catch (e) {
-        this.#log.warn("weights not delivered", { jobId: j.jobId, ...errorFields(e) });
-      }
-    });
-  }
-
-  #event(kind: string, fields: Record<string, unknown>): void {
-    this.#nats?.publish(Subjects.event(kind), encodeJson({ kind, atMs: this.clock.now(), ...fields }));
-  }
-
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const r of this.#rx) r.unsubscribe();
     for (const s of this.#subs) s.unsubscribe();
-    this.nodes.stop();
+    await this.#flush().catch(() => undefined);
+    await this.#lastSave;
+    await this.#orchestrator?.close().catch(() => undefined);
+    await this.#trace?.close();
     await this.#nats?.drain().catch(() => undefined);
+    await this.store.close();
   }
+}
+
+function round4(x: number): number {
+  return Math.round(x * 10_000) / 10_000;
+}
+
+/**
+ * What a job used and what it costs: reserved node-hours (the binding
+ * dimension of its reservation over time) at the tier's node-hour price —
+ * the pay-what-you-use model — and, for comparison, node-hours of bytes
+ * actually stored.
+ */
+export function usageReport(j: JobBook, state: JobState, policy: ScalingPolicy) {
+  const type = nodeTypeOf(policy, j.tier);
+  const u = j.usage;
+  const capacity = type?.capacityBytes ?? 1;
+  const throughput = type?.throughputBps ?? 1;
+  const reservedNodeHours = Math.max(u.reservedByteSeconds / capacity, u.reservedBpsSeconds / throughput) / 3600;
+  const usedNodeHours = u.byteSeconds / capacity / 3600;
+  const price = type?.pricePerHour ?? 0;
+  return {
+    jobId: j.jobId, name: j.name, tier: j.tier, state, registeredAtMs: j.registeredAtMs, endedAtMs: j.endedAtMs,
+    demand: { ...j.demand, nodes: type ? demandInNodes(j.demand, type) : 0 },
+    bytes: u.bytes, byteSeconds: u.byteSeconds, reservedBpsSeconds: u.reservedBpsSeconds, reservedByteSeconds: u.reservedByteSeconds, requests: u.requests,
+    reservedNodeHours, usedNodeHours, pricePerNodeHour: price, cost: reservedNodeHours * price,
+  };
 }

@@ -179,6 +179,36 @@ export class Namespace {
     return t;
   }
 
+  /** Objects with an extent matching `test`, with their paths. */
+  objectsWith(test: (e: Extent) => boolean): Array<{ parts: string[]; entry: ObjectEntry }> {
+    const out: Array<{ parts: string[]; entry: ObjectEntry }> = [];
+    const stack: Array<{ parts: string[]; dir: DirEntry }> = [{ parts: [], dir: this.root }];
+    while (stack.length > 0) {
+      const { parts, dir } = stack.pop()!;
+      for (const [name, e] of dir.children) {
+        if (e.kind === "dir") stack.push({ parts: [...parts, name], dir: e });
+        else if (e.extents.some(test)) out.push({ parts: [...parts, name], entry: e });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Swaps one extent of an object for a copy with the same bytes (the version
+   * stays: the content is unchanged). False when the object no longer has it.
+   */
+  replaceExtent(parts: readonly string[], extentId: string, copy: Extent): boolean {
+    const e = this.find(parts);
+    if (!e || e.kind !== "object") return false;
+    const i = e.extents.findIndex((x) => x.extentId === extentId);
+    if (i < 0 || e.extents[i]!.length !== copy.length) return false;
+    const extents = e.extents.slice();
+    extents[i] = copy;
+    const dir = this.find(parts.slice(0, -1)) as DirEntry;
+    dir.children.set(parts[parts.length - 1]!, { ...e, extents });
+    return true;
+  }
+
   /** Every extent of the namespace (to free it whole). */
   allExtents(): Extent[] {
     const out: Extent[] = [];

@@ -3,14 +3,16 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import {
   BusyError, CapacityExceededError, InvalidArgumentError, NodeUnavailableError, NotFoundError, TooLargeError, UnauthorizedError, UnknownJobError,
 } from "../../schemas/errors";
-import { ShardOps, type ExtentRef, type ShardHeartbeat } from "../../schemas/operations";
+import { NodeOps, ShardOps, type ExtentRef, type ShardHeartbeat, type ShardUsage } from "../../schemas/operations";
 import { encodeJson } from "../../bus/body";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
 import { Router, WithPayload } from "../../bus/router";
 import { TcpServer } from "../../bus/tcp-server";
 import { checkSubjectToken, Subjects } from "../../bus/subjects";
 import { systemClock, type Clock } from "../runtime/clock";
+import { mapLimit } from "../runtime/concurrency";
 import { Defaults, type NatsSettings } from "../runtime/config";
+import { errorFields, logger } from "../runtime/log";
 import { NodeDirectory } from "../runtime/node-directory";
 import { TokenAuthority } from "../runtime/tokens";
 import { FreeQueue } from "./free-queue";
@@ -50,7 +52,14 @@ interface JobState {
   picker: WeightedPicker;
   readonly pending: Map<string, PendingWrite>;
   inlineBytes: number;
+  /** Requests served for the job (a counter the controller turns into its usage ledger). */
+  requests: number;
 }
+
+/** Jobs per usage message. */
+const usageChunk = 1000;
+/** Extents one shard moves at once when a node is drained. */
+const migrateInflightMax = 4;
 
 /** Extents one put may have (1 TiB at the default extent size). */
 const extentsPerWriteMax = 1 << 20;
@@ -63,6 +72,7 @@ const extentsPerWriteMax = 1 << 20;
  * the same handlers.
  */
 export class MetadataShard {
+  readonly #log = logger("shard");
   readonly #jobs = new Map<string, JobState>();
   readonly #bootId = randomBytes(6).toString("base64url").replace(/[-_]/g, "x");
   #seq = 0;
@@ -119,7 +129,7 @@ export class MetadataShard {
         if (!this.#jobs.has(req.jobId)) {
           this.#jobs.set(req.jobId, {
             jobId: req.jobId, name: req.name, ns: new Namespace(() => this.clock.now(), this.config.namespaceEntriesMax ?? Defaults.namespaceEntriesMax),
-            picker: new WeightedPicker(req.weights), pending: new Map(), inlineBytes: 0,
+            picker: new WeightedPicker(req.weights), pending: new Map(), inlineBytes: 0, requests: 0,
           });
         } else {
           this.#jobs.get(req.jobId)!.picker = new WeightedPicker(req.weights);
@@ -141,6 +151,10 @@ export class MetadataShard {
         if (!job) throw new UnknownJobError(`job ${req.jobId} is not on shard ${this.shardId}`);
         job.picker = new WeightedPicker(req.weights);
         return {};
+      })
+      .on(ShardOps.migrate, async (req) => {
+        this.tokens.verifyCluster(req.auth);
+        return this.migrateFrom(req.nodeId);
       })
       .on(ShardOps.info, () => ({
         shardId: this.shardId, addr: this.addr, inlineBytesMax: this.inlineBytesMax, extentBytesMax: this.extentBytesMax,
@@ -311,6 +325,7 @@ export class MetadataShard {
     if (claims.shardId !== this.shardId) throw new UnauthorizedError(`the token is for shard ${claims.shardId}, not ${this.shardId}`);
     const job = this.#jobs.get(claims.jobId);
     if (!job) throw new UnknownJobError(`job ${claims.jobId} is not registered`);
+    job.requests++;
     return job;
   }
 
@@ -356,8 +371,64 @@ export class MetadataShard {
   #heartbeat(): void {
     let objects = 0;
     for (const j of this.#jobs.values()) objects += j.ns.objects;
-    const hb: ShardHeartbeat = { shardId: this.shardId, addr: this.addr, jobs: this.#jobs.size, objects, sentAtMs: this.clock.now() };
+    const now = this.clock.now();
+    const hb: ShardHeartbeat = { shardId: this.shardId, addr: this.addr, jobs: this.#jobs.size, objects, sentAtMs: now };
     this.#nats?.publish(Subjects.shardHeartbeat(this.shardId), encodeJson(hb));
+    // Usage of every job, in chunks of at most usageChunk jobs.
+    let chunk: ShardUsage["jobs"] = [];
+    const flush = (): void => {
+      const u: ShardUsage = { shardId: this.shardId, jobs: chunk, sentAtMs: now };
+      this.#nats?.publish(Subjects.shardUsage(this.shardId), encodeJson(u));
+      chunk = [];
+    };
+    for (const j of this.#jobs.values()) {
+      chunk.push({ jobId: j.jobId, bytes: j.ns.bytes, requests: j.requests });
+      if (chunk.length >= usageChunk) flush();
+    }
+    if (chunk.length > 0) flush();
+  }
+
+  /**
+   * Moves every extent on `nodeId` (a draining node past its deadline) to the
+   * job's other nodes: copy, swap the object's layout to the copy, free the
+   * original. An object overwritten or deleted meanwhile keeps its new state
+   * and the copy is freed. Readers holding the old layout still read the old
+   * extent until the node goes away, then re-read the layout.
+   */
+  async migrateFrom(nodeId: string): Promise<{ extents: number; bytes: number; failed: number }> {
+    const work: Array<{ job: JobState; parts: string[]; extent: Extent }> = [];
+    for (const job of this.#jobs.values()) {
+      for (const { parts, entry } of job.ns.objectsWith((e) => e.nodeId === nodeId)) {
+        for (const extent of entry.extents) if (extent.nodeId === nodeId) work.push({ job, parts, extent });
+      }
+    }
+    let extents = 0, bytes = 0, failed = 0;
+    await mapLimit(work, migrateInflightMax, async ({ job, parts, extent }) => {
+      try {
+        const token = this.tokens.issueJob(job.jobId, this.shardId, 10 * 60_000);
+        const read = await this.#node(nodeId).call(NodeOps.extentRead, { token, extentId: extent.extentId });
+        const avoid = (id: string): boolean => id !== nodeId && this.nodes.isLive(id) && this.nodes.freeBytes(id) >= extent.length;
+        const target = job.picker.pick(avoid) ?? this.nodes.all().map((r) => r.heartbeat.nodeId).find(avoid);
+        if (target === undefined) throw new CapacityExceededError(`no node has room for extent ${extent.extentId}`);
+        const copy: Extent = { nodeId: target, extentId: this.#newId(), length: extent.length };
+        await this.#node(target).call(NodeOps.extentWrite, { token, extentId: copy.extentId }, { payload: read.payload ?? new Uint8Array(0) });
+        if (this.#jobs.get(job.jobId) === job && job.ns.replaceExtent(parts, extent.extentId, copy)) {
+          this.#frees.enqueue(job.jobId, [extent]);
+          extents++;
+          bytes += extent.length;
+        } else {
+          this.#frees.enqueue(job.jobId, [copy]);
+        }
+      } catch (e) {
+        failed++;
+        this.#log.warn("extent not moved", { jobId: job.jobId, extentId: extent.extentId, nodeId, ...errorFields(e) });
+      }
+    });
+    return { extents, bytes, failed };
+  }
+
+  #node(nodeId: string): NatsCaller {
+    return new NatsCaller(this.#nats!, Subjects.node(nodeId), Defaults.rpcTimeoutMs);
   }
 
   async stop(): Promise<void> {

@@ -16,24 +16,29 @@ async function main(): Promise<void> {
   const role = process.argv[2];
   const raw = process.env["POCKET_ACTOR_CONFIG"];
   if (!raw) throw new Error("POCKET_ACTOR_CONFIG is not set");
-  const config = JSON.parse(raw) as unknown;
+  const config = JSON.parse(raw) as Record<string, unknown>;
+  // In a pod, the secret comes from a Kubernetes Secret and the address from the downward API.
+  if (config["secret"] === undefined && process.env["POCKET_SECRET"]) config["secret"] = process.env["POCKET_SECRET"];
+  const advertiseHost = process.env["POCKET_ADVERTISE_HOST"];
+  if (advertiseHost && config["advertiseAddr"] === undefined && typeof config["port"] === "number") config["advertiseAddr"] = `${advertiseHost}:${config["port"]}`;
   let actor: Stoppable;
   let info: Record<string, unknown>;
   switch (role) {
     case "controller":
-      actor = await Controller.start(config as ControllerConfig);
+      actor = await Controller.start(config as unknown as ControllerConfig);
       info = { role };
       break;
     case "shard": {
-      const s = await MetadataShard.start(config as ShardConfig);
+      const s = await MetadataShard.start(config as unknown as ShardConfig);
       actor = s;
       info = { role, shardId: s.shardId };
       break;
     }
     case "node": {
-      const n = await StorageNode.start(config as StorageNodeConfig);
+      const n = await StorageNode.start(config as unknown as StorageNodeConfig);
       actor = n;
       info = { role, nodeId: n.nodeId, addr: n.addr };
+      void n.retired.then(() => process.exit(0));
       break;
     }
     default:

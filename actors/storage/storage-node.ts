@@ -39,6 +39,10 @@ export class StorageNode {
   #tcp: TcpServer | undefined;
   #timer: NodeJS.Timeout | undefined;
   #last = { at: 0, cpu: process.cpuUsage(), bytesIn: 0, bytesOut: 0 };
+  #retire: () => void = () => undefined;
+  #stopped = false;
+  /** Resolves when the controller has retired the node (it has stopped serving). */
+  readonly retired = new Promise<void>((resolve) => { this.#retire = resolve; });
 
   private constructor(
     readonly config: StorageNodeConfig,
@@ -87,6 +91,13 @@ export class StorageNode {
         this.#droppedJobs.add(req.jobId);
         return { freedBytes: await this.store.dropJob(req.jobId) };
       })
+      .on(NodeOps.retire, (req) => {
+        this.tokens.verifyCluster(req.auth);
+        this.#log.info("retired by the controller; stopping", { nodeId: this.nodeId });
+        // After the reply is on its way.
+        setTimeout(() => { void this.stop().finally(() => this.#retire()); }, 50);
+        return {};
+      })
       .on(NodeOps.stats, () => ({
         nodeId: this.nodeId,
         tier: this.store.tier,
@@ -134,6 +145,8 @@ export class StorageNode {
   }
 
   async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#sub?.unsubscribe();
     await this.#tcp?.close();

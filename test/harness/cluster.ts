@@ -24,7 +24,8 @@ export async function startTestCluster(options: LocalClusterOptions = {}, client
   const nats = await startNats();
   let cluster: LocalCluster | undefined;
   try {
-    cluster = await LocalCluster.start({ mode: LaunchMode.Inline, heartbeatIntervalMs: 500, ...options, natsUrl: nats.url });
+    // Nodes are started by the test, not by the controller, unless a test asks for the local orchestrator.
+    cluster = await LocalCluster.start({ mode: LaunchMode.Inline, heartbeatIntervalMs: 500, orchestrator: "events-only", ...options, natsUrl: nats.url });
     const c = await PocketClient.connect({ servers: nats.url, ...client });
     const started = cluster;
     return {

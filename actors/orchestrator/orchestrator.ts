@@ -1,0 +1,62 @@
+import type { Tier } from "../../schemas/operations";
+
+/** What an orchestrator needs to start one storage node. */
+export interface NodeLaunchSpec {
+  readonly nodeId: string;
+  readonly tier: Tier;
+  readonly capacityBytes: number;
+}
+
+/** Cluster settings every launched node gets. */
+export interface LaunchContext {
+  readonly natsUrl: string;
+  readonly secret: string;
+  readonly heartbeatIntervalMs?: number;
+  readonly extentBytesMax?: number;
+}
+
+/**
+ * Turns the controller's decisions into running (or stopped) storage nodes.
+ * `launch` returns once the node has been asked to start (a process spawned,
+ * a pod created); the node counts as active when its first heartbeat comes.
+ */
+export interface Orchestrator {
+  readonly kind: OrchestratorKind;
+  launch(spec: NodeLaunchSpec): Promise<void>;
+  /** Stops a node the controller removed (no error if it is already gone). */
+  remove(nodeId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const OrchestratorKind = {
+  /** Storage nodes as local processes (or in the controller's process, for tests). */
+  Local: "local",
+  /** Storage-node pods created and deleted through the Kubernetes API. */
+  Kubernetes: "kubernetes",
+  /** Decisions are only published; something else acts on them. */
+  EventsOnly: "events-only",
+} as const;
+export type OrchestratorKind = (typeof OrchestratorKind)[keyof typeof OrchestratorKind];
+
+export type OrchestratorConfig =
+  | { readonly kind: "local"; readonly dataDir: string; readonly inline?: boolean; readonly host?: string }
+  | {
+    readonly kind: "kubernetes";
+    readonly namespace?: string;
+    /** Pod manifest template; `deploy/kubernetes/storage-node-pod.yaml` by default. */
+    readonly manifest?: string;
+    readonly image?: string;
+    /** NATS URL as seen from inside the cluster (the controller's own by default). */
+    readonly natsUrl?: string;
+    /** A kubeconfig file; in-cluster or the default kubeconfig otherwise. */
+    readonly kubeconfig?: string;
+  }
+  | { readonly kind: "events-only" };
+
+/** Publishes nothing itself (the controller publishes every decision); for external orchestrators. */
+export class EventsOnlyOrchestrator implements Orchestrator {
+  readonly kind = OrchestratorKind.EventsOnly;
+  launch(): Promise<void> { return Promise.resolve(); }
+  remove(): Promise<void> { return Promise.resolve(); }
+  close(): Promise<void> { return Promise.resolve(); }
+}
