@@ -7,16 +7,29 @@ import { pipeline } from "node:stream/promises";
 import { PocketClient, type ClientTransport, type PocketJob } from "../client/pocket";
 import { LocalCluster } from "../deploy/local-cluster";
 import { peekJobClaims } from "../actors/runtime/tokens";
-import { formatBytes, parseBytes, parseRate } from "../actors/runtime/units";
+import { formatBytes, parseBytes, parseDuration, parseRate } from "../actors/runtime/units";
+import { connect } from "@nats-io/transport-node";
+import { ControllerOps } from "../schemas/operations";
+import { readEvents } from "../bus/events";
+import { decisionLine, describeDecision, diffLines, readExpected, replayTrace } from "../actors/controller/replay";
+import type { Decision } from "../actors/controller/inputs";
 
 const usage = `pocket — elastic ephemeral storage for serverless analytics
 
 Cluster
   pocket up [--nats URL] [--dram N] [--shards N] [--dram-capacity 1GiB] [--data-dir DIR]
+            [--min-nodes N] [--max-nodes N] [--store FILE|postgres://...] [--orchestrator local|events-only]
                                      run a local cluster in the foreground; prints its NATS URL when ready
-  pocket nodes [--json]              storage nodes, their state and use
+  pocket nodes [--json]              storage nodes: state, tier, utilisation, reservations, weight per job
+  pocket node retire NODE            drain a node and remove it once it holds no data
   pocket shards [--json]             metadata shards
   pocket jobs [--json]               registered jobs
+  pocket events [--follow] [--inputs] [--json]
+                                     the controller's decisions and lifecycle changes (and the inputs behind them)
+  pocket usage JOB [--json]          what a job used and what it costs at the tier's node-hour price
+  pocket replay TRACE [--expect FILE] [--write FILE] [--json]
+                                     re-run the controller's decisions over a recorded trace (NDJSON);
+                                     with --expect, print the differences and exit 1 if there are any
 
 Jobs
   pocket job register NAME [--lambdas N] [--capacity 10GiB] [--throughput 1Gbps] [--latency-sensitive] [--json]
@@ -46,6 +59,15 @@ const options = {
   shards: { type: "string" },
   "dram-capacity": { type: "string" },
   "data-dir": { type: "string" },
+  "min-nodes": { type: "string" },
+  "max-nodes": { type: "string" },
+  store: { type: "string" },
+  orchestrator: { type: "string" },
+  lease: { type: "string" },
+  follow: { type: "boolean", short: "f" },
+  inputs: { type: "boolean" },
+  expect: { type: "string" },
+  write: { type: "string" },
   lambdas: { type: "string" },
   capacity: { type: "string" },
   throughput: { type: "string" },
@@ -114,6 +136,10 @@ async function up(flags: Flags): Promise<void> {
     shards: int(flags.shards, "shards", 2),
     dramCapacityBytes: flags["dram-capacity"] ? parseBytes(flags["dram-capacity"]) : undefined,
     dataDir: flags["data-dir"],
+    minNodes: flags["min-nodes"] !== undefined ? int(flags["min-nodes"], "min-nodes", 0) : undefined,
+    maxNodes: flags["max-nodes"] !== undefined ? int(flags["max-nodes"], "max-nodes", 0) : undefined,
+    store: flags.store,
+    orchestrator: orchestratorFlag(flags.orchestrator),
   });
   out(flags, { natsUrl: cluster.natsUrl, dataDir: cluster.dataDir }, () => `POCKET_NATS_URL=${cluster.natsUrl}\n`);
   await new Promise<void>((resolve) => {
@@ -122,6 +148,69 @@ async function up(flags: Flags): Promise<void> {
   });
   process.stderr.write("pocket: stopping the cluster\n");
   await cluster.stop();
+}
+
+function orchestratorFlag(v: string | undefined): "local" | "events-only" | undefined {
+  if (v === undefined || v === "local" || v === "events-only") return v;
+  throw new UsageError(`--orchestrator is local or events-only, not ${JSON.stringify(v)}`);
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(0)}%`;
+}
+
+async function events(flags: Flags): Promise<void> {
+  const nc = await connect({ servers: natsUrl(flags), name: "pocket-cli" });
+  const ac = new AbortController();
+  const stop = (): void => ac.abort();
+  process.once("SIGINT", stop);
+  let origin: number | undefined;
+  try {
+    for await (const { seq, event } of readEvents(nc, { follow: flags.follow, inputs: flags.inputs, signal: ac.signal })) {
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify({ seq, ...event })}\n`);
+        continue;
+      }
+      const at = typeof event["atMs"] === "number" ? event["atMs"] : 0;
+      origin ??= at;
+      const known = typeof event["kind"] === "string" && !String(event["kind"]).startsWith("node.launch-failed") && !String(event["kind"]).startsWith("node.migrated") && "atMs" in event && event["kind"] !== "start";
+      const line = known && !isInputEvent(event)
+        ? describeDecision(event as unknown as Decision, origin)
+        : `${((at - origin) / 1000).toFixed(1).padStart(7)}s  ${String(event["kind"]).padEnd(16)} ${JSON.stringify(event)}`;
+      process.stdout.write(`${new Date(at).toISOString()} ${line.trimStart()}\n`);
+    }
+  } finally {
+    process.off("SIGINT", stop);
+    await nc.close();
+  }
+}
+
+function isInputEvent(e: Record<string, unknown>): boolean {
+  return ["job.register", "job.renew", "job.deregister", "node.retire"].includes(String(e["kind"]));
+}
+
+async function replay(flags: Flags, trace: string | undefined): Promise<void> {
+  if (!trace) throw new UsageError("pocket replay TRACE [--expect FILE]");
+  const { decisions } = await replayTrace(trace);
+  const lines = decisions.map(decisionLine);
+  if (flags.write) fs.writeFileSync(flags.write, lines.map((l) => `${l}\n`).join(""));
+  if (flags.expect) {
+    const diff = diffLines(readExpected(flags.expect), lines);
+    if (diff.length === 0) {
+      process.stdout.write(`${lines.length} decisions, as expected\n`);
+      return;
+    }
+    for (const d of diff) process.stdout.write(`${d.op} ${d.op === "-" ? "expected" : "replayed"} #${d.at}: ${d.line}\n`);
+    process.stdout.write(`${diff.filter((d) => d.op === "-").length} expected decisions missing, ${diff.filter((d) => d.op === "+").length} unexpected\n`);
+    process.exitCode = 1;
+    return;
+  }
+  if (flags.json) {
+    for (const l of lines) process.stdout.write(`${l}\n`);
+    return;
+  }
+  const origin = decisions[0]?.atMs ?? 0;
+  for (const d of decisions) process.stdout.write(`${describeDecision(d, origin)}\n`);
 }
 
 async function run(argv: string[]): Promise<void> {
@@ -143,10 +232,11 @@ async function run(argv: string[]): Promise<void> {
           tiers.set(n.tier, { nodes: t.nodes + 1, used: t.used + n.usedBytes, capacity: t.capacity + n.capacityBytes });
         }
         out(flags, nodes, () => table([
-          ["NODE", "TIER", "STATE", "ADDR", "USED", "CAPACITY", "CPU", "IN/s", "OUT/s"],
-          ...nodes.map((n) => [n.nodeId, n.tier, n.state, n.addr, formatBytes(n.usedBytes), formatBytes(n.capacityBytes),
-            `${(n.cpu * 100).toFixed(0)}%`, formatBytes(n.bytesInPerSec), formatBytes(n.bytesOutPerSec)]),
-        ]) + [...tiers].map(([tier, t]) =>
+          ["NODE", "TIER", "STATE", "ADDR", "USED", "CAPACITY", "CPU", "NET", "CAP", "RESERVED", "WEIGHTS"],
+          ...nodes.map((n) => [n.nodeId, n.tier, n.state + (n.launched ? "*" : ""), n.addr || "-", formatBytes(n.usedBytes), formatBytes(n.capacityBytes),
+            pct(n.utilisation.cpu), pct(n.utilisation.network), pct(n.utilisation.capacity), formatBytes(n.reservedBytes),
+            n.jobWeights.map((w) => `${w.jobId}:${w.weight.toFixed(2)}`).join(",") || "-"]),
+        ]) + (nodes.some((n) => n.launched) ? "* launched by the controller\n" : "") + [...tiers].map(([tier, t]) =>
           `${tier}: ${formatBytes(t.used)} of ${formatBytes(t.capacity)} used (${t.capacity > 0 ? ((100 * t.used) / t.capacity).toFixed(1) : "0"}%) on ${t.nodes} active node(s)\n`).join(""));
       });
     case "shards":
@@ -158,8 +248,8 @@ async function run(argv: string[]): Promise<void> {
       return withClient(flags, async (c) => {
         const jobs = await c.listJobs();
         out(flags, jobs, () => table([
-          ["JOB", "NAME", "SHARD", "REGISTERED", "WEIGHTS"],
-          ...jobs.map((j) => [j.jobId, j.name, j.shardId, new Date(j.registeredAtMs).toISOString(),
+          ["JOB", "NAME", "STATE", "TIER", "SHARD", "REGISTERED", "WEIGHTS"],
+          ...jobs.map((j) => [j.jobId, j.name, j.state, j.tier, j.shardId, new Date(j.registeredAtMs).toISOString(),
             j.weights.map((w) => `${w.nodeId}:${w.weight.toFixed(2)}`).join(",")]),
         ]));
       });
@@ -175,7 +265,8 @@ async function run(argv: string[]): Promise<void> {
         };
         for (const k of Object.keys(hints) as Array<keyof JobHints>) if (hints[k] === undefined) delete hints[k];
         return withClient(flags, async (c) => {
-          const reg = await c.registerJob(name, hints);
+          // The CLI exits at once, so it cannot renew: the lease is --lease (default 1 h).
+          const reg = await c.registerJob(name, hints, { renew: false, leaseMs: flags.lease ? parseDuration(flags.lease) : 3600_000 });
           out(flags, reg, () => `POCKET_JOB=${reg.jobId}\nPOCKET_TOKEN=${reg.token}\n`);
         });
       }
@@ -188,6 +279,35 @@ async function run(argv: string[]): Promise<void> {
       }
       throw new UsageError("pocket job register|deregister");
     }
+    case "node": {
+      const [sub, nodeId] = args;
+      if (sub !== "retire" || !nodeId) throw new UsageError("pocket node retire NODE");
+      return withClient(flags, async (c) => {
+        const r = (await c.controller.call(ControllerOps.nodeRetire, { nodeId })).reply;
+        out(flags, r, () => `${r.nodeId}: ${r.state}\n`);
+      });
+    }
+    case "events":
+      return events(flags);
+    case "usage": {
+      const [jobId] = args;
+      if (!jobId) throw new UsageError("pocket usage JOB");
+      return withClient(flags, async (c) => {
+        const u = (await c.controller.call(ControllerOps.jobUsage, { jobId })).reply;
+        const ended = u.endedAtMs ?? Date.now();
+        out(flags, u, () => [
+          `job ${u.jobId} (${u.name}): ${u.state}, ${u.tier}, ${((ended - u.registeredAtMs) / 1000).toFixed(1)} s`,
+          `  reserved   ${u.demand.nodes.toFixed(3)} node(s) (${u.demand.bound}-bound: ${formatBytes(u.demand.capacityBytes)}, ${formatBytes(u.demand.throughputBps)}/s)`,
+          `  stored     ${formatBytes(u.bytes)} now; ${(u.byteSeconds / 2 ** 30).toFixed(2)} GiB·s in all`,
+          `  requests   ${u.requests}`,
+          `  node-hours ${u.reservedNodeHours.toFixed(6)} reserved, ${u.usedNodeHours.toFixed(6)} used`,
+          `  cost       $${u.cost.toFixed(6)} at $${u.pricePerNodeHour}/node-hour`,
+          "",
+        ].join("\n"));
+      });
+    }
+    case "replay":
+      return replay(flags, args[0]);
     case "put": {
       const [job, key, file] = args;
       if (!key || !file) throw new UsageError("pocket put JOB KEY FILE|-");

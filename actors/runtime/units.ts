@@ -42,3 +42,14 @@ export function formatBytes(n: number): string {
   }
   return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
 }
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
+/**
+ * Parses a duration into milliseconds: `500ms`, `90s`, `10m`, `1h`, `7d`.
+ * @example parseDuration("10m") === 600_000
+ */
+export function parseDuration(text: string): number {
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$/.exec(text);
+  if (!m) throw new InvalidArgumentError(`not a duration: ${JSON.stringify(text)} (try 90s, 10m, 1h)`);
+  return Math.round(Number(m[1]) * durationUnits[m[2]!]!);
+}
