@@ -109,16 +109,23 @@ export function nodesFor(remainder: Demand, type: NodeType): number {
 }
 
 /**
- * A weight map from reservation parts on the nodes that can take writes now,
- * in proportion to the binding dimension. Weights sum to 1 (or the map is empty).
+ * A weight map from reservation parts on the nodes that can take writes now.
+ * A part's weight is its larger share of the job's reserved bytes or
+ * throughput, so a part added for capacity alone (a job that grew) gets its
+ * share of new data too. Weights sum to 1 (or the map is empty).
  */
-export function weightsFromParts(parts: readonly AllocationPart[], writable: ReadonlySet<string>, bound: Demand["bound"]): Weight[] {
-  const usable = parts.filter((p) => writable.has(p.nodeId));
-  const total = usable.reduce((s, p) => s + (bound === "capacity" ? p.bytes : p.bps), 0);
-  if (total <= epsilon) return [];
+export function weightsFromParts(parts: readonly AllocationPart[], writable: ReadonlySet<string>): Weight[] {
+  const bytes = parts.reduce((s, p) => s + p.bytes, 0);
+  const bps = parts.reduce((s, p) => s + p.bps, 0);
+  const share = (p: AllocationPart): number => Math.max(bytes > 0 ? p.bytes / bytes : 0, bps > 0 ? p.bps / bps : 0);
   const merged = new Map<string, number>();
-  for (const p of usable) merged.set(p.nodeId, (merged.get(p.nodeId) ?? 0) + (bound === "capacity" ? p.bytes : p.bps) / total);
-  return [...merged.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([nodeId, weight]) => ({ nodeId, weight: round(weight) }));
+  for (const p of parts) if (writable.has(p.nodeId)) merged.set(p.nodeId, (merged.get(p.nodeId) ?? 0) + share(p));
+  const total = [...merged.values()].reduce((s, x) => s + x, 0);
+  if (total <= epsilon) return [];
+  return [...merged.entries()]
+    .map(([nodeId, x]) => ({ nodeId, weight: round(x / total) }))
+    .filter((w) => w.weight > 0)
+    .sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
 }
 
 /** Weights in proportion to free bytes: for a job whose reserved nodes cannot take writes yet. */

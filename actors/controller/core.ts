@@ -497,7 +497,7 @@ export class ControllerCore {
    */
   #weightsFor(j: JobBook): Weight[] {
     const writable = new Set(this.nodes().filter((n) => this.nodeState(n) === NodeState.Active).map((n) => n.nodeId));
-    const w = weightsFromParts(j.parts, writable, j.demand.bound);
+    const w = weightsFromParts(j.parts, writable);
     if (w.length > 0) return w;
     const active = this.nodes().filter((n) => this.nodeState(n) === NodeState.Active);
     const sameTier = freeSpaceWeights(active.filter((n) => n.tier === j.tier));
