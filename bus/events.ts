@@ -96,7 +96,8 @@ export async function* readEvents(nc: NatsConnection, options: ReadEventsOptions
   if (!options.follow && last <= (options.afterSeq ?? 0)) return;
   const js = jetstream(nc);
   const consumer = await js.consumers.get(EventStream.name, {
-    filter_subjects: options.inputs ? [...EventStream.subjects] : [Subjects.eventAll],
+    // One subject filter (servers before 2.10 take no list): the stream holds only these two subject trees.
+    ...(options.inputs ? {} : { filter_subjects: Subjects.eventAll }),
     ...(options.afterSeq ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: options.afterSeq + 1 } : { deliver_policy: DeliverPolicy.All }),
   });
   const messages = await consumer.consume({ max_messages: 256 });

@@ -91,9 +91,11 @@ export class LocalCluster {
         c.natsUrl = c.#nats.url;
       }
       c.#nc = await connect({ servers: c.natsUrl, name: "pocket-launcher" });
-      await c.startController();
+      // Shards and nodes first: the controller then hears every one within a heartbeat of starting,
+      // and does not launch nodes for a minimum that is already on its way.
       for (let i = 0; i < (options.shards ?? 2); i++) await c.addShard(`s${i}`);
       for (let i = 0; i < (options.dram ?? 2); i++) await c.addNode(`dram-${i}`);
+      await c.startController();
       await c.waitReady();
     } catch (e) {
       await c.stop();

@@ -1,3 +1,5 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { readEvents } from "../../bus/events";
 import { NatsServer, startNatsCluster } from "../../deploy/nats-server";
 import { LocalCluster, LaunchMode, type LocalClusterOptions } from "../../deploy/local-cluster";
 import { PocketClient, type ClientTransport, type PocketJob, type PocketOptions } from "../../client/pocket";
@@ -55,6 +57,13 @@ export function patternBytes(size: number, seed: number): Buffer {
     out.writeUInt32LE(x, i);
   }
   for (; i < size; i++) out[i] = (seed + i) & 0xff;
+  return out;
+}
+
+/** Every event on the controller's JetStream stream so far (decisions only, or with `inputs`). */
+export async function streamEvents(nc: NatsConnection, inputs = false): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = [];
+  for await (const { event } of readEvents(nc, { inputs })) out.push(event);
   return out;
 }
 

@@ -3,7 +3,7 @@ import { ShardOps } from "../../schemas/operations";
 import { NatsCaller } from "../../bus/nats-rpc";
 import { Subjects } from "../../bus/subjects";
 import { LaunchMode } from "../../deploy/local-cluster";
-import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
+import { eventually, patternBytes, startTestCluster, streamEvents, type TestCluster } from "../harness/cluster";
 
 let t: TestCluster;
 beforeAll(async () => {
@@ -38,7 +38,14 @@ test("reads of a SIGKILLed node's extents fail with NodeUnavailable; other objec
   for (const [key, o] of onSurvivor) expect((await job.get(key)).equals(o.data)).toBe(true);
 
   // The controller marks it failed after missed heartbeats (3 × 250 ms), and new writes avoid it.
+  const killedAt = Date.now();
   await eventually(async () => (await t.client.listNodes()).some((n) => n.nodeId === "dram-1" && n.state === "failed"), 5_000, "node failed");
+  // The decision is on the event stream, with the time the node was last heard.
+  const events = await streamEvents(t.client.nc);
+  const failed = events.find((e) => e["kind"] === "node.failed" && e["nodeId"] === "dram-1");
+  expect(failed).toBeDefined();
+  expect(Number(failed!["lastSeenMs"])).toBeLessThanOrEqual(killedAt);
+  expect(events.some((e) => e["kind"] === "job.weights" && e["jobId"] === reg.jobId && Number(e["atMs"]) >= Number(failed!["atMs"]))).toBe(true);
   await eventually(async () => {
     const weights = (await t.client.listJobs()).find((j) => j.jobId === reg.jobId)!.weights;
     return weights.length === 1 && weights[0]!.nodeId === "dram-0";

@@ -1,0 +1,90 @@
+import fs from "node:fs";
+import path from "node:path";
+import { ErrorCode, isPocketError } from "../../schemas/errors";
+import { LaunchMode } from "../../deploy/local-cluster";
+import { eventually, patternBytes, startTestCluster, streamEvents, type TestCluster } from "../harness/cluster";
+import { nodeStats, usedBytes } from "../harness/nodes";
+
+const MiB = 2 ** 20;
+
+describe("the local orchestrator scales the cluster", () => {
+  let t: TestCluster;
+  beforeAll(async () => {
+    // Real processes: the controller launches storage-node processes and stops them again.
+    t = await startTestCluster({
+      mode: LaunchMode.Process, orchestrator: "local", shards: 1, dram: 1, dramCapacityBytes: 64 * MiB,
+      minNodes: 1, maxNodes: 4, heartbeatIntervalMs: 250,
+      policy: { startupGraceMs: 1_000, sustainMs: 1_000, cooldownMs: 1_500, windowMs: 1_000, drainDeadlineMs: 60_000 },
+    });
+  }, 60_000);
+  afterAll(async () => { await t?.stop(); });
+
+  test("hints beyond the cluster launch nodes that take the job's data; after deregistration they drain down to the minimum", async () => {
+    // 160 MiB on 64 MiB nodes: two and a half nodes' worth, so two more are launched at once.
+    const reg = await t.client.registerJob("big", { capacityBytes: 160 * MiB });
+    const launched = async () => (await t.client.listNodes()).filter((n) => n.launched);
+    await eventually(async () => (await launched()).filter((n) => n.state === "active").length === 2, 15_000, "two launched nodes active");
+    await eventually(async () => {
+      const w = (await t.client.listJobs()).find((j) => j.jobId === reg.jobId)!.weights;
+      return w.length === 3;
+    }, 5_000, "weights over all three nodes");
+
+    const job = t.client.job(reg.token);
+    const objects: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      objects.push(patternBytes(3 * MiB, 500 + i));
+      await job.put(`part-${i}`, objects[i]!);
+    }
+    for (let i = 0; i < 40; i++) expect((await job.get(`part-${i}`)).equals(objects[i]!)).toBe(true);
+    const stats = await nodeStats(t.client.nc);
+    const onLaunched = stats.filter((s) => s.nodeId.includes("-auto-") && s.usedBytes > 0);
+    expect(onLaunched.length).toBe(2);
+
+    await t.client.deregisterJob(reg.token);
+    await eventually(async () => {
+      const nodes = await t.client.listNodes();
+      return nodes.filter((n) => n.state !== "removed").length === 1 && nodes[0]!.nodeId === "dram-0";
+    }, 20_000, "drained back to the one static node");
+    expect(await usedBytes(t.client.nc)).toBe(0);
+    // The launched processes are gone (the orchestrator removes their pid files as they exit).
+    await eventually(() => fs.readdirSync(path.join(t.cluster.dataDir, "run")).length === 0, 10_000, "node processes exited");
+
+    const events = await streamEvents(t.client.nc);
+    const kinds = (kind: string) => events.filter((e) => e["kind"] === kind);
+    expect(kinds("node.launch").length).toBe(2);
+    expect(kinds("node.launch")[0]!["reason"]).toMatch(/needs more than/);
+    expect(kinds("node.active").filter((e) => e["launched"] === true).length).toBe(2);
+    expect(kinds("scale.in").length).toBe(2);
+    expect(kinds("node.draining").length).toBe(2);
+    expect(kinds("node.removed").map((e) => e["nodeId"]).sort()).toEqual(kinds("node.launch").map((e) => e["nodeId"]).sort());
+    // Every decision came with the measurements behind it.
+    for (const e of kinds("scale.in")) expect(e["measurements"]).toEqual(expect.objectContaining({ nodes: expect.any(Number), capacity: expect.any(Number) }));
+  }, 90_000);
+});
+
+describe("leases", () => {
+  let t: TestCluster;
+  beforeAll(async () => { t = await startTestCluster({ shards: 1, dram: 2 }); }, 60_000);
+  afterAll(async () => { await t?.stop(); });
+
+  test("a job whose driver stops renewing is reclaimed when its lease runs out; one that renews lives on", async () => {
+    const crashed = await t.client.registerJob("crashed-driver", { capacityBytes: 10 * MiB }, { leaseMs: 1_500, renew: false });
+    const kept = await t.client.registerJob("live-driver", { capacityBytes: 10 * MiB }, { leaseMs: 1_500 });
+    await t.client.job(crashed.token).put("a", patternBytes(2 * MiB, 1));
+    await t.client.job(kept.token).put("b", patternBytes(2 * MiB, 2));
+    expect(crashed.leaseExpiresAtMs).toBeGreaterThan(Date.now());
+
+    await eventually(async () => !(await t.client.listJobs()).some((j) => j.jobId === crashed.jobId), 10_000, "crashed job reclaimed");
+    const e = await t.client.job(crashed.token).get("a").then(() => undefined, (err: unknown) => err);
+    expect(isPocketError(e, ErrorCode.UnknownJob)).toBe(true);
+    await eventually(async () => (await usedBytes(t.client.nc)) === 2 * MiB, 5_000, "its bytes freed");
+    const events = await streamEvents(t.client.nc);
+    expect(events.some((x) => x["kind"] === "job.expired" && x["jobId"] === crashed.jobId)).toBe(true);
+
+    // Well past its own lease, the renewed job is still there.
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect((await t.client.listJobs()).some((j) => j.jobId === kept.jobId)).toBe(true);
+    expect((await t.client.job(kept.token).get("b")).equals(patternBytes(2 * MiB, 2))).toBe(true);
+    await t.client.deregisterJob(kept.token);
+  }, 30_000);
+});
