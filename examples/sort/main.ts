@@ -11,10 +11,14 @@ import { fork, type ChildProcess } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import fs from "node:fs";
 import { PocketClient } from "../../client/pocket";
+import { readEvents } from "../../bus/events";
+import { timelineChart, TimelineRecorder, type Mark, type Phase } from "./timeline";
 import { LocalCluster } from "../../deploy/local-cluster";
 import { ProgressBar } from "../../cli/progress";
 import { formatBytes, parseBytes } from "../../actors/runtime/units";
+import { ControllerOps } from "../../schemas/operations";
 import { emptyChecksum, mergeChecksum, recordBytes, type Checksum } from "./records";
 import type { Task, TaskResult, WorkerMessage } from "./tasks";
 
@@ -25,14 +29,16 @@ const { values: flags } = parseArgs({
     reduces: { type: "string", default: "8" },
     workers: { type: "string", default: "4" },
     shards: { type: "string", default: "2" },
-    dram: { type: "string", default: "2" },
+    dram: { type: "string", default: "1" },
+    "max-nodes": { type: "string", default: "4" },
+    timeline: { type: "string", default: "pocket-sort-timeline.svg" },
     "task-retries": { type: "string", default: "2" },
     help: { type: "boolean", short: "h" },
   },
 });
 
 if (flags.help) {
-  process.stdout.write("npm start -- [--size 256MiB] [--maps 8] [--reduces 8] [--workers 4] [--shards 2] [--dram 2]\n");
+  process.stdout.write("npm start -- [--size 256MiB] [--maps 8] [--reduces 8] [--workers 4] [--shards 2] [--dram 1] [--max-nodes 4] [--timeline FILE.svg]\n");
   process.exit(0);
 }
 
@@ -151,23 +157,59 @@ function rate(bytes: number, seconds: number): string {
   return seconds > 0 ? `${formatBytes(bytes / seconds)}/s` : "-";
 }
 
+/** Waits (bounded) until the cluster is back to `nodes` serving nodes, showing the count as it changes. */
+async function settle(client: PocketClient, nodes: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  let last = -1;
+  while (Date.now() < deadline) {
+    const n = (await client.listNodes()).filter((x) => x.state === "active" || x.state === "provisioning" || x.state === "draining").length;
+    if (n !== last) process.stderr.write(`${last === -1 ? "sort: waiting for the controller to drain the cluster back to its minimum:" : " →"} ${n}`);
+    last = n;
+    if (n <= nodes) {
+      process.stderr.write(" node(s)\n");
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  process.stderr.write(` (still ${last} after ${timeoutMs / 1000} s)\n`);
+  return false;
+}
+
 async function main(): Promise<void> {
   const dram = positiveInt("dram", flags.dram!);
   const shards = positiveInt("shards", flags.shards!);
-  // Map output and sorted output live at once, plus headroom.
-  const nodeBytes = Math.max(1024 ** 3, Math.ceil((sizeBytes * 2.5) / dram));
+  const maxNodes = positiveInt("max-nodes", flags["max-nodes"]!);
+  // One node holds the input's size; the job asks for map output and sorted output at once, plus headroom
+  // (2.5 × the input), so the controller has to launch nodes for it — and drain them once it ends.
+  const nodeBytes = Math.max(16 * 1024 ** 2, sizeBytes);
   process.stderr.write(`sort: ${formatBytes(totalRecords * recordBytes)} in ${totalRecords} records, ${maps} maps × ${reduces} reduces on ${workersWanted} workers\n`);
-  process.stderr.write(`sort: starting a local cluster (nats-server, controller, ${shards} shards, ${dram} DRAM nodes of ${formatBytes(nodeBytes)})\n`);
+  process.stderr.write(`sort: starting a local cluster (nats-server, controller, ${shards} shards, ${dram} DRAM node(s) of ${formatBytes(nodeBytes)}; the controller may launch up to ${maxNodes})\n`);
   const clusterStart = Date.now();
-  const cluster = await LocalCluster.start({ shards, dram, dramCapacityBytes: nodeBytes });
+  const cluster = await LocalCluster.start({
+    shards, dram, dramCapacityBytes: nodeBytes, minNodes: dram, maxNodes: Math.max(dram, maxNodes),
+    policy: { sustainMs: 2_000, cooldownMs: 4_000, windowMs: 3_000 },
+  });
   let workers: Worker[] = [];
   let client: PocketClient | undefined;
+  let recorder: TimelineRecorder | undefined;
+  const spans: Phase[] = [];
+  const phase = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
+    const fromMs = Date.now() - clusterStart;
+    const r = await run();
+    spans.push({ name, fromMs, toMs: Date.now() - clusterStart });
+    return r;
+  };
   try {
     process.stderr.write(`sort: cluster up at ${cluster.natsUrl} in ${((Date.now() - clusterStart) / 1000).toFixed(1)} s\n`);
     client = await PocketClient.connect({ servers: cluster.natsUrl, name: "sort-driver" });
-    const job = await client.registerJob("sort", { lambdas: workersWanted, capacityBytes: 2 * sizeBytes });
-    process.stderr.write(`sort: job ${job.jobId} on shard ${job.shardId}, weights ${job.weights.map((w) => `${w.nodeId}=${w.weight.toFixed(2)}`).join(" ")}\n`);
+    recorder = new TimelineRecorder(client, clusterStart);
+    recorder.start();
+    const job = await client.registerJob("sort", { lambdas: workersWanted, capacityBytes: Math.ceil(2.5 * sizeBytes) });
+    process.stderr.write(`sort: job ${job.jobId} on shard ${job.shardId} (${job.tier}), weights ${job.weights.map((w) => `${w.nodeId}=${w.weight.toFixed(2)}`).join(" ")}\n`);
     workers = await startWorkers(workersWanted, cluster.natsUrl, job.token);
+    // The nodes launched for the job serve before the map phase starts writing.
+    const launchedFor = Date.now();
+    while (Date.now() - launchedFor < 15_000 && (await client.listNodes()).some((n) => n.state === "provisioning")) await new Promise((r) => setTimeout(r, 100));
 
     let id = 0;
     const perMap = Math.floor(totalRecords / maps);
@@ -175,9 +217,9 @@ async function main(): Promise<void> {
       kind: "map" as const, id: id++, index: i, firstIndex: i * perMap,
       records: i === maps - 1 ? totalRecords - perMap * (maps - 1) : perMap, partitions: reduces,
     }));
-    const map = await runPhase("map", workers, mapTasks, totalRecords * recordBytes);
-    const reduce = await runPhase("reduce", workers, Array.from({ length: reduces }, (_, r) => ({ kind: "reduce" as const, id: id++, partition: r, maps })), totalRecords * recordBytes);
-    const validate = await runPhase("validate", workers, Array.from({ length: reduces }, (_, r) => ({ kind: "validate" as const, id: id++, partition: r })), totalRecords * recordBytes);
+    const map = await phase("map", () => runPhase("map", workers, mapTasks, totalRecords * recordBytes));
+    const reduce = await phase("reduce", () => runPhase("reduce", workers, Array.from({ length: reduces }, (_, r) => ({ kind: "reduce" as const, id: id++, partition: r, maps })), totalRecords * recordBytes));
+    const validate = await phase("validate", () => runPhase("validate", workers, Array.from({ length: reduces }, (_, r) => ({ kind: "validate" as const, id: id++, partition: r })), totalRecords * recordBytes));
 
     // Checks: every record is in the output once, each partition is sorted, partitions are in key order.
     const input = sumChecksums(map.results.values());
@@ -204,8 +246,42 @@ async function main(): Promise<void> {
     const jobHandle = client.job(job.token);
     const dropped = await jobHandle.delete("map", { recursive: true });
     const out = await jobHandle.count("out");
+    const usage = (await client.controller.call(ControllerOps.jobUsage, { jobId: job.jobId })).reply;
     const freed = await client.deregisterJob(job.token);
     const cleanSeconds = (Date.now() - cleanStart) / 1000;
+    spans.push({ name: "cleanup", fromMs: cleanStart - clusterStart, toMs: Date.now() - clusterStart });
+    const settled = await settle(client, dram, 60_000);
+    await new Promise((r) => setTimeout(r, 600));
+    recorder.stop();
+
+    // The controller's decisions, from its event stream.
+    const events: Array<Record<string, unknown>> = [];
+    for await (const { event } of readEvents(client.nc)) events.push(event);
+    const at = (e: Record<string, unknown>): number => Number(e["atMs"]) - clusterStart;
+    const shown = new Set(["node.launch", "node.active", "scale.out", "scale.in", "node.draining", "node.removed", "node.failed", "job.registered", "job.deregistered", "job.grown"]);
+    const decisions = events.filter((e) => shown.has(String(e["kind"])) && at(e) >= 0);
+    const launchedAt = new Map(events.filter((e) => e["kind"] === "node.launch").map((e) => [String(e["nodeId"]), Number(e["atMs"])]));
+    const describe = (e: Record<string, unknown>): string => {
+      const k = String(e["kind"]);
+      const id = String(e["nodeId"] ?? e["jobId"] ?? "");
+      if (k === "node.active" && launchedAt.has(id)) return `${id} serving ${((Number(e["atMs"]) - launchedAt.get(id)!) / 1000).toFixed(2)} s after the decision`;
+      if (k === "node.active") return `${id} joined`;
+      if (k === "node.launch" || k === "node.draining" || k === "node.removed" || k === "job.grown") return `${id}: ${String(e["reason"])}`;
+      if (k === "scale.in" || k === "scale.out") return `${String(e["tier"])} ${k === "scale.in" ? `−${String(e["nodeId"])}` : `+${String(e["launch"])}`}: ${String(e["reason"])}`;
+      return id;
+    };
+    const marks: Mark[] = decisions.filter((e) => e["kind"] !== "job.grown").map((e) => ({
+      tMs: at(e), kind: String(e["kind"]),
+      label: `${String(e["kind"]).replace("node.", "").replace("job.", "")} ${String(e["nodeId"] ?? "")}`.trim(),
+    }));
+    const timelineFile = path.resolve(flags.timeline!);
+    const peak = Math.max(0, ...recorder.samples.map((s) => s.nodes.filter((n) => n.state === "active").length));
+    fs.writeFileSync(timelineFile, timelineChart(
+      "Pocket on NATS — the cluster through one sort job",
+      `${formatBytes(sizeBytes)} sort, ${workersWanted} workers; ${dram} DRAM node(s) of ${formatBytes(nodeBytes)} at rest, ${peak} at peak; ${os.cpus().length} cores`,
+      recorder.samples, spans, marks,
+    ));
+    fs.writeFileSync(timelineFile.replace(/\.svg$/, "") + ".json", JSON.stringify({ phases: spans, samples: recorder.samples, events: decisions.map((e) => ({ ...e, tMs: at(e) })) }, null, 1));
 
     const phases = [map.stats, reduce.stats, validate.stats];
     const total = phases.reduce((s, p) => s + p.seconds, 0);
@@ -220,14 +296,18 @@ async function main(): Promise<void> {
       "Pocket on NATS — MapReduce sort",
       `  data        ${formatBytes(totalRecords * recordBytes)} (${totalRecords} records of ${recordBytes} B)`,
       `  tasks       ${maps} map, ${reduces} reduce, ${reduces} validate, on ${workersWanted} worker processes`,
-      `  cluster     nats-server, controller, ${shards} shards, ${dram} DRAM nodes (${nodes.map((n) => `${n.nodeId} held ${formatBytes(n.usedBytes)}`).join(", ")})`,
-      `  machine     ${os.cpus().length} cores, ${formatBytes(os.totalmem())}; ${1 + 1 + shards + dram} cluster processes + ${workersWanted} workers + driver`,
+      `  cluster     nats-server, controller, ${shards} shards, DRAM nodes (${nodes.filter((n) => n.state === "active").map((n) => `${n.nodeId} held ${formatBytes(n.usedBytes)}`).join(", ")})`,
+      `  machine     ${os.cpus().length} cores, ${formatBytes(os.totalmem())}; ${1 + 1 + shards} cluster processes + ${peak} storage nodes at peak + ${workersWanted} workers + driver`,
       "",
       `  ${line(head)}`,
       ...rows.map((r) => `  ${line(r)}`),
       `  ${"total".padEnd(widths[0]!)}  ${total.toFixed(2)} s (map+reduce+validate); end to end ${((Date.now() - clusterStart) / 1000).toFixed(1)} s with cluster start`,
       "",
       `  output      ${out.objects} partitions, ${formatBytes(out.bytes)}; removed ${dropped.objects} map outputs (${formatBytes(dropped.bytes)}); deregistration freed ${formatBytes(freed.freedBytes)}`,
+      `  scaling     ${dram} node(s) at rest → ${peak} at peak → ${settled ? `${dram} again` : "not yet back"}; the controller's decisions:`,
+      ...decisions.map((e) => `    ${(at(e) / 1000).toFixed(1).padStart(6)} s  ${String(e["kind"]).padEnd(16)} ${describe(e)}`),
+      `  usage       ${usage.demand.nodes.toFixed(2)} node(s) reserved (${usage.demand.bound}-bound), ${usage.requests} requests, ${(usage.byteSeconds / 2 ** 30).toFixed(1)} GiB·s stored; $${usage.cost.toFixed(5)} at $${usage.pricePerNodeHour}/node-hour`,
+      `  timeline    ${timelineFile} (and .json)`,
       `  check       ${problems.length === 0 ? `OK: ${input.records} records, sorted, checksums match (sum ${input.sum}, xor ${input.xor})` : "FAILED"}`,
       ...problems.map((p) => `    - ${p}`),
       "",
@@ -235,6 +315,7 @@ async function main(): Promise<void> {
     process.stdout.write(report.join("\n"));
     if (problems.length > 0) process.exitCode = 1;
   } finally {
+    recorder?.stop();
     for (const w of workers) if (w.child.connected) w.child.disconnect();
     await Promise.all(workers.map((w) => (w.child.exitCode === null ? new Promise((r) => w.child.once("exit", r)) : undefined)));
     await client?.close();

@@ -73,4 +73,20 @@ test("register, put, get, ls, stat, rm, deregister from the command line", () =>
   expect(dereg.status).toBe(0);
   expect(dereg.stdout.toString()).toContain(`deregistered ${jobId}`);
   expect(pocket(["get", jobId, "stdin"]).stderr).toContain("UnknownJob");
+
+  // What the job used, after it ended.
+  const usage = pocket(["usage", jobId]);
+  expect(usage.status).toBe(0);
+  expect(usage.stdout.toString()).toMatch(new RegExp(`^job ${jobId} \\(cli-job\\): ended, dram`, "m"));
+  expect(usage.stdout.toString()).toMatch(/cost {7}\$[\d.]+ at \$0\.3\/node-hour/);
+  expect(pocket(["usage", "j-0000000000000000"]).stderr).toContain("UnknownJob");
+
+  // The controller's decisions are on the event stream.
+  const events = pocket(["events", "--json"]).stdout.toString().trim().split("\n").map((l) => JSON.parse(l) as { kind: string; jobId?: string; seq: number });
+  expect(events.filter((e) => e.jobId === jobId).map((e) => e.kind)).toEqual(expect.arrayContaining(["job.registered", "job.deregistered"]));
+  expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
+  expect(pocket(["events"]).stdout.toString()).toMatch(/job\.registered\s+j-\w+ \(cli-job\) on dram/);
+
+  expect(pocket(["node", "retire", "no-such-node"]).stderr).toContain("NotFound");
+  expect(pocket(["nodes"]).stdout.toString()).toMatch(/^NODE\s+TIER\s+STATE\s+ADDR\s+USED\s+CAPACITY\s+CPU\s+NET\s+CAP\s+RESERVED\s+WEIGHTS$/m);
 });
