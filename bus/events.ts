@@ -100,13 +100,15 @@ export async function* readEvents(nc: NatsConnection, options: ReadEventsOptions
     ...(options.inputs ? {} : { filter_subjects: Subjects.eventAll }),
     ...(options.afterSeq ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: options.afterSeq + 1 } : { deliver_policy: DeliverPolicy.All }),
   });
+  // Not following: stop at the last matching message there is now (the stream's last one may be an input).
+  if (!options.follow && (await consumer.info()).num_pending === 0) return;
   const messages = await consumer.consume({ max_messages: 256 });
   const abort = (): void => { void messages.close(); };
   options.signal?.addEventListener("abort", abort, { once: true });
   try {
     for await (const m of messages) {
       yield { seq: m.seq, subject: m.subject, event: m.json<Record<string, unknown>>() };
-      if (!options.follow && m.seq >= last) break;
+      if (!options.follow && (m.info.pending === 0 || m.seq >= last)) break;
     }
   } finally {
     options.signal?.removeEventListener("abort", abort);
