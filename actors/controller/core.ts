@@ -240,7 +240,10 @@ export class ControllerCore {
       this.#emit({ kind: "node.active", atMs: this.#now, nodeId: n.nodeId, tier: n.tier, launched: n.launched });
       this.#pushWeights((j) => j.tier === n!.tier, `node ${n.nodeId} active`);
     }
-    if (after === NodeState.Draining && hb.usedBytes === 0 && hb.extents === 0) this.#remove(n, "drained: holds no live data");
+    // Empty, as reported after the drain had time to reach every shard (writes laid out before it may still land).
+    if (after === NodeState.Draining && hb.usedBytes === 0 && hb.extents === 0 && this.#now - n.life.context.stateSinceMs >= 2 * this.policy.heartbeatIntervalMs) {
+      this.#remove(n, "drained: holds no live data");
+    }
   }
 
   #usage(reports: Extract<ControllerInput, { kind: "shard.usage" }>["jobs"]): void {
@@ -526,7 +529,6 @@ export class ControllerCore {
     this.#stepNode(n, { type: "drain", atMs: this.#now, deadlineMs: this.#now + this.policy.drainDeadlineMs });
     this.#emit({ kind: "node.draining", atMs: this.#now, nodeId, tier: n.tier, reason });
     this.#replaceParts(nodeId, `node ${nodeId} draining`);
-    if (n.usedBytes === 0 && n.extents === 0) this.#remove(n, "drained: holds no live data");
   }
 
   #remove(n: NodeBook, reason: string): void {

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { ErrorCode, isPocketError } from "../../schemas/errors";
+import { ControllerOps } from "../../schemas/operations";
 import { LaunchMode } from "../../deploy/local-cluster";
 import { eventually, patternBytes, startTestCluster, streamEvents, type TestCluster } from "../harness/cluster";
 import { nodeStats, usedBytes } from "../harness/nodes";
@@ -87,4 +88,61 @@ describe("leases", () => {
     expect((await t.client.job(kept.token).get("b")).equals(patternBytes(2 * MiB, 2))).toBe(true);
     await t.client.deregisterJob(kept.token);
   }, 30_000);
+});
+
+describe("draining a node that still holds live data", () => {
+  let t: TestCluster;
+  beforeAll(async () => {
+    // Three nodes kept (no scale-in of its own): the test retires one by hand.
+    t = await startTestCluster({ shards: 2, dram: 3, minNodes: 3, policy: { drainDeadlineMs: 1_000 } });
+  }, 60_000);
+  afterAll(async () => { await t?.stop(); });
+
+  test("past the drain deadline its extents move to other nodes; readers see no error; then it is removed", async () => {
+    const reg = await t.client.registerJob("resident", { capacityBytes: 200 * MiB });
+    const job = t.client.job(reg.token);
+    const objects = new Map<string, Buffer>();
+    for (let i = 0; i < 24; i++) {
+      const data = patternBytes(1 * MiB + 1000 * i, 900 + i);
+      objects.set(`o${i}`, data);
+      await job.put(`o${i}`, data);
+    }
+    const before = await nodeStats(t.client.nc);
+    const victim = before.filter((s) => s.usedBytes > 0).sort((a, b) => b.usedBytes - a.usedBytes)[0]!;
+
+    // A reader keeps reading all along; it must never see an error.
+    let reading = true;
+    const errors: unknown[] = [];
+    let reads = 0;
+    const reader = (async () => {
+      while (reading) {
+        for (const [k, v] of objects) {
+          try {
+            if (!(await job.get(k)).equals(v)) errors.push(new Error(`${k}: wrong bytes`));
+            reads++;
+          } catch (e) {
+            errors.push(e);
+          }
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+
+    const r = (await t.client.controller.call(ControllerOps.nodeRetire, { nodeId: victim.nodeId })).reply;
+    expect(r.state).toBe("draining");
+    await eventually(async () => !(await t.client.listNodes()).some((n) => n.nodeId === victim.nodeId), 20_000, "drained node removed");
+    reading = false;
+    await reader;
+    expect(errors).toEqual([]);
+    expect(reads).toBeGreaterThan(objects.size);
+    for (const [k, v] of objects) expect((await job.get(k)).equals(v)).toBe(true);
+    const after = await nodeStats(t.client.nc);
+    expect(after.map((s) => s.nodeId)).not.toContain(victim.nodeId);
+    expect(after.reduce((s, n) => s + n.usedBytes, 0)).toBe(before.reduce((s, n) => s + n.usedBytes, 0));
+    const events = await streamEvents(t.client.nc);
+    expect(events.some((e) => e["kind"] === "node.migrate" && e["nodeId"] === victim.nodeId)).toBe(true);
+    expect(events.some((e) => e["kind"] === "node.migrated" && e["nodeId"] === victim.nodeId && e["complete"] === true)).toBe(true);
+    expect(events.find((e) => e["kind"] === "node.removed" && e["nodeId"] === victim.nodeId)!["reason"]).toMatch(/moved/);
+    await t.client.deregisterJob(reg.token);
+  }, 60_000);
 });
