@@ -401,7 +401,7 @@ export class ControllerCore {
         .filter((n) => this.reservedOn(n.nodeId).jobs === 0)
         .sort((a, b) => Number(b.launched) - Number(a.launched) || a.usedBytes - b.usedBytes || (a.nodeId < b.nodeId ? 1 : -1))[0];
       if (!candidate) return;
-      const reason = `every dimension under ${pct(bandLow)} for ${Math.round((this.#now - mem.belowSinceMs) / 1000)} s; ${counted - 1} nodes keep it under ${pct(after(Math.max(m.cpu, m.network, m.capacity)))}`;
+      const reason = `every dimension under ${pct(bandLow)} for ${Math.round((this.#now - mem.belowSinceMs) / 1000)} s; ${counted - 1} node${counted === 2 ? "" : "s"} keep${counted === 2 ? "s" : ""} it under ${pct(after(Math.max(m.cpu, m.network, m.capacity)))}`;
       mem.lastScaledMs = this.#now;
       mem.belowSinceMs = null;
       this.#dirty.meta = true;

@@ -129,10 +129,10 @@ export function timelineChart(title: string, subtitle: string, samples: readonly
   for (let t = 0; t <= endMs; t += step) timeTicks.push(`<text x="${x(t)}" y="${utilY0 + 64}" font-size="10" text-anchor="middle">${t / 1000}s</text>`);
   const height = utilY0 + 100;
   const legend = [
-    ...states.map(([s, c], i) => `<rect x="${left + i * 110}" y="${height - 22}" width="10" height="10" fill="${c}"/><text x="${left + i * 110 + 14}" y="${height - 13}" font-size="11">${s} nodes</text>`),
-    `<line x1="${left + 460}" x2="${left + 480}" y1="${height - 17}" y2="${height - 17}" stroke="#1f5fa0" stroke-width="2"/><text x="${left + 484}" y="${height - 13}" font-size="11">capacity used</text>`,
-    `<line x1="${left + 580}" x2="${left + 600}" y1="${height - 17}" y2="${height - 17}" stroke="#c0504d" stroke-width="2"/><text x="${left + 604}" y="${height - 13}" font-size="11">CPU</text>`,
-    `<line x1="${left + 650}" x2="${left + 670}" y1="${height - 17}" y2="${height - 17}" stroke="#30a0a0" stroke-width="2" stroke-dasharray="5,3"/><text x="${left + 674}" y="${height - 13}" font-size="11">network</text>`,
+    ...states.map(([s, c], i) => `<rect x="${left + i * 125}" y="${height - 22}" width="10" height="10" fill="${c}"/><text x="${left + i * 125 + 14}" y="${height - 13}" font-size="11">${s} nodes</text>`),
+    `<line x1="${left + 500}" x2="${left + 520}" y1="${height - 17}" y2="${height - 17}" stroke="#1f5fa0" stroke-width="2"/><text x="${left + 524}" y="${height - 13}" font-size="11">capacity used</text>`,
+    `<line x1="${left + 620}" x2="${left + 640}" y1="${height - 17}" y2="${height - 17}" stroke="#c0504d" stroke-width="2"/><text x="${left + 644}" y="${height - 13}" font-size="11">CPU</text>`,
+    `<line x1="${left + 690}" x2="${left + 710}" y1="${height - 17}" y2="${height - 17}" stroke="#30a0a0" stroke-width="2" stroke-dasharray="5,3"/><text x="${left + 714}" y="${height - 13}" font-size="11">network</text>`,
   ];
   return `<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">

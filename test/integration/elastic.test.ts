@@ -5,6 +5,8 @@ import { ControllerOps } from "../../schemas/operations";
 import { LaunchMode } from "../../deploy/local-cluster";
 import { eventually, patternBytes, startTestCluster, streamEvents, type TestCluster } from "../harness/cluster";
 import { nodeStats, usedBytes } from "../harness/nodes";
+import { decisionLine, replayTrace } from "../../actors/controller/replay";
+import type { Decision } from "../../actors/controller/inputs";
 
 const MiB = 2 ** 20;
 
@@ -61,6 +63,17 @@ describe("the local orchestrator scales the cluster", () => {
     // Every decision came with the measurements behind it.
     for (const e of kinds("scale.in")) expect(e["measurements"]).toEqual(expect.objectContaining({ nodes: expect.any(Number), capacity: expect.any(Number) }));
   }, 90_000);
+
+  test("the live controller's recorded inputs replay to exactly the decisions it published", async () => {
+    const trace = path.join(t.cluster.dataDir, "controller-trace.ndjson");
+    const shellOnly = new Set(["node.launch-failed", "node.migrated"]);
+    // The stream is read first: every input behind those decisions was written to the trace before them.
+    const live = (await streamEvents(t.client.nc)).filter((e) => !shellOnly.has(String(e["kind"]))).map((e) => decisionLine(e as unknown as Decision));
+    await new Promise((r) => setTimeout(r, 300)); // the trace file's buffered writes
+    const replayed = (await replayTrace(trace)).decisions.map(decisionLine);
+    expect(live.length).toBeGreaterThan(10);
+    expect(replayed.slice(0, live.length)).toEqual(live);
+  });
 });
 
 describe("leases", () => {
