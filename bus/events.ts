@@ -59,9 +59,13 @@ export class EventPublisher {
     this.#send(Subjects.event(kind), encodeJson({ ...body, kind }));
   }
 
-  /** An input to a decision, on `pocket.trace.<kind>`. */
+  /**
+   * An input to a decision, on `pocket.trace.<kind>`. Plain publishes (the
+   * stream stores them): heartbeats and ticks come every second and must
+   * not take the acknowledged window from decisions.
+   */
   input(kind: string, body: Record<string, unknown>): void {
-    this.#send(Subjects.trace(kind), encodeJson({ ...body, kind }));
+    if (!this.nc.isClosed()) this.nc.publish(Subjects.trace(kind), encodeJson({ ...body, kind }));
   }
 
   #send(subject: string, data: Uint8Array): void {

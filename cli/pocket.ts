@@ -11,8 +11,9 @@ import { formatBytes, parseBytes, parseDuration, parseRate } from "../actors/run
 import { connect } from "@nats-io/transport-node";
 import { ControllerOps } from "../schemas/operations";
 import { readEvents } from "../bus/events";
-import { decisionLine, describeDecision, diffLines, readExpected, replayTrace } from "../actors/controller/replay";
-import type { Decision } from "../actors/controller/inputs";
+import { decisionLine, describeDecision, diffLines, readExpected, replayInputs, replayTrace } from "../actors/controller/replay";
+import type { ControllerInput, Decision } from "../actors/controller/inputs";
+import { SubjectRoot } from "../bus/subjects";
 
 const usage = `pocket — elastic ephemeral storage for serverless analytics
 
@@ -27,9 +28,10 @@ Cluster
   pocket events [--follow] [--inputs] [--json]
                                      the controller's decisions and lifecycle changes (and the inputs behind them)
   pocket usage JOB [--json]          what a job used and what it costs at the tier's node-hour price
-  pocket replay TRACE [--expect FILE] [--write FILE] [--json]
-                                     re-run the controller's decisions over a recorded trace (NDJSON);
-                                     with --expect, print the differences and exit 1 if there are any
+  pocket replay TRACE|--stream [--expect FILE] [--write FILE] [--json]
+                                     re-run the controller's decisions over a recorded trace (NDJSON, or the
+                                     inputs on the event stream); with --expect, print the differences and
+                                     exit 1 if there are any
 
 Jobs
   pocket job register NAME [--lambdas N] [--capacity 10GiB] [--throughput 1Gbps] [--latency-sensitive] [--json]
@@ -67,6 +69,7 @@ const options = {
   follow: { type: "boolean", short: "f" },
   inputs: { type: "boolean" },
   expect: { type: "string" },
+  stream: { type: "boolean" },
   write: { type: "string" },
   lambdas: { type: "string" },
   capacity: { type: "string" },
@@ -189,9 +192,23 @@ function isInputEvent(e: Record<string, unknown>): boolean {
   return ["job.register", "job.renew", "job.deregister", "node.retire"].includes(String(e["kind"]));
 }
 
+/** The inputs recorded on the event stream, in order. */
+async function streamInputs(flags: Flags): Promise<ControllerInput[]> {
+  const nc = await connect({ servers: natsUrl(flags), name: "pocket-cli" });
+  try {
+    const inputs: ControllerInput[] = [];
+    for await (const { subject, event } of readEvents(nc, { inputs: true })) {
+      if (subject.startsWith(`${SubjectRoot}.trace.`)) inputs.push(event as unknown as ControllerInput);
+    }
+    return inputs;
+  } finally {
+    await nc.close();
+  }
+}
+
 async function replay(flags: Flags, trace: string | undefined): Promise<void> {
-  if (!trace) throw new UsageError("pocket replay TRACE [--expect FILE]");
-  const { decisions } = await replayTrace(trace);
+  if (!trace && !flags.stream) throw new UsageError("pocket replay TRACE|--stream [--expect FILE]");
+  const { decisions } = flags.stream ? replayInputs(await streamInputs(flags)) : await replayTrace(trace!);
   const lines = decisions.map(decisionLine);
   if (flags.write) fs.writeFileSync(flags.write, lines.map((l) => `${l}\n`).join(""));
   if (flags.expect) {

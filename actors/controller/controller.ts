@@ -128,7 +128,14 @@ export class Controller {
     });
 
     // One ordered stream of inputs; every one is recorded, then applied.
-    this.#rx.push(this.#inputs.subscribe((input) => this.#apply(input)));
+    this.#rx.push(this.#inputs.subscribe((input) => {
+      try {
+        this.#apply(input);
+      } catch (e) {
+        // A fault in the logic must not end the input stream: log it and keep serving.
+        this.#log.error("input not applied", { kind: input.kind, ...errorFields(e) });
+      }
+    }));
     this.#inputs.next({ kind: "start", atMs: this.clock.now(), policy: this.core.policy });
     this.#rx.push(this.#telemetry(nc).subscribe((hb) => {
       const { sentAtMs: _sent, ...rest } = hb;
@@ -191,7 +198,7 @@ export class Controller {
 
   #apply(input: ControllerInput): Decision[] {
     this.#trace?.write(input);
-    if (input.kind !== "node.heartbeat" && input.kind !== "shard.usage" && input.kind !== "tick") this.#events?.input(input.kind, input);
+    this.#events?.input(input.kind, input);
     const decisions = this.core.apply(input);
     for (const d of decisions) {
       this.#events?.event(d.kind, d);

@@ -106,6 +106,8 @@ export class ControllerCore {
   #dirty: Dirty = { nodes: new Set(), jobs: new Set(), meta: false };
   #out: Decision[] = [];
   #now = 0;
+  /** Reservations per node (see #reservations); undefined when allocations changed since. */
+  #res: Map<string, { bytes: number; bps: number; jobs: number }> | undefined;
 
   constructor(readonly policy: ScalingPolicy, state?: CoreState) {
     this.#meta = state ? structuredClone(state.meta) : { seq: 0, startedAtMs: 0, lastTickMs: 0, tiers: {} };
@@ -158,14 +160,26 @@ export class ControllerCore {
 
   /** Reserved bytes and throughput on a node, from the live jobs' allocations. */
   reservedOn(nodeId: string): { bytes: number; bps: number; jobs: number } {
-    let bytes = 0, bps = 0, jobs = 0;
+    return this.#reservations().get(nodeId) ?? { bytes: 0, bps: 0, jobs: 0 };
+  }
+
+  /** Reservations per node, in one pass over the live jobs; kept until an allocation or a job's state changes. */
+  #reservations(): Map<string, { bytes: number; bps: number; jobs: number }> {
+    if (this.#res) return this.#res;
+    const res = new Map<string, { bytes: number; bps: number; jobs: number }>();
     for (const j of this.#jobs.values()) {
       if (!live(j)) continue;
-      let here = false;
-      for (const p of j.parts) if (p.nodeId === nodeId) { bytes += p.bytes; bps += p.bps; here = true; }
-      if (here) jobs++;
+      const seen = new Set<string>();
+      for (const p of j.parts) {
+        let r = res.get(p.nodeId);
+        if (!r) res.set(p.nodeId, (r = { bytes: 0, bps: 0, jobs: 0 }));
+        r.bytes += p.bytes;
+        r.bps += p.bps;
+        if (!seen.has(p.nodeId)) { seen.add(p.nodeId); r.jobs++; }
+      }
     }
-    return { bytes, bps, jobs };
+    this.#res = res;
+    return res;
   }
 
   measurements(tier: Tier): TierMeasurements {
@@ -216,7 +230,10 @@ export class ControllerCore {
 
   #heartbeat(hb: Extract<ControllerInput, { kind: "node.heartbeat" }>["hb"]): void {
     let n = this.#nodes.get(hb.nodeId);
-    if (n && n.tier !== hb.tier) return; // an id reused for another tier: ignored until the old one is removed
+    if (n && n.tier !== hb.tier && this.nodeState(n) !== NodeState.Removed) return; // an id reused for another tier: ignored until the old one is removed
+    // A removed node's last heartbeats (sent while it was being retired) do not bring it back;
+    // a node of that id heard again later (restarted by hand) joins afresh.
+    if (n && this.nodeState(n) === NodeState.Removed && this.#now - n.life.context.stateSinceMs <= this.policy.heartbeatIntervalMs * this.policy.heartbeatsMissedMax) return;
     if (!n || this.nodeState(n) === NodeState.Removed) {
       // A node started outside the controller joins the books.
       const type = this.#type(hb.tier);
@@ -283,6 +300,7 @@ export class ControllerCore {
     this.#dirty.jobs.add(j.jobId);
     const launches: Decision[] = [];
     j.parts = this.#place(demand, tier, `job ${j.jobId} (${j.name}) needs more than the ${tier} nodes have spare`, launches);
+    this.#res = undefined;
     j.weights = this.#weightsFor(j);
     this.#emit({ kind: "job.registered", atMs: this.#now, jobId: j.jobId, name: j.name, tier, demand: roundDemand(demand), weights: j.weights });
     for (const d of launches) this.#emit(d);
@@ -296,6 +314,7 @@ export class ControllerCore {
     if (live(j)) return;
     j.endedAtMs = this.#now;
     j.parts = [];
+    this.#res = undefined;
     j.weights = [];
     if (this.jobState(j) === JobState.Expired) {
       this.#emit({ kind: "job.expired", atMs: this.#now, jobId, shardId: j.shardId, leaseExpiresAtMs: j.life.context.leaseExpiresAtMs });
@@ -420,6 +439,7 @@ export class ControllerCore {
       if (d.kind !== "node.launch") continue;
       busiest.parts.push({ nodeId: d.nodeId, bps: type.throughputBps, bytes: Math.min(type.capacityBytes, type.throughputBps * ratio) });
     }
+    this.#res = undefined;
     busiest.demand = { ...busiest.demand, throughputBps: busiest.demand.throughputBps + launches.length * type.throughputBps };
     this.#dirty.jobs.add(busiest.jobId);
     this.#emit({ kind: "job.grown", atMs: this.#now, jobId: busiest.jobId, demand: roundDemand(busiest.demand), reason: `busiest job on ${tier} at ${Math.round(busiest.usage.requestRate)} requests/s` });
@@ -456,6 +476,7 @@ export class ControllerCore {
     const more = this.#place({ capacityBytes: extra, throughputBps: 0, bound: "capacity" }, j.tier, `job ${j.jobId} grew`, launches);
     j.demand = { ...j.demand, capacityBytes };
     j.parts = [...j.parts, ...more];
+    this.#res = undefined;
     this.#dirty.jobs.add(j.jobId);
     this.#emit({ kind: "job.grown", atMs: this.#now, jobId: j.jobId, demand: roundDemand(j.demand), reason });
     for (const d of launches) this.#emit(d);
@@ -470,10 +491,12 @@ export class ControllerCore {
       if (lost.length === 0 && !hadWeight) continue;
       if (lost.length > 0) {
         j.parts = j.parts.filter((p) => p.nodeId !== nodeId);
+        this.#res = undefined;
         const bytes = lost.reduce((s, p) => s + p.bytes, 0);
         const bps = lost.reduce((s, p) => s + p.bps, 0);
         const launches: Decision[] = [];
         j.parts.push(...this.#place({ capacityBytes: bytes, throughputBps: bps, bound: j.demand.bound }, j.tier, `${reason}: job ${j.jobId}'s reservation moves`, launches));
+        this.#res = undefined;
         for (const d of launches) this.#emit(d);
       }
       this.#dirty.jobs.add(j.jobId);
@@ -548,7 +571,10 @@ export class ControllerCore {
 
   #stepJob(j: JobBook, e: JobLifeEvent): void {
     const next = stepJob(j.life, e);
-    if (next !== j.life) { j.life = next; this.#dirty.jobs.add(j.jobId); }
+    if (next === j.life) return;
+    if (next.value !== j.life.value) this.#res = undefined;
+    j.life = next;
+    this.#dirty.jobs.add(j.jobId);
   }
 
   #newNodeLife(): NodeSnapshot {

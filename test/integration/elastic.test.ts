@@ -5,8 +5,9 @@ import { ControllerOps } from "../../schemas/operations";
 import { LaunchMode } from "../../deploy/local-cluster";
 import { eventually, patternBytes, startTestCluster, streamEvents, type TestCluster } from "../harness/cluster";
 import { nodeStats, usedBytes } from "../harness/nodes";
-import { decisionLine, replayTrace } from "../../actors/controller/replay";
-import type { Decision } from "../../actors/controller/inputs";
+import { decisionLine, replayInputs, replayTrace } from "../../actors/controller/replay";
+import type { ControllerInput, Decision } from "../../actors/controller/inputs";
+import { readEvents } from "../../bus/events";
 
 const MiB = 2 ** 20;
 
@@ -73,6 +74,12 @@ describe("the local orchestrator scales the cluster", () => {
     const replayed = (await replayTrace(trace)).decisions.map(decisionLine);
     expect(live.length).toBeGreaterThan(10);
     expect(replayed.slice(0, live.length)).toEqual(live);
+    // The same inputs are on the event stream too.
+    const inputs: ControllerInput[] = [];
+    for await (const { subject, event } of readEvents(t.client.nc, { inputs: true })) {
+      if (subject.startsWith("pocket.trace.")) inputs.push(event as unknown as ControllerInput);
+    }
+    expect(replayInputs(inputs).decisions.map(decisionLine).slice(0, live.length)).toEqual(live);
   });
 });
 
