@@ -145,22 +145,28 @@ export class NatsServer {
   }
 }
 
-/** Three nats-servers routed into one cluster, each on its own client port. */
-export async function startNatsCluster(size = 3, options: Omit<NatsServerOptions, "cluster" | "dir" | "serverName"> = {}): Promise<NatsServer[]> {
-  const routePorts: number[] = [];
-  for (let i = 0; i < size; i++) routePorts.push(await freePort());
-  const servers: NatsServer[] = [];
-  try {
-    for (let i = 0; i < size; i++) {
-      servers.push(await NatsServer.start({
-        ...options,
-        serverName: `n${i}`,
-        cluster: { name: "pocket", port: routePorts[i]!, routes: routePorts.filter((_, j) => j !== i) },
-      }));
+/**
+ * Three nats-servers routed into one cluster, each on its own client port.
+ * Route ports are picked free up front; another process may take one before
+ * its server binds it, so a failed start is tried again with fresh ports.
+ */
+export async function startNatsCluster(size = 3, options: Omit<NatsServerOptions, "cluster" | "dir" | "serverName"> = {}, attempts = 3): Promise<NatsServer[]> {
+  for (let attempt = 1; ; attempt++) {
+    const routePorts: number[] = [];
+    for (let i = 0; i < size; i++) routePorts.push(await freePort());
+    const servers: NatsServer[] = [];
+    try {
+      for (let i = 0; i < size; i++) {
+        servers.push(await NatsServer.start({
+          ...options,
+          serverName: `n${i}`,
+          cluster: { name: "pocket", port: routePorts[i]!, routes: routePorts.filter((_, j) => j !== i) },
+        }));
+      }
+      return servers;
+    } catch (e) {
+      for (const s of servers) await s.stop();
+      if (attempt >= attempts) throw e;
     }
-  } catch (e) {
-    for (const s of servers) await s.stop();
-    throw e;
   }
-  return servers;
 }

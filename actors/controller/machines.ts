@@ -57,9 +57,10 @@ export const nodeMachine = setup({
 }).createMachine({
   id: "storage-node",
   initial: "provisioning",
+  // `transition()` builds a throwaway initial state without input on every step: no input must not throw.
   context: ({ input }) => ({
-    silenceMs: input.silenceMs, launchTimeoutMs: input.launchTimeoutMs,
-    lastSeenMs: input.atMs, stateSinceMs: input.atMs, drainDeadlineMs: Number.MAX_SAFE_INTEGER,
+    silenceMs: input?.silenceMs ?? 0, launchTimeoutMs: input?.launchTimeoutMs ?? 0,
+    lastSeenMs: input?.atMs ?? 0, stateSinceMs: input?.atMs ?? 0, drainDeadlineMs: Number.MAX_SAFE_INTEGER,
   }),
   states: {
     provisioning: {
@@ -153,7 +154,7 @@ export const jobMachine = setup({
 }).createMachine({
   id: "job",
   initial: "registered",
-  context: ({ input }) => ({ leaseMs: input.leaseMs, leaseExpiresAtMs: input.atMs + input.leaseMs, stateSinceMs: input.atMs }),
+  context: ({ input }) => ({ leaseMs: input?.leaseMs ?? 0, leaseExpiresAtMs: (input?.atMs ?? 0) + (input?.leaseMs ?? 0), stateSinceMs: input?.atMs ?? 0 }),
   states: {
     registered: {
       on: {
