@@ -352,7 +352,11 @@ export class ControllerCore {
     const judging = this.#now - this.#meta.startedAtMs >= this.policy.startupGraceMs;
     for (const n of this.nodes()) {
       const before = this.nodeState(n);
-      if (before === NodeState.Removed) continue;
+      if (before === NodeState.Removed) {
+        // Removed nodes leave memory after a while (their rows stay in the store until pruned).
+        if (this.#now - n.life.context.stateSinceMs > this.policy.failedRetentionMs) this.#nodes.delete(n.nodeId);
+        continue;
+      }
       if (judging) this.#stepNode(n, { type: "tick", atMs: this.#now });
       const after = this.nodeState(n);
       if (before !== after && after === NodeState.Failed) {
