@@ -23,12 +23,14 @@ describe.each(StoreKinds)("controller SIGKILL and restart, state on %s", (kind) 
   test("loses no job, allocation or node state, and clients keep working while it is down", async () => {
     const reg = await t.client.registerJob("survivor", { capacityBytes: 48 * MiB, lambdas: 2 });
     const job = t.client.job(reg.token);
+    const a = patternBytes(5 * MiB, 1);
+    await job.put("a", a);
+    // Its shard reports the use: registered → active. Then the snapshot to compare with after the restart.
+    await eventually(async () => (await t.client.listJobs()).find((j) => j.jobId === reg.jobId)?.state === "active", 5_000, "job active");
     const before = {
       jobs: (await t.client.listJobs()).map((j) => ({ ...j, leaseExpiresAtMs: 0 })),
       nodes: (await t.client.listNodes()).map((n) => ({ nodeId: n.nodeId, state: n.state, tier: n.tier, launched: n.launched, reservedBytes: n.reservedBytes, jobWeights: n.jobWeights })),
     };
-    const a = patternBytes(5 * MiB, 1);
-    await job.put("a", a);
 
     await t.cluster.kill("controller");
     // Data operations never go through the controller.
