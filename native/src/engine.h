@@ -1,0 +1,126 @@
+// The NVMe engine: one instance owns one device (a block device or a
+// preallocated file opened with O_DIRECT) and one thread that runs the
+// polling loop: take submitted requests from a bounded queue, schedule them
+// (QoS), submit them to io_uring, reap completions and hand them out in
+// batches. No Node-API here: the addon wraps it (addon.cc), and the C++
+// tests drive it directly.
+#pragma once
+
+#include <liburing.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "scheduler.h"
+
+namespace pocket {
+
+constexpr uint32_t kBlock = 4096;
+
+struct EngineOptions {
+  std::string path;
+  // Bytes to preallocate when `path` is a regular file (0: use its size). Ignored for block devices.
+  uint64_t sizeBytes = 0;
+  unsigned queueDepth = 128;
+  bool sqpoll = false;
+  size_t submitQueueMax = 8192;
+  DeviceModel model;
+};
+
+enum class Op : uint8_t { Read = 0, Write = 1 };
+
+struct Completion {
+  uint64_t id = 0;
+  Op op = Op::Read;
+  int32_t result = 0;  // bytes transferred, or -errno
+  void* buffer = nullptr;  // a read's bytes (aligned; the receiver frees it with std::free)
+  uint32_t length = 0;
+  uint64_t latencyNs = 0;  // submission to completion
+};
+
+struct EngineError {
+  int errnum = 0;
+  std::string op;
+  std::string message;
+};
+
+class Engine {
+ public:
+  using Handler = std::function<void(std::vector<Completion>&&)>;
+
+  // Opens the device and starts the thread. `handler` runs on the engine thread.
+  static std::unique_ptr<Engine> Open(const EngineOptions& options, Handler handler, EngineError* error);
+  ~Engine();
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Any thread. `buffer` is 4 KiB-aligned, `length` bytes (a multiple of 4 KiB), owned by the engine
+  // from here on (freed after a write completes; handed back with a read's completion).
+  // Returns 0, -EBUSY (queue full), -ESHUTDOWN (closing), -ENOENT (unknown tenant).
+  int Submit(uint64_t id, uint32_t tenant, Op op, uint64_t offset, uint32_t length, void* buffer);
+
+  // Tenants (any thread).
+  bool AddLatencyCritical(uint32_t tenant, const Slo& slo, std::string* why);
+  void AddBestEffort(uint32_t tenant);
+  void RemoveTenant(uint32_t tenant);
+  void SetMode(Mode mode);
+
+  // Stops taking requests; queued ones fail with -ECANCELED, in-flight ones complete;
+  // then `onClosed` runs on the engine thread and the thread ends. Idempotent.
+  void Close(std::function<void()> onClosed);
+  // Waits for the thread to end (after Close).
+  void Join();
+
+  uint64_t capacityBytes() const { return capacity_; }
+  unsigned queueDepth() const { return depth_; }
+  bool sqpoll() const { return sqpoll_; }
+  uint64_t completed() const { return completed_.load(); }
+
+ private:
+  Engine() = default;
+  void Loop();
+
+  struct Slot {
+    Request request;
+    void* buffer = nullptr;
+    uint64_t submittedNs = 0;
+    bool busy = false;
+  };
+
+  int fd_ = -1;
+  io_uring ring_{};
+  bool ringReady_ = false;
+  unsigned depth_ = 0;
+  bool sqpoll_ = false;
+  uint64_t capacity_ = 0;
+  size_t submitQueueMax_ = 0;
+  Handler handler_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::unique_ptr<Scheduler> scheduler_;  // guarded by mu_
+  std::deque<std::pair<Request, void*>> incoming_;  // guarded by mu_
+  std::unordered_map<uint64_t, void*> buffers_;  // id → buffer of queued requests, guarded by mu_
+  bool closing_ = false;  // guarded by mu_
+  std::function<void()> onClosed_;  // guarded by mu_
+
+  std::vector<Slot> slots_;  // engine thread only
+  std::vector<unsigned> freeSlots_;
+  std::atomic<uint64_t> completed_{0};
+  std::thread thread_;
+};
+
+// An aligned buffer for the engine (std::free releases it); nullptr when out of memory.
+void* AllocateAligned(size_t bytes);
+
+}  // namespace pocket

@@ -1,0 +1,191 @@
+#include "scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace pocket {
+
+namespace {
+constexpr uint64_t kPage = 4096;
+}
+
+Scheduler::Scheduler(DeviceModel model, double deficitMax, double burstMax, size_t queueMax)
+    : model_(model), deficitMax_(deficitMax), burstMax_(burstMax), queueMax_(queueMax) {
+  // Defaults: one 128 KiB write's worth of credit, and of savings.
+  if (deficitMax_ <= 0) deficitMax_ = double(model_.writeCost) * 32;
+  if (burstMax_ <= 0) burstMax_ = double(model_.writeCost) * 32;
+}
+
+uint64_t Scheduler::Cost(const Request& r) const {
+  const uint64_t pages = std::max<uint64_t>(1, (uint64_t(r.length) + kPage - 1) / kPage);
+  return pages * (r.write ? model_.writeCost : model_.readCost);
+}
+
+bool Scheduler::AddLatencyCritical(uint32_t tenant, const Slo& slo, std::string* why) {
+  if (tenants_.count(tenant)) {
+    if (why) *why = "tenant already registered";
+    return false;
+  }
+  if (slo.iops <= 0 || slo.readRatio < 0 || slo.readRatio > 1 || slo.p95Us <= 0) {
+    if (why) *why = "an SLO needs iops > 0, 0 <= readRatio <= 1 and p95Us > 0";
+    return false;
+  }
+  if (slo.p95Us < model_.latencyLimitUs) {
+    if (why) *why = "the device model was measured at a p95 of " + std::to_string(model_.latencyLimitUs) + " us; it cannot promise " + std::to_string(slo.p95Us) + " us";
+    return false;
+  }
+  const double rate = slo.iops * (slo.readRatio * model_.readCost + (1 - slo.readRatio) * model_.writeCost);
+  if (reserved_ + rate > model_.tokensPerSec) {
+    if (why) *why = "reservation of " + std::to_string(rate) + " tokens/s does not fit: " + std::to_string(reserved_) + " of " + std::to_string(model_.tokensPerSec) + " already reserved";
+    return false;
+  }
+  Tenant t;
+  t.lc = true;
+  t.rate = rate;
+  tenants_.emplace(tenant, std::move(t));
+  reserved_ += rate;
+  strictestUs_ = strictestUs_ == 0 ? slo.p95Us : std::min(strictestUs_, slo.p95Us);
+  return true;
+}
+
+void Scheduler::AddBestEffort(uint32_t tenant) {
+  if (!tenants_.count(tenant)) tenants_.emplace(tenant, Tenant{});
+}
+
+std::vector<Request> Scheduler::RemoveTenant(uint32_t tenant) {
+  std::vector<Request> out;
+  auto it = tenants_.find(tenant);
+  if (it == tenants_.end()) return out;
+  out.assign(it->second.queue.begin(), it->second.queue.end());
+  queued_ -= out.size();
+  if (it->second.lc) reserved_ -= it->second.rate;
+  tenants_.erase(it);
+  arrival_.erase(std::remove(arrival_.begin(), arrival_.end(), uint64_t(tenant)), arrival_.end());
+  return out;
+}
+
+bool Scheduler::Enqueue(const Request& r) {
+  auto it = tenants_.find(r.tenant);
+  if (it == tenants_.end() || it->second.queue.size() >= queueMax_) return false;
+  it->second.queue.push_back(r);
+  arrival_.push_back(r.tenant);
+  queued_++;
+  return true;
+}
+
+void Scheduler::ScheduleFifo(size_t max, std::vector<Request>* out) {
+  while (out->size() < max && !arrival_.empty()) {
+    const uint32_t tenant = uint32_t(arrival_.front());
+    arrival_.pop_front();
+    auto it = tenants_.find(tenant);
+    if (it == tenants_.end() || it->second.queue.empty()) continue;
+    out->push_back(it->second.queue.front());
+    it->second.queue.pop_front();
+    queued_--;
+  }
+}
+
+void Scheduler::Schedule(uint64_t nowNs, size_t max, std::vector<Request>* out) {
+  if (!started_) {
+    started_ = true;
+    lastNs_ = nowNs;
+  }
+  const double dt = nowNs > lastNs_ ? double(nowNs - lastNs_) / 1e9 : 0;
+  lastNs_ = std::max(lastNs_, nowNs);
+  if (mode_ == Mode::Fifo) {
+    ScheduleFifo(max, out);
+    return;
+  }
+  // Arrival order is only kept for FIFO; in QoS mode it is rebuilt from the queues when switching.
+  arrival_.clear();
+  // Latency-critical tenants: earn at their rate; submit down to the deficit bound; donate beyond the burst bound.
+  for (auto& [id, t] : tenants_) {
+    if (!t.lc) continue;
+    t.tokens += t.rate * dt;
+    while (!t.queue.empty() && out->size() < max) {
+      const double c = double(Cost(t.queue.front()));
+      if (t.tokens - c < -deficitMax_) break;
+      t.tokens -= c;
+      out->push_back(t.queue.front());
+      t.queue.pop_front();
+      queued_--;
+    }
+    if (t.tokens > burstMax_) {
+      const double extra = t.tokens - burstMax_;
+      donated_ += extra;
+      bePool_ += extra;
+      t.tokens = burstMax_;
+    }
+  }
+  // Best-effort tenants share what is left, round-robin; each keeps at most what its queue needs.
+  bePool_ += std::max(0.0, model_.tokensPerSec - reserved_) * dt;
+  std::vector<Tenant*> be;
+  std::vector<uint32_t> ids;
+  for (auto& [id, t] : tenants_) {
+    if (!t.lc && !t.queue.empty()) {
+      be.push_back(&t);
+      ids.push_back(id);
+    }
+  }
+  if (!be.empty()) {
+    // Start from the tenant after the last one served first, so no one always goes first.
+    size_t start = 0;
+    while (start < ids.size() && ids[start] < rrNext_) start++;
+    if (start == ids.size()) start = 0;
+    const double share = bePool_ / double(be.size());
+    double leftover = 0;
+    for (size_t k = 0; k < be.size(); k++) {
+      Tenant& t = *be[(start + k) % be.size()];
+      double demand = 0;
+      for (const auto& r : t.queue) demand += double(Cost(r));
+      const double before = t.tokens;
+      t.tokens = std::min(t.tokens + share, std::max(before, demand));
+      leftover += share - (t.tokens - before);  // saved tokens are bounded by demand; the rest stays in the pool
+    }
+    bePool_ = leftover;
+    bool progress = true;
+    while (progress && out->size() < max) {
+      progress = false;
+      for (size_t k = 0; k < be.size() && out->size() < max; k++) {
+        Tenant& t = *be[(start + k) % be.size()];
+        if (t.queue.empty()) continue;
+        const double c = double(Cost(t.queue.front()));
+        if (t.tokens < c) continue;
+        t.tokens -= c;
+        out->push_back(t.queue.front());
+        t.queue.pop_front();
+        queued_--;
+        progress = true;
+      }
+    }
+    rrNext_ = ids[(start + 1) % ids.size()];
+  }
+  // Unspent pool does not pile up while no BE tenant waits: at most one round's worth of the device.
+  bePool_ = std::min(bePool_, model_.tokensPerSec * 0.001);
+}
+
+std::vector<Request> Scheduler::DrainAll() {
+  std::vector<Request> out;
+  for (auto& [id, t] : tenants_) {
+    for (const auto& r : t.queue) out.push_back(r);
+    t.queue.clear();
+  }
+  arrival_.clear();
+  queued_ = 0;
+  return out;
+}
+
+void Scheduler::SetMode(Mode m) {
+  if (m == Mode::Fifo && mode_ != Mode::Fifo) {
+    arrival_.clear();
+    for (const auto& [id, t] : tenants_) for (size_t i = 0; i < t.queue.size(); i++) arrival_.push_back(id);
+  }
+  mode_ = m;
+}
+
+double Scheduler::TokensOf(uint32_t tenant) const {
+  auto it = tenants_.find(tenant);
+  return it == tenants_.end() ? 0 : it->second.tokens;
+}
+
+}  // namespace pocket

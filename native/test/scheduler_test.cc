@@ -1,0 +1,184 @@
+// Unit tests of the QoS scheduler: simulated time, no device.
+//   bash scripts/native-test.sh   (also under AddressSanitizer: --asan)
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../src/scheduler.h"
+
+using namespace pocket;
+
+static int failures = 0;
+#define CHECK(cond, ...)                                                  \
+  do {                                                                    \
+    if (!(cond)) {                                                        \
+      std::fprintf(stderr, "  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                                  \
+      std::fprintf(stderr, "\n");                                         \
+      failures++;                                                         \
+    }                                                                     \
+  } while (0)
+
+static DeviceModel Model() {
+  DeviceModel m;
+  m.tokensPerSec = 1e6;
+  m.readCost = 100;
+  m.writeCost = 1000;
+  m.latencyLimitUs = 500;
+  return m;
+}
+
+// Runs `seconds` of rounds every `stepUs`, keeping the named tenants' queues topped up;
+// returns requests submitted per tenant.
+static std::map<uint32_t, long> Run(Scheduler& s, double seconds, const std::map<uint32_t, bool>& saturate, double stepUs = 100,
+                                    const std::function<void()>& afterRound = nullptr, double warmupSeconds = 0) {
+  std::map<uint32_t, long> served;
+  uint64_t id = 1;
+  std::vector<Request> out;
+  for (uint64_t t = 0; t <= uint64_t(seconds * 1e9); t += uint64_t(stepUs * 1000)) {
+    for (const auto& [tenant, write] : saturate) {
+      while (s.Enqueue(Request{id, tenant, write, 0, 4096})) id++;
+    }
+    out.clear();
+    s.Schedule(t, 1 << 20, &out);
+    if (t >= uint64_t(warmupSeconds * 1e9)) for (const auto& r : out) served[r.tenant]++;
+    if (afterRound) afterRound();
+  }
+  return served;
+}
+
+static void AdmissionRefusal() {
+  std::printf("admission refusal\n");
+  Scheduler s(Model());
+  std::string why;
+  CHECK(s.AddLatencyCritical(1, Slo{5000, 1.0, 1000}, &why), "%s", why.c_str());
+  CHECK(std::abs(s.ReservedTokensPerSec() - 5e5) < 1, "reserved %f", s.ReservedTokensPerSec());
+  CHECK(!s.AddLatencyCritical(2, Slo{6000, 1.0, 1000}, &why), "6000 IOPS more should not fit");
+  CHECK(why.find("does not fit") != std::string::npos, "why: %s", why.c_str());
+  CHECK(!s.AddLatencyCritical(3, Slo{100, 1.0, 100}, &why), "a p95 below the model's should be refused");
+  CHECK(!s.AddLatencyCritical(4, Slo{0, 1.0, 1000}, &why), "an SLO without IOPS should be refused");
+  // A mixed SLO costs writes at the write price: 400 IOPS × (0.5×100 + 0.5×1000) = 220000.
+  CHECK(s.AddLatencyCritical(5, Slo{400, 0.5, 1000}, &why), "%s", why.c_str());
+  CHECK(std::abs(s.ReservedTokensPerSec() - 7.2e5) < 1, "reserved %f", s.ReservedTokensPerSec());
+  s.RemoveTenant(1);
+  CHECK(std::abs(s.ReservedTokensPerSec() - 2.2e5) < 1, "reserved after removal %f", s.ReservedTokensPerSec());
+  CHECK(s.AddLatencyCritical(2, Slo{6000, 1.0, 1000}, &why), "fits once tenant 1 is gone: %s", why.c_str());
+}
+
+static void ReservationHonoured() {
+  std::printf("reservation honoured under best-effort load\n");
+  Scheduler s(Model());
+  std::string why;
+  CHECK(s.AddLatencyCritical(1, Slo{5000, 1.0, 1000}, &why), "%s", why.c_str());
+  s.AddBestEffort(2);
+  // Counted over the second after a warm-up second (the first round may run on credit).
+  auto served = Run(s, 2.0, {{1, false}, {2, true}}, 100, nullptr, 1.0);
+  // LC: 5000 reads/s; BE: the other 5e5 tokens/s as 1000-token writes = 500/s.
+  CHECK(std::abs(served[1] - 5000) <= 5000 * 0.02, "LC served %ld, want ~5000", served[1]);
+  CHECK(std::abs(served[2] - 500) <= 500 * 0.05, "BE served %ld, want ~500", served[2]);
+}
+
+static void BestEffortFairness() {
+  std::printf("best-effort fairness\n");
+  Scheduler s(Model());
+  s.AddBestEffort(7);
+  s.AddBestEffort(9);
+  s.AddBestEffort(11);
+  auto served = Run(s, 1.0, {{7, false}, {9, false}, {11, false}});
+  const long total = served[7] + served[9] + served[11];
+  CHECK(std::abs(total - 10000) <= 10000 * 0.02, "total %ld, want ~10000 reads", total);
+  for (uint32_t t : {7u, 9u, 11u}) CHECK(std::abs(served[t] - total / 3.0) <= total / 3.0 * 0.05, "tenant %u served %ld of %ld", t, served[t], total);
+}
+
+static void DeficitBound() {
+  std::printf("deficit bound\n");
+  const double deficitMax = 20000;
+  Scheduler s(Model(), deficitMax);
+  std::string why;
+  CHECK(s.AddLatencyCritical(1, Slo{1000, 0.0, 1000}, &why), "%s", why.c_str());  // 1e6 tokens/s of writes... all of it
+  double lowest = 0;
+  uint64_t id = 1;
+  std::vector<Request> out;
+  for (uint64_t t = 0; t < 100'000'000; t += 100'000) {
+    // Large writes: 128 KiB = 32 pages × 1000 tokens = 32000 each.
+    while (s.Enqueue(Request{id, 1, true, 0, 128 * 1024})) id++;
+    out.clear();
+    s.Schedule(t, 1 << 20, &out);
+    lowest = std::min(lowest, s.TokensOf(1));
+  }
+  CHECK(lowest >= -deficitMax, "tokens went to %f, below -%f", lowest, deficitMax);
+  CHECK(lowest < 0, "a large request should run on credit (lowest %f)", lowest);
+}
+
+static void Donation() {
+  std::printf("donation of unused latency-critical tokens\n");
+  Scheduler s(Model());
+  std::string why;
+  CHECK(s.AddLatencyCritical(1, Slo{5000, 1.0, 1000}, &why), "%s", why.c_str());  // reserves half, sends nothing
+  s.AddBestEffort(2);
+  auto served = Run(s, 1.0, {{2, false}});
+  CHECK(s.Donated() > 4e5, "donated %f tokens, want most of 5e5", s.Donated());
+  CHECK(served[2] >= 10000 * 0.95, "BE served %ld reads, want ~10000 (the whole device)", served[2]);
+}
+
+static void FifoOrder() {
+  std::printf("FIFO mode serves in arrival order\n");
+  Scheduler s(Model());
+  std::string why;
+  s.AddLatencyCritical(1, Slo{10, 1.0, 1000}, &why);
+  s.AddBestEffort(2);
+  s.SetMode(Mode::Fifo);
+  std::vector<uint32_t> order = {2, 2, 1, 2, 1, 1, 2};
+  for (size_t i = 0; i < order.size(); i++) s.Enqueue(Request{i + 1, order[i], false, 0, 4096});
+  std::vector<Request> out;
+  s.Schedule(0, 3, &out);
+  s.Schedule(1, 100, &out);
+  CHECK(out.size() == order.size(), "served %zu", out.size());
+  for (size_t i = 0; i < out.size(); i++) CHECK(out[i].id == i + 1, "position %zu got id %llu", i, (unsigned long long)out[i].id);
+}
+
+static void BoundsAndShutdown() {
+  std::printf("queue bound, unknown tenant, drain on shutdown\n");
+  Scheduler s(Model(), 0, 0, 8);
+  s.AddBestEffort(1);
+  int accepted = 0;
+  for (int i = 0; i < 20; i++) accepted += s.Enqueue(Request{uint64_t(i), 1, false, 0, 4096}) ? 1 : 0;
+  CHECK(accepted == 8, "accepted %d, want the queue bound 8", accepted);
+  CHECK(!s.Enqueue(Request{99, 42, false, 0, 4096}), "an unknown tenant's request must be refused");
+  auto left = s.DrainAll();
+  CHECK(left.size() == 8 && s.Queued() == 0, "drained %zu, queued %zu", left.size(), s.Queued());
+}
+
+static void Deterministic() {
+  std::printf("deterministic\n");
+  auto once = [] {
+    Scheduler s(Model());
+    std::string why;
+    s.AddLatencyCritical(1, Slo{3000, 0.7, 1000}, &why);
+    s.AddBestEffort(2);
+    s.AddBestEffort(3);
+    return Run(s, 0.2, {{1, false}, {2, true}, {3, false}}, 37);
+  };
+  CHECK(once() == once(), "two runs differ");
+}
+
+int main() {
+  AdmissionRefusal();
+  ReservationHonoured();
+  BestEffortFairness();
+  DeficitBound();
+  Donation();
+  FifoOrder();
+  BoundsAndShutdown();
+  Deterministic();
+  if (failures) {
+    std::fprintf(stderr, "scheduler: %d check(s) failed\n", failures);
+    return 1;
+  }
+  std::printf("scheduler: all checks passed\n");
+  return 0;
+}

@@ -1,0 +1,87 @@
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { NativeIoError, NvmeEngine } from "../../native";
+import { projectRoot } from "../../deploy/local-cluster";
+import { patternBytes } from "../harness/cluster";
+
+const MiB = 2 ** 20;
+// O_DIRECT needs a file system that supports it (not tmpfs): /var/tmp by default.
+const dir = fs.mkdtempSync(path.join(process.env["POCKET_TEST_DIR"] ?? "/var/tmp", "pocket-nvme-"));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+test("the engine's C++ tests pass under AddressSanitizer and UndefinedBehaviorSanitizer", () => {
+  const r = spawnSync("bash", [path.join(projectRoot(), "scripts", "native-test.sh"), "--asan"], { encoding: "utf8", timeout: 240_000, env: { ...process.env, POCKET_TEST_DIR: dir } });
+  expect(r.stderr).not.toMatch(/ERROR: AddressSanitizer|runtime error:|FAIL/);
+  expect(r.stdout).toContain("scheduler: all checks passed");
+  expect(r.stdout).toContain("engine: all checks passed");
+  expect(r.status).toBe(0);
+}, 300_000);
+
+test("random offsets and sizes from several tenants at once come back byte-exact", async () => {
+  const e = NvmeEngine.open({ path: path.join(dir, "integrity.img"), sizeBytes: 64 * MiB, queueDepth: 32 });
+  try {
+    e.addBestEffort(1);
+    e.addBestEffort(2);
+    e.addLatencyCritical(3, { iops: 20_000, readRatio: 0.5, p95Us: 2_000 });
+    let seed = 7;
+    const rand = (n: number): number => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
+    // 256 slots of 256 KiB; each write a random 4 KiB multiple up to 256 KiB, from a random tenant.
+    const writes = Array.from({ length: 256 }, (_, i) => ({ offset: i * 256 * 1024, data: patternBytes(4096 * (1 + rand(64)), 100 + i), tenant: 1 + rand(3) }));
+    await Promise.all(writes.map((w) => e.write(w.tenant, w.offset, w.data)));
+    const reads = await Promise.all(writes.map((w) => e.read(1 + rand(3), w.offset, w.data.byteLength)));
+    reads.forEach((b, i) => expect(b.equals(writes[i]!.data)).toBe(true));
+    // Overwrites of part of a slot, then a read across old and new.
+    await e.write(2, writes[5]!.offset, Buffer.alloc(4096, 0xab));
+    const mixed = await e.read(3, writes[5]!.offset, 8192);
+    expect(mixed.subarray(0, 4096).equals(Buffer.alloc(4096, 0xab))).toBe(true);
+    if (writes[5]!.data.byteLength >= 8192) expect(mixed.subarray(4096).equals(writes[5]!.data.subarray(4096, 8192))).toBe(true);
+  } finally {
+    await e.close();
+  }
+}, 60_000);
+
+test("bad arguments and states are typed errors; nothing crashes or hangs", async () => {
+  expect(() => NvmeEngine.open({ path: path.join(dir, "no", "such", "dir", "x.img"), sizeBytes: MiB })).toThrow(NativeIoError);
+  try {
+    NvmeEngine.open({ path: path.join(dir, "no", "x.img"), sizeBytes: MiB });
+  } catch (err) {
+    expect((err as NativeIoError).code).toBe("ENOENT");
+  }
+  expect(() => NvmeEngine.open({ path: path.join(dir, "odd.img"), sizeBytes: 1000 })).toThrow(RangeError);
+  const e = NvmeEngine.open({ path: path.join(dir, "args.img"), sizeBytes: 4 * MiB, submitQueueMax: 64 });
+  e.addBestEffort(1);
+  expect(() => e.read(1, 100, 4096)).toThrow(/offset 100/);
+  expect(() => e.read(1, 0, 1000)).toThrow(/length 1000/);
+  expect(() => e.read(1, 4 * MiB - 4096, 8192)).toThrow(/past the end/);
+  await expect(e.write(1, 0, Buffer.alloc(100))).rejects.toThrow(/length 100/);
+  await expect(e.read(42, 0, 4096)).rejects.toMatchObject({ name: "NativeIoError", code: "ENOENT" });
+  expect(() => e.addLatencyCritical(2, { iops: 1e9, readRatio: 1, p95Us: 2_000 })).toThrow(/reservation refused: .*does not fit/);
+  expect(() => e.addLatencyCritical(2, { iops: 10, readRatio: 1, p95Us: 10 })).toThrow(/cannot promise/);
+  // A burst past the queue bound: the excess is refused at once, the rest completes.
+  const burst = await Promise.allSettled(Array.from({ length: 500 }, (_, i) => e.read(1, (i % 1024) * 4096, 4096)));
+  const refused = burst.filter((r) => r.status === "rejected");
+  expect(refused.length).toBeGreaterThan(0);
+  for (const r of refused) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: "EBUSY" });
+  expect(burst.filter((r) => r.status === "fulfilled").length).toBeGreaterThan(0);
+  await e.close();
+  await expect(e.read(1, 0, 4096)).rejects.toMatchObject({ code: "ESHUTDOWN" });
+  expect(() => e.addBestEffort(3)).toThrow(NativeIoError);
+  await e.close(); // again: harmless
+});
+
+test("closing with requests queued and in flight settles every one of them", async () => {
+  const e = NvmeEngine.open({
+    path: path.join(dir, "close.img"), sizeBytes: 8 * MiB, queueDepth: 4,
+    // A slow device model: most requests wait in the scheduler when the engine closes.
+    model: { tokensPerSec: 2e5, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 },
+  });
+  e.addBestEffort(1);
+  const all = Array.from({ length: 1000 }, (_, i) => e.read(1, (i % 2048) * 4096, 4096).then(() => "ok", (err: NativeIoError) => err.code));
+  await new Promise((r) => setTimeout(r, 20));
+  await e.close();
+  const results = await Promise.all(all);
+  expect(results.filter((r) => r === "ok").length + results.filter((r) => r === "ECANCELED").length).toBe(1000);
+  expect(results.filter((r) => r === "ECANCELED").length).toBeGreaterThan(0);
+  expect(e.inflight).toBe(0);
+});
