@@ -35,6 +35,8 @@ export interface EngineOptions {
   readonly sqpoll?: boolean;
   /** Requests queued in the engine at most; past it, submissions fail with EBUSY. */
   readonly submitQueueMax?: number;
+  /** Microseconds the engine thread polls before sleeping when idle or waiting (default 50; 0 never spins). */
+  readonly spinUs?: number;
   readonly model?: DeviceModel;
 }
 
@@ -112,7 +114,7 @@ export class NvmeEngine {
     try {
       this.#native = new Engine({
         path: options.path, sizeBytes: options.sizeBytes ?? 0, queueDepth: options.queueDepth ?? 128, sqpoll: options.sqpoll ?? false,
-        submitQueueMax: options.submitQueueMax ?? 8192, ...model,
+        submitQueueMax: options.submitQueueMax ?? 8192, spinUs: options.spinUs ?? 50, ...model,
       }, (batch) => this.#complete(batch));
     } catch (e) {
       const n = e as { errno?: number; syscall?: string; message?: string };

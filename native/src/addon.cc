@@ -92,6 +92,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opts.queueDepth = o.Get("queueDepth").As<Napi::Number>().Uint32Value();
     opts.sqpoll = o.Get("sqpoll").As<Napi::Boolean>().Value();
     opts.submitQueueMax = size_t(o.Get("submitQueueMax").As<Napi::Number>().Uint32Value());
+    opts.spinUs = o.Get("spinUs").As<Napi::Number>().Uint32Value();
     opts.model.tokensPerSec = o.Get("tokensPerSec").As<Napi::Number>().DoubleValue();
     opts.model.readCost = o.Get("readCost").As<Napi::Number>().Uint32Value();
     opts.model.writeCost = o.Get("writeCost").As<Napi::Number>().Uint32Value();

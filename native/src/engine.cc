@@ -94,6 +94,7 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
   e->depth_ = o.queueDepth;
   e->sqpoll_ = o.sqpoll;
   e->submitQueueMax_ = o.submitQueueMax;
+  e->spinUs_ = o.spinUs;
   e->handler_ = std::move(handler);
   e->scheduler_ = std::make_unique<Scheduler>(o.model, 0, 0, o.submitQueueMax);
   e->slots_.resize(o.queueDepth);
@@ -117,6 +118,7 @@ int Engine::Submit(uint64_t id, uint32_t tenant, Op op, uint64_t offset, uint32_
   if (!scheduler_->HasTenant(tenant)) return -ENOENT;
   if (incoming_.size() + scheduler_->Queued() >= submitQueueMax_) return -EBUSY;
   incoming_.push_back({Request{id, tenant, op == Op::Write, offset, length}, buffer});
+  submitted_.fetch_add(1, std::memory_order_release);
   wake_.notify_one();
   return 0;
 }
@@ -148,6 +150,7 @@ void Engine::Close(std::function<void()> onClosed) {
   if (closing_) return;
   closing_ = true;
   onClosed_ = std::move(onClosed);
+  submitted_.fetch_add(1, std::memory_order_release);
   wake_.notify_one();
 }
 
@@ -195,12 +198,16 @@ void Engine::Loop() {
         if (onClosed) onClosed();
         return;
       }
-      if (ready.empty() && cancelled.empty() && inflight == 0) {
-        if (waiting == 0 && !closing) {
-          // Idle: sleep until a request or a close arrives.
-          wake_.wait(lock, [&] { return !incoming_.empty() || closing_; });
-          continue;
+      if (ready.empty() && cancelled.empty() && inflight == 0 && waiting == 0 && !closing) {
+        // Idle: poll for a moment (a request usually follows the last completion), then sleep.
+        const uint64_t seen = submitted_.load(std::memory_order_acquire);
+        lock.unlock();
+        const uint64_t until = NowNs() + uint64_t(spinUs_) * 1000;
+        while (submitted_.load(std::memory_order_acquire) == seen && NowNs() < until) {
         }
+        lock.lock();
+        wake_.wait(lock, [&] { return !incoming_.empty() || closing_; });
+        continue;
       }
     }
     for (const auto& r : cancelled) {
@@ -245,8 +252,15 @@ void Engine::Loop() {
     // Reap: poll what is there; wait briefly when I/O is in flight and nothing else is to do.
     io_uring_cqe* cqe = nullptr;
     if (inflight > 0 && ready.empty() && cancelled.empty()) {
-      __kernel_timespec ts{0, 200'000};  // 200 µs
-      io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+      // Poll the completion queue for a moment, then block on it (bounded, so new submissions are seen).
+      const uint64_t seen = submitted_.load(std::memory_order_acquire);
+      const uint64_t until = NowNs() + uint64_t(spinUs_) * 1000;
+      while (io_uring_peek_cqe(&ring_, &cqe) != 0 && submitted_.load(std::memory_order_acquire) == seen && NowNs() < until) {
+      }
+      if (cqe == nullptr && submitted_.load(std::memory_order_acquire) == seen) {
+        __kernel_timespec ts{0, 200'000};  // 200 µs
+        io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+      }
     } else if (inflight == 0 && ready.empty() && cancelled.empty() && waiting > 0) {
       // Tokens, not the device, hold the queue back: wait a little for them to accrue.
       std::this_thread::sleep_for(std::chrono::microseconds(20));
