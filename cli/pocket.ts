@@ -19,6 +19,7 @@ const usage = `pocket — elastic ephemeral storage for serverless analytics
 
 Cluster
   pocket up [--nats URL] [--dram N] [--shards N] [--dram-capacity 1GiB] [--data-dir DIR]
+            [--nvme N] [--nvme-file-size 1GiB] [--nvme-device PATH]
             [--min-nodes N] [--max-nodes N] [--store FILE|postgres://...] [--orchestrator local|events-only]
                                      run a local cluster in the foreground; prints its NATS URL when ready
   pocket nodes [--json]              storage nodes: state, tier, utilisation, reservations, weight per job
@@ -62,6 +63,9 @@ const options = {
   "dram-capacity": { type: "string" },
   "data-dir": { type: "string" },
   "min-nodes": { type: "string" },
+  nvme: { type: "string" },
+  "nvme-file-size": { type: "string" },
+  "nvme-device": { type: "string" },
   "max-nodes": { type: "string" },
   store: { type: "string" },
   orchestrator: { type: "string" },
@@ -139,6 +143,9 @@ async function up(flags: Flags): Promise<void> {
     shards: int(flags.shards, "shards", 2),
     dramCapacityBytes: flags["dram-capacity"] ? parseBytes(flags["dram-capacity"]) : undefined,
     dataDir: flags["data-dir"],
+    nvme: int(flags.nvme, "nvme", 0),
+    nvmeCapacityBytes: flags["nvme-file-size"] ? parseBytes(flags["nvme-file-size"]) : undefined,
+    nvmeDevice: flags["nvme-device"],
     minNodes: flags["min-nodes"] !== undefined ? int(flags["min-nodes"], "min-nodes", 0) : undefined,
     maxNodes: flags["max-nodes"] !== undefined ? int(flags["max-nodes"], "max-nodes", 0) : undefined,
     store: flags.store,

@@ -31,6 +31,12 @@ export interface LocalClusterOptions {
   readonly shards?: number;
   readonly dram?: number;
   readonly dramCapacityBytes?: number;
+  /** NVMe storage nodes on the native engine, each on a file under `<dataDir>/nvme/` (or on `nvmeDevice`). */
+  readonly nvme?: number;
+  /** Size of each NVMe node's file (default 1 GiB). */
+  readonly nvmeCapacityBytes?: number;
+  /** A block device (or file) for the first NVMe node instead of a file under the data directory. */
+  readonly nvmeDevice?: string;
   readonly extentBytesMax?: number;
   readonly heartbeatIntervalMs?: number;
   /** Logs, NATS store and config; a temp dir by default. */
@@ -95,6 +101,7 @@ export class LocalCluster {
       // and does not launch nodes for a minimum that is already on its way.
       for (let i = 0; i < (options.shards ?? 2); i++) await c.addShard(`s${i}`);
       for (let i = 0; i < (options.dram ?? 2); i++) await c.addNode(`dram-${i}`);
+      for (let i = 0; i < (options.nvme ?? 0); i++) await c.addNvmeNode(`nvme-${i}`, i === 0 ? options.nvmeDevice : undefined);
       await c.startController();
       await c.waitReady();
     } catch (e) {
@@ -126,6 +133,17 @@ export class LocalCluster {
   async addNode(nodeId: string, capacityBytes = this.options.dramCapacityBytes ?? Defaults.dramCapacityBytes): Promise<void> {
     const config: StorageNodeConfig = {
       natsUrl: this.natsUrl, secret: this.secret, nodeId, tier: "dram", capacityBytes,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
+    };
+    await this.#launch(nodeId, "node", config);
+  }
+
+  /** Starts one more NVMe storage node, on a file under the data directory unless `device` is given. */
+  async addNvmeNode(nodeId: string, device?: string): Promise<void> {
+    const sizeBytes = this.options.nvmeCapacityBytes ?? Defaults.nvmeCapacityBytes;
+    const config: StorageNodeConfig = {
+      natsUrl: this.natsUrl, secret: this.secret, nodeId, tier: "nvme", capacityBytes: sizeBytes,
+      nvme: { path: device ?? LocalOrchestrator.nvmeFile(this.dataDir, nodeId), sizeBytes: device ? undefined : sizeBytes },
       heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
     };
     await this.#launch(nodeId, "node", config);
@@ -212,7 +230,11 @@ export class LocalCluster {
             tier: "dram", capacityBytes, throughputBps: 1e9, cpuCores: 1, pricePerHour: 0.3,
             minNodes: o.minNodes ?? dram, maxNodes: o.maxNodes ?? Math.max(8, dram),
           },
-          ...(o.policy?.nodeTypes ?? []).filter((t) => t.tier !== "dram"),
+          {
+            tier: "nvme", capacityBytes: o.nvmeCapacityBytes ?? Defaults.nvmeCapacityBytes, throughputBps: 1e9, cpuCores: 1, pricePerHour: 0.16,
+            minNodes: o.nvme ?? 0, maxNodes: Math.max(o.nvme ?? 0, o.nvme ? (o.maxNodes ?? 8) : 0),
+          },
+          ...(o.policy?.nodeTypes ?? []).filter((t) => t.tier !== "dram" && t.tier !== "nvme"),
         ],
       },
     };

@@ -21,11 +21,14 @@ export class LocalOrchestrator implements Orchestrator {
   constructor(private readonly config: { dataDir: string; inline?: boolean; host?: string }, private readonly ctx: LaunchContext) {}
 
   static runDir(dataDir: string): string { return path.join(dataDir, "run"); }
+  /** Where a local NVMe node keeps its device file. */
+  static nvmeFile(dataDir: string, nodeId: string): string { return path.join(dataDir, "nvme", `${nodeId}.img`); }
 
   async launch(spec: NodeLaunchSpec): Promise<void> {
     const nodeConfig: StorageNodeConfig = {
       natsUrl: this.ctx.natsUrl, secret: this.ctx.secret, nodeId: spec.nodeId, tier: spec.tier, capacityBytes: spec.capacityBytes,
       host: this.config.host, heartbeatIntervalMs: this.ctx.heartbeatIntervalMs, extentBytesMax: this.ctx.extentBytesMax,
+      ...(spec.tier === "nvme" ? { nvme: { path: LocalOrchestrator.nvmeFile(this.config.dataDir, spec.nodeId), sizeBytes: spec.capacityBytes } } : {}),
     };
     if (this.config.inline) {
       const node = await StorageNode.start(nodeConfig);
@@ -45,6 +48,12 @@ export class LocalOrchestrator implements Orchestrator {
   }
 
   async remove(nodeId: string): Promise<void> {
+    await this.#stop(nodeId);
+    // A removed node's device file holds nothing anyone can read any more.
+    fs.rmSync(LocalOrchestrator.nvmeFile(this.config.dataDir, nodeId), { force: true });
+  }
+
+  async #stop(nodeId: string): Promise<void> {
     const inline = this.#inline.get(nodeId);
     if (inline) {
       this.#inline.delete(nodeId);

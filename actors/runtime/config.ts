@@ -13,6 +13,8 @@ export const Defaults = {
   pendingWriteTtlMs: 120_000,
   pendingWritesPerJobMax: 16_384,
   dramCapacityBytes: 1024 ** 3,
+  /** Size of the file an NVMe node creates when it is given none. */
+  nvmeCapacityBytes: 1024 ** 3,
   /** Objects up to this size live inline in their shard: one round trip per put or get. */
   inlineBytesMax: 4096,
   inlineCapacityBytes: 512 * 1024 * 1024,

@@ -12,12 +12,16 @@ import { Defaults, type NatsSettings } from "../runtime/config";
 import { logger } from "../runtime/log";
 import { TokenAuthority } from "../runtime/tokens";
 import { DramStore } from "./dram-store";
+import { NvmeStore } from "./nvme-store";
 import type { ExtentStore } from "./extent-store";
 
 export interface StorageNodeConfig extends NatsSettings {
   readonly nodeId: string;
   readonly tier: Tier;
+  /** DRAM: bytes held at most. NVMe: the device file's size when `nvme.sizeBytes` is not given. */
   readonly capacityBytes: number;
+  /** For tier "nvme": the device (a block device, or a file created under the data directory). */
+  readonly nvme?: { readonly path: string; readonly sizeBytes?: number; readonly queueDepth?: number; readonly sqpoll?: boolean };
   /** Interface for the direct transport; port 0 picks a free one. */
   readonly host?: string;
   readonly port?: number;
@@ -53,9 +57,22 @@ export class StorageNode {
 
   static async start(config: StorageNodeConfig, clock: Clock = systemClock): Promise<StorageNode> {
     checkSubjectToken("node", config.nodeId);
-    if (config.tier !== "dram") throw new InvalidArgumentError(`tier ${config.tier} is not available on this node build`);
-    const node = new StorageNode(config, new DramStore(config.capacityBytes), new TokenAuthority(config.secret, clock), clock);
-    await node.#start();
+    let store: ExtentStore;
+    if (config.tier === "dram") {
+      store = new DramStore(config.capacityBytes);
+    } else if (config.tier === "nvme") {
+      if (!config.nvme?.path) throw new InvalidArgumentError("an NVMe node needs nvme.path (a block device or a file)");
+      store = NvmeStore.open({ ...config.nvme, sizeBytes: config.nvme.sizeBytes ?? config.capacityBytes });
+    } else {
+      throw new InvalidArgumentError(`tier ${config.tier} is not available on this node build`);
+    }
+    const node = new StorageNode(config, store, new TokenAuthority(config.secret, clock), clock);
+    try {
+      await node.#start();
+    } catch (e) {
+      await node.stop().catch(() => undefined);
+      throw e;
+    }
     return node;
   }
 
