@@ -99,6 +99,64 @@ function fioRun(c: Case): Measure {
   return { iops: side.iops, bytesPerSec: side.bw_bytes, p50Us: (p["50.000000"] ?? 0) / 1000, p99Us: (p["99.000000"] ?? 0) / 1000 };
 }
 
+interface IsolationRun {
+  readonly name: string;
+  readonly lcP95Us: number;
+  readonly lcP50Us: number;
+  readonly lcIops: number;
+  readonly beBytesPerSec: number;
+}
+
+/**
+ * A latency-critical tenant issuing 4 KiB random reads open-loop at `lcIops`,
+ * alone or next to a best-effort tenant saturating the device with 128 KiB
+ * writes (32 in flight), with the QoS scheduler or plain FIFO.
+ */
+async function isolationRun(name: string, model: { tokensPerSec: number; readCost: number; writeCost: number; latencyLimitUs: number }, lcIops: number, withBe: boolean, mode: "qos" | "fifo"): Promise<IsolationRun> {
+  const e = NvmeEngine.open({ path: file, queueDepth: 64, model });
+  try {
+    e.setMode(mode);
+    // The reservation has headroom over the offered rate (a tenant reserves its peak): at exactly its
+    // rate, any jitter in arrivals would queue up for good.
+    e.addLatencyCritical(2, { iops: Math.ceil(lcIops * 1.25), readRatio: 1, p95Us: model.latencyLimitUs });
+    e.addBestEffort(3);
+    const blocks = Math.floor(sizeBytes / 4096);
+    const lat: number[] = [];
+    let beBytes = 0;
+    const deadline = Date.now() + seconds * 1000;
+    const data = Buffer.alloc(128 * 1024, 0x33);
+    const be = withBe ? Promise.all(Array.from({ length: 32 }, async (_, k) => {
+      let i = k;
+      while (Date.now() < deadline) {
+        await e.write(3, ((i * 32) % Math.floor(sizeBytes / (128 * 1024))) * 128 * 1024, data).catch(() => undefined);
+        beBytes += data.byteLength;
+        i += 32;
+      }
+    })) : Promise.resolve();
+    let x = 777;
+    const lc: Promise<void>[] = [];
+    const start = Date.now();
+    let issued = 0;
+    while (Date.now() < deadline) {
+      const due = Math.floor(((Date.now() - start) / 1000) * lcIops);
+      while (issued < due) {
+        x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+        const t0 = process.hrtime.bigint();
+        lc.push(e.read(2, (x % blocks) * 4096, 4096).then(() => { lat.push(Number(process.hrtime.bigint() - t0) / 1000); }, () => undefined));
+        issued++;
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(lc);
+    await be;
+    const elapsed = (Date.now() - start) / 1000;
+    const sorted = Float64Array.from(lat).sort();
+    return { name, lcP95Us: percentile(sorted, 0.95), lcP50Us: percentile(sorted, 0.5), lcIops: lat.length / elapsed, beBytesPerSec: beBytes / elapsed };
+  } finally {
+    await e.close();
+  }
+}
+
 async function main(): Promise<void> {
   try {
     execFileSync("fio", ["--version"], { encoding: "utf8" });
@@ -120,14 +178,39 @@ async function main(): Promise<void> {
     }
   } finally {
     await e.close();
+  }
+  // QoS isolation. The device model: what the engine itself sustained (4 KiB random reads at QD 32, in
+  // read tokens) — until `pocket calibrate` measures it against a latency limit.
+  const qd32 = rows.find((r) => r.case.rw === "randread" && r.case.depth === 32)!;
+  const seqWrite = rows.find((r) => r.case.rw === "write")!;
+  const model = {
+    tokensPerSec: qd32.engine.iops * 100,
+    readCost: 100,
+    // A 4 KiB write costs what the device gives up in reads for it (sequential 128 KiB writes vs 4 KiB reads).
+    writeCost: Math.max(100, Math.round((qd32.engine.iops * 100) / (seqWrite.engine.iops * 32))),
+    latencyLimitUs: Math.max(500, Math.round(qd32.engine.p50Us * 2)),
+  };
+  const lcIops = Math.round(qd32.engine.iops * 0.3);
+  process.stderr.write(`  QoS isolation: LC ${lcIops} IOPS of 4 KiB reads; model ${Math.round(model.tokensPerSec).toLocaleString("en")} tokens/s, write cost ${model.writeCost}\n`);
+  const isolation: IsolationRun[] = [];
+  try {
+    for (const [name, withBe, mode] of [["LC alone", false, "qos"], ["LC + BE writes, QoS", true, "qos"], ["LC + BE writes, FIFO", true, "fifo"]] as const) {
+      process.stderr.write(`    ${name}…`);
+      const r = await isolationRun(name, model, lcIops, withBe, mode);
+      process.stderr.write(` LC p95 ${r.lcP95Us.toFixed(0)} µs, BE ${formatBytes(r.beBytesPerSec)}/s\n`);
+      isolation.push(r);
+    }
+  } finally {
     if (!flags.file) fs.rmSync(file, { force: true });
   }
   const fmt = (m: Measure): string => `${Math.round(m.iops).toLocaleString("en")} IOPS ${formatBytes(m.bytesPerSec)}/s p50 ${m.p50Us.toFixed(0)} p99 ${m.p99Us.toFixed(0)} µs`;
   process.stdout.write(`\n${"case".padEnd(34)}  ${"engine".padEnd(52)}  ${"fio".padEnd(52)}  ratio\n`);
   for (const r of rows) process.stdout.write(`${r.case.name.padEnd(34)}  ${fmt(r.engine).padEnd(52)}  ${fmt(r.fio).padEnd(52)}  ${(r.engine.iops / r.fio.iops).toFixed(2)}×\n`);
+  process.stdout.write(`\nQoS isolation (LC: ${lcIops} IOPS of 4 KiB random reads, open loop; BE: 128 KiB writes, 32 in flight)\n`);
+  for (const r of isolation) process.stdout.write(`  ${r.name.padEnd(24)}  LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  BE ${formatBytes(r.beBytesPerSec)}/s\n`);
   fs.mkdirSync(outDir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const result = { at: new Date().toISOString(), quick, seconds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length, rows };
+  const result = { at: new Date().toISOString(), quick, seconds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length, rows, isolation: { lcIops, model, runs: isolation } };
   const name = quick ? "nvme-quick" : "nvme-latest";
   fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(result, null, 2));
   if (!quick) fs.writeFileSync(path.join(outDir, `nvme-${stamp}.json`), JSON.stringify(result, null, 2));
@@ -135,6 +218,10 @@ async function main(): Promise<void> {
     label: r.case.name, ratio: r.engine.iops / r.fio.iops, target: r.case.depth === 32 ? 0.9 : 0,
     note: `${Math.round(r.engine.iops).toLocaleString("en")} vs ${Math.round(r.fio.iops).toLocaleString("en")} IOPS`,
   }));
+  const alone = isolation[0]!;
+  for (const r of isolation.slice(1)) {
+    bars.push({ label: `LC p95 alone ÷ with BE (${r.name.split(", ")[1]})`, ratio: alone.lcP95Us / r.lcP95Us, target: 1 / 1.5, note: `${alone.lcP95Us.toFixed(0)} vs ${r.lcP95Us.toFixed(0)} µs; BE ${formatBytes(r.beBytesPerSec)}/s` });
+  }
   fs.writeFileSync(path.join(outDir, `${name}.svg`), ratioChart("NVMe engine ÷ fio (io_uring, O_DIRECT), same file", `${formatBytes(sizeBytes)} file, ${seconds} s per case, ${os.cpus().length} cores; engine driven from JavaScript`, bars));
   process.stderr.write(`bench:nvme: results in ${path.join(outDir, `${name}.json`)} and .svg\n`);
 }
