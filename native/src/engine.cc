@@ -119,7 +119,7 @@ int Engine::Submit(uint64_t id, uint32_t tenant, Op op, uint64_t offset, uint32_
   if (incoming_.size() + scheduler_->Queued() >= submitQueueMax_) return -EBUSY;
   incoming_.push_back({Request{id, tenant, op == Op::Write, offset, length}, buffer});
   submitted_.fetch_add(1, std::memory_order_release);
-  wake_.notify_one();
+  if (sleeping_) wake_.notify_one();  // a futex call only when the thread is asleep
   return 0;
 }
 
@@ -206,7 +206,9 @@ void Engine::Loop() {
         while (submitted_.load(std::memory_order_acquire) == seen && NowNs() < until) {
         }
         lock.lock();
+        sleeping_ = true;
         wake_.wait(lock, [&] { return !incoming_.empty() || closing_; });
+        sleeping_ = false;
         continue;
       }
     }
