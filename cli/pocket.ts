@@ -14,12 +14,13 @@ import { readEvents } from "../bus/events";
 import { decisionLine, describeDecision, diffLines, readExpected, replayInputs, replayTrace } from "../actors/controller/replay";
 import type { ControllerInput, Decision } from "../actors/controller/inputs";
 import { SubjectRoot } from "../bus/subjects";
+import { calibrate, readDeviceModel } from "../native/calibrate";
 
 const usage = `pocket — elastic ephemeral storage for serverless analytics
 
 Cluster
   pocket up [--nats URL] [--dram N] [--shards N] [--dram-capacity 1GiB] [--data-dir DIR]
-            [--nvme N] [--nvme-file-size 1GiB] [--nvme-device PATH]
+            [--nvme N] [--nvme-file-size 1GiB] [--nvme-device PATH] [--nvme-model FILE]
             [--min-nodes N] [--max-nodes N] [--store FILE|postgres://...] [--orchestrator local|events-only]
                                      run a local cluster in the foreground; prints its NATS URL when ready
   pocket nodes [--json]              storage nodes: state, tier, utilisation, reservations, weight per job
@@ -29,6 +30,9 @@ Cluster
   pocket events [--follow] [--inputs] [--json]
                                      the controller's decisions and lifecycle changes (and the inputs behind them)
   pocket usage JOB [--json]          what a job used and what it costs at the tier's node-hour price
+  pocket calibrate --device PATH [--size 1GiB] [--latency 1000] [--seconds 1] [--out FILE]
+                                     measure p95 latency against offered load (reads, 80/20 mix) on a device
+                                     or file and write the device model NVMe nodes schedule by
   pocket replay TRACE|--stream [--expect FILE] [--write FILE] [--json]
                                      re-run the controller's decisions over a recorded trace (NDJSON, or the
                                      inputs on the event stream); with --expect, print the differences and
@@ -66,6 +70,12 @@ const options = {
   nvme: { type: "string" },
   "nvme-file-size": { type: "string" },
   "nvme-device": { type: "string" },
+  "nvme-model": { type: "string" },
+  device: { type: "string" },
+  size: { type: "string" },
+  latency: { type: "string" },
+  seconds: { type: "string" },
+  out: { type: "string" },
   "max-nodes": { type: "string" },
   store: { type: "string" },
   orchestrator: { type: "string" },
@@ -146,6 +156,7 @@ async function up(flags: Flags): Promise<void> {
     nvme: int(flags.nvme, "nvme", 0),
     nvmeCapacityBytes: flags["nvme-file-size"] ? parseBytes(flags["nvme-file-size"]) : undefined,
     nvmeDevice: flags["nvme-device"],
+    nvmeModel: flags["nvme-model"] ? readDeviceModel(flags["nvme-model"]) : undefined,
     minNodes: flags["min-nodes"] !== undefined ? int(flags["min-nodes"], "min-nodes", 0) : undefined,
     maxNodes: flags["max-nodes"] !== undefined ? int(flags["max-nodes"], "max-nodes", 0) : undefined,
     store: flags.store,
@@ -332,6 +343,19 @@ async function run(argv: string[]): Promise<void> {
     }
     case "replay":
       return replay(flags, args[0]);
+    case "calibrate": {
+      if (!flags.device) throw new UsageError("pocket calibrate --device PATH [--size 1GiB] [--latency 1000] [--seconds 1] [--out FILE]");
+      const limit = Number(flags.latency ?? "1000");
+      const seconds = Number(flags.seconds ?? "1");
+      if (!(limit > 0) || !(seconds > 0)) throw new UsageError("--latency (µs) and --seconds must be positive");
+      const model = await calibrate({
+        path: flags.device, sizeBytes: flags.size ? parseBytes(flags.size) : undefined, latencyLimitUs: limit, stepSeconds: seconds, readRatio: 0.8,
+      }, (p) => process.stderr.write(`calibrate: ${p.workload.padEnd(5)} offered ${String(p.offeredIops).padStart(7)} IOPS → ${String(Math.round(p.achievedIops)).padStart(7)} IOPS, p95 ${p.p95Us.toFixed(0)} µs\n`));
+      const outFile = flags.out ?? "pocket-device-model.json";
+      fs.writeFileSync(outFile, JSON.stringify(model, null, 2));
+      out(flags, model, () => `${Math.round(model.tokensPerSec).toLocaleString("en")} tokens/s within a p95 of ${model.latencyLimitUs} µs; a 4 KiB write costs ${model.writeCost} (a read ${model.readCost}); written to ${outFile}\n`);
+      return;
+    }
     case "put": {
       const [job, key, file] = args;
       if (!key || !file) throw new UsageError("pocket put JOB KEY FILE|-");

@@ -12,6 +12,7 @@ import { StorageNode, type StorageNodeConfig } from "../actors/storage/storage-n
 import { Defaults } from "../actors/runtime/config";
 import { LocalOrchestrator } from "../actors/orchestrator/local";
 import type { ScalingPolicy } from "../actors/controller/policy";
+import type { DeviceModel } from "../native";
 import { NatsServer } from "./nats-server";
 import { projectRoot, spawnActor, stopChild, type ActorProcess } from "./actor-process";
 
@@ -37,6 +38,8 @@ export interface LocalClusterOptions {
   readonly nvmeCapacityBytes?: number;
   /** A block device (or file) for the first NVMe node instead of a file under the data directory. */
   readonly nvmeDevice?: string;
+  /** The device model NVMe nodes schedule by (`pocket calibrate`); the engine's default otherwise. */
+  readonly nvmeModel?: DeviceModel;
   readonly extentBytesMax?: number;
   readonly heartbeatIntervalMs?: number;
   /** Logs, NATS store and config; a temp dir by default. */
@@ -143,7 +146,7 @@ export class LocalCluster {
     const sizeBytes = this.options.nvmeCapacityBytes ?? Defaults.nvmeCapacityBytes;
     const config: StorageNodeConfig = {
       natsUrl: this.natsUrl, secret: this.secret, nodeId, tier: "nvme", capacityBytes: sizeBytes,
-      nvme: { path: device ?? LocalOrchestrator.nvmeFile(this.dataDir, nodeId), sizeBytes: device ? undefined : sizeBytes },
+      nvme: { path: device ?? LocalOrchestrator.nvmeFile(this.dataDir, nodeId), sizeBytes: device ? undefined : sizeBytes, model: this.options.nvmeModel },
       heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
     };
     await this.#launch(nodeId, "node", config);

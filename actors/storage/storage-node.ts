@@ -13,6 +13,7 @@ import { logger } from "../runtime/log";
 import { TokenAuthority } from "../runtime/tokens";
 import { DramStore } from "./dram-store";
 import { NvmeStore } from "./nvme-store";
+import type { DeviceModel } from "../../native";
 import type { ExtentStore } from "./extent-store";
 
 export interface StorageNodeConfig extends NatsSettings {
@@ -21,7 +22,7 @@ export interface StorageNodeConfig extends NatsSettings {
   /** DRAM: bytes held at most. NVMe: the device file's size when `nvme.sizeBytes` is not given. */
   readonly capacityBytes: number;
   /** For tier "nvme": the device (a block device, or a file created under the data directory). */
-  readonly nvme?: { readonly path: string; readonly sizeBytes?: number; readonly queueDepth?: number; readonly sqpoll?: boolean };
+  readonly nvme?: { readonly path: string; readonly sizeBytes?: number; readonly queueDepth?: number; readonly sqpoll?: boolean; readonly model?: DeviceModel };
   /** Interface for the direct transport; port 0 picks a free one. */
   readonly host?: string;
   readonly port?: number;

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { NativeIoError, NvmeEngine } from "../../native";
+import { readDeviceModel } from "../../native/calibrate";
 import { projectRoot } from "../../deploy/local-cluster";
 import { patternBytes } from "../harness/cluster";
 
@@ -85,3 +86,21 @@ test("closing with requests queued and in flight settles every one of them", asy
   expect(results.filter((r) => r === "ECANCELED").length).toBeGreaterThan(0);
   expect(e.inflight).toBe(0);
 });
+
+test("pocket calibrate measures latency against offered load and writes a device model nodes can load", () => {
+  const out = path.join(dir, "model.json");
+  const r = spawnSync(process.execPath, [path.join(projectRoot(), "dist", "cli", "pocket.js"), "calibrate", "--device", path.join(dir, "cal.img"), "--size", "64MiB", "--seconds", "0.2", "--out", out], { encoding: "utf8", timeout: 60_000 });
+  expect(r.stderr).toMatch(/calibrate: read +offered +\d+ IOPS → +\d+ IOPS, p95 \d+ µs/);
+  expect(r.stderr).toMatch(/calibrate: mixed/);
+  expect(r.status).toBe(0);
+  const model = JSON.parse(fs.readFileSync(out, "utf8")) as { tokensPerSec: number; readCost: number; writeCost: number; latencyLimitUs: number; points: unknown[] };
+  expect(model.tokensPerSec).toBeGreaterThan(0);
+  expect(model.readCost).toBe(100);
+  expect(model.writeCost).toBeGreaterThanOrEqual(100);
+  expect(model.latencyLimitUs).toBe(1000);
+  expect(model.points.length).toBeGreaterThanOrEqual(2);
+  // The model is what an engine schedules by.
+  const e = NvmeEngine.open({ path: path.join(dir, "cal.img"), model: readDeviceModel(out) });
+  expect(() => e.addLatencyCritical(1, { iops: model.tokensPerSec / 100 + 1, readRatio: 1, p95Us: 1000 })).toThrow(/does not fit/);
+  return e.close();
+}, 90_000);
