@@ -16,6 +16,8 @@ import { NvmeEngine } from "../native";
 import { projectRoot } from "../deploy/actor-process";
 import { formatBytes, parseBytes } from "../actors/runtime/units";
 import { ratioChart, type Bar } from "./chart";
+import { LocalCluster } from "../deploy/local-cluster";
+import { PocketClient } from "../client/pocket";
 
 const { values: flags } = parseArgs({
   options: {
@@ -157,6 +159,40 @@ async function isolationRun(name: string, model: { tokensPerSec: number; readCos
   }
 }
 
+interface SdkRun { readonly tier: string; readonly putBytesPerSec: number; readonly getBytesPerSec: number }
+
+/** 1 MB objects through the SDK to a DRAM node and to an NVMe node of one local cluster (separate processes). */
+async function sdkRuns(): Promise<SdkRun[]> {
+  const objects = quick ? 64 : 256;
+  const inflight = 16;
+  const cluster = await LocalCluster.start({ shards: 1, dram: 1, nvme: 1, nvmeCapacityBytes: 1024 ** 3, orchestrator: "events-only" });
+  const client = await PocketClient.connect({ servers: cluster.natsUrl });
+  const out: SdkRun[] = [];
+  try {
+    for (const latencySensitive of [true, false]) {
+      const reg = await client.registerJob(latencySensitive ? "dram-1mb" : "nvme-1mb", { capacityBytes: 512 * 1024 ** 2, latencySensitive });
+      const job = client.job(reg.token);
+      const data = Buffer.alloc(1000 * 1000, 0x61);
+      const timed = async (f: (i: number) => Promise<unknown>): Promise<number> => {
+        const t0 = process.hrtime.bigint();
+        let next = 0;
+        await Promise.all(Array.from({ length: inflight }, async () => {
+          for (let i = next++; i < objects; i = next++) await f(i);
+        }));
+        return (objects * data.byteLength) / (Number(process.hrtime.bigint() - t0) / 1e9);
+      };
+      const put = await timed((i) => job.put(`o${i}`, data));
+      const get = await timed((i) => job.get(`o${i}`));
+      out.push({ tier: reg.tier, putBytesPerSec: put, getBytesPerSec: get });
+      await client.deregisterJob(reg.token);
+    }
+  } finally {
+    await client.close();
+    await cluster.stop();
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   try {
     execFileSync("fio", ["--version"], { encoding: "utf8" });
@@ -203,14 +239,18 @@ async function main(): Promise<void> {
   } finally {
     if (!flags.file) fs.rmSync(file, { force: true });
   }
+  process.stderr.write("  1 MB objects through the SDK: DRAM node, then NVMe node…\n");
+  const sdk = await sdkRuns();
   const fmt = (m: Measure): string => `${Math.round(m.iops).toLocaleString("en")} IOPS ${formatBytes(m.bytesPerSec)}/s p50 ${m.p50Us.toFixed(0)} p99 ${m.p99Us.toFixed(0)} µs`;
   process.stdout.write(`\n${"case".padEnd(34)}  ${"engine".padEnd(52)}  ${"fio".padEnd(52)}  ratio\n`);
   for (const r of rows) process.stdout.write(`${r.case.name.padEnd(34)}  ${fmt(r.engine).padEnd(52)}  ${fmt(r.fio).padEnd(52)}  ${(r.engine.iops / r.fio.iops).toFixed(2)}×\n`);
+  const [dram, nvme] = [sdk.find((r) => r.tier === "dram")!, sdk.find((r) => r.tier === "nvme")!];
+  process.stdout.write(`\n1 MB objects through the SDK (16 in flight): DRAM node PUT ${formatBytes(dram.putBytesPerSec)}/s GET ${formatBytes(dram.getBytesPerSec)}/s; NVMe node PUT ${formatBytes(nvme.putBytesPerSec)}/s GET ${formatBytes(nvme.getBytesPerSec)}/s → ${(nvme.putBytesPerSec / dram.putBytesPerSec).toFixed(2)}× / ${(nvme.getBytesPerSec / dram.getBytesPerSec).toFixed(2)}×\n`);
   process.stdout.write(`\nQoS isolation (LC: ${lcIops} IOPS of 4 KiB random reads, open loop; BE: 128 KiB writes, 32 in flight)\n`);
   for (const r of isolation) process.stdout.write(`  ${r.name.padEnd(24)}  LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  BE ${formatBytes(r.beBytesPerSec)}/s\n`);
   fs.mkdirSync(outDir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const result = { at: new Date().toISOString(), quick, seconds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length, rows, isolation: { lcIops, model, runs: isolation } };
+  const result = { at: new Date().toISOString(), quick, seconds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length, rows, isolation: { lcIops, model, runs: isolation }, sdk };
   const name = quick ? "nvme-quick" : "nvme-latest";
   fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(result, null, 2));
   if (!quick) fs.writeFileSync(path.join(outDir, `nvme-${stamp}.json`), JSON.stringify(result, null, 2));
@@ -218,6 +258,8 @@ async function main(): Promise<void> {
     label: r.case.name, ratio: r.engine.iops / r.fio.iops, target: r.case.depth === 32 ? 0.9 : 0,
     note: `${Math.round(r.engine.iops).toLocaleString("en")} vs ${Math.round(r.fio.iops).toLocaleString("en")} IOPS`,
   }));
+  bars.push({ label: "1 MB PUT via SDK, NVMe ÷ DRAM node", ratio: nvme.putBytesPerSec / dram.putBytesPerSec, target: 0.8, note: `${formatBytes(nvme.putBytesPerSec)}/s vs ${formatBytes(dram.putBytesPerSec)}/s` });
+  bars.push({ label: "1 MB GET via SDK, NVMe ÷ DRAM node", ratio: nvme.getBytesPerSec / dram.getBytesPerSec, target: 0.8, note: `${formatBytes(nvme.getBytesPerSec)}/s vs ${formatBytes(dram.getBytesPerSec)}/s` });
   const alone = isolation[0]!;
   for (const r of isolation.slice(1)) {
     bars.push({ label: `LC p95 alone ÷ with BE (${r.name.split(", ")[1]})`, ratio: alone.lcP95Us / r.lcP95Us, target: 1 / 1.5, note: `${alone.lcP95Us.toFixed(0)} vs ${r.lcP95Us.toFixed(0)} µs; BE ${formatBytes(r.beBytesPerSec)}/s` });
