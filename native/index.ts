@@ -106,10 +106,13 @@ export class NvmeEngine {
   readonly capacityBytes: number;
   readonly queueDepth: number;
   readonly sqpoll: boolean;
+  /** The device model the scheduler runs by. */
+  readonly model: DeviceModel;
 
   private constructor(options: EngineOptions) {
     const model = options.model ?? DefaultDeviceModel;
     checkModel(model);
+    this.model = model;
     const Engine = loadAddon().Engine;
     try {
       this.#native = new Engine({

@@ -338,6 +338,8 @@ export const NodeStatsSchema = T.Object({
   usedBytes: Bytes,
   extents: T.Integer({ minimum: 0 }),
   jobs: T.Integer({ minimum: 0 }),
+  /** NVMe: jobs that are latency-critical tenants (with a reservation) on the device. */
+  latencyCriticalJobs: T.Optional(T.Integer({ minimum: 0 })),
 });
 
 export const NodeOps = {
@@ -377,6 +379,16 @@ export const NodeOps = {
     request: T.Object({ ...ClusterAuth, jobId: Id }, { additionalProperties: false }),
     reply: T.Object({ freedBytes: Bytes }),
     errors: [E.Unauthorized],
+  }),
+  jobQos: defineOperation({
+    name: "job.qos",
+    summary: "Controller → node: a job becomes a latency-critical tenant with this SLO (NVMe; a no-op on DRAM). p95Us 0: the device model's limit.",
+    request: T.Object({
+      ...ClusterAuth, jobId: Id,
+      slo: T.Object({ iops: T.Number({ exclusiveMinimum: 0 }), readRatio: T.Number({ minimum: 0, maximum: 1 }), p95Us: T.Number({ minimum: 0 }) }),
+    }, { additionalProperties: false }),
+    reply: T.Object({ reserved: T.Boolean() }),
+    errors: [E.Unauthorized, E.CapacityExceeded],
   }),
   retire: defineOperation({
     name: "node.retire",

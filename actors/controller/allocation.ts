@@ -142,7 +142,12 @@ export function round(x: number, digits = 6): number {
   return Math.round(x * f) / f;
 }
 
+/**
+ * Latency-sensitive → DRAM (NVMe when the cluster has no DRAM nodes: then it
+ * becomes a latency-critical tenant there); otherwise NVMe when the cluster
+ * has NVMe nodes, else DRAM.
+ */
 export function tierFor(hints: JobHints, tiersWithNodes: ReadonlySet<Tier>): Tier {
-  if (hints.latencySensitive) return "dram";
+  if (hints.latencySensitive) return tiersWithNodes.has("dram") || !tiersWithNodes.has("nvme") ? "dram" : "nvme";
   return tiersWithNodes.has("nvme") ? "nvme" : "dram";
 }

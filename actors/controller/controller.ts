@@ -68,6 +68,8 @@ export class Controller {
   readonly #clusterToken: string;
   readonly #inputs = new Subject<ControllerInput>();
   readonly #effects: Decision[] = [];
+  /** Latency-sensitive NVMe jobs: the nodes already told to reserve for them. */
+  readonly #qosSent = new Map<string, Set<string>>();
   #effectsRunning = 0;
   #nats: NatsConnection | undefined;
   #events: EventPublisher | undefined;
@@ -260,8 +262,18 @@ export class Controller {
         const j = this.core.job(d.jobId);
         if (!j || !this.#isLive(j)) return;
         await this.#shard(j.shardId).call(ShardOps.setWeights, { auth: this.#clusterToken, jobId: j.jobId, weights: j.weights });
+        await this.#reserveLatencyCritical(j);
         return;
       }
+      case "job.registered": {
+        const j = this.core.job(d.jobId);
+        if (j && this.#isLive(j)) await this.#reserveLatencyCritical(j);
+        return;
+      }
+      case "job.deregistered":
+      case "job.expired":
+        this.#qosSent.delete(d.jobId);
+        return;
       case "job.expired": {
         this.#log.warn("job lease ran out; reclaiming", { jobId: d.jobId });
         await this.#reclaim(d.jobId, d.shardId);
@@ -272,6 +284,30 @@ export class Controller {
         return;
       default:
         return;
+    }
+  }
+
+  /**
+   * A latency-sensitive job on NVMe becomes a latency-critical tenant on each
+   * of its nodes, with its share of the job's throughput as 4 KiB IOPS
+   * (half reads: hints carry no read ratio) at the device model's p95.
+   * A node whose admission control refuses it keeps the job best-effort; the
+   * refusal is an event.
+   */
+  async #reserveLatencyCritical(j: JobBook): Promise<void> {
+    if (j.tier !== "nvme" || !j.hints.latencySensitive) return;
+    let sent = this.#qosSent.get(j.jobId);
+    if (!sent) this.#qosSent.set(j.jobId, (sent = new Set()));
+    for (const w of j.weights) {
+      if (sent.has(w.nodeId)) continue;
+      sent.add(w.nodeId);
+      const slo = { iops: Math.max(1, (j.demand.throughputBps * w.weight) / 4096), readRatio: 0.5, p95Us: 0 };
+      try {
+        await new NatsCaller(this.#nats!, Subjects.node(w.nodeId), 5_000).call(NodeOps.jobQos, { auth: this.#clusterToken, jobId: j.jobId, slo });
+        this.#events?.event("job.reserved", { atMs: this.clock.now(), jobId: j.jobId, nodeId: w.nodeId, slo });
+      } catch (e) {
+        this.#events?.event("job.reservation-refused", { atMs: this.clock.now(), jobId: j.jobId, nodeId: w.nodeId, slo, ...errorFields(e) });
+      }
     }
   }
 

@@ -33,6 +33,7 @@ export class NvmeStore implements ExtentStore {
   readonly tier = Tier.Nvme;
   readonly #jobs = new Map<string, Map<string, Placed>>();
   readonly #tenants = new Map<string, number>();
+  readonly #latencyCritical = new Set<string>();
   #nextTenant = 1;
   #used = 0;
   #extents = 0;
@@ -53,6 +54,28 @@ export class NvmeStore implements ExtentStore {
   get usedBytes(): number { return this.#used; }
   get extentCount(): number { return this.#extents; }
   get jobCount(): number { return this.#jobs.size; }
+
+  /**
+   * Makes a job a latency-critical tenant with its SLO (before its first
+   * I/O: a tenant that exists is replaced, its queued requests cancelled).
+   * Throws CapacityExceeded with the scheduler's reason when admission refuses it.
+   */
+  reserve(jobId: string, slo: { iops: number; readRatio: number; p95Us: number }): void {
+    const old = this.#tenants.get(jobId);
+    if (old !== undefined) this.engine.removeTenant(old);
+    const t = this.#nextTenant++;
+    try {
+      this.engine.addLatencyCritical(t, slo);
+    } catch (e) {
+      this.engine.addBestEffort(t);
+      this.#tenants.set(jobId, t);
+      throw new CapacityExceededError(e instanceof Error ? e.message : String(e));
+    }
+    this.#tenants.set(jobId, t);
+    this.#latencyCritical.add(jobId);
+  }
+
+  get latencyCriticalJobs(): number { return this.#latencyCritical.size; }
 
   /** The engine tenant of a job (best-effort on first sight). */
   tenantOf(jobId: string): number {
@@ -145,6 +168,7 @@ export class NvmeStore implements ExtentStore {
       this.engine.removeTenant(t);
       this.#tenants.delete(jobId);
     }
+    this.#latencyCritical.delete(jobId);
     return freed;
   }
 

@@ -109,6 +109,13 @@ export class StorageNode {
         this.#droppedJobs.add(req.jobId);
         return { freedBytes: await this.store.dropJob(req.jobId) };
       })
+      .on(NodeOps.jobQos, (req) => {
+        this.tokens.verifyCluster(req.auth);
+        if (!(this.store instanceof NvmeStore)) return { reserved: false };
+        const p95Us = req.slo.p95Us > 0 ? req.slo.p95Us : this.store.engine.model.latencyLimitUs;
+        this.store.reserve(req.jobId, { ...req.slo, p95Us });
+        return { reserved: true };
+      })
       .on(NodeOps.retire, (req) => {
         this.tokens.verifyCluster(req.auth);
         this.#log.info("retired by the controller; stopping", { nodeId: this.nodeId });
@@ -123,6 +130,7 @@ export class StorageNode {
         usedBytes: this.store.usedBytes,
         extents: this.store.extentCount,
         jobs: this.store.jobCount,
+        ...(this.store instanceof NvmeStore ? { latencyCriticalJobs: this.store.latencyCriticalJobs } : {}),
       }));
   }
 

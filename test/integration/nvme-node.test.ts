@@ -54,3 +54,26 @@ test("a full NVMe tier is a clear CapacityExceeded, and nothing stored before is
   expect(await j.job.exists("too-big")).toBe(false);
   await j.close();
 }, 60_000);
+
+describe("a latency-sensitive job on a cluster with NVMe nodes only", () => {
+  let f: TestCluster;
+  beforeAll(async () => {
+    f = await startTestCluster({ shards: 1, dram: 0, nvme: 1, nvmeCapacityBytes: 32 * MiB });
+  }, 60_000);
+  afterAll(async () => { await f?.stop(); });
+
+  test("becomes a latency-critical tenant with a reservation on its node; others stay best-effort", async () => {
+    const lc = await f.client.registerJob("interactive", { lambdas: 2, latencySensitive: true });
+    expect(lc.tier).toBe("nvme");
+    const be = await f.client.registerJob("batch", { lambdas: 2 });
+    await eventually(async () => (await nodeStats(f.client.nc)).some((s) => s.latencyCriticalJobs === 1), 5_000, "reservation made");
+    const data = patternBytes(2 * MiB, 77);
+    await f.client.job(lc.token).put("x", data);
+    await f.client.job(be.token).put("y", data);
+    expect((await f.client.job(lc.token).get("x")).equals(data)).toBe(true);
+    expect((await f.client.job(be.token).get("y")).equals(data)).toBe(true);
+    await f.client.deregisterJob(lc.token);
+    await eventually(async () => (await nodeStats(f.client.nc)).every((s) => (s.latencyCriticalJobs ?? 0) === 0), 5_000, "reservation released");
+    await f.client.deregisterJob(be.token);
+  }, 30_000);
+});
