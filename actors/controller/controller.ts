@@ -271,10 +271,10 @@ export class Controller {
         return;
       }
       case "job.deregistered":
-      case "job.expired":
         this.#qosSent.delete(d.jobId);
         return;
       case "job.expired": {
+        this.#qosSent.delete(d.jobId);
         this.#log.warn("job lease ran out; reclaiming", { jobId: d.jobId });
         await this.#reclaim(d.jobId, d.shardId);
         return;

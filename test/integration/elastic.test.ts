@@ -96,8 +96,11 @@ describe("leases", () => {
     expect(crashed.leaseExpiresAtMs).toBeGreaterThan(Date.now());
 
     await eventually(async () => !(await t.client.listJobs()).some((j) => j.jobId === crashed.jobId), 10_000, "crashed job reclaimed");
-    const e = await t.client.job(crashed.token).get("a").then(() => undefined, (err: unknown) => err);
-    expect(isPocketError(e, ErrorCode.UnknownJob)).toBe(true);
+    // The shard drops the namespace right after the decision (an effect carried out asynchronously).
+    await eventually(async () => {
+      const e = await t.client.job(crashed.token).get("a").then(() => undefined, (err: unknown) => err);
+      return isPocketError(e, ErrorCode.UnknownJob);
+    }, 5_000, "its namespace dropped");
     await eventually(async () => (await usedBytes(t.client.nc)) === 2 * MiB, 5_000, "its bytes freed");
     const events = await streamEvents(t.client.nc);
     expect(events.some((x) => x["kind"] === "job.expired" && x["jobId"] === crashed.jobId)).toBe(true);
