@@ -152,6 +152,13 @@ export class LocalCluster {
     await this.#launch(nodeId, "node", config);
   }
 
+  /** Sends a signal to a member's process (process mode), e.g. SIGSTOP and SIGCONT to freeze and thaw it. */
+  signal(name: string, signal: NodeJS.Signals): void {
+    const m = this.#members.get(name);
+    if (!m?.process) throw new Error(`no process for ${name}`);
+    m.process.child.kill(signal);
+  }
+
   /** Kills a member at once (SIGKILL in process mode; abrupt stop inline). */
   async kill(name: string): Promise<void> {
     const m = this.#members.get(name);

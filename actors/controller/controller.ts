@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { groupBy, interval, mergeMap, Observable, Subject, throttleTime, timeout, EMPTY, type Subscription as RxSubscription } from "rxjs";
+import { groupBy, interval, mergeMap, Observable, Subject, switchMap, tap, throttleTime, timer, type Subscription as RxSubscription } from "rxjs";
 import { CapacityExceededError, ErrorCode, InvalidArgumentError, isPocketError, NodeUnavailableError, NotFoundError, UnknownJobError } from "../../schemas/errors";
 import {
   ControllerOps, NodeHeartbeatSchema, NodeOps, ShardHeartbeatSchema, ShardOps, ShardUsageSchema,
@@ -174,17 +174,14 @@ export class Controller {
       return () => s.unsubscribe();
     });
     return heartbeats.pipe(
-      groupBy((hb) => hb.nodeId),
-      mergeMap((perNode) => perNode.pipe(
-        throttleTime(this.heartbeatIntervalMs / 2, undefined, { leading: true, trailing: true }),
-        timeout({
-          each: silenceMs,
-          with: () => {
-            this.#log.warn("storage node silent", { nodeId: perNode.key, silenceMs });
-            return EMPTY;
-          },
-        }),
-      )),
+      // A node's group ends when it goes silent (logged); its next heartbeat starts a new one.
+      groupBy((hb) => hb.nodeId, {
+        duration: (perNode) => perNode.pipe(
+          switchMap(() => timer(silenceMs)),
+          tap(() => this.#log.warn("storage node silent", { nodeId: perNode.key, silenceMs })),
+        ),
+      }),
+      mergeMap((perNode) => perNode.pipe(throttleTime(this.heartbeatIntervalMs / 2, undefined, { leading: true, trailing: true }))),
     );
   }
 

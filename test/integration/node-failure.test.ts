@@ -60,3 +60,19 @@ test("reads of a SIGKILLed node's extents fail with NodeUnavailable; other objec
   await job.put(lostKey, "rewritten");
   expect((await job.get(lostKey)).toString()).toBe("rewritten");
 });
+
+test("a node that goes silent is failed, and serves again as active when it is heard again", async () => {
+  const before = (await t.client.listNodes()).find((n) => n.nodeId === "dram-0")!;
+  expect(before.state).toBe("active");
+  t.cluster.signal("dram-0", "SIGSTOP");
+  try {
+    await eventually(async () => (await t.client.listNodes()).find((n) => n.nodeId === "dram-0")?.state === "failed", 5_000, "frozen node failed");
+  } finally {
+    t.cluster.signal("dram-0", "SIGCONT");
+  }
+  await eventually(async () => (await t.client.listNodes()).find((n) => n.nodeId === "dram-0")?.state === "active", 5_000, "thawed node active again");
+  const events = await streamEvents(t.client.nc);
+  const failedAt = events.findIndex((e) => e["kind"] === "node.failed" && e["nodeId"] === "dram-0");
+  expect(failedAt).toBeGreaterThanOrEqual(0);
+  expect(events.slice(failedAt).some((e) => e["kind"] === "node.active" && e["nodeId"] === "dram-0")).toBe(true);
+});
