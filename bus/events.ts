@@ -1,6 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, StorageType, type JetStreamClient } from "@nats-io/jetstream";
 import { encodeJson } from "./body";
+import { errorFields, logger } from "../actors/runtime/log";
 import { Subjects } from "./subjects";
 
 /** The JetStream stream that keeps the controller's decisions and the inputs behind them. */
@@ -46,6 +47,7 @@ export async function ensureEventStream(nc: NatsConnection): Promise<boolean> {
  * never holds up a decision.
  */
 export class EventPublisher {
+  readonly #log = logger("events");
   readonly #js: JetStreamClient | undefined;
   #inflight = 0;
   unconfirmed = 0;
@@ -77,7 +79,11 @@ export class EventPublisher {
     this.#inflight++;
     this.#js.publish(subject, data).then(
       () => { this.#inflight--; },
-      () => { this.#inflight--; this.unconfirmed++; },
+      (e: unknown) => {
+        this.#inflight--;
+        // The stream did not confirm it (the message may still be stored): say so, once per hundred.
+        if (this.unconfirmed++ % 100 === 0) this.#log.warn("event not confirmed by the stream", { subject, unconfirmed: this.unconfirmed, ...errorFields(e) });
+      },
     );
   }
 }

@@ -187,15 +187,15 @@ async function events(flags: Flags): Promise<void> {
   process.once("SIGINT", stop);
   let origin: number | undefined;
   try {
-    for await (const { seq, event } of readEvents(nc, { follow: flags.follow, inputs: flags.inputs, signal: ac.signal })) {
+    for await (const { seq, subject, event } of readEvents(nc, { follow: flags.follow, inputs: flags.inputs, signal: ac.signal })) {
       if (flags.json) {
         process.stdout.write(`${JSON.stringify({ seq, ...event })}\n`);
         continue;
       }
       const at = typeof event["atMs"] === "number" ? event["atMs"] : 0;
       origin ??= at;
-      const known = typeof event["kind"] === "string" && !String(event["kind"]).startsWith("node.launch-failed") && !String(event["kind"]).startsWith("node.migrated") && "atMs" in event && event["kind"] !== "start";
-      const line = known && !isInputEvent(event)
+      // Decisions read as sentences; inputs (on the trace subjects) as they were recorded.
+      const line = subject.startsWith(`${SubjectRoot}.evt.`)
         ? describeDecision(event as unknown as Decision, origin)
         : `${((at - origin) / 1000).toFixed(1).padStart(7)}s  ${String(event["kind"]).padEnd(16)} ${JSON.stringify(event)}`;
       process.stdout.write(`${new Date(at).toISOString()} ${line.trimStart()}\n`);
@@ -204,10 +204,6 @@ async function events(flags: Flags): Promise<void> {
     process.off("SIGINT", stop);
     await nc.close();
   }
-}
-
-function isInputEvent(e: Record<string, unknown>): boolean {
-  return ["job.register", "job.renew", "job.deregister", "node.retire"].includes(String(e["kind"]));
 }
 
 /** The inputs recorded on the event stream, in order. */

@@ -113,7 +113,11 @@ export function describeDecision(d: Decision, originMs: number): string {
     case "job.grown": return `${t}  ${d.kind.padEnd(16)} ${d.jobId}: ${d.reason}`;
     case "scale.out": return `${t}  ${d.kind.padEnd(16)} ${d.tier} +${d.launch}: ${d.reason}${util}`;
     case "scale.in": return `${t}  ${d.kind.padEnd(16)} ${d.tier} -${d.nodeId}: ${d.reason}${util}`;
-    default: return `${t}  ${d.kind.padEnd(16)} ${"jobId" in d ? d.jobId : ""}`;
+    default: {
+      // Other events (the shell's own, e.g. node.migrated): their fields as recorded.
+      const { atMs: _a, kind: _k, ...rest } = d as { atMs: number; kind: string } & Record<string, unknown>;
+      return `${t}  ${d.kind.padEnd(16)} ${"jobId" in d && Object.keys(rest).length === 1 ? String(d.jobId) : JSON.stringify(rest)}`;
+    }
   }
 }
 

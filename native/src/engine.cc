@@ -178,12 +178,8 @@ void Engine::Loop() {
           cancelled.push_back(r);
           continue;
         }
-        if (scheduler_->Enqueue(r)) {
-          buffers_[r.id] = buf;
-        } else {
-          buffers_[r.id] = buf;
-          cancelled.push_back(r);
-        }
+        buffers_[r.id] = buf;
+        if (!scheduler_->Enqueue(r)) cancelled.push_back(r);  // its tenant was removed meanwhile
       }
       closing = closing_;
       if (closing) {
@@ -217,13 +213,10 @@ void Engine::Loop() {
       c.id = r.id;
       c.op = r.write ? Op::Write : Op::Read;
       c.result = -ECANCELED;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        auto it = buffers_.find(r.id);
-        if (it != buffers_.end()) {
-          std::free(it->second);
-          buffers_.erase(it);
-        }
+      auto it = buffers_.find(r.id);
+      if (it != buffers_.end()) {
+        std::free(it->second);
+        buffers_.erase(it);
       }
       done.push_back(c);
     }
@@ -236,12 +229,9 @@ void Engine::Loop() {
       s.request = r;
       s.submittedNs = now;
       s.busy = true;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        auto it = buffers_.find(r.id);
-        s.buffer = it->second;
-        buffers_.erase(it);
-      }
+      auto it = buffers_.find(r.id);
+      s.buffer = it->second;
+      buffers_.erase(it);
       if (r.write) io_uring_prep_write(sqe, fd_, s.buffer, r.length, r.offset);
       else io_uring_prep_read(sqe, fd_, s.buffer, r.length, r.offset);
       io_uring_sqe_set_data64(sqe, slot);

@@ -113,7 +113,7 @@ class Engine {
   std::condition_variable wake_;
   std::unique_ptr<Scheduler> scheduler_;  // guarded by mu_
   std::deque<std::pair<Request, void*>> incoming_;  // guarded by mu_
-  std::unordered_map<uint64_t, void*> buffers_;  // id → buffer of queued requests, guarded by mu_
+  std::unordered_map<uint64_t, void*> buffers_;  // id → buffer of requests in the scheduler: engine thread only
   bool closing_ = false;  // guarded by mu_
   bool sleeping_ = false;  // guarded by mu_: the engine thread waits on wake_ (only then is a notify needed)
   std::atomic<uint64_t> submitted_{0};  // bumped by Submit and Close: what the spinning thread watches

@@ -8,20 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "../src/scheduler.h"
 
 using namespace pocket;
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      std::fprintf(stderr, "  FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                  \
-      std::fprintf(stderr, "\n");                                         \
-      failures++;                                                         \
-    }                                                                     \
-  } while (0)
 
 static DeviceModel Model() {
   DeviceModel m;
