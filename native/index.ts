@@ -37,6 +37,9 @@ export interface EngineOptions {
   readonly submitQueueMax?: number;
   /** Microseconds the engine thread polls before sleeping when idle or waiting (default 50; 0 never spins). */
   readonly spinUs?: number;
+  /** Registered I/O buffers: requests up to `poolBufferBytes` (default 64 KiB) use one instead of an allocation; count default 2 × queueDepth. */
+  readonly poolBuffers?: number;
+  readonly poolBufferBytes?: number;
   readonly model?: DeviceModel;
 }
 
@@ -47,15 +50,15 @@ export interface Slo {
 }
 
 interface NativeBatch {
-  readonly ids: Float64Array;
-  readonly results: Int32Array;
-  readonly latencies: Float64Array;
-  readonly buffers: Array<Buffer | undefined>;
+  /** Per completion: id, result (bytes or -errno), latency (ns), pool slot of a read (copied out during the callback) or -1. */
+  readonly records: Float64Array;
+  /** A read in memory of its own: that memory as a Buffer (no copy). Absent when there is none. */
+  readonly buffers?: Array<Buffer | undefined>;
 }
 
 interface NativeEngine {
-  read(id: number, tenant: number, offset: number, length: number): number;
-  write(id: number, tenant: number, offset: number, bytes: Uint8Array): number;
+  submit(n: number, ids: Float64Array, tenants: Uint32Array, offsets: Float64Array, lengths: Uint32Array, ops: Uint8Array, writes: Array<Uint8Array | undefined>, rcs: Int32Array): void;
+  pool(): { buffer: ArrayBuffer; bufferBytes: number; count: number; fixed: boolean };
   addLatencyCritical(tenant: number, iops: number, readRatio: number, p95Us: number): string | undefined;
   addBestEffort(tenant: number): void;
   removeTenant(tenant: number): void;
@@ -78,12 +81,22 @@ function loadAddon(): NonNullable<typeof addon> {
 
 const errnoNames: Record<number, string> = { 1: "EPERM", 2: "ENOENT", 5: "EIO", 12: "ENOMEM", 16: "EBUSY", 22: "EINVAL", 28: "ENOSPC", 108: "ESHUTDOWN", 125: "ECANCELED" };
 
-interface Pending {
-  resolve(v: { bytes: number; buffer?: Buffer; latencyNs: number }): void;
-  reject(e: Error): void;
-  readonly error: NativeIoError;
-  readonly length: number;
+/** How a request ended: bytes moved or -errno; `refused` when the engine did not take it. */
+interface Done {
+  readonly result: number;
+  readonly refused: boolean;
+  readonly buffer?: Buffer;
+  readonly latencyNs: number;
 }
+
+/** Requests gathered before one call into the engine (flushed once per microtask, or when full). */
+const BatchMax = 256;
+
+/** Reads up to this size are cut from a slab of `SlabBytes` (a retained read keeps at most that much alive). */
+const SlabCutMax = 16 * 1024;
+const SlabBytes = 256 * 1024;
+
+const closedDone: Done = { result: -108, refused: true, latencyNs: 0 };
 
 /**
  * One device, driven by the native engine's own thread (io_uring, O_DIRECT,
@@ -98,7 +111,22 @@ interface Pending {
  */
 export class NvmeEngine {
   readonly #native: NativeEngine;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new Map<number, (d: Done) => void>();
+  readonly #pool: Buffer;
+  readonly #poolBufferBytes: number;
+  // The batch being gathered (column arrays handed to the engine as they are).
+  readonly #ids = new Float64Array(BatchMax);
+  readonly #tenants = new Uint32Array(BatchMax);
+  readonly #offsets = new Float64Array(BatchMax);
+  readonly #lengths = new Uint32Array(BatchMax);
+  readonly #ops = new Uint8Array(BatchMax);
+  readonly #writes: Array<Uint8Array | undefined> = new Array<Uint8Array | undefined>(BatchMax).fill(undefined);
+  readonly #rcs = new Int32Array(BatchMax);
+  #queued = 0;
+  #flushQueued = false;
+  #slab = Buffer.allocUnsafeSlow(0);
+  #slabAt = SlabBytes;  // empty: the first cut allocates
+  readonly #flushTask = (): void => { this.#flushQueued = false; this.#flush(); };
   #nextId = 1;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -106,6 +134,8 @@ export class NvmeEngine {
   readonly capacityBytes: number;
   readonly queueDepth: number;
   readonly sqpoll: boolean;
+  /** The pool buffers are registered with io_uring (the kernel does not pin pages per request). */
+  readonly fixedBuffers: boolean;
   /** The device model the scheduler runs by. */
   readonly model: DeviceModel;
 
@@ -117,12 +147,17 @@ export class NvmeEngine {
     try {
       this.#native = new Engine({
         path: options.path, sizeBytes: options.sizeBytes ?? 0, queueDepth: options.queueDepth ?? 128, sqpoll: options.sqpoll ?? false,
-        submitQueueMax: options.submitQueueMax ?? 8192, spinUs: options.spinUs ?? 50, ...model,
+        submitQueueMax: options.submitQueueMax ?? 8192, spinUs: options.spinUs ?? 50,
+        poolBuffers: options.poolBuffers ?? 0, poolBufferBytes: options.poolBufferBytes ?? 64 * 1024, ...model,
       }, (batch) => this.#complete(batch));
     } catch (e) {
       const n = e as { errno?: number; syscall?: string; message?: string };
       throw new NativeIoError(n.message ?? String(e), errnoNames[n.errno ?? 0] ?? `errno ${n.errno}`, n.errno ?? 0, n.syscall ?? "open");
     }
+    const pool = this.#native.pool();
+    this.#pool = Buffer.from(pool.buffer);
+    this.#poolBufferBytes = pool.bufferBytes;
+    this.fixedBuffers = pool.fixed;
     const info = this.#native.info();
     this.capacityBytes = info.capacityBytes;
     this.queueDepth = info.queueDepth;
@@ -136,6 +171,12 @@ export class NvmeEngine {
     }
     if (options.queueDepth !== undefined && !(Number.isInteger(options.queueDepth) && options.queueDepth >= 1 && options.queueDepth <= 4096)) {
       throw new RangeError("queueDepth must be 1..4096");
+    }
+    if (options.poolBufferBytes !== undefined && !(Number.isInteger(options.poolBufferBytes) && options.poolBufferBytes >= BlockBytes && options.poolBufferBytes <= RequestBytesMax && options.poolBufferBytes % BlockBytes === 0)) {
+      throw new RangeError(`poolBufferBytes must be a multiple of ${BlockBytes} up to ${RequestBytesMax}`);
+    }
+    if (options.poolBuffers !== undefined && !(Number.isInteger(options.poolBuffers) && options.poolBuffers >= 1 && options.poolBuffers <= 65536)) {
+      throw new RangeError("poolBuffers must be 1..65536");
     }
     return new NvmeEngine(options);
   }
@@ -169,78 +210,149 @@ export class NvmeEngine {
     this.#native.setMode(mode);
   }
 
-  /** Reads `length` bytes at `offset` (both multiples of 4 KiB) into a new Buffer (no copy from the engine). */
+  /**
+   * Reads `length` bytes at `offset` (both multiples of 4 KiB) into a new
+   * Buffer. Arguments are checked before anything is queued (RangeError);
+   * device and engine errors reject with a NativeIoError whose stack runs
+   * through the caller (created after the await, so V8's async stack
+   * trace carries it: no stack is captured for requests that succeed).
+   */
   read(tenant: number, offset: number, length: number): Promise<Buffer> {
-    const error = new NativeIoError("", "", 0, "read");
     this.#checkRange("read", offset, length);
-    return this.#submit(error, length, (id) => this.#native.read(id, tenant, offset, length)).then((r) => {
-      if (r.bytes !== length) throw fill(error, 5, `short read: ${r.bytes} of ${length} bytes at ${offset}`);
-      return r.buffer!;
-    });
+    return this.#read(tenant, offset, length);
   }
 
   /** Like `read`, with the device latency the engine measured (submission to completion). */
-  async readTimed(tenant: number, offset: number, length: number): Promise<{ buffer: Buffer; latencyNs: number }> {
-    const error = new NativeIoError("", "", 0, "read");
+  readTimed(tenant: number, offset: number, length: number): Promise<{ buffer: Buffer; latencyNs: number }> {
     this.#checkRange("read", offset, length);
-    const r = await this.#submit(error, length, (id) => this.#native.read(id, tenant, offset, length));
-    return { buffer: r.buffer!, latencyNs: r.latencyNs };
+    return this.#readTimed(tenant, offset, length);
   }
 
-  /** Writes `bytes` (a multiple of 4 KiB long) at `offset`. */
-  async write(tenant: number, offset: number, bytes: Uint8Array): Promise<void> {
-    await this.writeTimed(tenant, offset, bytes);
+  /**
+   * Writes `bytes` at `offset`. `length` (default: the bytes' length) is
+   * what goes to the device, a multiple of 4 KiB; bytes short of it are
+   * followed by zeros (so callers need not pad: the engine copies once
+   * into aligned memory anyway).
+   */
+  async write(tenant: number, offset: number, bytes: Uint8Array, length?: number): Promise<void> {
+    await this.writeTimed(tenant, offset, bytes, length);
   }
 
-  async writeTimed(tenant: number, offset: number, bytes: Uint8Array): Promise<{ latencyNs: number }> {
-    const error = new NativeIoError("", "", 0, "write");
-    if (!(bytes instanceof Uint8Array)) throw new TypeError("bytes must be a Buffer or Uint8Array");
-    this.#checkRange("write", offset, bytes.byteLength);
-    const r = await this.#submit(error, bytes.byteLength, (id) => this.#native.write(id, tenant, offset, bytes));
-    if (r.bytes !== bytes.byteLength) throw fill(error, 5, `short write: ${r.bytes} of ${bytes.byteLength} bytes at ${offset}`);
-    return { latencyNs: r.latencyNs };
+  writeTimed(tenant: number, offset: number, bytes: Uint8Array, length?: number): Promise<{ latencyNs: number }> {
+    if (!(bytes instanceof Uint8Array)) return Promise.reject(new TypeError("bytes must be a Buffer or Uint8Array"));
+    const n = length ?? bytes.byteLength;
+    try {
+      this.#checkRange("write", offset, n);
+      if (bytes.byteLength > n) throw new RangeError(`write: ${bytes.byteLength} bytes do not fit in length ${n}`);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#write(tenant, offset, bytes, n);
+  }
+
+  async #read(tenant: number, offset: number, length: number): Promise<Buffer> {
+    const d = await this.#enqueue(tenant, 0, offset, length, undefined);
+    if (d.result !== length) throw readError(d, offset, length);
+    return d.buffer!;
+  }
+
+  async #readTimed(tenant: number, offset: number, length: number): Promise<{ buffer: Buffer; latencyNs: number }> {
+    const d = await this.#enqueue(tenant, 0, offset, length, undefined);
+    if (d.result !== length) throw readError(d, offset, length);
+    return { buffer: d.buffer!, latencyNs: d.latencyNs };
+  }
+
+  async #write(tenant: number, offset: number, bytes: Uint8Array, length: number): Promise<{ latencyNs: number }> {
+    const d = await this.#enqueue(tenant, 1, offset, length, bytes);
+    if (d.result < 0) throw ioError("write", d);
+    if (d.result !== length) throw ioError("write", { ...d, result: -5 }, `short write: ${d.result} of ${length} bytes at ${offset}`);
+    return { latencyNs: d.latencyNs };
   }
 
   /** Stops: queued requests fail with ECANCELED, in-flight ones finish; resolves when the engine thread has ended. */
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
+    this.#flush();  // what was gathered goes in, to be cancelled or finished like the rest
     this.#closed = true;
     this.#closing = new Promise<void>((resolve) => { this.#onClosed = resolve; });
     this.#native.close();
     return this.#closing;
   }
 
-  #submit(error: NativeIoError, length: number, call: (id: number) => number): Promise<{ bytes: number; buffer?: Buffer; latencyNs: number }> {
-    if (this.#closed) return Promise.reject(fill(error, 108, "the engine is closed"));
+  /** Adds a request to the batch being gathered; the batch goes to the engine at the end of this microtask (or when full). */
+  #enqueue(tenant: number, op: 0 | 1, offset: number, length: number, bytes: Uint8Array | undefined): Promise<Done> {
+    if (this.#closed) return Promise.resolve(closedDone);
     const id = this.#nextId++;
-    const rc = call(id);
-    if (rc !== 0) {
-      const why = rc === -16 ? "the engine's queue is full" : rc === -2 ? "unknown tenant (add it first)" : rc === -108 ? "the engine is closed" : "submission refused";
-      return Promise.reject(fill(error, -rc, why));
+    const i = this.#queued++;
+    this.#ids[i] = id;
+    this.#tenants[i] = tenant >>> 0 === tenant ? tenant : 0xffffffff;
+    this.#offsets[i] = offset;
+    this.#lengths[i] = length;
+    this.#ops[i] = op;
+    this.#writes[i] = bytes;
+    const done = new Promise<Done>((resolve) => this.#pending.set(id, resolve));
+    if (this.#queued === BatchMax) this.#flush();
+    else if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushTask);
     }
-    return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject, error, length }));
+    return done;
+  }
+
+  #flush(): void {
+    const n = this.#queued;
+    if (n === 0) return;
+    this.#queued = 0;
+    this.#native.submit(n, this.#ids, this.#tenants, this.#offsets, this.#lengths, this.#ops, this.#writes, this.#rcs);
+    for (let i = 0; i < n; i++) {
+      this.#writes[i] = undefined;
+      const rc = this.#rcs[i]!;
+      if (rc === 0) continue;
+      const id = this.#ids[i]!;
+      const resolve = this.#pending.get(id);
+      this.#pending.delete(id);
+      resolve?.({ result: rc, refused: true, latencyNs: 0 });
+    }
   }
 
   #complete(batch: NativeBatch | null): void {
     if (batch === null) {
       this.#native.join();
-      for (const p of this.#pending.values()) p.reject(fill(p.error, 125, "the engine closed"));
+      const cancelled: Done = { result: -125, refused: false, latencyNs: 0 };
+      for (const resolve of this.#pending.values()) resolve(cancelled);
       this.#pending.clear();
       this.#onClosed?.();
       return;
     }
-    for (let i = 0; i < batch.ids.length; i++) {
-      const id = batch.ids[i]!;
-      const p = this.#pending.get(id);
-      if (!p) continue;
+    const { records, buffers } = batch;
+    for (let i = 0, k = 0; k < records.length; i++, k += 4) {
+      const id = records[k]!;
+      const resolve = this.#pending.get(id);
+      if (!resolve) continue;
       this.#pending.delete(id);
-      const result = batch.results[i]!;
-      if (result < 0) {
-        p.reject(fill(p.error, -result, -result === 125 ? "cancelled: the engine is closing or the tenant was removed" : "I/O failed"));
-      } else {
-        p.resolve({ bytes: result, buffer: batch.buffers[i], latencyNs: batch.latencies[i]! });
+      const result = records[k + 1]!;
+      const slot = records[k + 3]!;
+      let buffer = buffers?.[i];
+      if (result >= 0 && slot >= 0) {
+        // The pool slot is the engine's again once this callback returns: copy it out now.
+        const at = slot * this.#poolBufferBytes;
+        buffer = this.#take(result);
+        this.#pool.copy(buffer, 0, at, at + result);
       }
+      resolve({ result, refused: false, buffer, latencyNs: records[k + 2]! });
     }
+  }
+
+  /** Memory for a read copied out of the pool: small ones are cut from a shared slab (one allocation per many reads, as Buffer.allocUnsafe does). */
+  #take(bytes: number): Buffer {
+    if (bytes > SlabCutMax) return Buffer.allocUnsafeSlow(bytes);
+    if (this.#slabAt + bytes > SlabBytes) {
+      this.#slab = Buffer.allocUnsafeSlow(SlabBytes);
+      this.#slabAt = 0;
+    }
+    const b = this.#slab.subarray(this.#slabAt, this.#slabAt + bytes);
+    this.#slabAt += bytes;  // multiples of 4 KiB: every cut stays aligned to 8 bytes
+    return b;
   }
 
   #checkOpen(operation: string): void {
@@ -263,11 +375,22 @@ function checkModel(m: DeviceModel): void {
   if (!(m.tokensPerSec > 0 && m.readCost > 0 && m.writeCost > 0 && m.latencyLimitUs > 0)) throw new RangeError("device model: every field must be positive");
 }
 
-/** Fills the error created at the call (so its stack is the caller's). */
-function fill(e: NativeIoError, errno: number, message: string): NativeIoError {
+const refusals: Record<number, string> = {
+  16: "the engine's queue is full",
+  2: "unknown tenant (add it first)",
+  108: "the engine is closed",
+  12: "out of memory for the request's buffer",
+};
+
+function readError(d: Done, offset: number, length: number): NativeIoError {
+  return d.result < 0 ? ioError("read", d) : ioError("read", { ...d, result: -5 }, `short read: ${d.result} of ${length} bytes at ${offset}`);
+}
+
+/** The typed error for a request that ended with -errno (thrown inside the async request, so its stack is the caller's). */
+function ioError(operation: string, d: Done, message?: string): NativeIoError {
+  const errno = -d.result;
   const code = errnoNames[errno] ?? `errno ${errno}`;
-  Object.defineProperty(e, "code", { value: code });
-  Object.defineProperty(e, "errno", { value: errno });
-  e.message = `${e.operation}: ${message} (${code})`;
-  return e;
+  const why = message ?? (d.refused ? refusals[errno] ?? "submission refused"
+    : errno === 125 ? "cancelled: the engine is closing or the tenant was removed" : "I/O failed");
+  return new NativeIoError(`${operation}: ${why} (${code})`, code, errno, operation);
 }

@@ -96,15 +96,9 @@ export class NvmeStore implements ExtentStore {
     const blocks = this.#allocator.blocksFor(bytes.byteLength);
     const block = this.#allocator.allocate(blocks);
     if (block === undefined) throw new CapacityExceededError(`node full: ${bytes.byteLength} bytes do not fit (${this.#allocator.freeBlocks} blocks free, not in one run of ${blocks})`);
-    // Whole blocks on the device: pad the tail.
-    let padded = bytes;
-    if (bytes.byteLength % BlockBytes !== 0) {
-      const b = Buffer.alloc(blocks * BlockBytes);
-      b.set(bytes);
-      padded = b;
-    }
     try {
-      await this.engine.write(this.tenantOf(jobId), block * BlockBytes, padded);
+      // Whole blocks on the device: the engine zero-fills the tail as it copies into aligned memory.
+      await this.engine.write(this.tenantOf(jobId), block * BlockBytes, bytes, blocks * BlockBytes);
     } catch (e) {
       this.#allocator.free(block, blocks);
       throw new NodeUnavailableError(`device write failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

@@ -4,7 +4,10 @@
 // touched from another thread).
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -15,57 +18,94 @@
 
 namespace {
 
+using pocket::BufferPool;
 using pocket::Completion;
 using pocket::Engine;
+using pocket::Request;
 
-// A batch of completions on its way to JS; nullptr marks "closed".
-using Batch = std::vector<Completion>;
+// Completions waiting for JS. The engine thread appends and asks for one call when none is
+// pending; that call takes everything there is. So a busy JS thread gets large batches, and a
+// burst costs one wake-up, not one per completion. Bounded: past `max` the engine thread waits
+// (backpressure on the device loop).
+struct Mailbox {
+  std::mutex mu;
+  std::condition_variable room;
+  std::vector<Completion> items;  // guarded by mu
+  bool callPending = false;       // guarded by mu
+  bool dropping = false;          // guarded by mu: nobody will take completions (the engine is being destroyed)
+  size_t max = 65536;
+  std::shared_ptr<BufferPool> pool;  // set before the first request
+};
 
-// JS thread: turns a batch into typed arrays and calls the JS callback with them.
-void CallJs(Napi::Env env, Napi::Function callback, std::nullptr_t*, Batch* batch) {
-  if (env == nullptr) {  // the environment is going away: release the read buffers ourselves
-    if (batch) for (auto& c : *batch) std::free(c.buffer);
-    delete batch;
+// Gives completions' read memory back (pool slots and own allocations).
+void Release(Mailbox* box, std::vector<Completion>* batch) {
+  for (auto& c : *batch) {
+    if (c.pool >= 0) box->pool->Release(c.pool);
+    else std::free(c.buffer);
+    c.buffer = nullptr;
+    c.pool = -1;
+  }
+}
+
+// Data of a call: what to do.
+enum class Call { Drain, Closed };
+Call kDrain = Call::Drain;
+Call kClosed = Call::Closed;
+
+// JS thread: takes what the mailbox holds and calls the JS callback with it as
+// { records: Float64Array [id, result, latencyNs, pool] × n, buffers?: Array }. A read in a pool
+// slot is copied out by JS during the call (`pool` >= 0 names the slot) and the slot is released
+// after; a larger read's own allocation becomes its Buffer (no copy).
+void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
+  if (call == &kClosed) {
+    if (env != nullptr) callback.Call({env.Null()});
     return;
   }
-  if (batch == nullptr) {
-    callback.Call({env.Null()});
-    return;
+  std::vector<Completion> batch;
+  {
+    std::lock_guard<std::mutex> lock(box->mu);
+    batch.swap(box->items);
+    box->callPending = false;
   }
-  const size_t n = batch->size();
-  auto ids = Napi::Float64Array::New(env, n);
-  auto results = Napi::Int32Array::New(env, n);
-  auto latencies = Napi::Float64Array::New(env, n);
-  auto buffers = Napi::Array::New(env, n);
+  box->room.notify_all();
+  struct Guard {  // releases the read memory also when the callback throws
+    Mailbox* box;
+    std::vector<Completion>* batch;
+    ~Guard() { Release(box, batch); }
+  } guard{box, &batch};
+  if (env == nullptr || batch.empty()) return;  // the environment is going away: the guard releases
+  const size_t n = batch.size();
+  auto records = Napi::Float64Array::New(env, 4 * n);
+  double* r = records.Data();
+  Napi::Array buffers;
   for (size_t i = 0; i < n; i++) {
-    Completion& c = (*batch)[i];
-    ids[i] = double(c.id);
-    results[i] = c.result;
-    latencies[i] = double(c.latencyNs);
-    if (c.buffer != nullptr) {
-      // Zero copy: the aligned read buffer becomes the Buffer's memory, freed with it.
+    Completion& c = batch[i];
+    r[4 * i] = double(c.id);
+    r[4 * i + 1] = double(c.result);
+    r[4 * i + 2] = double(c.latencyNs);
+    r[4 * i + 3] = double(c.pool);
+    if (c.buffer != nullptr && c.pool < 0) {
+      if (buffers.IsEmpty()) buffers = Napi::Array::New(env, n);
+      // Zero copy: the aligned read memory becomes the Buffer's, freed with it.
       buffers.Set(uint32_t(i), Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(c.buffer), size_t(c.result),
                                                           [](Napi::Env, uint8_t* p) { std::free(p); }));
       c.buffer = nullptr;
     }
   }
-  delete batch;
   Napi::Object out = Napi::Object::New(env);
-  out.Set("ids", ids);
-  out.Set("results", results);
-  out.Set("latencies", latencies);
-  out.Set("buffers", buffers);
+  out.Set("records", records);
+  if (!buffers.IsEmpty()) out.Set("buffers", buffers);
   callback.Call({out});
 }
 
-using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Batch, CallJs>;
+using Tsfn = Napi::TypedThreadSafeFunction<Mailbox, Call, CallJs>;
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "Engine", {
-      InstanceMethod("read", &EngineWrap::Read),
-      InstanceMethod("write", &EngineWrap::Write),
+      InstanceMethod("submit", &EngineWrap::Submit),
+      InstanceMethod("pool", &EngineWrap::Pool),
       InstanceMethod("addLatencyCritical", &EngineWrap::AddLatencyCritical),
       InstanceMethod("addBestEffort", &EngineWrap::AddBestEffort),
       InstanceMethod("removeTenant", &EngineWrap::RemoveTenant),
@@ -93,24 +133,40 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opts.sqpoll = o.Get("sqpoll").As<Napi::Boolean>().Value();
     opts.submitQueueMax = size_t(o.Get("submitQueueMax").As<Napi::Number>().Uint32Value());
     opts.spinUs = o.Get("spinUs").As<Napi::Number>().Uint32Value();
+    opts.poolBuffers = o.Get("poolBuffers").As<Napi::Number>().Uint32Value();
+    opts.poolBufferBytes = o.Get("poolBufferBytes").As<Napi::Number>().Uint32Value();
     opts.model.tokensPerSec = o.Get("tokensPerSec").As<Napi::Number>().DoubleValue();
     opts.model.readCost = o.Get("readCost").As<Napi::Number>().Uint32Value();
     opts.model.writeCost = o.Get("writeCost").As<Napi::Number>().Uint32Value();
     opts.model.latencyLimitUs = o.Get("latencyLimitUs").As<Napi::Number>().DoubleValue();
-    tsfn_ = Tsfn::New(env, info[1].As<Napi::Function>(), "pocket-nvme-completions", 256, 1);
-    auto drop = dropping_;
+    auto* box = new Mailbox();
+    box_ = box;
+    // Unbounded TSFN queue: the mailbox is the bound (at most one drain call is pending, plus the close call).
+    tsfn_ = Tsfn::New(env, info[1].As<Napi::Function>(), "pocket-nvme-completions", 0, 1, box,
+                      [](Napi::Env, void*, Mailbox* b) { delete b; });
     Tsfn tsfn = tsfn_;
     pocket::EngineError err;
-    // Engine thread: hands each batch to JS (blocking when 256 batches wait: backpressure on the device loop).
-    engine_ = Engine::Open(opts, [tsfn, drop](Batch&& b) mutable {
-      if (drop->load()) {
-        for (auto& c : b) std::free(c.buffer);
-        return;
+    // Engine thread: appends a batch to the mailbox; asks for a call when none is pending.
+    engine_ = Engine::Open(opts, [tsfn, box](std::vector<Completion>&& b) mutable {
+      bool call = false;
+      {
+        std::unique_lock<std::mutex> lock(box->mu);
+        box->room.wait(lock, [&] { return box->dropping || box->items.size() < box->max; });
+        if (box->dropping) {
+          lock.unlock();
+          Release(box, &b);
+          return;
+        }
+        if (box->items.empty()) box->items = std::move(b);
+        else box->items.insert(box->items.end(), b.begin(), b.end());
+        call = !box->callPending;
+        box->callPending = true;
       }
-      auto* batch = new Batch(std::move(b));
-      if (tsfn.BlockingCall(batch) != napi_ok) {
-        for (auto& c : *batch) std::free(c.buffer);
-        delete batch;
+      if (call && tsfn.BlockingCall(&kDrain) != napi_ok) {  // JS is gone: nobody will drain
+        std::lock_guard<std::mutex> lock(box->mu);
+        box->dropping = true;
+        Release(box, &box->items);
+        box->items.clear();
       }
     }, &err);
     if (!engine_) {
@@ -120,14 +176,20 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       e.Set("errno", Napi::Number::New(env, err.errnum));
       e.Set("syscall", Napi::String::New(env, err.op));
       e.ThrowAsJavaScriptException();
+      return;
     }
+    box->pool = engine_->pool();  // before any request: no completion can need it earlier
   }
 
   // JS thread (finalizer): an engine never closed is stopped here; its completions have no one to go to.
   ~EngineWrap() override {
     if (!engine_) return;
     if (!closed_) {
-      dropping_->store(true);
+      {
+        std::lock_guard<std::mutex> lock(box_->mu);
+        box_->dropping = true;
+      }
+      box_->room.notify_all();
       engine_->Close(nullptr);
       engine_->Join();
       tsfn_.Release();
@@ -135,34 +197,82 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
  private:
-  Napi::Value Read(const Napi::CallbackInfo& info) {
-    // read(id, tenant, offset, length) → 0 or -errno
-    const uint64_t id = uint64_t(info[0].As<Napi::Number>().Int64Value());
-    const uint32_t tenant = info[1].As<Napi::Number>().Uint32Value();
-    const uint64_t offset = uint64_t(info[2].As<Napi::Number>().Int64Value());
-    const uint32_t length = info[3].As<Napi::Number>().Uint32Value();
-    if (!engine_) return Napi::Number::New(info.Env(), -ESHUTDOWN);
-    void* buf = pocket::AllocateAligned(length);
-    if (!buf) return Napi::Number::New(info.Env(), -ENOMEM);
-    const int rc = engine_->Submit(id, tenant, pocket::Op::Read, offset, length, buf);
-    if (rc != 0) std::free(buf);
-    return Napi::Number::New(info.Env(), rc);
+  // submit(n, ids: Float64Array, tenants: Uint32Array, offsets: Float64Array, lengths: Uint32Array,
+  //        ops: Uint8Array (0 read, 1 write), writes: Array<Uint8Array | undefined>, rcs: Int32Array)
+  // JS thread. Queues n requests under one lock; rcs[i] = 0 or -errno. A write's bytes are copied
+  // into aligned memory (a pool slot when they fit) and zero-padded up to lengths[i]; a read
+  // gets a pool slot when it fits, else its own aligned allocation.
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const size_t n = info[0].As<Napi::Number>().Uint32Value();
+    auto ids = info[1].As<Napi::Float64Array>();
+    auto tenants = info[2].As<Napi::Uint32Array>();
+    auto offsets = info[3].As<Napi::Float64Array>();
+    auto lengths = info[4].As<Napi::Uint32Array>();
+    auto ops = info[5].As<Napi::Uint8Array>();
+    auto writes = info[6].As<Napi::Array>();
+    auto rcs = info[7].As<Napi::Int32Array>();
+    if (n > ids.ElementLength() || n > tenants.ElementLength() || n > offsets.ElementLength() || n > lengths.ElementLength() ||
+        n > ops.ElementLength() || n > rcs.ElementLength()) {
+      Napi::RangeError::New(env, "submit: n exceeds the arrays").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!engine_) {
+      for (size_t i = 0; i < n; i++) rcs[i] = -ESHUTDOWN;
+      return env.Undefined();
+    }
+    BufferPool& pool = *engine_->pool();
+    requests_.clear();
+    index_.clear();
+    for (size_t i = 0; i < n; i++) {
+      Request r;
+      r.id = uint64_t(ids[i]);
+      r.tenant = tenants[i];
+      r.write = ops[i] == 1;
+      r.offset = uint64_t(offsets[i]);
+      r.length = lengths[i];
+      r.pool = r.length <= pool.bufferBytes() ? pool.Acquire() : -1;
+      r.buffer = r.pool >= 0 ? pool.At(r.pool) : pocket::AllocateAligned(r.length);
+      if (r.buffer == nullptr) {
+        rcs[i] = -ENOMEM;
+        continue;
+      }
+      if (r.write) {
+        Napi::Value v = writes[uint32_t(i)];
+        const auto bytes = v.As<Napi::Uint8Array>();
+        const size_t have = std::min<size_t>(bytes.ByteLength(), r.length);
+        std::memcpy(r.buffer, bytes.Data(), have);
+        if (have < r.length) std::memset(static_cast<char*>(r.buffer) + have, 0, r.length - have);
+      }
+      requests_.push_back(r);
+      index_.push_back(i);
+    }
+    results_.assign(requests_.size(), 0);
+    engine_->SubmitBatch(requests_.data(), requests_.size(), results_.data());
+    for (size_t k = 0; k < requests_.size(); k++) {
+      rcs[index_[k]] = results_[k];
+      if (results_[k] != 0) {  // refused: the memory is still ours
+        if (requests_[k].pool >= 0) pool.Release(requests_[k].pool);
+        else std::free(requests_[k].buffer);
+      }
+    }
+    return env.Undefined();
   }
 
-  Napi::Value Write(const Napi::CallbackInfo& info) {
-    // write(id, tenant, offset, bytes: Uint8Array) → 0 or -errno; the bytes are copied into an aligned buffer.
-    const uint64_t id = uint64_t(info[0].As<Napi::Number>().Int64Value());
-    const uint32_t tenant = info[1].As<Napi::Number>().Uint32Value();
-    const uint64_t offset = uint64_t(info[2].As<Napi::Number>().Int64Value());
-    Napi::Uint8Array data = info[3].As<Napi::Uint8Array>();
-    if (!engine_) return Napi::Number::New(info.Env(), -ESHUTDOWN);
-    const size_t length = data.ByteLength();
-    void* buf = pocket::AllocateAligned(length);
-    if (!buf) return Napi::Number::New(info.Env(), -ENOMEM);
-    std::memcpy(buf, data.Data(), length);
-    const int rc = engine_->Submit(id, tenant, pocket::Op::Write, offset, uint32_t(length), buf);
-    if (rc != 0) std::free(buf);
-    return Napi::Number::New(info.Env(), rc);
+  // pool() → { buffer: ArrayBuffer over the registered buffers, bufferBytes, count, fixed }. JS thread.
+  // The ArrayBuffer keeps the memory alive (it may outlive the engine).
+  Napi::Value Pool(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    if (!engine_) return o;
+    auto* keep = new std::shared_ptr<BufferPool>(engine_->pool());
+    BufferPool& pool = **keep;
+    o.Set("buffer", Napi::ArrayBuffer::New(env, pool.base(), pool.totalBytes(),
+                                           [](Napi::Env, void*, std::shared_ptr<BufferPool>* k) { delete k; }, keep));
+    o.Set("bufferBytes", Napi::Number::New(env, pool.bufferBytes()));
+    o.Set("count", Napi::Number::New(env, pool.count()));
+    o.Set("fixed", Napi::Boolean::New(env, engine_->fixedBuffers()));
+    return o;
   }
 
   Napi::Value AddLatencyCritical(const Napi::CallbackInfo& info) {
@@ -209,7 +319,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       Tsfn tsfn = tsfn_;
       // Engine thread, after its last completion: tell JS, then let go of the function.
       engine_->Close([tsfn]() mutable {
-        tsfn.BlockingCall(static_cast<Batch*>(nullptr));
+        tsfn.BlockingCall(&kClosed);
         tsfn.Release();
       });
     }
@@ -227,8 +337,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   std::unique_ptr<Engine> engine_;
   Tsfn tsfn_;
+  std::vector<Request> requests_;  // scratch for submit (JS thread)
+  std::vector<size_t> index_;
+  std::vector<int32_t> results_;
   bool closed_ = false;
-  std::shared_ptr<std::atomic<bool>> dropping_ = std::make_shared<std::atomic<bool>>(false);
+  Mailbox* box_ = nullptr;  // owned by the TSFN (deleted when it is finalized)
 };
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {

@@ -36,6 +36,33 @@ void* AllocateAligned(size_t bytes) {
   return p;
 }
 
+std::shared_ptr<BufferPool> BufferPool::Create(uint32_t count, uint32_t bytes) {
+  if (count == 0 || bytes == 0 || bytes % kBlock != 0) return nullptr;
+  std::shared_ptr<BufferPool> p(new BufferPool());
+  p->base_ = AllocateAligned(size_t(count) * bytes);
+  if (!p->base_) return nullptr;
+  p->count_ = count;
+  p->bytes_ = bytes;
+  p->free_.reserve(count);
+  for (uint32_t i = count; i > 0; i--) p->free_.push_back(int32_t(i - 1));
+  return p;
+}
+
+BufferPool::~BufferPool() { std::free(base_); }
+
+int32_t BufferPool::Acquire() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (free_.empty()) return -1;
+  const int32_t slot = free_.back();
+  free_.pop_back();
+  return slot;
+}
+
+void BufferPool::Release(int32_t slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.push_back(slot);
+}
+
 std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, EngineError* error) {
   std::unique_ptr<Engine> e(new Engine());
   if (o.queueDepth == 0 || o.queueDepth > 4096) {
@@ -91,6 +118,14 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
     return nullptr;
   }
   e->ringReady_ = true;
+  e->pool_ = BufferPool::Create(o.poolBuffers ? o.poolBuffers : 2 * o.queueDepth, o.poolBufferBytes);
+  if (!e->pool_) {
+    Fail(error, ENOMEM, "open", "cannot allocate the I/O buffer pool");
+    return nullptr;
+  }
+  // Fixed buffers spare the kernel pinning pages on every request; without them (memlock limits) plain I/O.
+  iovec region{e->pool_->base(), e->pool_->totalBytes()};
+  e->fixed_ = io_uring_register_buffers(&e->ring_, &region, 1) == 0;
   e->depth_ = o.queueDepth;
   e->sqpoll_ = o.sqpoll;
   e->submitQueueMax_ = o.submitQueueMax;
@@ -106,21 +141,42 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
 Engine::~Engine() {
   Close(nullptr);
   Join();
-  // Requests never handed to the ring (the thread did not run) still own their buffers.
-  for (auto& [id, buf] : buffers_) std::free(buf);
+  // Requests never handed to the ring (the thread did not run) still own their memory.
+  for (const auto& r : incoming_) Drop(r);
+  if (scheduler_) for (const auto& r : scheduler_->DrainAll()) Drop(r);
   if (ringReady_) io_uring_queue_exit(&ring_);
   if (fd_ >= 0) ::close(fd_);
 }
 
 int Engine::Submit(uint64_t id, uint32_t tenant, Op op, uint64_t offset, uint32_t length, void* buffer) {
+  const Request r{id, tenant, op == Op::Write, offset, length, buffer, -1};
+  int32_t rc = 0;
+  SubmitBatch(&r, 1, &rc);
+  return rc;
+}
+
+void Engine::SubmitBatch(const Request* requests, size_t n, int32_t* rcs) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (closing_) return -ESHUTDOWN;
-  if (!scheduler_->HasTenant(tenant)) return -ENOENT;
-  if (incoming_.size() + scheduler_->Queued() >= submitQueueMax_) return -EBUSY;
-  incoming_.push_back({Request{id, tenant, op == Op::Write, offset, length}, buffer});
-  submitted_.fetch_add(1, std::memory_order_release);
+  size_t accepted = 0;
+  for (size_t i = 0; i < n; i++) {
+    const Request& r = requests[i];
+    if (closing_) rcs[i] = -ESHUTDOWN;
+    else if (!scheduler_->HasTenant(r.tenant)) rcs[i] = -ENOENT;
+    else if (incoming_.size() + scheduler_->Queued() >= submitQueueMax_) rcs[i] = -EBUSY;
+    else {
+      incoming_.push_back(r);
+      rcs[i] = 0;
+      accepted++;
+    }
+  }
+  if (accepted == 0) return;
+  submitted_.fetch_add(accepted, std::memory_order_release);
   if (sleeping_) wake_.notify_one();  // a futex call only when the thread is asleep
-  return 0;
+}
+
+void Engine::Drop(const Request& r) {
+  if (r.pool >= 0) pool_->Release(r.pool);
+  else std::free(r.buffer);
 }
 
 bool Engine::AddLatencyCritical(uint32_t tenant, const Slo& slo, std::string* why) {
@@ -136,7 +192,10 @@ void Engine::AddBestEffort(uint32_t tenant) {
 void Engine::RemoveTenant(uint32_t tenant) {
   std::lock_guard<std::mutex> lock(mu_);
   // Its queued requests fail on the engine thread's next pass (they are moved to a cancel list there).
-  for (const auto& r : scheduler_->RemoveTenant(tenant)) incoming_.push_back({Request{r.id, UINT32_MAX, r.write, r.offset, r.length}, nullptr});
+  for (Request r : scheduler_->RemoveTenant(tenant)) {
+    r.tenant = UINT32_MAX;
+    incoming_.push_back(r);
+  }
   wake_.notify_one();
 }
 
@@ -171,16 +230,11 @@ void Engine::Loop() {
     size_t waiting;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      while (!incoming_.empty()) {
-        auto [r, buf] = incoming_.front();
-        incoming_.pop_front();
-        if (r.tenant == UINT32_MAX) {  // a removed tenant's request
-          cancelled.push_back(r);
-          continue;
-        }
-        buffers_[r.id] = buf;
-        if (!scheduler_->Enqueue(r)) cancelled.push_back(r);  // its tenant was removed meanwhile
+      for (const Request& r : incoming_) {
+        // A removed tenant's request, or one whose tenant was removed meanwhile.
+        if (r.tenant == UINT32_MAX || !scheduler_->Enqueue(r)) cancelled.push_back(r);
       }
+      incoming_.clear();
       closing = closing_;
       if (closing) {
         for (const auto& r : scheduler_->DrainAll()) cancelled.push_back(r);
@@ -213,11 +267,7 @@ void Engine::Loop() {
       c.id = r.id;
       c.op = r.write ? Op::Write : Op::Read;
       c.result = -ECANCELED;
-      auto it = buffers_.find(r.id);
-      if (it != buffers_.end()) {
-        std::free(it->second);
-        buffers_.erase(it);
-      }
+      Drop(r);
       done.push_back(c);
     }
     const uint64_t now = NowNs();
@@ -229,11 +279,14 @@ void Engine::Loop() {
       s.request = r;
       s.submittedNs = now;
       s.busy = true;
-      auto it = buffers_.find(r.id);
-      s.buffer = it->second;
-      buffers_.erase(it);
-      if (r.write) io_uring_prep_write(sqe, fd_, s.buffer, r.length, r.offset);
-      else io_uring_prep_read(sqe, fd_, s.buffer, r.length, r.offset);
+      if (fixed_ && r.pool >= 0) {
+        if (r.write) io_uring_prep_write_fixed(sqe, fd_, r.buffer, r.length, r.offset, 0);
+        else io_uring_prep_read_fixed(sqe, fd_, r.buffer, r.length, r.offset, 0);
+      } else if (r.write) {
+        io_uring_prep_write(sqe, fd_, r.buffer, r.length, r.offset);
+      } else {
+        io_uring_prep_read(sqe, fd_, r.buffer, r.length, r.offset);
+      }
       io_uring_sqe_set_data64(sqe, slot);
       inflight++;
     }
@@ -270,11 +323,11 @@ void Engine::Loop() {
       c.length = s.request.length;
       c.latencyNs = reaped - s.submittedNs;
       if (!s.request.write && cqe->res >= 0) {
-        c.buffer = s.buffer;  // handed to the receiver
+        c.buffer = s.request.buffer;  // handed to the receiver
+        c.pool = s.request.pool;
       } else {
-        std::free(s.buffer);
+        Drop(s.request);
       }
-      s.buffer = nullptr;
       s.busy = false;
       freeSlots_.push_back(slot);
       inflight--;

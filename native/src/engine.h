@@ -17,7 +17,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "scheduler.h"
@@ -36,7 +35,40 @@ struct EngineOptions {
   // Microseconds the engine thread busy-polls for new requests or completions before it sleeps
   // (lower latency at queue depth 1, at the cost of a core while it spins).
   unsigned spinUs = 50;
+  // Registered I/O buffers (io_uring fixed buffers): requests up to `poolBufferBytes` take one
+  // instead of an allocation of their own. 0 buffers: 2 × queueDepth.
+  uint32_t poolBuffers = 0;
+  uint32_t poolBufferBytes = 64 * 1024;
   DeviceModel model;
+};
+
+// Fixed-size aligned buffers in one region (registered with io_uring when the kernel allows).
+// Any thread: a short lock per call. Shared: the addon exposes the region to JS, which may
+// outlive the engine.
+class BufferPool {
+ public:
+  // nullptr when the memory cannot be had.
+  static std::shared_ptr<BufferPool> Create(uint32_t count, uint32_t bytes);
+  ~BufferPool();
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  // A free slot, or -1 when all are taken (the caller allocates instead).
+  int32_t Acquire();
+  void Release(int32_t slot);
+  void* At(int32_t slot) const { return static_cast<char*>(base_) + size_t(slot) * bytes_; }
+  void* base() const { return base_; }
+  uint32_t count() const { return count_; }
+  uint32_t bufferBytes() const { return bytes_; }
+  size_t totalBytes() const { return size_t(count_) * bytes_; }
+
+ private:
+  BufferPool() = default;
+  void* base_ = nullptr;
+  uint32_t count_ = 0;
+  uint32_t bytes_ = 0;
+  std::mutex mu_;
+  std::vector<int32_t> free_;  // guarded by mu_
 };
 
 enum class Op : uint8_t { Read = 0, Write = 1 };
@@ -45,7 +77,8 @@ struct Completion {
   uint64_t id = 0;
   Op op = Op::Read;
   int32_t result = 0;  // bytes transferred, or -errno
-  void* buffer = nullptr;  // a read's bytes (aligned; the receiver frees it with std::free)
+  void* buffer = nullptr;  // a read's bytes (aligned; the receiver frees it with std::free, or releases `pool`)
+  int32_t pool = -1;       // the pool slot holding a read's bytes (the receiver releases it)
   uint32_t length = 0;
   uint64_t latencyNs = 0;  // submission to completion
 };
@@ -71,6 +104,12 @@ class Engine {
   // from here on (freed after a write completes; handed back with a read's completion).
   // Returns 0, -EBUSY (queue full), -ESHUTDOWN (closing), -ENOENT (unknown tenant).
   int Submit(uint64_t id, uint32_t tenant, Op op, uint64_t offset, uint32_t length, void* buffer);
+  // Any thread: many requests under one lock. Each request's memory is `buffer` (a pool slot when
+  // `pool` >= 0); `rcs[i]` gets what Submit would return, and a refused request's memory stays the caller's.
+  void SubmitBatch(const Request* requests, size_t n, int32_t* rcs);
+  // The registered buffers (requests may use them: set `pool` to the slot).
+  const std::shared_ptr<BufferPool>& pool() const { return pool_; }
+  bool fixedBuffers() const { return fixed_; }
 
   // Tenants (any thread).
   bool AddLatencyCritical(uint32_t tenant, const Slo& slo, std::string* why);
@@ -95,10 +134,11 @@ class Engine {
 
   struct Slot {
     Request request;
-    void* buffer = nullptr;
     uint64_t submittedNs = 0;
     bool busy = false;
   };
+  // Engine thread: gives a request's memory back.
+  void Drop(const Request& r);
 
   int fd_ = -1;
   io_uring ring_{};
@@ -112,8 +152,9 @@ class Engine {
   std::mutex mu_;
   std::condition_variable wake_;
   std::unique_ptr<Scheduler> scheduler_;  // guarded by mu_
-  std::deque<std::pair<Request, void*>> incoming_;  // guarded by mu_
-  std::unordered_map<uint64_t, void*> buffers_;  // id → buffer of requests in the scheduler: engine thread only
+  std::deque<Request> incoming_;  // guarded by mu_
+  std::shared_ptr<BufferPool> pool_;
+  bool fixed_ = false;  // the pool is registered with the ring
   bool closing_ = false;  // guarded by mu_
   bool sleeping_ = false;  // guarded by mu_: the engine thread waits on wake_ (only then is a notify needed)
   std::atomic<uint64_t> submitted_{0};  // bumped by Submit and Close: what the spinning thread watches

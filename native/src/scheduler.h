@@ -32,6 +32,9 @@ struct Request {
   bool write = false;
   uint64_t offset = 0;
   uint32_t length = 0;
+  // Carried for the engine (the request's memory: a pool slot, or its own allocation); never read here.
+  void* buffer = nullptr;
+  int32_t pool = -1;
 };
 
 enum class Mode { Qos, Fifo };

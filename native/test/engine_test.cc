@@ -163,9 +163,91 @@ static void BadOpen() {
   unlink(o.path.c_str());
 }
 
+static void PoolBatches() {
+  std::printf("pool: batched submissions in registered buffers, a refusal among them, slots all returned\n");
+  const std::string path = TempFile();
+  Collector col;
+  EngineOptions o;
+  o.path = path;
+  o.sizeBytes = 8 << 20;
+  o.queueDepth = 8;
+  o.poolBuffers = 6;
+  o.poolBufferBytes = 16384;
+  o.model = Model();
+  EngineError err;
+  auto e = Engine::Open(o, [&](std::vector<Completion>&& b) { col.Add(std::move(b)); }, &err);
+  CHECK(e != nullptr, "open: %s", err.message.c_str());
+  if (!e) return;
+  e->AddBestEffort(1);
+  BufferPool& pool = *e->pool();
+  std::mt19937_64 rng(7);
+  uint64_t id = 1;
+  std::vector<std::vector<uint8_t>> expect;
+  for (int round = 0; round < 20; round++) {
+    // Six writes in one batch (every slot), the fourth for an unknown tenant.
+    std::vector<Request> batch;
+    for (int k = 0; k < 6; k++) {
+      Request r;
+      r.id = id++;
+      r.tenant = k == 3 ? 99 : 1;
+      r.write = true;
+      r.offset = uint64_t(round * 6 + k) * 16384;
+      r.length = kBlock * uint32_t(1 + rng() % 4);
+      r.pool = pool.Acquire();
+      CHECK(r.pool >= 0, "round %d: slot %d not free", round, k);
+      if (r.pool < 0) return;
+      r.buffer = pool.At(r.pool);
+      auto* p = static_cast<uint8_t*>(r.buffer);
+      for (uint32_t b = 0; b < r.length; b++) p[b] = uint8_t(rng());
+      if (k != 3) expect.emplace_back(p, p + r.length);
+      batch.push_back(r);
+    }
+    int32_t rcs[6];
+    e->SubmitBatch(batch.data(), batch.size(), rcs);
+    CHECK(rcs[3] == -ENOENT, "unknown tenant in a batch: %d", rcs[3]);
+    pool.Release(batch[3].pool);  // refused: still the caller's
+    for (int k = 0; k < 6; k++) {
+      if (k == 3) continue;
+      CHECK(rcs[k] == 0, "batch entry %d refused: %d", k, rcs[k]);
+      auto c = col.Wait(batch[k].id);
+      CHECK(c.result == int32_t(batch[k].length), "write result %d", c.result);
+    }
+    // Read each back into a slot; the receiver compares and releases it.
+    size_t next = expect.size() - 5;
+    for (int k = 0; k < 6; k++) {
+      if (k == 3) continue;
+      Request r = batch[k];
+      r.id = id++;
+      r.write = false;
+      r.pool = pool.Acquire();
+      CHECK(r.pool >= 0, "read slot");
+      if (r.pool < 0) return;
+      r.buffer = pool.At(r.pool);
+      std::memset(r.buffer, 0, r.length);
+      int32_t rc = 1;
+      e->SubmitBatch(&r, 1, &rc);
+      CHECK(rc == 0, "read refused %d", rc);
+      auto c = col.Wait(r.id);
+      const auto& want = expect[next++];
+      CHECK(c.pool == r.pool && c.result == int32_t(want.size()) && std::memcmp(c.buffer, want.data(), want.size()) == 0, "read back differs");
+      pool.Release(c.pool);
+    }
+  }
+  // Every slot is back: six can be taken again, not a seventh.
+  int32_t taken[7];
+  for (int k = 0; k < 7; k++) taken[k] = pool.Acquire();
+  CHECK(taken[5] >= 0 && taken[6] == -1, "pool slots leaked or doubled");
+  for (int k = 0; k < 6; k++) pool.Release(taken[k]);
+  e->Close(nullptr);
+  e->Join();
+  e.reset();
+  unlink(path.c_str());
+}
+
 int main() {
   Integrity();
   ShutdownWithQueue();
+  PoolBatches();
   BadOpen();
   if (failures) {
     std::fprintf(stderr, "engine: %d check(s) failed\n", failures);

@@ -42,6 +42,49 @@ test("random offsets and sizes from several tenants at once come back byte-exact
   }
 }, 60_000);
 
+test("more requests than pool buffers, tails zero-filled, one refusal in a batch: the rest are unaffected", async () => {
+  // 4 pool buffers of 8 KiB: most of these requests take memory of their own, some a pool slot, some are too big for one.
+  const e = NvmeEngine.open({ path: path.join(dir, "pool.img"), sizeBytes: 16 * MiB, queueDepth: 16, poolBuffers: 4, poolBufferBytes: 8192 });
+  try {
+    e.addBestEffort(1);
+    const sizes = Array.from({ length: 200 }, (_, i) => 4096 * (1 + (i % 5)));
+    const data = sizes.map((n, i) => patternBytes(n, 900 + i));
+    await Promise.all(data.map((d, i) => e.write(1, i * 32 * 1024, d)));
+    const back = await Promise.all(data.map((d, i) => e.read(1, i * 32 * 1024, d.byteLength)));
+    expect(back.filter((b, i) => !b.equals(data[i]!)).length).toBe(0);
+    // Bytes short of the length: the device gets zeros after them (no caller-side padding).
+    await e.write(1, 0, Buffer.alloc(5000, 0x7e), 8192);
+    const padded = await e.read(1, 0, 8192);
+    expect(padded.subarray(0, 5000).equals(Buffer.alloc(5000, 0x7e))).toBe(true);
+    expect(padded.subarray(5000).equals(Buffer.alloc(8192 - 5000))).toBe(true);
+    await expect(e.write(1, 0, Buffer.alloc(9000), 8192)).rejects.toThrow(RangeError);
+    // Gathered into one submission: only the unknown tenant's request fails.
+    const mixed = await Promise.allSettled([e.read(1, 0, 4096), e.read(77, 0, 4096), e.read(1, 4096, 4096)]);
+    expect(mixed.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect((mixed[1] as PromiseRejectedResult).reason).toMatchObject({ name: "NativeIoError", code: "ENOENT", operation: "read" });
+  } finally {
+    await e.close();
+  }
+});
+
+test("an engine error's stack runs through the caller (no stack is captured for requests that succeed)", async () => {
+  const e = NvmeEngine.open({ path: path.join(dir, "stack.img"), sizeBytes: 4 * MiB });
+  e.addBestEffort(1);
+  async function readerOfUnknownTenant(): Promise<unknown> {
+    return await e.read(55, 0, 4096);
+  }
+  const err = await readerOfUnknownTenant().catch((x: unknown) => x);
+  expect(err).toBeInstanceOf(NativeIoError);
+  expect((err as NativeIoError).stack).toContain("readerOfUnknownTenant");
+  await e.close();
+  async function readerAfterClose(): Promise<unknown> {
+    return await e.read(1, 0, 4096);
+  }
+  const closed = await readerAfterClose().catch((x: unknown) => x);
+  expect(closed).toMatchObject({ code: "ESHUTDOWN" });
+  expect((closed as Error).stack).toContain("readerAfterClose");
+});
+
 test("bad arguments and states are typed errors; nothing crashes or hangs", async () => {
   expect(() => NvmeEngine.open({ path: path.join(dir, "no", "such", "dir", "x.img"), sizeBytes: MiB })).toThrow(NativeIoError);
   try {
