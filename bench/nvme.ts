@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 /**
  * The NVMe engine against fio, in one run on the same file:
- *   npm run bench:nvme [-- --quick] [--file PATH] [--size 1GiB] [--seconds 5]
+ *   npm run bench:nvme [-- --quick] [--file PATH] [--size 1GiB] [--seconds 3] [--rounds 3]
  * 4 KiB random reads at queue depth 1 and 32, 128 KiB sequential writes and
- * reads, through the engine (from JavaScript, closed loop, N in flight) and
- * through `fio --ioengine=io_uring --direct=1`. Prints a table, writes JSON
+ * reads, three ways: through the engine's JavaScript API (closed loop, N
+ * promises in flight), through the engine from C++ (`native/test/engine_bench.cc`,
+ * no JavaScript: the engine's own ceiling) and through
+ * `fio --ioengine=io_uring --direct=1`. The three run back to back, `rounds`
+ * times per case (a shared virtual disk drifts by tens of percent from one
+ * minute to the next); ratios are medians of each round's pair. Then QoS
+ * isolation and 1 MB objects through the SDK. Prints a table, writes JSON
  * and an SVG chart under bench/results/.
  */
 import { execFileSync } from "node:child_process";
@@ -25,11 +30,13 @@ const { values: flags } = parseArgs({
     file: { type: "string" },
     size: { type: "string" },
     seconds: { type: "string" },
+    rounds: { type: "string" },
     out: { type: "string" },
   },
 });
 const quick = flags.quick ?? false;
-const seconds = Number(flags.seconds ?? (quick ? 2 : 5));
+const seconds = Number(flags.seconds ?? (quick ? 2 : 3));
+const rounds = Math.max(1, Math.floor(Number(flags.rounds ?? (quick ? 1 : 3))));
 const sizeBytes = parseBytes(flags.size ?? (quick ? "256MiB" : "1GiB"));
 const file = flags.file ?? path.join("/var/tmp", `pocket-bench-nvme-${process.pid}.img`);
 const outDir = flags.out ?? path.join(projectRoot(), "bench", "results");
@@ -90,6 +97,36 @@ async function engineRun(e: NvmeEngine, c: Case): Promise<Measure> {
   return { iops: ops / elapsed, bytesPerSec: (ops * c.bs) / elapsed, p50Us: percentile(sorted, 0.5), p99Us: percentile(sorted, 0.99) };
 }
 
+/** The C++ closed loop through the engine, built here from the engine's sources (the same code the addon links). */
+function nativeBenchBinary(): string {
+  const root = projectRoot();
+  const bin = path.join(root, "build", "engine_bench");
+  const sources = ["native/src/scheduler.cc", "native/src/engine.cc", "native/test/engine_bench.cc"].map((f) => path.join(root, f));
+  const newest = Math.max(...[...sources, path.join(root, "native/src/engine.h"), path.join(root, "native/src/scheduler.h")].map((f) => fs.statSync(f).mtimeMs));
+  if (!fs.existsSync(bin) || fs.statSync(bin).mtimeMs < newest) {
+    fs.mkdirSync(path.dirname(bin), { recursive: true });
+    execFileSync("c++", ["-std=c++17", "-O2", "-Wall", "-Wextra", "-o", bin, ...sources, "-luring", "-lpthread"], { stdio: "inherit" });
+  }
+  return bin;
+}
+
+function nativeRun(bin: string, c: Case): Measure {
+  const out = execFileSync(bin, [file, c.rw, String(c.bs), String(c.depth), String(seconds)], { encoding: "utf8" });
+  return JSON.parse(out) as Measure;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** The round whose figure is the median (so a row's columns come from one run). */
+function medianOf(ms: readonly Measure[]): Measure {
+  const sorted = [...ms].sort((a, b) => a.iops - b.iops);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
 function fioRun(c: Case): Measure {
   const out = execFileSync("fio", [
     "--name=pocket", `--filename=${file}`, "--ioengine=io_uring", "--direct=1", `--rw=${c.rw}`, `--bs=${c.bs}`, `--iodepth=${c.depth}`,
@@ -99,6 +136,18 @@ function fioRun(c: Case): Measure {
   const side = c.rw === "write" ? job["write"]! : job["read"]!;
   const p = side.clat_ns.percentile ?? {};
   return { iops: side.iops, bytesPerSec: side.bw_bytes, p50Us: (p["50.000000"] ?? 0) / 1000, p99Us: (p["99.000000"] ?? 0) / 1000 };
+}
+
+interface Row {
+  readonly case: Case;
+  readonly runs: ReadonlyArray<{ engine: Measure; native: Measure; fio: Measure }>;
+  /** The median round of each. */
+  readonly engine: Measure;
+  readonly native: Measure;
+  readonly fio: Measure;
+  /** Median over rounds of engine (JS) ÷ fio, and of engine (C++) ÷ fio, IOPS. */
+  readonly ratio: number;
+  readonly nativeRatio: number;
 }
 
 interface IsolationRun {
@@ -120,7 +169,7 @@ async function isolationRun(name: string, model: { tokensPerSec: number; readCos
     e.setMode(mode);
     // The reservation has headroom over the offered rate (a tenant reserves its peak): at exactly its
     // rate, any jitter in arrivals would queue up for good.
-    e.addLatencyCritical(2, { iops: Math.ceil(lcIops * 1.25), readRatio: 1, p95Us: model.latencyLimitUs });
+    if (lcIops > 0) e.addLatencyCritical(2, { iops: Math.ceil(lcIops * 1.25), readRatio: 1, p95Us: model.latencyLimitUs });
     e.addBestEffort(3);
     const blocks = Math.floor(sizeBytes / 4096);
     const lat: number[] = [];
@@ -200,39 +249,56 @@ async function main(): Promise<void> {
     throw new Error("fio is missing: `bash scripts/provision.sh fio`");
   }
   process.stderr.write(`bench:nvme: ${formatBytes(sizeBytes)} file ${file}, ${seconds} s per case, ${os.cpus().length} cores\n`);
-  const e = NvmeEngine.open({ path: file, sizeBytes, queueDepth: 64, model: { tokensPerSec: 1e12, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 } });
-  e.addBestEffort(1);
-  const rows: Array<{ case: Case; engine: Measure; fio: Measure }> = [];
-  try {
-    for (const c of cases) {
-      process.stderr.write(`  ${c.name}: engine…`);
-      const engine = await engineRun(e, c);
-      process.stderr.write(" fio…");
+  const bin = nativeBenchBinary();
+  const rows: Row[] = [];
+  for (const c of cases) {
+    const runs: Array<{ engine: Measure; native: Measure; fio: Measure }> = [];
+    process.stderr.write(`  ${c.name}:`);
+    for (let r = 0; r < rounds; r++) {
+      // One engine per round, closed before the C++ loop and fio open the file.
+      const e = NvmeEngine.open({ path: file, sizeBytes, queueDepth: 64, model: { tokensPerSec: 1e12, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 } });
+      let engine: Measure;
+      try {
+        e.addBestEffort(1);
+        engine = await engineRun(e, c);
+      } finally {
+        await e.close();
+      }
+      const native = nativeRun(bin, c);
       const fio = fioRun(c);
-      process.stderr.write(` ${(engine.iops / fio.iops).toFixed(2)}×\n`);
-      rows.push({ case: c, engine, fio });
+      runs.push({ engine, native, fio });
+      process.stderr.write(` [${r + 1}/${rounds}: JS ${(engine.iops / fio.iops).toFixed(2)}×, C++ ${(native.iops / fio.iops).toFixed(2)}×]`);
     }
-  } finally {
-    await e.close();
+    const row: Row = {
+      case: c, runs,
+      engine: medianOf(runs.map((x) => x.engine)), native: medianOf(runs.map((x) => x.native)), fio: medianOf(runs.map((x) => x.fio)),
+      ratio: median(runs.map((x) => x.engine.iops / x.fio.iops)), nativeRatio: median(runs.map((x) => x.native.iops / x.fio.iops)),
+    };
+    process.stderr.write(` → JS ${row.ratio.toFixed(2)}×, C++ ${row.nativeRatio.toFixed(2)}×\n`);
+    rows.push(row);
   }
-  // QoS isolation. The device model: what the engine itself sustained (4 KiB random reads at QD 32, in
-  // read tokens) — until `pocket calibrate` measures it against a latency limit.
+  // QoS isolation. The device model from this run's measurements of the device (the better of fio and
+  // the engine's C++ loop): 4 KiB random reads at QD 32 in read tokens, and a 4 KiB page of the 128 KiB
+  // sequential writes BE issues at what the device gives up in reads for it (on this kind of disk less
+  // than a read: the host's cache absorbs writes). `pocket calibrate` measures it against a latency limit.
   const qd32 = rows.find((r) => r.case.rw === "randread" && r.case.depth === 32)!;
   const seqWrite = rows.find((r) => r.case.rw === "write")!;
+  const readCapacity = Math.max(qd32.fio.iops, qd32.native.iops);
+  const writePagesPerSec = (Math.max(seqWrite.fio.iops, seqWrite.native.iops) * 128 * 1024) / 4096;
   const model = {
-    tokensPerSec: qd32.engine.iops * 100,
+    tokensPerSec: readCapacity * 100,
     readCost: 100,
-    // A 4 KiB write costs what the device gives up in reads for it (sequential 128 KiB writes vs 4 KiB reads).
-    writeCost: Math.max(100, Math.round((qd32.engine.iops * 100) / (seqWrite.engine.iops * 32))),
-    latencyLimitUs: Math.max(500, Math.round(qd32.engine.p50Us * 2)),
+    writeCost: Math.max(1, Math.round((readCapacity * 100) / writePagesPerSec)),
+    latencyLimitUs: Math.max(500, Math.round(qd32.fio.p50Us * 2)),
   };
+  // LC offers 30% of what the JS API sustains (its generator runs on the same thread as the BE load).
   const lcIops = Math.round(qd32.engine.iops * 0.3);
   process.stderr.write(`  QoS isolation: LC ${lcIops} IOPS of 4 KiB reads; model ${Math.round(model.tokensPerSec).toLocaleString("en")} tokens/s, write cost ${model.writeCost}\n`);
   const isolation: IsolationRun[] = [];
   try {
-    for (const [name, withBe, mode] of [["LC alone", false, "qos"], ["LC + BE writes, QoS", true, "qos"], ["LC + BE writes, FIFO", true, "fifo"]] as const) {
+    for (const [name, withLc, withBe, mode] of [["BE alone", false, true, "qos"], ["LC alone", true, false, "qos"], ["LC + BE writes, QoS", true, true, "qos"], ["LC + BE writes, FIFO", true, true, "fifo"]] as const) {
       process.stderr.write(`    ${name}…`);
-      const r = await isolationRun(name, model, lcIops, withBe, mode);
+      const r = await isolationRun(name, model, withLc ? lcIops : 0, withBe, mode);
       process.stderr.write(` LC p95 ${r.lcP95Us.toFixed(0)} µs, BE ${formatBytes(r.beBytesPerSec)}/s\n`);
       isolation.push(r);
     }
@@ -242,29 +308,45 @@ async function main(): Promise<void> {
   process.stderr.write("  1 MB objects through the SDK: DRAM node, then NVMe node…\n");
   const sdk = await sdkRuns();
   const fmt = (m: Measure): string => `${Math.round(m.iops).toLocaleString("en")} IOPS ${formatBytes(m.bytesPerSec)}/s p50 ${m.p50Us.toFixed(0)} p99 ${m.p99Us.toFixed(0)} µs`;
-  process.stdout.write(`\n${"case".padEnd(34)}  ${"engine".padEnd(52)}  ${"fio".padEnd(52)}  ratio\n`);
-  for (const r of rows) process.stdout.write(`${r.case.name.padEnd(34)}  ${fmt(r.engine).padEnd(52)}  ${fmt(r.fio).padEnd(52)}  ${(r.engine.iops / r.fio.iops).toFixed(2)}×\n`);
+  process.stdout.write(`\n${"case".padEnd(34)}  ${"engine from JavaScript".padEnd(50)}  ${"engine from C++".padEnd(50)}  ${"fio".padEnd(50)}  JS÷fio  C++÷fio\n`);
+  for (const r of rows) {
+    process.stdout.write(`${r.case.name.padEnd(34)}  ${fmt(r.engine).padEnd(50)}  ${fmt(r.native).padEnd(50)}  ${fmt(r.fio).padEnd(50)}  ${r.ratio.toFixed(2).padStart(5)}×  ${r.nativeRatio.toFixed(2).padStart(6)}×\n`);
+  }
+  process.stdout.write(`(medians of ${rounds} back-to-back round(s) of ${seconds} s each; ratios are medians of each round's pair)\n`);
   const [dram, nvme] = [sdk.find((r) => r.tier === "dram")!, sdk.find((r) => r.tier === "nvme")!];
   process.stdout.write(`\n1 MB objects through the SDK (16 in flight): DRAM node PUT ${formatBytes(dram.putBytesPerSec)}/s GET ${formatBytes(dram.getBytesPerSec)}/s; NVMe node PUT ${formatBytes(nvme.putBytesPerSec)}/s GET ${formatBytes(nvme.getBytesPerSec)}/s → ${(nvme.putBytesPerSec / dram.putBytesPerSec).toFixed(2)}× / ${(nvme.getBytesPerSec / dram.getBytesPerSec).toFixed(2)}×\n`);
-  process.stdout.write(`\nQoS isolation (LC: ${lcIops} IOPS of 4 KiB random reads, open loop; BE: 128 KiB writes, 32 in flight)\n`);
-  for (const r of isolation) process.stdout.write(`  ${r.name.padEnd(24)}  LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  BE ${formatBytes(r.beBytesPerSec)}/s\n`);
+  // BE's share of the leftover: LC occupies lcIops / readCapacity of the device; BE alone shows what the whole device gives BE.
+  const [beAlone, lcAlone, qos, fifo] = isolation as [IsolationRun, IsolationRun, IsolationRun, IsolationRun];
+  const lcShare = Math.min(1, lcAlone.lcIops / readCapacity);
+  const leftover = beAlone.beBytesPerSec * (1 - lcShare);
+  const beShare = qos.beBytesPerSec / leftover;
+  process.stdout.write(`\nQoS isolation (LC: ${lcIops} IOPS of 4 KiB random reads, open loop, SLO p95 ${model.latencyLimitUs} µs; BE: 128 KiB writes, 32 in flight)\n`);
+  for (const r of isolation) process.stdout.write(`  ${r.name.padEnd(24)}  ${r.lcIops ? `LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  ` : ""}BE ${formatBytes(r.beBytesPerSec)}/s\n`);
+  process.stdout.write(`  LC p95 with BE under QoS ${(qos.lcP95Us / lcAlone.lcP95Us).toFixed(2)}× alone (target ≤ 1.5×, within SLO: ${qos.lcP95Us <= model.latencyLimitUs ? "yes" : "no"}); with FIFO ${(fifo.lcP95Us / lcAlone.lcP95Us).toFixed(2)}×\n`);
+  process.stdout.write(`  BE under QoS: ${(beShare * 100).toFixed(0)}% of the leftover (${formatBytes(leftover)}/s: BE alone × (1 − LC's ${(lcShare * 100).toFixed(0)}% of the device's 4 KiB read capacity); target ≥ 80%)\n`);
   fs.mkdirSync(outDir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const result = { at: new Date().toISOString(), quick, seconds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length, rows, isolation: { lcIops, model, runs: isolation }, sdk };
+  const result = {
+    at: new Date().toISOString(), quick, seconds, rounds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length,
+    rows, isolation: { lcIops, model, readCapacity, lcShare, leftoverBytesPerSec: leftover, beShareOfLeftover: beShare, runs: isolation }, sdk,
+  };
   const name = quick ? "nvme-quick" : "nvme-latest";
   fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(result, null, 2));
   if (!quick) fs.writeFileSync(path.join(outDir, `nvme-${stamp}.json`), JSON.stringify(result, null, 2));
-  const bars: Bar[] = rows.map((r) => ({
-    label: r.case.name, ratio: r.engine.iops / r.fio.iops, target: r.case.depth === 32 ? 0.9 : 0,
-    note: `${Math.round(r.engine.iops).toLocaleString("en")} vs ${Math.round(r.fio.iops).toLocaleString("en")} IOPS`,
-  }));
+  const bars: Bar[] = rows.flatMap((r) => {
+    const target = r.case.depth === 32 ? 0.9 : 0;
+    return [
+      { label: `${r.case.name}, JS API`, ratio: r.ratio, target, note: `${Math.round(r.engine.iops).toLocaleString("en")} vs ${Math.round(r.fio.iops).toLocaleString("en")} IOPS` },
+      { label: `${r.case.name}, C++ loop`, ratio: r.nativeRatio, target, note: `${Math.round(r.native.iops).toLocaleString("en")} vs ${Math.round(r.fio.iops).toLocaleString("en")} IOPS` },
+    ];
+  });
   bars.push({ label: "1 MB PUT via SDK, NVMe ÷ DRAM node", ratio: nvme.putBytesPerSec / dram.putBytesPerSec, target: 0.8, note: `${formatBytes(nvme.putBytesPerSec)}/s vs ${formatBytes(dram.putBytesPerSec)}/s` });
   bars.push({ label: "1 MB GET via SDK, NVMe ÷ DRAM node", ratio: nvme.getBytesPerSec / dram.getBytesPerSec, target: 0.8, note: `${formatBytes(nvme.getBytesPerSec)}/s vs ${formatBytes(dram.getBytesPerSec)}/s` });
-  const alone = isolation[0]!;
-  for (const r of isolation.slice(1)) {
-    bars.push({ label: `LC p95 alone ÷ with BE (${r.name.split(", ")[1]})`, ratio: alone.lcP95Us / r.lcP95Us, target: 1 / 1.5, note: `${alone.lcP95Us.toFixed(0)} vs ${r.lcP95Us.toFixed(0)} µs; BE ${formatBytes(r.beBytesPerSec)}/s` });
+  for (const r of [qos, fifo]) {
+    bars.push({ label: `LC p95 alone ÷ with BE (${r.name.split(", ")[1]})`, ratio: lcAlone.lcP95Us / r.lcP95Us, target: 1 / 1.5, note: `${lcAlone.lcP95Us.toFixed(0)} vs ${r.lcP95Us.toFixed(0)} µs; BE ${formatBytes(r.beBytesPerSec)}/s` });
   }
-  fs.writeFileSync(path.join(outDir, `${name}.svg`), ratioChart("NVMe engine ÷ fio (io_uring, O_DIRECT), same file", `${formatBytes(sizeBytes)} file, ${seconds} s per case, ${os.cpus().length} cores; engine driven from JavaScript`, bars));
+  bars.push({ label: "BE under QoS ÷ leftover capacity", ratio: beShare, target: 0.8, note: `${formatBytes(qos.beBytesPerSec)}/s of ${formatBytes(leftover)}/s` });
+  fs.writeFileSync(path.join(outDir, `${name}.svg`), ratioChart("NVMe engine ÷ fio (io_uring, O_DIRECT), same file", `${formatBytes(sizeBytes)} file, ${seconds} s × ${rounds} rounds per case, ${os.cpus().length} cores; engine from JavaScript and from C++`, bars));
   process.stderr.write(`bench:nvme: results in ${path.join(outDir, `${name}.json`)} and .svg\n`);
 }
 

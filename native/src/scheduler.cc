@@ -44,6 +44,7 @@ bool Scheduler::AddLatencyCritical(uint32_t tenant, const Slo& slo, std::string*
   t.rate = rate;
   tenants_.emplace(tenant, std::move(t));
   reserved_ += rate;
+  lcTenants_++;
   strictestUs_ = strictestUs_ == 0 ? slo.p95Us : std::min(strictestUs_, slo.p95Us);
   return true;
 }
@@ -58,7 +59,10 @@ std::vector<Request> Scheduler::RemoveTenant(uint32_t tenant) {
   if (it == tenants_.end()) return out;
   out.assign(it->second.queue.begin(), it->second.queue.end());
   queued_ -= out.size();
-  if (it->second.lc) reserved_ -= it->second.rate;
+  if (it->second.lc) {
+    reserved_ -= it->second.rate;
+    lcTenants_--;
+  }
   tenants_.erase(it);
   arrival_.erase(std::remove(arrival_.begin(), arrival_.end(), uint64_t(tenant)), arrival_.end());
   return out;
@@ -68,9 +72,18 @@ bool Scheduler::Enqueue(const Request& r) {
   auto it = tenants_.find(r.tenant);
   if (it == tenants_.end() || it->second.queue.size() >= queueMax_) return false;
   it->second.queue.push_back(r);
+  it->second.demand += double(Cost(r));
   arrival_.push_back(r.tenant);
   queued_++;
   return true;
+}
+
+void Scheduler::Pop(Tenant& t, std::vector<Request>* out) {
+  const Request& r = t.queue.front();
+  t.demand = std::max(0.0, t.demand - double(Cost(r)));
+  out->push_back(r);
+  t.queue.pop_front();
+  queued_--;
 }
 
 void Scheduler::ScheduleFifo(size_t max, std::vector<Request>* out) {
@@ -79,9 +92,7 @@ void Scheduler::ScheduleFifo(size_t max, std::vector<Request>* out) {
     arrival_.pop_front();
     auto it = tenants_.find(tenant);
     if (it == tenants_.end() || it->second.queue.empty()) continue;
-    out->push_back(it->second.queue.front());
-    it->second.queue.pop_front();
-    queued_--;
+    Pop(it->second, out);
   }
 }
 
@@ -106,9 +117,7 @@ void Scheduler::Schedule(uint64_t nowNs, size_t max, std::vector<Request>* out) 
       const double c = double(Cost(t.queue.front()));
       if (t.tokens - c < -deficitMax_) break;
       t.tokens -= c;
-      out->push_back(t.queue.front());
-      t.queue.pop_front();
-      queued_--;
+      Pop(t, out);
     }
     if (t.tokens > burstMax_) {
       const double extra = t.tokens - burstMax_;
@@ -132,29 +141,30 @@ void Scheduler::Schedule(uint64_t nowNs, size_t max, std::vector<Request>* out) 
     size_t start = 0;
     while (start < ids.size() && ids[start] < rrNext_) start++;
     if (start == ids.size()) start = 0;
-    const double share = bePool_ / double(be.size());
-    double leftover = 0;
-    for (size_t k = 0; k < be.size(); k++) {
-      Tenant& t = *be[(start + k) % be.size()];
-      double demand = 0;
-      for (const auto& r : t.queue) demand += double(Cost(r));
-      const double before = t.tokens;
-      t.tokens = std::min(t.tokens + share, std::max(before, demand));
-      leftover += share - (t.tokens - before);  // saved tokens are bounded by demand; the rest stays in the pool
+    const bool metered = lcTenants_ > 0;
+    if (metered) {
+      const double share = bePool_ / double(be.size());
+      double leftover = 0;
+      for (size_t k = 0; k < be.size(); k++) {
+        Tenant& t = *be[(start + k) % be.size()];
+        const double before = t.tokens;
+        t.tokens = std::min(t.tokens + share, std::max(before, t.demand));
+        leftover += share - (t.tokens - before);  // saved tokens are bounded by demand; the rest stays in the pool
+      }
+      bePool_ = leftover;
     }
-    bePool_ = leftover;
     bool progress = true;
     while (progress && out->size() < max) {
       progress = false;
       for (size_t k = 0; k < be.size() && out->size() < max; k++) {
         Tenant& t = *be[(start + k) % be.size()];
         if (t.queue.empty()) continue;
-        const double c = double(Cost(t.queue.front()));
-        if (t.tokens < c) continue;
-        t.tokens -= c;
-        out->push_back(t.queue.front());
-        t.queue.pop_front();
-        queued_--;
+        if (metered) {
+          const double c = double(Cost(t.queue.front()));
+          if (t.tokens < c) continue;
+          t.tokens -= c;
+        }
+        Pop(t, out);
         progress = true;
       }
     }
@@ -169,6 +179,7 @@ std::vector<Request> Scheduler::DrainAll() {
   for (auto& [id, t] : tenants_) {
     for (const auto& r : t.queue) out.push_back(r);
     t.queue.clear();
+    t.demand = 0;
   }
   arrival_.clear();
   queued_ = 0;

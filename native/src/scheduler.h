@@ -55,7 +55,10 @@ class Scheduler {
 
   // Queues a request; false when its tenant is unknown or its queue is full.
   bool Enqueue(const Request& r);
-  // One scheduling round at `nowNs`: appends up to `max` requests to submit.
+  // One scheduling round at `nowNs`: appends up to `max` requests to submit. With no
+  // latency-critical tenant the round is work-conserving: best-effort tenants share the
+  // whole device round-robin (the model's rate protects LC latency; with no LC tenant
+  // there is nothing to protect, and holding BE to it would only leave the device idle).
   void Schedule(uint64_t nowNs, size_t max, std::vector<Request>* out);
   // Requests of every tenant, oldest first per tenant (for shutdown).
   std::vector<Request> DrainAll();
@@ -76,8 +79,11 @@ class Scheduler {
     bool lc = false;
     double rate = 0;    // tokens/s (LC)
     double tokens = 0;  // balance
+    double demand = 0;  // tokens its queue costs
     std::deque<Request> queue;
   };
+  // Takes the tenant's oldest request into `out`.
+  void Pop(Tenant& t, std::vector<Request>* out);
   void ScheduleFifo(size_t max, std::vector<Request>* out);
 
   DeviceModel model_;
@@ -93,6 +99,7 @@ class Scheduler {
   uint64_t lastNs_ = 0;
   bool started_ = false;
   size_t queued_ = 0;
+  size_t lcTenants_ = 0;
   uint32_t rrNext_ = 0;  // BE round-robin position (tenant id to start from)
   Mode mode_ = Mode::Qos;
 };

@@ -129,6 +129,8 @@ static void ShutdownWithQueue() {
   auto e = Engine::Open(o, [&](std::vector<Completion>&& b) { col.Add(std::move(b)); }, &err);
   CHECK(e != nullptr, "open: %s", err.message.c_str());
   if (!e) return;
+  std::string why;
+  CHECK(e->AddLatencyCritical(2, Slo{10, 1.0, 1000}, &why), "%s", why.c_str());  // a reservation: best-effort is metered
   e->AddBestEffort(1);
   const int n = 200;
   for (int i = 0; i < n; i++) CHECK(e->Submit(uint64_t(i + 1), 1, Op::Read, uint64_t(i % 64) * kBlock, kBlock, AllocateAligned(kBlock)) == 0, "submit %d", i);

@@ -75,6 +75,8 @@ static void ReservationHonoured() {
 static void BestEffortFairness() {
   std::printf("best-effort fairness\n");
   Scheduler s(Model());
+  std::string why;
+  CHECK(s.AddLatencyCritical(1, Slo{100, 1.0, 1000}, &why), "%s", why.c_str());  // idle: its tokens are donated
   s.AddBestEffort(7);
   s.AddBestEffort(9);
   s.AddBestEffort(11);
@@ -82,6 +84,33 @@ static void BestEffortFairness() {
   const long total = served[7] + served[9] + served[11];
   CHECK(std::abs(total - 10000) <= 10000 * 0.02, "total %ld, want ~10000 reads", total);
   for (uint32_t t : {7u, 9u, 11u}) CHECK(std::abs(served[t] - total / 3.0) <= total / 3.0 * 0.05, "tenant %u served %ld of %ld", t, served[t], total);
+}
+
+static void WorkConservingWithoutLatencyCritical() {
+  std::printf("no latency-critical tenant: best-effort tenants share the whole device, round-robin\n");
+  Scheduler s(Model());
+  s.AddBestEffort(3);
+  s.AddBestEffort(4);
+  std::vector<Request> out;
+  uint64_t id = 1;
+  long served3 = 0, served4 = 0;
+  for (int round = 0; round < 100; round++) {
+    for (int k = 0; k < 64; k++) {
+      s.Enqueue(Request{id++, 3, true, 0, 128 * 1024});
+      s.Enqueue(Request{id++, 4, false, 0, 4096});
+    }
+    out.clear();
+    s.Schedule(uint64_t(round) * 1000, 32, &out);  // 1 µs apart: the model would allow a fraction of one write
+    CHECK(out.size() == 32, "round %d: %zu of 32 slots used", round, out.size());
+    for (const auto& r : out) (r.tenant == 3 ? served3 : served4)++;
+  }
+  CHECK(served3 == served4, "round-robin: %ld vs %ld", served3, served4);
+  // Once a reservation exists, best-effort is metered again.
+  std::string why;
+  CHECK(s.AddLatencyCritical(1, Slo{100, 1.0, 1000}, &why), "%s", why.c_str());
+  out.clear();
+  s.Schedule(100 * 1000 + 1000, 32, &out);
+  CHECK(out.size() < 32, "metered after a reservation: %zu", out.size());
 }
 
 static void DeficitBound() {
@@ -160,6 +189,7 @@ int main() {
   AdmissionRefusal();
   ReservationHonoured();
   BestEffortFairness();
+  WorkConservingWithoutLatencyCritical();
   DeficitBound();
   Donation();
   FifoOrder();

@@ -117,9 +117,10 @@ test("bad arguments and states are typed errors; nothing crashes or hangs", asyn
 test("closing with requests queued and in flight settles every one of them", async () => {
   const e = NvmeEngine.open({
     path: path.join(dir, "close.img"), sizeBytes: 8 * MiB, queueDepth: 4,
-    // A slow device model: most requests wait in the scheduler when the engine closes.
+    // A slow device model and a reservation (so best-effort is metered): most requests wait in the scheduler when the engine closes.
     model: { tokensPerSec: 2e5, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 },
   });
+  e.addLatencyCritical(2, { iops: 10, readRatio: 1, p95Us: 1000 });
   e.addBestEffort(1);
   const all = Array.from({ length: 1000 }, (_, i) => e.read(1, (i % 2048) * 4096, 4096).then(() => "ok", (err: NativeIoError) => err.code));
   await new Promise((r) => setTimeout(r, 20));
