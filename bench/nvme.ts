@@ -18,6 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { NvmeEngine } from "../native";
+import { calibrate } from "../native/calibrate";
 import { projectRoot } from "../deploy/actor-process";
 import { formatBytes, parseBytes } from "../actors/runtime/units";
 import { ratioChart, type Bar } from "./chart";
@@ -277,22 +278,15 @@ async function main(): Promise<void> {
     process.stderr.write(` → JS ${row.ratio.toFixed(2)}×, C++ ${row.nativeRatio.toFixed(2)}×\n`);
     rows.push(row);
   }
-  // QoS isolation. The device model from this run's measurements of the device (the better of fio and
-  // the engine's C++ loop): 4 KiB random reads at QD 32 in read tokens, and a 4 KiB page of the 128 KiB
-  // sequential writes BE issues at what the device gives up in reads for it (on this kind of disk less
-  // than a read: the host's cache absorbs writes). `pocket calibrate` measures it against a latency limit.
+  // QoS isolation. The device model as ReFlex builds it: calibrated on this file against a latency limit
+  // (p95 device latency against offered load, for reads and an 80/20 mix: what `pocket calibrate` does).
   const qd32 = rows.find((r) => r.case.rw === "randread" && r.case.depth === 32)!;
-  const seqWrite = rows.find((r) => r.case.rw === "write")!;
   const readCapacity = Math.max(qd32.fio.iops, qd32.native.iops);
-  const writePagesPerSec = (Math.max(seqWrite.fio.iops, seqWrite.native.iops) * 128 * 1024) / 4096;
-  const model = {
-    tokensPerSec: readCapacity * 100,
-    readCost: 100,
-    writeCost: Math.max(1, Math.round((readCapacity * 100) / writePagesPerSec)),
-    latencyLimitUs: Math.max(500, Math.round(qd32.fio.p50Us * 2)),
-  };
-  // LC offers 30% of what the JS API sustains (its generator runs on the same thread as the BE load).
-  const lcIops = Math.round(qd32.engine.iops * 0.3);
+  process.stderr.write("  calibrating the device model (p95 ≤ 1000 µs)…\n");
+  const calibrated = await calibrate({ path: file, latencyLimitUs: 1000, stepSeconds: quick ? 0.3 : 0.5, readRatio: 0.8 });
+  const model = { tokensPerSec: calibrated.tokensPerSec, readCost: calibrated.readCost, writeCost: calibrated.writeCost, latencyLimitUs: calibrated.latencyLimitUs };
+  // LC reads at 30% of what the model says the device serves within the limit (and of what one JS thread offers).
+  const lcIops = Math.round(0.3 * Math.min(model.tokensPerSec / model.readCost, qd32.engine.iops));
   process.stderr.write(`  QoS isolation: LC ${lcIops} IOPS of 4 KiB reads; model ${Math.round(model.tokensPerSec).toLocaleString("en")} tokens/s, write cost ${model.writeCost}\n`);
   const isolation: IsolationRun[] = [];
   try {
@@ -315,20 +309,26 @@ async function main(): Promise<void> {
   process.stdout.write(`(medians of ${rounds} back-to-back round(s) of ${seconds} s each; ratios are medians of each round's pair)\n`);
   const [dram, nvme] = [sdk.find((r) => r.tier === "dram")!, sdk.find((r) => r.tier === "nvme")!];
   process.stdout.write(`\n1 MB objects through the SDK (16 in flight): DRAM node PUT ${formatBytes(dram.putBytesPerSec)}/s GET ${formatBytes(dram.getBytesPerSec)}/s; NVMe node PUT ${formatBytes(nvme.putBytesPerSec)}/s GET ${formatBytes(nvme.getBytesPerSec)}/s → ${(nvme.putBytesPerSec / dram.putBytesPerSec).toFixed(2)}× / ${(nvme.getBytesPerSec / dram.getBytesPerSec).toFixed(2)}×\n`);
-  // BE's share of the leftover: LC occupies lcIops / readCapacity of the device; BE alone shows what the whole device gives BE.
+  // BE's share of the leftover, two ways. In the model's terms (ReFlex's): tokens per second BE spent
+  // against the token rate LC left (the model's rate less what LC used). Against the device: BE under
+  // QoS against BE alone (the whole device, no reservation: work-conserving) less LC's share of the
+  // device's 4 KiB read capacity.
   const [beAlone, lcAlone, qos, fifo] = isolation as [IsolationRun, IsolationRun, IsolationRun, IsolationRun];
+  const beTokens = (qos.beBytesPerSec / 4096) * model.writeCost;
+  const leftoverTokens = Math.max(1, model.tokensPerSec - qos.lcIops * model.readCost);
+  const beTokenShare = beTokens / leftoverTokens;
   const lcShare = Math.min(1, lcAlone.lcIops / readCapacity);
   const leftover = beAlone.beBytesPerSec * (1 - lcShare);
   const beShare = qos.beBytesPerSec / leftover;
   process.stdout.write(`\nQoS isolation (LC: ${lcIops} IOPS of 4 KiB random reads, open loop, SLO p95 ${model.latencyLimitUs} µs; BE: 128 KiB writes, 32 in flight)\n`);
   for (const r of isolation) process.stdout.write(`  ${r.name.padEnd(24)}  ${r.lcIops ? `LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  ` : ""}BE ${formatBytes(r.beBytesPerSec)}/s\n`);
   process.stdout.write(`  LC p95 with BE under QoS ${(qos.lcP95Us / lcAlone.lcP95Us).toFixed(2)}× alone (target ≤ 1.5×, within SLO: ${qos.lcP95Us <= model.latencyLimitUs ? "yes" : "no"}); with FIFO ${(fifo.lcP95Us / lcAlone.lcP95Us).toFixed(2)}×\n`);
-  process.stdout.write(`  BE under QoS: ${(beShare * 100).toFixed(0)}% of the leftover (${formatBytes(leftover)}/s: BE alone × (1 − LC's ${(lcShare * 100).toFixed(0)}% of the device's 4 KiB read capacity); target ≥ 80%)\n`);
+  process.stdout.write(`  BE under QoS: ${(beTokenShare * 100).toFixed(0)}% of the leftover token rate (${Math.round(beTokens).toLocaleString("en")} of ${Math.round(leftoverTokens).toLocaleString("en")} tokens/s; target ≥ 80%); ${(beShare * 100).toFixed(0)}% of the device's raw leftover (${formatBytes(leftover)}/s: BE alone × (1 − LC's ${(lcShare * 100).toFixed(0)}% of the 4 KiB read capacity))\n`);
   fs.mkdirSync(outDir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const result = {
     at: new Date().toISOString(), quick, seconds, rounds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length,
-    rows, isolation: { lcIops, model, readCapacity, lcShare, leftoverBytesPerSec: leftover, beShareOfLeftover: beShare, runs: isolation }, sdk,
+    rows, isolation: { lcIops, model, calibration: calibrated.points, readCapacity, beTokenShare, lcShare, leftoverBytesPerSec: leftover, beShareOfRawLeftover: beShare, runs: isolation }, sdk,
   };
   const name = quick ? "nvme-quick" : "nvme-latest";
   fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(result, null, 2));
@@ -345,7 +345,8 @@ async function main(): Promise<void> {
   for (const r of [qos, fifo]) {
     bars.push({ label: `LC p95 alone ÷ with BE (${r.name.split(", ")[1]})`, ratio: lcAlone.lcP95Us / r.lcP95Us, target: 1 / 1.5, note: `${lcAlone.lcP95Us.toFixed(0)} vs ${r.lcP95Us.toFixed(0)} µs; BE ${formatBytes(r.beBytesPerSec)}/s` });
   }
-  bars.push({ label: "BE under QoS ÷ leftover capacity", ratio: beShare, target: 0.8, note: `${formatBytes(qos.beBytesPerSec)}/s of ${formatBytes(leftover)}/s` });
+  bars.push({ label: "BE under QoS ÷ leftover token rate", ratio: beTokenShare, target: 0.8, note: `${formatBytes(qos.beBytesPerSec)}/s at write cost ${model.writeCost}` });
+  bars.push({ label: "BE under QoS ÷ device's raw leftover", ratio: beShare, target: 0, note: `${formatBytes(qos.beBytesPerSec)}/s of ${formatBytes(leftover)}/s` });
   fs.writeFileSync(path.join(outDir, `${name}.svg`), ratioChart("NVMe engine ÷ fio (io_uring, O_DIRECT), same file", `${formatBytes(sizeBytes)} file, ${seconds} s × ${rounds} rounds per case, ${os.cpus().length} cores; engine from JavaScript and from C++`, bars));
   process.stderr.write(`bench:nvme: results in ${path.join(outDir, `${name}.json`)} and .svg\n`);
 }

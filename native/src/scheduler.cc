@@ -42,6 +42,8 @@ bool Scheduler::AddLatencyCritical(uint32_t tenant, const Slo& slo, std::string*
   Tenant t;
   t.lc = true;
   t.rate = rate;
+  t.deficitMax = std::max(deficitMax_, rate * kBurstWindowSec);
+  t.burstMax = std::max(burstMax_, rate * kBurstWindowSec);
   tenants_.emplace(tenant, std::move(t));
   reserved_ += rate;
   lcTenants_++;
@@ -115,15 +117,15 @@ void Scheduler::Schedule(uint64_t nowNs, size_t max, std::vector<Request>* out) 
     t.tokens += t.rate * dt;
     while (!t.queue.empty() && out->size() < max) {
       const double c = double(Cost(t.queue.front()));
-      if (t.tokens - c < -deficitMax_) break;
+      if (t.tokens - c < -t.deficitMax) break;
       t.tokens -= c;
       Pop(t, out);
     }
-    if (t.tokens > burstMax_) {
-      const double extra = t.tokens - burstMax_;
+    if (t.tokens > t.burstMax) {
+      const double extra = t.tokens - t.burstMax;
       donated_ += extra;
       bePool_ += extra;
-      t.tokens = burstMax_;
+      t.tokens = t.burstMax;
     }
   }
   // Best-effort tenants share what is left, round-robin; each keeps at most what its queue needs.

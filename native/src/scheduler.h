@@ -43,6 +43,8 @@ class Scheduler {
  public:
   // deficitMax: how far (tokens) an LC tenant may go below zero;
   // burstMax: unused LC tokens kept per tenant (the rest is donated to BE).
+  // Each LC tenant's own bounds are at least `kBurstWindowSec` of its rate, so a tenant
+  // whose requests arrive in bursts (timers, batches) within its rate is not queued behind itself.
   explicit Scheduler(DeviceModel model, double deficitMax = 0, double burstMax = 0, size_t queueMax = 4096);
 
   // Admission: refuses (returns false, `why` says why) a reservation the device
@@ -75,9 +77,12 @@ class Scheduler {
   double Donated() const { return donated_; }
 
  private:
+  static constexpr double kBurstWindowSec = 0.002;
   struct Tenant {
     bool lc = false;
     double rate = 0;    // tokens/s (LC)
+    double deficitMax = 0;  // LC: its bounds
+    double burstMax = 0;
     double tokens = 0;  // balance
     double demand = 0;  // tokens its queue costs
     std::deque<Request> queue;

@@ -133,6 +133,21 @@ static void DeficitBound() {
   CHECK(lowest < 0, "a large request should run on credit (lowest %f)", lowest);
 }
 
+static void BurstWithinRate() {
+  std::printf("a latency-critical burst within a few ms of its rate goes out at once\n");
+  DeviceModel m = Model();
+  m.tokensPerSec = 1e8;
+  Scheduler s(m);
+  std::string why;
+  CHECK(s.AddLatencyCritical(1, Slo{200000, 1.0, 1000}, &why), "%s", why.c_str());  // 2e7 tokens/s: 2 ms = 400 reads
+  std::vector<Request> out;
+  s.Schedule(0, 1 << 20, &out);
+  s.Schedule(9'000'000, 1 << 20, &out);  // idle 9 ms: savings capped at 400 reads
+  for (uint64_t i = 0; i < 900; i++) s.Enqueue(Request{i + 1, 1, false, 0, 4096});
+  s.Schedule(10'000'000, 1 << 20, &out);  // 400 saved + 200 earned + 400 on credit
+  CHECK(out.size() == 900, "%zu of a 900-read burst went out", out.size());
+}
+
 static void Donation() {
   std::printf("donation of unused latency-critical tokens\n");
   Scheduler s(Model());
@@ -191,6 +206,7 @@ int main() {
   BestEffortFairness();
   WorkConservingWithoutLatencyCritical();
   DeficitBound();
+  BurstWithinRate();
   Donation();
   FifoOrder();
   BoundsAndShutdown();
