@@ -4,12 +4,14 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 
 namespace pocket {
 
@@ -111,12 +113,22 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
   if (o.sqpoll) {
     params.flags |= IORING_SETUP_SQPOLL;
     params.sq_thread_idle = 50;  // ms before the kernel's poller sleeps
+  } else {
+    // Only the engine thread submits and reaps: completion work runs when it asks for events, not by
+    // interrupting it (DEFER_TASKRUN). The ring starts disabled and the engine thread enables it, which
+    // makes that thread its single issuer. Kernels before 6.1 refuse the flags: plain setup then.
+    params.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
   }
-  const int rc = io_uring_queue_init_params(o.queueDepth, &e->ring_, &params);
+  int rc = io_uring_queue_init_params(o.queueDepth, &e->ring_, &params);
+  if (rc == -EINVAL && !o.sqpoll) {
+    params = io_uring_params{};
+    rc = io_uring_queue_init_params(o.queueDepth, &e->ring_, &params);
+  }
   if (rc < 0) {
     Fail(error, -rc, "open", "io_uring_queue_init");
     return nullptr;
   }
+  e->deferred_ = (params.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
   e->ringReady_ = true;
   e->pool_ = BufferPool::Create(o.poolBuffers ? o.poolBuffers : 2 * o.queueDepth, o.poolBufferBytes);
   if (!e->pool_) {
@@ -134,7 +146,20 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
   e->scheduler_ = std::make_unique<Scheduler>(o.model, 0, 0, o.submitQueueMax);
   e->slots_.resize(o.queueDepth);
   for (unsigned i = o.queueDepth; i > 0; i--) e->freeSlots_.push_back(i - 1);
-  e->thread_ = std::thread([raw = e.get()] { raw->Loop(); });
+  // The thread enables a deferred ring before its loop; Open waits for that to be done.
+  std::promise<int> enabled;
+  std::future<int> started = enabled.get_future();
+  e->thread_ = std::thread([raw = e.get(), &enabled] {
+    int erc = 0;
+    if (raw->deferred_) erc = int(syscall(__NR_io_uring_register, raw->ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0)) < 0 ? errno : 0;
+    enabled.set_value(erc);
+    if (erc == 0) raw->Loop();
+  });
+  if (const int erc = started.get(); erc != 0) {
+    e->thread_.join();
+    Fail(error, erc, "open", "cannot enable the io_uring ring");
+    return nullptr;
+  }
   return e;
 }
 
@@ -217,6 +242,11 @@ void Engine::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
+// Engine thread: runs deferred completion work, so finished requests show up in the completion queue.
+void Engine::GetEvents() {
+  syscall(__NR_io_uring_enter, ring_.ring_fd, 0, 0, IORING_ENTER_GETEVENTS, nullptr, 0);
+}
+
 // Runs on the engine thread: the polling loop.
 void Engine::Loop() {
   std::vector<Request> ready;
@@ -293,6 +323,8 @@ void Engine::Loop() {
     if (!ready.empty()) {
       const int rc = io_uring_submit(&ring_);
       (void)rc;  // errors come back per request as completions
+      // Earlier requests' completions are posted too (a steady stream of submissions must not hold them back).
+      if (deferred_ && inflight > ready.size()) GetEvents();
     }
     // Reap: poll what is there; wait briefly when I/O is in flight and nothing else is to do.
     io_uring_cqe* cqe = nullptr;
@@ -301,6 +333,7 @@ void Engine::Loop() {
       const uint64_t seen = submitted_.load(std::memory_order_acquire);
       const uint64_t until = NowNs() + uint64_t(spinUs_) * 1000;
       while (io_uring_peek_cqe(&ring_, &cqe) != 0 && submitted_.load(std::memory_order_acquire) == seen && NowNs() < until) {
+        if (deferred_) GetEvents();  // completions are posted only when asked for
       }
       if (cqe == nullptr && submitted_.load(std::memory_order_acquire) == seen) {
         __kernel_timespec ts{0, 200'000};  // 200 µs

@@ -143,6 +143,8 @@ class Engine {
   int fd_ = -1;
   io_uring ring_{};
   bool ringReady_ = false;
+  bool deferred_ = false;  // DEFER_TASKRUN: completions need GetEvents (or a wait) to appear
+  void GetEvents();
   unsigned depth_ = 0;
   bool sqpoll_ = false;
   uint64_t capacity_ = 0;
