@@ -40,12 +40,18 @@ struct Mailbox {
 // Gives completions' read memory back (pool slots and own allocations).
 void Release(Mailbox* box, std::vector<Completion>* batch) {
   for (auto& c : *batch) {
-    if (c.pool >= 0) box->pool->Release(c.pool);
-    else std::free(c.buffer);
+    box->pool->Return(c.buffer, c.pool, c.length);
     c.buffer = nullptr;
     c.pool = -1;
   }
 }
+
+// What a zero-copy Buffer's finalizer needs to give its memory back.
+struct Held {
+  std::shared_ptr<BufferPool> pool;
+  int32_t kind;
+  uint32_t length;
+};
 
 // Data of a call: what to do.
 enum class Call { Drain, Closed };
@@ -86,9 +92,13 @@ void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
     r[4 * i + 3] = double(c.pool);
     if (c.buffer != nullptr && c.pool < 0) {
       if (buffers.IsEmpty()) buffers = Napi::Array::New(env, n);
-      // Zero copy: the aligned read memory becomes the Buffer's, freed with it.
+      // Zero copy: the aligned read memory becomes the Buffer's; its finalizer (JS thread) gives it back.
+      auto* back = new Held{box->pool, c.pool, c.length};
       buffers.Set(uint32_t(i), Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(c.buffer), size_t(c.result),
-                                                          [](Napi::Env, uint8_t* p) { std::free(p); }));
+                                                          [](Napi::Env, uint8_t* p, Held* h) {
+                                                            h->pool->Return(p, h->kind, h->length);
+                                                            delete h;
+                                                          }, back));
       c.buffer = nullptr;
     }
   }
@@ -201,7 +211,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   //        ops: Uint8Array (0 read, 1 write), writes: Array<Uint8Array | undefined>, rcs: Int32Array)
   // JS thread. Queues n requests under one lock; rcs[i] = 0 or -errno. A write's bytes are copied
   // into aligned memory (a pool slot when they fit) and zero-padded up to lengths[i]; a read
-  // gets a pool slot when it fits, else its own aligned allocation.
+  // gets a pool slot when it fits, else a block from the pool's cache of large ones (reused: no page faults).
   Napi::Value Submit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const size_t n = info[0].As<Napi::Number>().Uint32Value();
@@ -231,8 +241,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       r.write = ops[i] == 1;
       r.offset = uint64_t(offsets[i]);
       r.length = lengths[i];
-      r.pool = r.length <= pool.bufferBytes() ? pool.Acquire() : -1;
-      r.buffer = r.pool >= 0 ? pool.At(r.pool) : pocket::AllocateAligned(r.length);
+      r.pool = r.length <= pool.bufferBytes() ? pool.Acquire() : pocket::kOwnMemory;
+      if (r.pool >= 0) r.buffer = pool.At(r.pool);
+      else if ((r.buffer = pool.TakeLarge(r.length)) != nullptr) r.pool = pocket::kCachedMemory;
       if (r.buffer == nullptr) {
         rcs[i] = -ENOMEM;
         continue;
@@ -252,8 +263,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     for (size_t k = 0; k < requests_.size(); k++) {
       rcs[index_[k]] = results_[k];
       if (results_[k] != 0) {  // refused: the memory is still ours
-        if (requests_[k].pool >= 0) pool.Release(requests_[k].pool);
-        else std::free(requests_[k].buffer);
+        pool.Return(requests_[k].buffer, requests_[k].pool, requests_[k].length);
       }
     }
     return env.Undefined();

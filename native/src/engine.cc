@@ -38,19 +38,72 @@ void* AllocateAligned(size_t bytes) {
   return p;
 }
 
-std::shared_ptr<BufferPool> BufferPool::Create(uint32_t count, uint32_t bytes) {
+std::shared_ptr<BufferPool> BufferPool::Create(uint32_t count, uint32_t bytes, size_t largeCacheBytes) {
   if (count == 0 || bytes == 0 || bytes % kBlock != 0) return nullptr;
   std::shared_ptr<BufferPool> p(new BufferPool());
   p->base_ = AllocateAligned(size_t(count) * bytes);
   if (!p->base_) return nullptr;
   p->count_ = count;
   p->bytes_ = bytes;
+  p->largeMax_ = largeCacheBytes;
   p->free_.reserve(count);
   for (uint32_t i = count; i > 0; i--) p->free_.push_back(int32_t(i - 1));
   return p;
 }
 
-BufferPool::~BufferPool() { std::free(base_); }
+BufferPool::~BufferPool() {
+  std::free(base_);
+  for (auto& blocks : large_) for (void* b : blocks) std::free(b);
+}
+
+namespace {
+// The power-of-two class of a size (its exponent), at least a block.
+int LargeClass(size_t bytes) {
+  int c = 12;
+  while ((size_t(1) << c) < bytes) c++;
+  return c;
+}
+}  // namespace
+
+void* BufferPool::TakeLarge(size_t bytes) {
+  const int c = LargeClass(bytes);
+  if (c >= kLargeClasses) return nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!large_[c].empty()) {
+      void* p = large_[c].back();
+      large_[c].pop_back();
+      largeCached_ -= size_t(1) << c;
+      return p;
+    }
+  }
+  return AllocateAligned(size_t(1) << c);
+}
+
+void BufferPool::GiveLarge(void* p, size_t bytes) {
+  if (p == nullptr) return;
+  const int c = LargeClass(bytes);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (largeCached_ + (size_t(1) << c) <= largeMax_) {
+      large_[c].push_back(p);
+      largeCached_ += size_t(1) << c;
+      return;
+    }
+  }
+  std::free(p);
+}
+
+void BufferPool::Return(void* buffer, int32_t pool, size_t bytes) {
+  if (pool >= 0) Release(pool);
+  else if (pool == kCachedMemory) GiveLarge(buffer, bytes);
+  else std::free(buffer);
+}
+
+size_t BufferPool::cachedBytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return largeCached_;
+}
 
 int32_t BufferPool::Acquire() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -130,7 +183,7 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
   }
   e->deferred_ = (params.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
   e->ringReady_ = true;
-  e->pool_ = BufferPool::Create(o.poolBuffers ? o.poolBuffers : 2 * o.queueDepth, o.poolBufferBytes);
+  e->pool_ = BufferPool::Create(o.poolBuffers ? o.poolBuffers : 2 * o.queueDepth, o.poolBufferBytes, o.largeCacheBytes);
   if (!e->pool_) {
     Fail(error, ENOMEM, "open", "cannot allocate the I/O buffer pool");
     return nullptr;
@@ -200,8 +253,7 @@ void Engine::SubmitBatch(const Request* requests, size_t n, int32_t* rcs) {
 }
 
 void Engine::Drop(const Request& r) {
-  if (r.pool >= 0) pool_->Release(r.pool);
-  else std::free(r.buffer);
+  pool_->Return(r.buffer, r.pool, r.length);
 }
 
 bool Engine::AddLatencyCritical(uint32_t tenant, const Slo& slo, std::string* why) {

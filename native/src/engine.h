@@ -39,16 +39,24 @@ struct EngineOptions {
   // instead of an allocation of their own. 0 buffers: 2 × queueDepth.
   uint32_t poolBuffers = 0;
   uint32_t poolBufferBytes = 64 * 1024;
+  // Larger requests' memory is kept for reuse up to this many bytes (by power-of-two size class):
+  // fresh allocations this big are mmapped, so each would cost page faults, zeroing and an unmap.
+  size_t largeCacheBytes = 64 << 20;
   DeviceModel model;
 };
 
-// Fixed-size aligned buffers in one region (registered with io_uring when the kernel allows).
-// Any thread: a short lock per call. Shared: the addon exposes the region to JS, which may
-// outlive the engine.
+// Where a request's memory came from (Request::pool / Completion::pool): a slot index >= 0, or one of these.
+constexpr int32_t kOwnMemory = -1;     // AllocateAligned: std::free
+constexpr int32_t kCachedMemory = -2;  // BufferPool::TakeLarge: BufferPool::GiveLarge
+
+// The engine's request memory: fixed-size aligned buffers in one region (registered with io_uring
+// when the kernel allows), and a bounded cache of larger aligned blocks by power-of-two size.
+// Any thread: a short lock per call. Shared: the addon exposes the region to JS, and JS Buffers
+// over large reads give their memory back here, both of which may outlive the engine.
 class BufferPool {
  public:
   // nullptr when the memory cannot be had.
-  static std::shared_ptr<BufferPool> Create(uint32_t count, uint32_t bytes);
+  static std::shared_ptr<BufferPool> Create(uint32_t count, uint32_t bytes, size_t largeCacheBytes = 0);
   ~BufferPool();
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
@@ -57,6 +65,13 @@ class BufferPool {
   int32_t Acquire();
   void Release(int32_t slot);
   void* At(int32_t slot) const { return static_cast<char*>(base_) + size_t(slot) * bytes_; }
+  // At least `bytes` of aligned memory (up to 16 MiB), reused when the cache has a block of its class; nullptr when out of memory.
+  void* TakeLarge(size_t bytes);
+  // A block from TakeLarge(bytes) back: cached while under the bound, else freed.
+  void GiveLarge(void* p, size_t bytes);
+  // Gives back a request's memory, whatever its kind (`pool`: a slot, kOwnMemory or kCachedMemory).
+  void Return(void* buffer, int32_t pool, size_t bytes);
+  size_t cachedBytes();
   void* base() const { return base_; }
   uint32_t count() const { return count_; }
   uint32_t bufferBytes() const { return bytes_; }
@@ -69,6 +84,10 @@ class BufferPool {
   uint32_t bytes_ = 0;
   std::mutex mu_;
   std::vector<int32_t> free_;  // guarded by mu_
+  static constexpr int kLargeClasses = 25;  // 2^0 .. 2^24 bytes
+  std::vector<void*> large_[kLargeClasses];  // guarded by mu_
+  size_t largeCached_ = 0;  // guarded by mu_
+  size_t largeMax_ = 0;
 };
 
 enum class Op : uint8_t { Read = 0, Write = 1 };
@@ -77,8 +96,8 @@ struct Completion {
   uint64_t id = 0;
   Op op = Op::Read;
   int32_t result = 0;  // bytes transferred, or -errno
-  void* buffer = nullptr;  // a read's bytes (aligned; the receiver frees it with std::free, or releases `pool`)
-  int32_t pool = -1;       // the pool slot holding a read's bytes (the receiver releases it)
+  void* buffer = nullptr;  // a read's bytes (aligned; the receiver gives it back with BufferPool::Return)
+  int32_t pool = kOwnMemory;  // where those bytes live: a pool slot, kOwnMemory or kCachedMemory
   uint32_t length = 0;
   uint64_t latencyNs = 0;  // submission to completion
 };

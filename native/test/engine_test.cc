@@ -246,10 +246,37 @@ static void PoolBatches() {
   unlink(path.c_str());
 }
 
+static void LargeCache() {
+  std::printf("large blocks: reused by size class, cache bounded\n");
+  auto pool = BufferPool::Create(2, kBlock, 1 << 20);  // keeps 1 MiB of large blocks at most
+  CHECK(pool != nullptr, "pool");
+  if (!pool) return;
+  void* a = pool->TakeLarge(300 * 1024);  // class 512 KiB
+  void* b = pool->TakeLarge(512 * 1024);
+  void* c = pool->TakeLarge(400 * 1024);
+  CHECK(a && b && c && (reinterpret_cast<uintptr_t>(a) % kBlock) == 0, "aligned blocks");
+  std::memset(a, 1, 512 * 1024);  // the whole class is usable
+  pool->GiveLarge(a, 300 * 1024);
+  pool->GiveLarge(b, 512 * 1024);
+  pool->Return(c, kCachedMemory, 400 * 1024);  // past the bound: freed, not kept
+  CHECK(pool->cachedBytes() == 1 << 20, "cached %zu", pool->cachedBytes());
+  void* again = pool->TakeLarge(260 * 1024);
+  CHECK(again == a || again == b, "a cached block of the class is reused");
+  CHECK(pool->cachedBytes() == 512 * 1024, "cached %zu after reuse", pool->cachedBytes());
+  CHECK(pool->TakeLarge(size_t(32) << 20) == nullptr, "beyond 16 MiB: refused");
+  pool->Return(again, kCachedMemory, 260 * 1024);
+  void* own = AllocateAligned(kBlock);
+  pool->Return(own, kOwnMemory, kBlock);
+  const int32_t slot = pool->Acquire();
+  pool->Return(pool->At(slot), slot, kBlock);
+  CHECK(pool->Acquire() >= 0 && pool->Acquire() >= 0 && pool->Acquire() == -1, "slots back after Return");
+}
+
 int main() {
   Integrity();
   ShutdownWithQueue();
   PoolBatches();
+  LargeCache();
   BadOpen();
   if (failures) {
     std::fprintf(stderr, "engine: %d check(s) failed\n", failures);
