@@ -50,15 +50,17 @@ export interface Slo {
 }
 
 interface NativeBatch {
-  /** Per completion: id, result (bytes or -errno), latency (ns), pool slot of a read (copied out during the callback) or -1. */
+  /** Per completion: id, result (bytes or -errno), latency (ns), offset of a read's bytes in `data` or -1. */
   readonly records: Float64Array;
+  /** The bytes of the reads that were held in pool buffers, one after the other (copied once, natively). */
+  readonly data?: ArrayBuffer;
   /** A read in memory of its own: that memory as a Buffer (no copy). Absent when there is none. */
   readonly buffers?: Array<Buffer | undefined>;
 }
 
 interface NativeEngine {
   submit(n: number, ids: Float64Array, tenants: Uint32Array, offsets: Float64Array, lengths: Uint32Array, ops: Uint8Array, writes: Array<Uint8Array | undefined>, rcs: Int32Array): void;
-  pool(): { buffer: ArrayBuffer; bufferBytes: number; count: number; fixed: boolean };
+  pool(): { bufferBytes: number; count: number; fixed: boolean };
   addLatencyCritical(tenant: number, iops: number, readRatio: number, p95Us: number): string | undefined;
   addBestEffort(tenant: number): void;
   removeTenant(tenant: number): void;
@@ -92,10 +94,6 @@ interface Done {
 /** Requests gathered before one call into the engine (flushed once per microtask, or when full). */
 const BatchMax = 256;
 
-/** Reads up to this size are cut from a slab of `SlabBytes` (a retained read keeps at most that much alive). */
-const SlabCutMax = 16 * 1024;
-const SlabBytes = 256 * 1024;
-
 const closedDone: Done = { result: -108, refused: true, latencyNs: 0 };
 
 /**
@@ -112,8 +110,6 @@ const closedDone: Done = { result: -108, refused: true, latencyNs: 0 };
 export class NvmeEngine {
   readonly #native: NativeEngine;
   readonly #pending = new Map<number, (d: Done) => void>();
-  readonly #pool: Buffer;
-  readonly #poolBufferBytes: number;
   // The batch being gathered (column arrays handed to the engine as they are).
   readonly #ids = new Float64Array(BatchMax);
   readonly #tenants = new Uint32Array(BatchMax);
@@ -124,8 +120,6 @@ export class NvmeEngine {
   readonly #rcs = new Int32Array(BatchMax);
   #queued = 0;
   #flushQueued = false;
-  #slab = Buffer.allocUnsafeSlow(0);
-  #slabAt = SlabBytes;  // empty: the first cut allocates
   readonly #flushTask = (): void => { this.#flushQueued = false; this.#flush(); };
   #nextId = 1;
   #closed = false;
@@ -154,10 +148,7 @@ export class NvmeEngine {
       const n = e as { errno?: number; syscall?: string; message?: string };
       throw new NativeIoError(n.message ?? String(e), errnoNames[n.errno ?? 0] ?? `errno ${n.errno}`, n.errno ?? 0, n.syscall ?? "open");
     }
-    const pool = this.#native.pool();
-    this.#pool = Buffer.from(pool.buffer);
-    this.#poolBufferBytes = pool.bufferBytes;
-    this.fixedBuffers = pool.fixed;
+    this.fixedBuffers = this.#native.pool().fixed;
     const info = this.#native.info();
     this.capacityBytes = info.capacityBytes;
     this.queueDepth = info.queueDepth;
@@ -324,35 +315,17 @@ export class NvmeEngine {
       this.#onClosed?.();
       return;
     }
-    const { records, buffers } = batch;
+    const { records, data, buffers } = batch;
     for (let i = 0, k = 0; k < records.length; i++, k += 4) {
       const id = records[k]!;
       const resolve = this.#pending.get(id);
       if (!resolve) continue;
       this.#pending.delete(id);
       const result = records[k + 1]!;
-      const slot = records[k + 3]!;
-      let buffer = buffers?.[i];
-      if (result >= 0 && slot >= 0) {
-        // The pool slot is the engine's again once this callback returns: copy it out now.
-        const at = slot * this.#poolBufferBytes;
-        buffer = this.#take(result);
-        this.#pool.copy(buffer, 0, at, at + result);
-      }
+      const at = records[k + 3]!;
+      const buffer = at >= 0 ? Buffer.from(data!, at, result) : buffers?.[i];
       resolve({ result, refused: false, buffer, latencyNs: records[k + 2]! });
     }
-  }
-
-  /** Memory for a read copied out of the pool: small ones are cut from a shared slab (one allocation per many reads, as Buffer.allocUnsafe does). */
-  #take(bytes: number): Buffer {
-    if (bytes > SlabCutMax) return Buffer.allocUnsafeSlow(bytes);
-    if (this.#slabAt + bytes > SlabBytes) {
-      this.#slab = Buffer.allocUnsafeSlow(SlabBytes);
-      this.#slabAt = 0;
-    }
-    const b = this.#slab.subarray(this.#slabAt, this.#slabAt + bytes);
-    this.#slabAt += bytes;  // multiples of 4 KiB: every cut stays aligned to 8 bytes
-    return b;
   }
 
   #checkOpen(operation: string): void {

@@ -59,9 +59,10 @@ Call kDrain = Call::Drain;
 Call kClosed = Call::Closed;
 
 // JS thread: takes what the mailbox holds and calls the JS callback with it as
-// { records: Float64Array [id, result, latencyNs, pool] × n, buffers?: Array }. A read in a pool
-// slot is copied out by JS during the call (`pool` >= 0 names the slot) and the slot is released
-// after; a larger read's own allocation becomes its Buffer (no copy).
+// { records: Float64Array [id, result, latencyNs, at] × n, data?: ArrayBuffer, buffers?: Array }.
+// Reads held in pool slots are copied into one ArrayBuffer for the whole call (`data`; `at` is the
+// read's offset in it) and the slots released at once; a larger read's block becomes its own
+// Buffer (`buffers[i]`, no copy; `at` is -1).
 void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
   if (call == &kClosed) {
     if (env != nullptr) callback.Call({env.Null()});
@@ -74,23 +75,43 @@ void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
     box->callPending = false;
   }
   box->room.notify_all();
-  struct Guard {  // releases the read memory also when the callback throws
+  struct Guard {  // releases the read memory not handed over, also when something throws
     Mailbox* box;
     std::vector<Completion>* batch;
     ~Guard() { Release(box, batch); }
   } guard{box, &batch};
   if (env == nullptr || batch.empty()) return;  // the environment is going away: the guard releases
   const size_t n = batch.size();
+  size_t pooled = 0;
+  for (const auto& c : batch) if (c.buffer != nullptr && c.pool >= 0 && c.result > 0) pooled += size_t(c.result);
+  // A plain ArrayBuffer (JS makes the Buffer views: node::Buffer objects made here cost a prototype change each).
+  Napi::ArrayBuffer data;
+  uint8_t* bytes = nullptr;
+  if (pooled > 0) {
+    // Uninitialized (every byte is copied over below); freed when the last view of it is collected.
+    bytes = static_cast<uint8_t*>(std::malloc(pooled));
+    if (bytes == nullptr) throw Napi::Error::New(env, "out of memory for completed reads");
+    data = Napi::ArrayBuffer::New(env, bytes, pooled, [](Napi::Env, void* p) { std::free(p); });
+  }
   auto records = Napi::Float64Array::New(env, 4 * n);
   double* r = records.Data();
   Napi::Array buffers;
+  size_t at = 0;
   for (size_t i = 0; i < n; i++) {
     Completion& c = batch[i];
     r[4 * i] = double(c.id);
     r[4 * i + 1] = double(c.result);
     r[4 * i + 2] = double(c.latencyNs);
-    r[4 * i + 3] = double(c.pool);
-    if (c.buffer != nullptr && c.pool < 0) {
+    r[4 * i + 3] = -1;
+    if (c.buffer == nullptr || c.result < 0) continue;
+    if (c.pool >= 0) {
+      std::memcpy(bytes + at, c.buffer, size_t(c.result));
+      r[4 * i + 3] = double(at);
+      at += size_t(c.result);
+      box->pool->Release(c.pool);
+      c.buffer = nullptr;
+      c.pool = pocket::kOwnMemory;
+    } else {
       if (buffers.IsEmpty()) buffers = Napi::Array::New(env, n);
       // Zero copy: the aligned read memory becomes the Buffer's; its finalizer (JS thread) gives it back.
       auto* back = new Held{box->pool, c.pool, c.length};
@@ -104,6 +125,7 @@ void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("records", records);
+  if (pooled > 0) out.Set("data", data);
   if (!buffers.IsEmpty()) out.Set("buffers", buffers);
   callback.Call({out});
 }
@@ -269,16 +291,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return env.Undefined();
   }
 
-  // pool() → { buffer: ArrayBuffer over the registered buffers, bufferBytes, count, fixed }. JS thread.
-  // The ArrayBuffer keeps the memory alive (it may outlive the engine).
+  // pool() → { bufferBytes, count, fixed }. JS thread.
   Napi::Value Pool(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     if (!engine_) return o;
-    auto* keep = new std::shared_ptr<BufferPool>(engine_->pool());
-    BufferPool& pool = **keep;
-    o.Set("buffer", Napi::ArrayBuffer::New(env, pool.base(), pool.totalBytes(),
-                                           [](Napi::Env, void*, std::shared_ptr<BufferPool>* k) { delete k; }, keep));
+    const BufferPool& pool = *engine_->pool();
     o.Set("bufferBytes", Napi::Number::New(env, pool.bufferBytes()));
     o.Set("count", Napi::Number::New(env, pool.count()));
     o.Set("fixed", Napi::Boolean::New(env, engine_->fixedBuffers()));
