@@ -53,18 +53,30 @@ static std::string TempFile() {
   return std::string(buf.data());
 }
 
+// Options for an engine on a new temporary file of `bytes`.
+static EngineOptions TempOptions(uint64_t bytes, unsigned queueDepth) {
+  EngineOptions o;
+  o.path = TempFile();
+  o.sizeBytes = bytes;
+  o.queueDepth = queueDepth;
+  o.model = Model();
+  return o;
+}
+
+// Opens an engine whose completions go to `col` (a failed check when it cannot be opened).
+static std::unique_ptr<Engine> OpenCollecting(const EngineOptions& o, Collector& col) {
+  EngineError err;
+  auto e = Engine::Open(o, [&col](std::vector<Completion>&& b) { col.Add(std::move(b)); }, &err);
+  CHECK(e != nullptr, "open: %s", err.message.c_str());
+  return e;
+}
+
 static void Integrity() {
   std::printf("integrity: random blocks from three tenants, read back\n");
-  const std::string path = TempFile();
   Collector col;
-  EngineOptions o;
-  o.path = path;
-  o.sizeBytes = 16 << 20;
-  o.queueDepth = 32;
-  o.model = Model();
-  EngineError err;
-  auto e = Engine::Open(o, [&](std::vector<Completion>&& b) { col.Add(std::move(b)); }, &err);
-  CHECK(e != nullptr, "open: %s", err.message.c_str());
+  EngineOptions o = TempOptions(16 << 20, 32);
+  const std::string path = o.path;
+  auto e = OpenCollecting(o, col);
   if (!e) return;
   CHECK(e->capacityBytes() == uint64_t(16 << 20), "capacity %llu", (unsigned long long)e->capacityBytes());
   e->AddBestEffort(1);
@@ -125,9 +137,7 @@ static void ShutdownWithQueue() {
   DeviceModel slow = Model();
   slow.tokensPerSec = 1e5;  // 1000 reads/s: most requests wait in the scheduler
   o.model = slow;
-  EngineError err;
-  auto e = Engine::Open(o, [&](std::vector<Completion>&& b) { col.Add(std::move(b)); }, &err);
-  CHECK(e != nullptr, "open: %s", err.message.c_str());
+  auto e = OpenCollecting(o, col);
   if (!e) return;
   std::string why;
   CHECK(e->AddLatencyCritical(2, Slo{10, 1.0, 1000}, &why), "%s", why.c_str());  // a reservation: best-effort is metered
@@ -167,18 +177,12 @@ static void BadOpen() {
 
 static void PoolBatches() {
   std::printf("pool: batched submissions in registered buffers, a refusal among them, slots all returned\n");
-  const std::string path = TempFile();
   Collector col;
-  EngineOptions o;
-  o.path = path;
-  o.sizeBytes = 8 << 20;
-  o.queueDepth = 8;
+  EngineOptions o = TempOptions(8 << 20, 8);
+  const std::string path = o.path;
   o.poolBuffers = 6;
   o.poolBufferBytes = 16384;
-  o.model = Model();
-  EngineError err;
-  auto e = Engine::Open(o, [&](std::vector<Completion>&& b) { col.Add(std::move(b)); }, &err);
-  CHECK(e != nullptr, "open: %s", err.message.c_str());
+  auto e = OpenCollecting(o, col);
   if (!e) return;
   e->AddBestEffort(1);
   BufferPool& pool = *e->pool();
