@@ -39,7 +39,7 @@ Cluster
                                      exit 1 if there are any
 
 Jobs
-  pocket job register NAME [--lambdas N] [--capacity 10GiB] [--throughput 1Gbps] [--latency-sensitive] [--json]
+  pocket job register NAME [--lambdas N] [--capacity 10GiB] [--throughput 1Gbps] [--latency-sensitive] [--read-ratio 0.8] [--json]
   pocket job deregister JOB
 
 Objects (JOB must be the job of the token)
@@ -89,6 +89,7 @@ const options = {
   capacity: { type: "string" },
   throughput: { type: "string" },
   "latency-sensitive": { type: "boolean" },
+  "read-ratio": { type: "string" },
   recursive: { type: "boolean", short: "r" },
   transport: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -107,6 +108,12 @@ function int(text: string | undefined, name: string, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} takes a whole number, not ${JSON.stringify(text)}`);
+  return n;
+}
+
+function ratio(text: string, name: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !(n >= 0 && n <= 1)) throw new UsageError(`--${name} takes a number from 0 to 1, not ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -293,6 +300,7 @@ async function run(argv: string[]): Promise<void> {
           capacityBytes: flags.capacity ? parseBytes(flags.capacity) : undefined,
           throughputBps: flags.throughput ? parseRate(flags.throughput) : undefined,
           latencySensitive: flags["latency-sensitive"] ? true : undefined,
+          readRatio: flags["read-ratio"] !== undefined ? ratio(flags["read-ratio"], "read-ratio") : undefined,
         };
         for (const k of Object.keys(hints) as Array<keyof JobHints>) if (hints[k] === undefined) delete hints[k];
         return withClient(flags, async (c) => {

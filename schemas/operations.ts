@@ -29,6 +29,8 @@ export const JobHintsSchema = T.Object({
   capacityBytes: T.Optional(Bytes),
   throughputBps: T.Optional(T.Integer({ minimum: 0 })),
   latencySensitive: T.Optional(T.Boolean()),
+  /** Share of the job's I/O that is reads (0..1): what a latency-critical reservation on NVMe is sized for (default 0.5). */
+  readRatio: T.Optional(T.Number({ minimum: 0, maximum: 1 })),
 }, { additionalProperties: false });
 export type JobHints = Static<typeof JobHintsSchema>;
 

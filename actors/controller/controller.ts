@@ -287,7 +287,7 @@ export class Controller {
   /**
    * A latency-sensitive job on NVMe becomes a latency-critical tenant on each
    * of its nodes, with its share of the job's throughput as 4 KiB IOPS
-   * (half reads: hints carry no read ratio) at the device model's p95.
+   * (the job's `readRatio` hint, half reads without one) at the device model's p95.
    * A node whose admission control refuses it keeps the job best-effort; the
    * refusal is an event.
    */
@@ -298,7 +298,7 @@ export class Controller {
     for (const w of j.weights) {
       if (sent.has(w.nodeId)) continue;
       sent.add(w.nodeId);
-      const slo = { iops: Math.max(1, (j.demand.throughputBps * w.weight) / 4096), readRatio: 0.5, p95Us: 0 };
+      const slo = { iops: Math.max(1, (j.demand.throughputBps * w.weight) / 4096), readRatio: j.hints.readRatio ?? 0.5, p95Us: 0 };
       try {
         await new NatsCaller(this.#nats!, Subjects.node(w.nodeId), 5_000).call(NodeOps.jobQos, { auth: this.#clusterToken, jobId: j.jobId, slo });
         this.#events?.event("job.reserved", { atMs: this.clock.now(), jobId: j.jobId, nodeId: w.nodeId, slo });

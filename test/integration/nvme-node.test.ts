@@ -1,6 +1,7 @@
 import { ErrorCode, isPocketError } from "../../schemas/errors";
 import { connectJob, eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
 import { nodeStats, usedBytes } from "../harness/nodes";
+import { readEvents } from "../../bus/events";
 
 const MiB = 2 ** 20;
 let t: TestCluster;
@@ -63,10 +64,14 @@ describe("a latency-sensitive job on a cluster with NVMe nodes only", () => {
   afterAll(async () => { await f?.stop(); });
 
   test("becomes a latency-critical tenant with a reservation on its node; others stay best-effort", async () => {
-    const lc = await f.client.registerJob("interactive", { lambdas: 2, latencySensitive: true });
+    const lc = await f.client.registerJob("interactive", { lambdas: 2, latencySensitive: true, readRatio: 0.9 });
     expect(lc.tier).toBe("nvme");
     const be = await f.client.registerJob("batch", { lambdas: 2 });
     await eventually(async () => (await nodeStats(f.client.nc)).some((s) => s.latencyCriticalJobs === 1), 5_000, "reservation made");
+    // The reservation is sized by the job's read-ratio hint.
+    const reserved: Array<Record<string, unknown>> = [];
+    for await (const { event } of readEvents(f.client.nc, {})) if (event["kind"] === "job.reserved") reserved.push(event);
+    expect(reserved).toEqual([expect.objectContaining({ jobId: lc.jobId, slo: expect.objectContaining({ readRatio: 0.9 }) })]);
     const data = patternBytes(2 * MiB, 77);
     await f.client.job(lc.token).put("x", data);
     await f.client.job(be.token).put("y", data);
