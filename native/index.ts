@@ -87,6 +87,8 @@ const errnoNames: Record<number, string> = { 1: "EPERM", 2: "ENOENT", 5: "EIO", 
 interface Done {
   readonly result: number;
   readonly refused: boolean;
+  /** Why the submission itself failed, when it threw. */
+  readonly message?: string;
   readonly buffer?: Buffer;
   readonly latencyNs: number;
 }
@@ -120,6 +122,7 @@ export class NvmeEngine {
   readonly #rcs = new Int32Array(BatchMax);
   #queued = 0;
   #flushQueued = false;
+  #submitFailure: string | undefined;
   readonly #flushTask = (): void => { this.#flushQueued = false; this.#flush(); };
   #nextId = 1;
   #closed = false;
@@ -294,7 +297,13 @@ export class NvmeEngine {
     const n = this.#queued;
     if (n === 0) return;
     this.#queued = 0;
-    this.#native.submit(n, this.#ids, this.#tenants, this.#offsets, this.#lengths, this.#ops, this.#writes, this.#rcs);
+    try {
+      this.#native.submit(n, this.#ids, this.#tenants, this.#offsets, this.#lengths, this.#ops, this.#writes, this.#rcs);
+    } catch (e) {
+      // Not one of the batch was taken: each request fails with the reason (nothing is left waiting).
+      this.#rcs.fill(-5, 0, n);
+      this.#submitFailure = e instanceof Error ? e.message : String(e);
+    }
     for (let i = 0; i < n; i++) {
       this.#writes[i] = undefined;
       const rc = this.#rcs[i]!;
@@ -302,8 +311,9 @@ export class NvmeEngine {
       const id = this.#ids[i]!;
       const resolve = this.#pending.get(id);
       this.#pending.delete(id);
-      resolve?.({ result: rc, refused: true, latencyNs: 0 });
+      resolve?.({ result: rc, refused: true, latencyNs: 0, message: this.#submitFailure });
     }
+    this.#submitFailure = undefined;
   }
 
   #complete(batch: NativeBatch | null): void {
@@ -363,7 +373,7 @@ function readError(d: Done, offset: number, length: number): NativeIoError {
 function ioError(operation: string, d: Done, message?: string): NativeIoError {
   const errno = -d.result;
   const code = errnoNames[errno] ?? `errno ${errno}`;
-  const why = message ?? (d.refused ? refusals[errno] ?? "submission refused"
+  const why = message ?? d.message ?? (d.refused ? refusals[errno] ?? "submission refused"
     : errno === 125 ? "cancelled: the engine is closing or the tenant was removed" : "I/O failed");
   return new NativeIoError(`${operation}: ${why} (${code})`, code, errno, operation);
 }

@@ -200,12 +200,13 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
   e->slots_.resize(o.queueDepth);
   for (unsigned i = o.queueDepth; i > 0; i--) e->freeSlots_.push_back(i - 1);
   // The thread enables a deferred ring before its loop; Open waits for that to be done.
-  std::promise<int> enabled;
-  std::future<int> started = enabled.get_future();
-  e->thread_ = std::thread([raw = e.get(), &enabled] {
+  // (The thread holds the promise too: set_value may still touch it after Open has returned.)
+  auto enabled = std::make_shared<std::promise<int>>();
+  std::future<int> started = enabled->get_future();
+  e->thread_ = std::thread([raw = e.get(), enabled] {
     int erc = 0;
     if (raw->deferred_) erc = int(syscall(__NR_io_uring_register, raw->ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0)) < 0 ? errno : 0;
-    enabled.set_value(erc);
+    enabled->set_value(erc);
     if (erc == 0) raw->Loop();
   });
   if (const int erc = started.get(); erc != 0) {
