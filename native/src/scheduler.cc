@@ -117,7 +117,10 @@ void Scheduler::Schedule(uint64_t nowNs, size_t max, std::vector<Request>* out) 
     t.tokens += t.rate * dt;
     while (!t.queue.empty() && out->size() < max) {
       const double c = double(Cost(t.queue.front()));
-      if (t.tokens - c < -t.deficitMax) break;
+      // Within the deficit bound; or, for a request costing more than savings and credit together
+      // could ever cover, once savings are full (it goes, and the debt is paid back at the rate
+      // before the next one: otherwise it would wait for ever).
+      if (t.tokens - c < -t.deficitMax && t.tokens < t.burstMax) break;
       t.tokens -= c;
       Pop(t, out);
     }

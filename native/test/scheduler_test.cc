@@ -148,6 +148,28 @@ static void BurstWithinRate() {
   CHECK(out.size() == 900, "%zu of a 900-read burst went out", out.size());
 }
 
+static void LargeRequestStillServed() {
+  std::printf("a latency-critical request costing more than savings and credit goes, then its debt is paid\n");
+  Scheduler s(Model());  // bounds: 32 writes' worth (32000 tokens) each
+  std::string why;
+  CHECK(s.AddLatencyCritical(1, Slo{100, 0.0, 1000}, &why), "%s", why.c_str());  // 100 writes/s = 1e5 tokens/s
+  std::vector<Request> out;
+  uint64_t id = 1;
+  int served = 0;
+  double lowest = 0;
+  // 2 MiB writes: 512 pages × 1000 = 512000 tokens each, 16× the bound.
+  for (uint64_t t = 0; t <= 30'000'000'000ull; t += 1'000'000) {
+    while (s.Enqueue(Request{id, 1, true, 0, 2 << 20})) id++;
+    out.clear();
+    s.Schedule(t, 64, &out);
+    served += int(out.size());
+    lowest = std::min(lowest, s.TokensOf(1));
+  }
+  // 30 s at 1e5 tokens/s pays for ~5.9 of them (one more on the initial savings).
+  CHECK(served >= 5 && served <= 7, "served %d large writes in 30 s, want ~6", served);
+  CHECK(lowest >= -512000.0, "debt %f beyond one request", lowest);
+}
+
 static void Donation() {
   std::printf("donation of unused latency-critical tokens\n");
   Scheduler s(Model());
@@ -207,6 +229,7 @@ int main() {
   WorkConservingWithoutLatencyCritical();
   DeficitBound();
   BurstWithinRate();
+  LargeRequestStillServed();
   Donation();
   FifoOrder();
   BoundsAndShutdown();
