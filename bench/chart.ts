@@ -7,8 +7,21 @@ export interface Bar {
   readonly note: string;
 }
 
-function esc(s: string): string {
+/** Text safe inside SVG/XML. */
+export function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** A standalone SVG document: white background, title and subtitle at the top, then `body`'s elements. */
+export function svgDocument(width: number, height: number, title: string, subtitle: string, body: readonly string[]): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="20" y="24" font-size="17" font-weight="bold">${esc(title)}</text>
+<text x="20" y="44" font-size="12" fill="#444">${esc(subtitle)}</text>
+${body.join("\n")}
+</svg>
+`;
 }
 
 export function ratioChart(title: string, subtitle: string, bars: readonly Bar[]): string {
@@ -33,14 +46,9 @@ export function ratioChart(title: string, subtitle: string, bars: readonly Bar[]
   const ticks = [0, 0.5, 1, 1.5, 2, 3, 4].filter((t) => t <= max).map((t) =>
     `<line x1="${x(t)}" x2="${x(t)}" y1="${top}" y2="${top + bars.length * rowH}" stroke="#ddd"/>` +
     `<text x="${x(t)}" y="${top + bars.length * rowH + 16}" font-size="11" text-anchor="middle">${t}×</text>`);
-  return `<?xml version="1.0" encoding="UTF-8"?>
-<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">
-<rect width="100%" height="100%" fill="white"/>
-<text x="20" y="28" font-size="17" font-weight="bold">${esc(title)}</text>
-<text x="20" y="50" font-size="12" fill="#444">${esc(subtitle)}</text>
-${ticks.join("\n")}
-${rows.join("\n")}
-<text x="20" y="${height - 10}" font-size="11" fill="#444">ours ÷ reference, higher is better (latency and memory: reference ÷ ours). Dashed: target. Green met, red missed, grey no target.</text>
-</svg>
-`;
+  return svgDocument(width, height, title, subtitle, [
+    ...ticks,
+    ...rows,
+    `<text x="20" y="${height - 10}" font-size="11" fill="#444">ours ÷ reference, higher is better (latency and memory: reference ÷ ours). Dashed: target. Green met, red missed, grey no target.</text>`,
+  ]);
 }

@@ -157,6 +157,8 @@ interface IsolationRun {
   readonly lcP50Us: number;
   readonly lcIops: number;
   readonly beBytesPerSec: number;
+  /** Requests that failed (not counted above). */
+  readonly errors: number;
 }
 
 /**
@@ -175,13 +177,15 @@ async function isolationRun(name: string, model: { tokensPerSec: number; readCos
     const blocks = Math.floor(sizeBytes / 4096);
     const lat: number[] = [];
     let beBytes = 0;
+    let errors = 0;
     const deadline = Date.now() + seconds * 1000;
     const data = Buffer.alloc(128 * 1024, 0x33);
     const be = withBe ? Promise.all(Array.from({ length: 32 }, async (_, k) => {
       let i = k;
       while (Date.now() < deadline) {
-        await e.write(3, ((i * 32) % Math.floor(sizeBytes / (128 * 1024))) * 128 * 1024, data).catch(() => undefined);
-        beBytes += data.byteLength;
+        const ok = await e.write(3, ((i * 32) % Math.floor(sizeBytes / (128 * 1024))) * 128 * 1024, data).then(() => true, () => false);
+        if (ok) beBytes += data.byteLength;
+        else errors++;
         i += 32;
       }
     })) : Promise.resolve();
@@ -194,7 +198,7 @@ async function isolationRun(name: string, model: { tokensPerSec: number; readCos
       while (issued < due) {
         x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
         const t0 = process.hrtime.bigint();
-        lc.push(e.read(2, (x % blocks) * 4096, 4096).then(() => { lat.push(Number(process.hrtime.bigint() - t0) / 1000); }, () => undefined));
+        lc.push(e.read(2, (x % blocks) * 4096, 4096).then(() => { lat.push(Number(process.hrtime.bigint() - t0) / 1000); }, () => { errors++; }));
         issued++;
       }
       await new Promise((r) => setTimeout(r, 1));
@@ -203,7 +207,7 @@ async function isolationRun(name: string, model: { tokensPerSec: number; readCos
     await be;
     const elapsed = (Date.now() - start) / 1000;
     const sorted = Float64Array.from(lat).sort();
-    return { name, lcP95Us: percentile(sorted, 0.95), lcP50Us: percentile(sorted, 0.5), lcIops: lat.length / elapsed, beBytesPerSec: beBytes / elapsed };
+    return { name, lcP95Us: percentile(sorted, 0.95), lcP50Us: percentile(sorted, 0.5), lcIops: lat.length / elapsed, beBytesPerSec: beBytes / elapsed, errors };
   } finally {
     await e.close();
   }
@@ -321,7 +325,7 @@ async function main(): Promise<void> {
   const leftover = beAlone.beBytesPerSec * (1 - lcShare);
   const beShare = qos.beBytesPerSec / leftover;
   process.stdout.write(`\nQoS isolation (LC: ${lcIops} IOPS of 4 KiB random reads, open loop, SLO p95 ${model.latencyLimitUs} µs; BE: 128 KiB writes, 32 in flight)\n`);
-  for (const r of isolation) process.stdout.write(`  ${r.name.padEnd(24)}  ${r.lcIops ? `LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  ` : ""}BE ${formatBytes(r.beBytesPerSec)}/s\n`);
+  for (const r of isolation) process.stdout.write(`  ${r.name.padEnd(24)}  ${r.lcIops ? `LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  ` : ""}BE ${formatBytes(r.beBytesPerSec)}/s${r.errors ? `; ${r.errors} requests failed` : ""}\n`);
   process.stdout.write(`  LC p95 with BE under QoS ${(qos.lcP95Us / lcAlone.lcP95Us).toFixed(2)}× alone (target ≤ 1.5×, within SLO: ${qos.lcP95Us <= model.latencyLimitUs ? "yes" : "no"}); with FIFO ${(fifo.lcP95Us / lcAlone.lcP95Us).toFixed(2)}×\n`);
   process.stdout.write(`  BE under QoS: ${(beTokenShare * 100).toFixed(0)}% of the leftover token rate (${Math.round(beTokens).toLocaleString("en")} of ${Math.round(leftoverTokens).toLocaleString("en")} tokens/s; target ≥ 80%); ${(beShare * 100).toFixed(0)}% of the device's raw leftover (${formatBytes(leftover)}/s: BE alone × (1 − LC's ${(lcShare * 100).toFixed(0)}% of the 4 KiB read capacity))\n`);
   fs.mkdirSync(outDir, { recursive: true });

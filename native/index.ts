@@ -60,12 +60,11 @@ interface NativeBatch {
 
 interface NativeEngine {
   submit(n: number, ids: Float64Array, tenants: Uint32Array, offsets: Float64Array, lengths: Uint32Array, ops: Uint8Array, writes: Array<Uint8Array | undefined>, rcs: Int32Array): void;
-  pool(): { bufferBytes: number; count: number; fixed: boolean };
   addLatencyCritical(tenant: number, iops: number, readRatio: number, p95Us: number): string | undefined;
   addBestEffort(tenant: number): void;
   removeTenant(tenant: number): void;
   setMode(mode: "qos" | "fifo"): void;
-  info(): { capacityBytes: number; queueDepth: number; sqpoll: boolean; completed: number };
+  info(): { capacityBytes: number; queueDepth: number; sqpoll: boolean; fixedBuffers: boolean; completed: number };
   close(): void;
   join(): void;
 }
@@ -122,7 +121,6 @@ export class NvmeEngine {
   readonly #rcs = new Int32Array(BatchMax);
   #queued = 0;
   #flushQueued = false;
-  #submitFailure: string | undefined;
   readonly #flushTask = (): void => { this.#flushQueued = false; this.#flush(); };
   #nextId = 1;
   #closed = false;
@@ -151,8 +149,8 @@ export class NvmeEngine {
       const n = e as { errno?: number; syscall?: string; message?: string };
       throw new NativeIoError(n.message ?? String(e), errnoNames[n.errno ?? 0] ?? `errno ${n.errno}`, n.errno ?? 0, n.syscall ?? "open");
     }
-    this.fixedBuffers = this.#native.pool().fixed;
     const info = this.#native.info();
+    this.fixedBuffers = info.fixedBuffers;
     this.capacityBytes = info.capacityBytes;
     this.queueDepth = info.queueDepth;
     this.sqpoll = info.sqpoll;
@@ -297,12 +295,13 @@ export class NvmeEngine {
     const n = this.#queued;
     if (n === 0) return;
     this.#queued = 0;
+    let failure: string | undefined;
     try {
       this.#native.submit(n, this.#ids, this.#tenants, this.#offsets, this.#lengths, this.#ops, this.#writes, this.#rcs);
     } catch (e) {
       // Not one of the batch was taken: each request fails with the reason (nothing is left waiting).
       this.#rcs.fill(-5, 0, n);
-      this.#submitFailure = e instanceof Error ? e.message : String(e);
+      failure = e instanceof Error ? e.message : String(e);
     }
     for (let i = 0; i < n; i++) {
       this.#writes[i] = undefined;
@@ -311,9 +310,8 @@ export class NvmeEngine {
       const id = this.#ids[i]!;
       const resolve = this.#pending.get(id);
       this.#pending.delete(id);
-      resolve?.({ result: rc, refused: true, latencyNs: 0, message: this.#submitFailure });
+      resolve?.({ result: rc, refused: true, latencyNs: 0, message: failure });
     }
-    this.#submitFailure = undefined;
   }
 
   #complete(batch: NativeBatch | null): void {

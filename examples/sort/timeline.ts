@@ -1,4 +1,5 @@
 import type { PocketClient } from "../../client/pocket";
+import { esc, svgDocument } from "../../bench/chart";
 
 /** One look at the cluster: every node's state and utilisation. */
 export interface Sample {
@@ -71,9 +72,6 @@ export class TimelineRecorder {
   }
 }
 
-function esc(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
 
 /**
  * The scaling timeline as an SVG: nodes by state (stacked) and the tier's
@@ -134,23 +132,18 @@ export function timelineChart(title: string, subtitle: string, samples: readonly
     `<line x1="${left + 620}" x2="${left + 640}" y1="${height - 17}" y2="${height - 17}" stroke="#c0504d" stroke-width="2"/><text x="${left + 644}" y="${height - 13}" font-size="11">CPU</text>`,
     `<line x1="${left + 690}" x2="${left + 710}" y1="${height - 17}" y2="${height - 17}" stroke="#30a0a0" stroke-width="2" stroke-dasharray="5,3"/><text x="${left + 714}" y="${height - 13}" font-size="11">network</text>`,
   ];
-  return `<?xml version="1.0" encoding="UTF-8"?>
-<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">
-<rect width="100%" height="100%" fill="white"/>
-<text x="20" y="24" font-size="17" font-weight="bold">${esc(title)}</text>
-<text x="20" y="44" font-size="12" fill="#444">${esc(subtitle)}</text>
-${bands.join("\n")}
-${nodeTicks.join("\n")}
-<text x="14" y="${top + nodesH / 2}" font-size="11" transform="rotate(-90 14 ${top + nodesH / 2})" text-anchor="middle">storage nodes</text>
-${stacks.join("\n")}
-${utilTicks.join("\n")}
-<text x="14" y="${utilTop + utilH / 2}" font-size="11" transform="rotate(-90 14 ${utilTop + utilH / 2})" text-anchor="middle">utilisation (band 60–80%)</text>
-${series(cap, "#1f5fa0")}
-${series((s) => mean(s, "cpu"), "#c0504d")}
-${series((s) => mean(s, "network"), "#30a0a0", "5,3")}
-${markLines.join("\n")}
-${timeTicks.join("\n")}
-${legend.join("\n")}
-</svg>
-`;
+  return svgDocument(width, height, title, subtitle, [
+    ...bands,
+    ...nodeTicks,
+    `<text x="14" y="${top + nodesH / 2}" font-size="11" transform="rotate(-90 14 ${top + nodesH / 2})" text-anchor="middle">storage nodes</text>`,
+    ...stacks,
+    ...utilTicks,
+    `<text x="14" y="${utilTop + utilH / 2}" font-size="11" transform="rotate(-90 14 ${utilTop + utilH / 2})" text-anchor="middle">utilisation (band 60–80%)</text>`,
+    series(cap, "#1f5fa0"),
+    series((s) => mean(s, "cpu"), "#c0504d"),
+    series((s) => mean(s, "network"), "#30a0a0", "5,3"),
+    ...markLines,
+    ...timeTicks,
+    ...legend,
+  ]);
 }

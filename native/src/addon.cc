@@ -89,9 +89,11 @@ void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
   uint8_t* bytes = nullptr;
   if (pooled > 0) {
     // Uninitialized (every byte is copied over below); freed when the last view of it is collected.
+    // Without that memory, V8's own (zero-filled) allocation: the batch is delivered either way.
     bytes = static_cast<uint8_t*>(std::malloc(pooled));
-    if (bytes == nullptr) throw Napi::Error::New(env, "out of memory for completed reads");
-    data = Napi::ArrayBuffer::New(env, bytes, pooled, [](Napi::Env, void* p) { std::free(p); });
+    data = bytes != nullptr ? Napi::ArrayBuffer::New(env, bytes, pooled, [](Napi::Env, void* p) { std::free(p); })
+                            : Napi::ArrayBuffer::New(env, pooled);
+    bytes = static_cast<uint8_t*>(data.Data());
   }
   auto records = Napi::Float64Array::New(env, 4 * n);
   double* r = records.Data();
@@ -137,7 +139,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "Engine", {
       InstanceMethod("submit", &EngineWrap::Submit),
-      InstanceMethod("pool", &EngineWrap::Pool),
       InstanceMethod("addLatencyCritical", &EngineWrap::AddLatencyCritical),
       InstanceMethod("addBestEffort", &EngineWrap::AddBestEffort),
       InstanceMethod("removeTenant", &EngineWrap::RemoveTenant),
@@ -291,18 +292,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return env.Undefined();
   }
 
-  // pool() → { bufferBytes, count, fixed }. JS thread.
-  Napi::Value Pool(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    if (!engine_) return o;
-    const BufferPool& pool = *engine_->pool();
-    o.Set("bufferBytes", Napi::Number::New(env, pool.bufferBytes()));
-    o.Set("count", Napi::Number::New(env, pool.count()));
-    o.Set("fixed", Napi::Boolean::New(env, engine_->fixedBuffers()));
-    return o;
-  }
-
   Napi::Value AddLatencyCritical(const Napi::CallbackInfo& info) {
     // addLatencyCritical(tenant, iops, readRatio, p95Us) → undefined, or why it was refused
     if (!engine_) return Napi::String::New(info.Env(), "the engine is closed");
@@ -336,6 +325,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("capacityBytes", Napi::Number::New(info.Env(), double(engine_->capacityBytes())));
     o.Set("queueDepth", Napi::Number::New(info.Env(), engine_->queueDepth()));
     o.Set("sqpoll", Napi::Boolean::New(info.Env(), engine_->sqpoll()));
+    o.Set("fixedBuffers", Napi::Boolean::New(info.Env(), engine_->fixedBuffers()));
     o.Set("completed", Napi::Number::New(info.Env(), double(engine_->completed())));
     return o;
   }

@@ -361,7 +361,6 @@ void Engine::Loop() {
       Slot& s = slots_[slot];
       s.request = r;
       s.submittedNs = now;
-      s.busy = true;
       if (fixed_ && r.pool >= 0) {
         if (r.write) io_uring_prep_write_fixed(sqe, fd_, r.buffer, r.length, r.offset, 0);
         else io_uring_prep_read_fixed(sqe, fd_, r.buffer, r.length, r.offset, 0);
@@ -414,7 +413,6 @@ void Engine::Loop() {
       } else {
         Drop(s.request);
       }
-      s.busy = false;
       freeSlots_.push_back(slot);
       inflight--;
       seen++;

@@ -154,7 +154,6 @@ class Engine {
   struct Slot {
     Request request;
     uint64_t submittedNs = 0;
-    bool busy = false;
   };
   // Engine thread: gives a request's memory back.
   void Drop(const Request& r);
