@@ -24,6 +24,7 @@ import { formatBytes, parseBytes } from "../actors/runtime/units";
 import { ratioChart, type Bar } from "./chart";
 import { LocalCluster } from "../deploy/local-cluster";
 import { PocketClient } from "../client/pocket";
+import { Role } from "../bus/credentials";
 
 const { values: flags } = parseArgs({
   options: {
@@ -220,7 +221,7 @@ async function sdkRuns(): Promise<SdkRun[]> {
   const objects = quick ? 64 : 256;
   const inflight = 16;
   const cluster = await LocalCluster.start({ shards: 1, dram: 1, nvme: 1, nvmeCapacityBytes: 1024 ** 3, orchestrator: "events-only" });
-  const client = await PocketClient.connect({ servers: cluster.natsUrl });
+  const client = await PocketClient.connect({ servers: cluster.natsUrl, credentials: cluster.auth?.credentials(Role.Operator, "bench") });
   const out: SdkRun[] = [];
   try {
     for (const latencySensitive of [true, false]) {

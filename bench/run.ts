@@ -13,6 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { PocketClient } from "../client/pocket";
+import { Role } from "../bus/credentials";
 import { LocalCluster, projectRoot } from "../deploy/local-cluster";
 import { RedisServer } from "../deploy/redis-server";
 import { formatBytes } from "../actors/runtime/units";
@@ -86,13 +87,13 @@ async function main(): Promise<void> {
   step("starting redis-server and a local Pocket cluster (2 shards, 2 DRAM nodes)");
   const redis = await RedisServer.start();
   const cluster = await LocalCluster.start({ shards: 2, dram: 2, dramCapacityBytes: 3 * 1024 ** 3 });
-  const admin = await PocketClient.connect({ servers: cluster.natsUrl, name: "bench-driver" });
+  const admin = await PocketClient.connect({ servers: cluster.natsUrl, name: "bench-driver", credentials: cluster.auth?.credentials(Role.Operator, "bench") });
   const job = await admin.registerJob("bench", { lambdas: workersMax });
   const workers: Worker[] = [];
   const rows: Row[] = [];
   try {
     const forkWorker = async (index: number): Promise<Worker> => {
-      const setup: WorkerSetup = { natsUrl: cluster.natsUrl, token: job.token, redisPort: redis.port, index };
+      const setup: WorkerSetup = { natsUrl: cluster.natsUrl, token: job.token, credentials: job.credentials, redisPort: redis.port, index };
       const child = fork(path.join(__dirname, "worker.js"), [], {
         env: { ...process.env, POCKET_BENCH_SETUP: JSON.stringify(setup) },
         execArgv: ["--expose-gc"],

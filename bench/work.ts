@@ -34,6 +34,8 @@ export interface WorkResult {
 export interface WorkerSetup {
   readonly natsUrl: string;
   readonly token: string;
+  /** The job's lambda credential (creds text); absent on a bus without authentication. */
+  readonly credentials?: string;
   readonly redisPort: number;
   readonly index: number;
 }

@@ -133,7 +133,7 @@ async function run(work: Work, stores: Record<"pocket" | "redis", Store>, job: P
       const t0 = process.hrtime.bigint();
       await Promise.all(Array.from({ length: work.inflight }, async () => {
         while (Date.now() < end) {
-          const r = await client.callShard(job.shardId, ShardOps.objectLookup, { token: job.token, path: key });
+          const r = await client.callShard(job, ShardOps.objectLookup, { token: job.token, path: key });
           if (r.reply.size !== 64 * 1024) throw new Error("lookup returned the wrong size");
           ops++;
         }
@@ -185,7 +185,7 @@ async function run(work: Work, stores: Record<"pocket" | "redis", Store>, job: P
 }
 
 async function main(): Promise<void> {
-  const client = await PocketClient.connect({ servers: setup!.natsUrl, name: `bench-${setup!.index}` });
+  const client = await PocketClient.connect({ servers: setup!.natsUrl, name: `bench-${setup!.index}`, credentials: setup!.credentials });
   const job = client.job(setup!.token);
   const redis = new Redis({ port: setup!.redisPort, host: "127.0.0.1", maxRetriesPerRequest: 1 });
   const stores = { pocket: pocketStore(job), redis: redisStore(redis) };

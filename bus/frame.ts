@@ -37,6 +37,11 @@ export class FrameError extends Error {
   }
 }
 
+/** Bytes a decoded frame took on the wire, its length field included. */
+export function frameBytes(frame: Frame): number {
+  return fixedBytes + frame.name.length + frame.meta.byteLength + (frame.payload?.byteLength ?? 0);
+}
+
 /** Encodes a frame as a header buffer plus the payload (sent as is, not copied). */
 export function encodeFrame(kind: FrameKind, requestId: number, name: string, meta: Uint8Array, payload?: Uint8Array): [Buffer, Uint8Array | undefined] {
   const nameLength = Buffer.byteLength(name, "latin1");
@@ -63,11 +68,33 @@ export class FrameDecoder {
   #chunks: Buffer[] = [];
   #head = 0;
   #buffered = 0;
+  #frameBytesMax: number;
 
-  constructor(private readonly frameBytesMax: number) {}
+  constructor(frameBytesMax: number) {
+    this.#frameBytesMax = frameBytesMax;
+  }
 
   get bufferedBytes(): number {
     return this.#buffered;
+  }
+
+  /** Largest declared length accepted. */
+  get frameBytesMax(): number {
+    return this.#frameBytesMax;
+  }
+
+  /**
+   * Size (length field included) of the frame being reassembled, once its
+   * length field has arrived; 0 between frames. Valid after a `push` that did
+   * not throw.
+   */
+  get partialFrameBytes(): number {
+    return this.#buffered >= 4 ? 4 + this.#peekLength() : 0;
+  }
+
+  /** Raises the limit (once a peer has authenticated); a frame already started was checked against the old one. */
+  raiseLimit(frameBytesMax: number): void {
+    this.#frameBytesMax = Math.max(this.#frameBytesMax, frameBytesMax);
   }
 
   /** Adds a chunk; returns the frames it completes. Throws FrameError on malformed input. */
@@ -79,7 +106,7 @@ export class FrameDecoder {
     for (;;) {
       if (this.#buffered < 4) break;
       const length = this.#peekLength();
-      if (length > this.frameBytesMax) throw new FrameError(`frame of ${length} bytes exceeds the limit of ${this.frameBytesMax}`, ErrorCode.TooLarge);
+      if (length > this.#frameBytesMax) throw new FrameError(`frame of ${length} bytes exceeds the limit of ${this.#frameBytesMax}`, ErrorCode.TooLarge);
       if (length < fixedBytes - 4) throw new FrameError(`frame of ${length} bytes is shorter than its header`);
       if (this.#buffered < 4 + length) break;
       frames.push(parseFrame(this.#take(4 + length)));

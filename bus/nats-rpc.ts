@@ -1,15 +1,21 @@
-import { headers, NoRespondersError, RequestError, TimeoutError as NatsTimeoutError } from "@nats-io/transport-node";
+import { headers, NoRespondersError, PermissionViolationError, RequestError, TimeoutError as NatsTimeoutError } from "@nats-io/transport-node";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Operation, RequestOf } from "../schemas/operation";
-import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError } from "../schemas/errors";
+import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError, UnauthorizedError } from "../schemas/errors";
 import { decodeBody, decodeJson, encodeBody, encodeJson } from "./body";
 import type { Caller, CallOptions, CallResult } from "./caller";
 import { Transport, type Router } from "./router";
-import { ErrorHeaders, operationSubject } from "./subjects";
+import { DriverOperations, ErrorHeaders, operationSubject, Subjects } from "./subjects";
 
 export interface NatsServeOptions {
   /** Requests handled at once; past it, callers get `Busy` at once instead of queueing without bound. */
   readonly inflightMax?: number;
+  /**
+   * Subjects are `<prefix>.<jobId>.<operation>`: the job named by the subject
+   * (which the server lets only that job's lambdas publish to) is handed to
+   * handlers as `ctx.jobId`, and they refuse a token of another job.
+   */
+  readonly jobScoped?: boolean;
 }
 
 /**
@@ -20,7 +26,7 @@ export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, 
   const inflightMax = options.inflightMax ?? 1024;
   let inflight = 0;
   const cut = prefix.length + 1;
-  return nc.subscribe(`${prefix}.>`, {
+  return nc.subscribe(options.jobScoped ? `${prefix}.*.>` : `${prefix}.>`, {
     callback: (err, msg) => {
       if (err) return; // subscription closed or permissions: nothing to answer
       if (!msg.reply) return; // a publish without reply subject is not a request
@@ -28,13 +34,20 @@ export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, 
         respondError(msg, ErrorCode.Busy, `more than ${inflightMax} requests in flight`);
         return;
       }
+      let name = msg.subject.slice(cut);
+      let jobId: string | undefined;
+      if (options.jobScoped) {
+        const dot = name.indexOf(".");
+        jobId = name.slice(0, dot);
+        name = name.slice(dot + 1);
+      }
       inflight++;
-      void handle(router, msg, msg.subject.slice(cut)).finally(() => { inflight--; });
+      void handle(router, msg, name, jobId).finally(() => { inflight--; });
     },
   });
 }
 
-async function handle(router: Router, msg: Msg, name: string): Promise<void> {
+async function handle(router: Router, msg: Msg, name: string, jobId: string | undefined): Promise<void> {
   let body;
   try {
     body = decodeBody(msg.data);
@@ -43,7 +56,7 @@ async function handle(router: Router, msg: Msg, name: string): Promise<void> {
     respondError(msg, w.code, w.message);
     return;
   }
-  const result = await router.dispatch(name, body.meta, body.payload, Transport.Nats);
+  const result = await router.dispatch(name, body.meta, body.payload, Transport.Nats, jobId);
   if (!result.ok) {
     respondError(msg, result.code, result.message);
     return;
@@ -83,8 +96,25 @@ export class NatsCaller implements Caller {
   }
 }
 
+/** Calls the controller: drivers' operations and operators' operations live under different subjects. */
+export class ControllerCaller implements Caller {
+  readonly #driver: NatsCaller;
+  readonly #admin: NatsCaller;
+
+  constructor(nc: NatsConnection, defaultTimeoutMs = 10_000) {
+    this.#driver = new NatsCaller(nc, Subjects.controllerDriver, defaultTimeoutMs);
+    this.#admin = new NatsCaller(nc, Subjects.controllerAdmin, defaultTimeoutMs);
+  }
+
+  call<O extends Operation>(op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+    return (DriverOperations.has(op.name) ? this.#driver : this.#admin).call(op, request, options);
+  }
+}
+
 /** Maps the NATS client's request failures onto Pocket's error classes. */
 export function natsRequestError(e: unknown, subject: string, timeoutMs: number): Error {
+  const denied = e instanceof PermissionViolationError ? e : e instanceof Error && e.cause instanceof PermissionViolationError ? e.cause : undefined;
+  if (denied) return new UnauthorizedError(`this connection's credential may not send to ${subject}`, { cause: e });
   if (e instanceof NoRespondersError || (e instanceof RequestError && e.isNoResponders())) {
     return new NodeUnavailableError(`no service answers on ${subject}`, { cause: e });
   }

@@ -13,6 +13,12 @@ export interface RequestContext {
   readonly transport: Transport;
   /** Request payload bytes, for operations that carry one. */
   readonly payload: Uint8Array | undefined;
+  /**
+   * The job the bus addressed this request to (NATS subjects of a job's
+   * lambdas name it, and only they may publish there); a handler that takes a
+   * job token refuses one for another job. Undefined on the direct transport.
+   */
+  readonly jobId?: string;
 }
 
 /** A reply with bytes attached (operations whose payload direction is `reply`). */
@@ -60,6 +66,12 @@ export function describeViolation(check: TypeCheck<TSchema>, value: unknown): st
 export class Router {
   readonly #routes = new Map<string, Route>();
 
+  /**
+   * `scope` checks a request the bus addressed to one job (`ctx.jobId`), before
+   * its handler runs: e.g. that the request's token is that job's.
+   */
+  constructor(private readonly scope?: (request: unknown, jobId: string) => void) {}
+
   on<O extends Operation>(op: O, handler: Handler<O>): this {
     if (this.#routes.has(op.name)) throw new Error(`operation ${op.name} registered twice`);
     this.#routes.set(op.name, { op, check: checkerFor(op.request), handler: handler as unknown as Handler<Operation> });
@@ -75,7 +87,7 @@ export class Router {
   }
 
   /** Validates and runs one request. Never throws: failures become error results. */
-  async dispatch(name: string, meta: Uint8Array, payload: Uint8Array | undefined, transport: Transport): Promise<DispatchResult> {
+  async dispatch(name: string, meta: Uint8Array, payload: Uint8Array | undefined, transport: Transport, jobId?: string): Promise<DispatchResult> {
     try {
       const route = this.#routes.get(name);
       if (!route) throw new InvalidArgumentError(`unknown operation ${JSON.stringify(name.slice(0, 64))}`);
@@ -86,7 +98,8 @@ export class Router {
       if (payload !== undefined && route.op.payload !== PayloadDirection.Request) {
         throw new InvalidArgumentError(`${name} takes no payload`);
       }
-      const out = await route.handler(request, { transport, payload });
+      if (jobId !== undefined) this.scope?.(request, jobId);
+      const out = await route.handler(request, jobId === undefined ? { transport, payload } : { transport, payload, jobId });
       if (out instanceof WithPayload) return { ok: true, meta: encodeJson(out.reply), payload: out.payload };
       return { ok: true, meta: encodeJson(out), payload: undefined };
     } catch (e) {

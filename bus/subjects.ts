@@ -5,12 +5,28 @@
 export const SubjectRoot = "pocket";
 
 export const Subjects = {
-  /** The controller's operations. */
-  controller: `${SubjectRoot}.ctl`,
-  /** One metadata shard's operations. */
+  /** The controller's operations for job drivers (register, renew, deregister). */
+  controllerDriver: `${SubjectRoot}.ctl.driver`,
+  /** The controller's operations for operators (lists, usage, retire). */
+  controllerAdmin: `${SubjectRoot}.ctl.admin`,
+  /** Everything the controller serves. */
+  controllerAll: `${SubjectRoot}.ctl.>`,
+  /** One metadata shard: `<shard>.job.<jobId>.<op>` for a job's lambdas, `<shard>.ctl.<op>` for the controller. */
   shard: (shardId: string): string => `${SubjectRoot}.shard.${shardId}`,
-  /** One storage node's operations (its NATS fallback; bytes normally use the direct transport). */
+  /** A job's operations on its shard. */
+  shardJob: (shardId: string, jobId: string): string => `${SubjectRoot}.shard.${shardId}.job.${jobId}`,
+  /** The prefix of every job's operations on a shard (served as `<prefix>.<jobId>.<op>`). */
+  shardJobs: (shardId: string): string => `${SubjectRoot}.shard.${shardId}.job`,
+  /** Cluster-only operations on a shard (attach, detach, weights, migrate). */
+  shardControl: (shardId: string): string => `${SubjectRoot}.shard.${shardId}.ctl`,
+  /** One storage node (its NATS fallback; bytes normally use the direct transport). */
   node: (nodeId: string): string => `${SubjectRoot}.node.${nodeId}`,
+  /** A job's operations on a node (extent reads and writes). */
+  nodeJob: (nodeId: string, jobId: string): string => `${SubjectRoot}.node.${nodeId}.job.${jobId}`,
+  /** The prefix of every job's operations on a node (served as `<prefix>.<jobId>.<op>`). */
+  nodeJobs: (nodeId: string): string => `${SubjectRoot}.node.${nodeId}.job`,
+  /** Cluster-only operations on a node (free, drop, QoS, retire, stats). */
+  nodeControl: (nodeId: string): string => `${SubjectRoot}.node.${nodeId}.ctl`,
   /** Heartbeats with stats, published every heartbeat interval. */
   nodeHeartbeat: (nodeId: string): string => `${SubjectRoot}.hb.node.${nodeId}`,
   nodeHeartbeatAll: `${SubjectRoot}.hb.node.*`,
@@ -40,6 +56,23 @@ export function checkSubjectToken(kind: string, id: string): string {
 export function operationSubject(prefix: string, operation: string): string {
   return `${prefix}.${operation}`;
 }
+
+/**
+ * The inbox prefix of each identity: replies to a connection's requests come
+ * under it, and its credential may subscribe to nothing else of the kind, so
+ * no client receives another's replies.
+ */
+export const Inboxes = {
+  controller: "_INBOX.ctl",
+  shard: (shardId: string): string => `_INBOX.shard.${shardId}`,
+  node: (nodeId: string): string => `_INBOX.node.${nodeId}`,
+  operator: (name: string): string => `_INBOX.op.${name}`,
+  driver: (name: string): string => `_INBOX.drv.${name}`,
+  job: (jobId: string): string => `_INBOX.job.${jobId}`,
+} as const;
+
+/** Controller operations that job drivers call; every other controller operation is an operator's. */
+export const DriverOperations: ReadonlySet<string> = new Set(["job.register", "job.renew", "job.deregister"]);
 
 /** NATS header names for errors carried in replies. */
 export const ErrorHeaders = { code: "Pocket-Error", message: "Pocket-Message" } as const;

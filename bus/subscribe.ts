@@ -4,14 +4,30 @@ import type { Logger } from "../actors/runtime/log";
 import { decodeJson } from "./body";
 import { checkerFor, describeViolation } from "./router";
 
+/** Drop notices per subscription: at most one line per this interval, with how many were dropped since. */
+const dropLogIntervalMs = 10_000;
+
+export interface SubscribeValidatedOptions<S extends TSchema> {
+  /**
+   * The subject a message with this body must arrive on. nats-server lets each
+   * component publish only on its own subjects (a node on its own heartbeat
+   * subject), so a body claiming another identity than its subject is a spoof
+   * and is dropped.
+   */
+  readonly subjectOf?: (value: Static<S>) => string;
+}
+
 /**
- * Subscribes to published JSON messages (heartbeats, events), handing on only
- * those that match `schema`; anything else is logged and dropped.
+ * Subscribes to published JSON messages (heartbeats, reports), handing on
+ * only those that match `schema` (and arrive on their own subject); anything
+ * else is dropped and counted, and logged at most once per ten seconds.
  */
 export function subscribeValidated<S extends TSchema>(
   nc: NatsConnection, subject: string, schema: S, log: Logger, onMessage: (value: Static<S>) => void,
+  options: SubscribeValidatedOptions<S> = {},
 ): Subscription {
   const check = checkerFor(schema);
+  const drops = new DropLog(log, subject);
   return nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err) return; // the subscription is closing
@@ -19,14 +35,36 @@ export function subscribeValidated<S extends TSchema>(
       try {
         value = decodeJson(msg.data);
       } catch {
-        log.warn("dropped a message that is not JSON", { subject: msg.subject });
+        drops.note("not JSON", msg.subject);
         return;
       }
       if (!check.Check(value)) {
-        log.warn("dropped a message that does not match its schema", { subject: msg.subject, violation: describeViolation(check, value) });
+        drops.note(describeViolation(check, value), msg.subject);
+        return;
+      }
+      if (options.subjectOf && options.subjectOf(value) !== msg.subject) {
+        drops.note("its body names another sender than its subject", msg.subject);
         return;
       }
       onMessage(value);
     },
   });
+}
+
+/** Counts dropped messages and logs them at most once per interval. */
+export class DropLog {
+  #dropped = 0;
+  #lastLogMs = -Infinity;
+
+  constructor(private readonly log: Logger, private readonly what: string, private readonly intervalMs = dropLogIntervalMs) {}
+
+  get dropped(): number { return this.#dropped; }
+
+  note(reason: string, subject: string): void {
+    this.#dropped++;
+    const now = Date.now();
+    if (now - this.#lastLogMs < this.intervalMs) return;
+    this.#lastLogMs = now;
+    this.log.warn("dropped messages", { on: this.what, subject, reason, droppedTotal: this.#dropped });
+  }
 }

@@ -1,15 +1,32 @@
+import assert from "node:assert/strict";
 import net from "node:net";
-import { ErrorCode } from "../schemas/errors";
-import { encodeJson } from "./body";
-import { encodeFrame, FrameDecoder, FrameError, FrameKind, type Frame } from "./frame";
-import { Transport, type Router } from "./router";
+import { ErrorCode, InvalidArgumentError, toWireError } from "../schemas/errors";
+import { decodeJson, encodeJson } from "./body";
+import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes, type Frame } from "./frame";
+import { helloFrameBytesMax, parseHello, signHello, TransportHello, type HelloRequest, type TransportIdentity } from "./handshake";
+import { Transport, type DispatchResult, type Router } from "./router";
+
+/** Checks a client's credential from its hello; throws (`UnauthorizedError`) to refuse it. */
+export type Authenticate = (token: string) => void | Promise<void>;
 
 export interface TcpServerOptions {
   readonly host?: string;
   /** 0 picks a free port. */
   readonly port?: number;
-  /** Largest frame accepted; a larger declared length closes the connection. */
+  /** Largest frame accepted once a client has said hello; a larger declared length closes the connection. */
   readonly frameBytesMax: number;
+  /** Who this server is; its signature answers every hello. */
+  readonly identity: TransportIdentity;
+  /** Checks the token of each hello before anything else is read from that connection. */
+  readonly authenticate: Authenticate;
+  /** Largest declared frame length before the hello succeeds. */
+  readonly preAuthFrameBytesMax?: number;
+  /** Time a new connection has to complete its hello. */
+  readonly helloTimeoutMs?: number;
+  /** Bytes of partial frames and of requests being handled, over all connections; reading pauses past it. */
+  readonly inflightBytesMax?: number;
+  /** Time a frame that has started arriving has to complete, while the server is reading it. */
+  readonly frameTimeoutMs?: number;
   /** Requests one connection may have in flight before the server stops reading from it. */
   readonly inflightPerConnectionMax?: number;
   /** Reply bytes queued on a socket before the server stops reading from it. */
@@ -17,29 +34,64 @@ export interface TcpServerOptions {
   readonly connectionsMax?: number;
 }
 
+export interface TcpServerStats {
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Connections closed for breaking the protocol, failing the hello or timing out. */
+  readonly protocolErrors: number;
+  /** Bytes held now: partial frames in decoders plus requests waiting or being handled (whole frames). */
+  readonly inflightBytes: number;
+}
+
 /**
- * Serves a router's operations on the direct TCP transport: pipelined frames,
- * bounded in flight per connection, backpressure by pausing reads.
+ * Largest chunk one socket read delivers (libuv reads into 64 KiB buffers):
+ * the most a connection can add past what the budget admitted before it is paused.
+ */
+const readChunkBytesMax = 64 * 1024;
+
+type Options = Required<TcpServerOptions>;
+
+/**
+ * Serves a router's operations on the direct TCP transport: a signed hello
+ * first (see handshake.ts), then pipelined frames, bounded in flight per
+ * connection and in bytes per server, backpressure by pausing reads.
+ *
+ * @example
+ *   const server = await TcpServer.listen(router, { frameBytesMax: 1 << 20, identity, authenticate: (t) => tokens.verifyJob(t) });
  */
 export class TcpServer {
   readonly #server: net.Server;
-  readonly #sockets = new Set<net.Socket>();
-  #stats = { bytesIn: 0, bytesOut: 0, protocolErrors: 0 };
+  readonly #connections = new Set<ServerConnection>();
+  readonly #budget: InflightBudget;
+  readonly #stats = { bytesIn: 0, bytesOut: 0, protocolErrors: 0 };
 
-  private constructor(private readonly router: Router, private readonly options: Required<TcpServerOptions>) {
-    this.#server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+  private constructor(router: Router, options: Options) {
+    this.#budget = new InflightBudget(options.inflightBytesMax, readChunkBytesMax);
+    const context: ConnectionContext = { router, options, budget: this.#budget, stats: this.#stats };
+    this.#server = net.createServer({ noDelay: true }, (socket) => {
+      const c = new ServerConnection(context, socket);
+      this.#connections.add(c);
+      socket.on("close", () => this.#connections.delete(c));
+    });
     this.#server.maxConnections = options.connectionsMax;
   }
 
   static async listen(router: Router, options: TcpServerOptions): Promise<TcpServer> {
-    const full: Required<TcpServerOptions> = {
+    const full: Options = {
       host: "127.0.0.1",
       port: 0,
+      preAuthFrameBytesMax: helloFrameBytesMax,
+      helloTimeoutMs: 5_000,
+      inflightBytesMax: 256 * 1024 * 1024,
+      frameTimeoutMs: 30_000,
       inflightPerConnectionMax: 64,
       writeBufferBytesMax: 16 * 1024 * 1024,
       connectionsMax: 4096,
       ...options,
     };
+    if (full.inflightBytesMax < 4 + full.frameBytesMax + readChunkBytesMax) {
+      throw new InvalidArgumentError(`inflightBytesMax ${full.inflightBytesMax} cannot hold one frame of ${full.frameBytesMax} bytes and one read chunk`);
+    }
     const s = new TcpServer(router, full);
     await new Promise<void>((resolve, reject) => {
       s.#server.once("error", reject);
@@ -57,91 +109,405 @@ export class TcpServer {
     return `${a.address}:${a.port}`;
   }
 
-  /** Bytes received and sent since start (for stats). */
-  get stats(): Readonly<{ bytesIn: number; bytesOut: number; protocolErrors: number }> {
-    return this.#stats;
+  /** Counters since start, and bytes held now (for heartbeats). */
+  get stats(): TcpServerStats {
+    return { ...this.#stats, inflightBytes: this.#budget.heldBytes };
   }
 
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    for (const s of this.#sockets) s.destroy();
+    for (const c of this.#connections) c.destroy();
     await closed;
   }
+}
 
-  #accept(socket: net.Socket): void {
-    this.#sockets.add(socket);
+interface ConnectionContext {
+  readonly router: Router;
+  readonly options: Options;
+  readonly budget: InflightBudget;
+  readonly stats: { bytesIn: number; bytesOut: number; protocolErrors: number };
+}
+
+const Phase = { Hello: "hello", Authenticating: "authenticating", Open: "open", Closed: "closed" } as const;
+type Phase = (typeof Phase)[keyof typeof Phase];
+
+/** One client connection: the hello, then requests; reads only while its window, write buffer and the budget allow. */
+class ServerConnection implements BudgetMember {
+  #phase: Phase = Phase.Hello;
+  #decoder: FrameDecoder;
+  #inflight = 0;
+  /** Frames of the last chunk beyond the in-flight window; reading is paused meanwhile, so at most one chunk's frames. */
+  readonly #waiting: Frame[] = [];
+  /** Bytes of the frames in `#waiting` and being handled. */
+  #handledBytes = 0;
+  #helloTimer: NodeJS.Timeout | undefined;
+  #frameTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ctx: ConnectionContext, private readonly socket: net.Socket) {
+    this.#decoder = new FrameDecoder(ctx.options.preAuthFrameBytesMax);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
-    const decoder = new FrameDecoder(this.options.frameBytesMax);
-    let inflight = 0;
-    let closing = false;
-
-    const maybeResume = (): void => {
-      if (!closing && socket.isPaused() && inflight < this.options.inflightPerConnectionMax && socket.writableLength < this.options.writeBufferBytesMax) {
-        socket.resume();
-      }
-    };
-    const send = (kind: FrameKind, id: number, meta: Uint8Array, payload?: Uint8Array): void => {
-      if (socket.destroyed) return;
-      const [head, body] = encodeFrame(kind, id, "", meta, payload);
-      this.#stats.bytesOut += head.byteLength + (body?.byteLength ?? 0);
-      corkUntilNextTick(socket);
-      socket.write(head);
-      if (body) socket.write(body);
-    };
-    const protocolError = (code: ErrorCode, message: string): void => {
-      this.#stats.protocolErrors++;
-      closing = true;
-      socket.pause();
-      send(FrameKind.Error, 0, encodeJson({ code, message }));
-      socket.end();
-      // A peer that never reads its error must not hold the socket open.
-      setTimeout(() => socket.destroy(), 5_000).unref();
-    };
-    // Frames of the last chunk read beyond the in-flight bound wait here; reading is paused meanwhile,
-    // so this holds at most one chunk's frames.
-    const waiting: Frame[] = [];
-    const run = (frame: Frame): void => {
-      if (inflight >= this.options.inflightPerConnectionMax) {
-        waiting.push(frame);
-        socket.pause();
-        return;
-      }
-      inflight++;
-      if (inflight >= this.options.inflightPerConnectionMax) socket.pause();
-      void this.router.dispatch(frame.name, frame.meta, frame.payload, Transport.Tcp).then((result) => {
-        inflight--;
-        if (result.ok) send(FrameKind.Reply, frame.requestId, result.meta, result.payload);
-        else send(FrameKind.Error, frame.requestId, encodeJson({ code: result.code, message: result.message }));
-        const next = waiting.shift();
-        if (next && !closing) run(next);
-        if (socket.writableLength >= this.options.writeBufferBytesMax) socket.pause();
-        if (waiting.length === 0) maybeResume();
-      });
-    };
-
-    socket.on("data", (chunk: Buffer) => {
-      if (closing) return;
-      this.#stats.bytesIn += chunk.byteLength;
-      let frames: Frame[];
-      try {
-        frames = decoder.push(chunk);
-      } catch (e) {
-        if (!(e instanceof FrameError)) throw e;
-        protocolError(e.code, e.message);
-        return;
-      }
-      for (const frame of frames) {
-        if (frame.kind !== FrameKind.Request) {
-          protocolError(ErrorCode.InvalidArgument, `clients send request frames only (got kind ${frame.kind})`);
-          return;
-        }
-        run(frame);
-      }
-    });
-    socket.on("drain", maybeResume);
+    const ms = ctx.options.helloTimeoutMs;
+    this.#helloTimer = setTimeout(() => this.#protocolError(ErrorCode.Timeout, `no hello within ${ms} ms`), ms);
+    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    socket.on("drain", () => this.#refresh(false));
     socket.on("error", () => socket.destroy());
-    socket.on("close", () => this.#sockets.delete(socket));
+    socket.on("close", () => this.#shutdown());
+    this.#refresh(false);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** The budget has room for this connection again. */
+  wake(): void {
+    this.#refresh(false);
+  }
+
+  /** The budget is full: stop reading until `wake`. */
+  pauseForBudget(): void {
+    this.socket.pause();
+    this.#stopFrameTimer();
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#phase === Phase.Closed) return;
+    this.ctx.stats.bytesIn += chunk.byteLength;
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (e) {
+      if (!(e instanceof FrameError)) throw e;
+      this.#protocolError(e.code, e.message);
+      return;
+    }
+    for (const frame of frames) {
+      if (!this.#take(frame)) return;
+    }
+    this.#refresh(frames.length > 0);
+  }
+
+  /** Handles one decoded frame; false if it closed the connection. */
+  #take(frame: Frame): boolean {
+    if (frame.kind !== FrameKind.Request) {
+      this.#protocolError(ErrorCode.InvalidArgument, `clients send request frames only (got kind ${frame.kind})`);
+    } else if (this.#phase === Phase.Hello) {
+      this.#hello(frame);
+    } else if (this.#phase === Phase.Authenticating) {
+      this.#protocolError(ErrorCode.Unauthorized, `a request before the hello succeeded`);
+    } else {
+      this.#handledBytes += frameBytes(frame);
+      this.#run(frame);
+    }
+    return this.#phase !== Phase.Closed;
+  }
+
+  #hello(frame: Frame): void {
+    if (frame.name !== TransportHello.name) {
+      this.#protocolError(ErrorCode.Unauthorized, `the first frame must be ${TransportHello.name}, not ${JSON.stringify(frame.name)}`);
+      return;
+    }
+    const hello = frame.payload === undefined ? parseHelloMeta(frame.meta) : `${TransportHello.name} takes no payload`;
+    if (typeof hello === "string") {
+      this.#protocolError(ErrorCode.InvalidArgument, hello, frame.requestId);
+      return;
+    }
+    this.#phase = Phase.Authenticating;
+    void this.#authenticate(frame.requestId, hello);
+  }
+
+  async #authenticate(requestId: number, hello: HelloRequest): Promise<void> {
+    try {
+      await this.ctx.options.authenticate(hello.token);
+    } catch (e) {
+      const { code, message } = toWireError(e);
+      if (this.#phase === Phase.Authenticating) this.#protocolError(code, message, requestId);
+      return;
+    }
+    if (this.#phase !== Phase.Authenticating) return;
+    clearTimeout(this.#helloTimer);
+    this.#phase = Phase.Open;
+    this.#decoder.raiseLimit(this.ctx.options.frameBytesMax);
+    this.#send(FrameKind.Reply, requestId, encodeJson(signHello(this.ctx.options.identity, hello.nonce)));
+    this.#refresh(false);
+  }
+
+  #run(frame: Frame): void {
+    if (this.#inflight >= this.ctx.options.inflightPerConnectionMax) {
+      this.#waiting.push(frame);
+      return;
+    }
+    this.#inflight++;
+    const bytes = frameBytes(frame);
+    void this.ctx.router.dispatch(frame.name, frame.meta, frame.payload, Transport.Tcp)
+      .then((result) => this.#done(frame.requestId, bytes, result));
+  }
+
+  #done(requestId: number, bytes: number, result: DispatchResult): void {
+    if (this.#phase === Phase.Closed) return; // what it held was released at close
+    this.#inflight--;
+    this.#handledBytes -= bytes;
+    if (result.ok) this.#send(FrameKind.Reply, requestId, result.meta, result.payload);
+    else this.#send(FrameKind.Error, requestId, encodeJson({ code: result.code, message: result.message }));
+    const next = this.#waiting.shift();
+    if (next) this.#run(next);
+    this.#refresh(false);
+  }
+
+  /** Reports what this connection holds to the budget, then reads or pauses accordingly. */
+  #refresh(frameDone: boolean): void {
+    if (this.#phase === Phase.Closed) return;
+    const o = this.ctx.options;
+    const open = this.#phase === Phase.Open;
+    const peerNotReading = this.socket.writableLength >= o.writeBufferBytesMax;
+    const blocked = this.#phase === Phase.Authenticating || peerNotReading
+      || this.#inflight >= o.inflightPerConnectionMax || this.#waiting.length > 0;
+    const partial = this.#decoder.bufferedBytes;
+    const mayRead = this.ctx.budget.report(this, {
+      heldBytes: this.#handledBytes + partial,
+      handledBytes: this.#handledBytes,
+      nextFrameBytes: open ? this.#decoder.partialFrameBytes : 0,
+      frameDone,
+      blocked,
+      gated: open,
+    });
+    if (mayRead) this.socket.resume();
+    else this.socket.pause();
+    // A frame is timed while the server reads it, or while the peer holds it up by not reading its replies;
+    // not while it waits for the budget or for this server's handlers.
+    const timed = open && partial > 0 && (mayRead || peerNotReading);
+    if (!timed || frameDone) this.#stopFrameTimer();
+    if (timed && this.#frameTimer === undefined) {
+      const ms = o.frameTimeoutMs;
+      this.#frameTimer = setTimeout(() => this.#protocolError(ErrorCode.Timeout, `a frame did not complete within ${ms} ms`), ms);
+    }
+  }
+
+  #stopFrameTimer(): void {
+    clearTimeout(this.#frameTimer);
+    this.#frameTimer = undefined;
+  }
+
+  #send(kind: FrameKind, id: number, meta: Uint8Array, payload?: Uint8Array): void {
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    const [head, body] = encodeFrame(kind, id, "", meta, payload);
+    this.ctx.stats.bytesOut += head.byteLength + (body?.byteLength ?? 0);
+    corkUntilNextTick(this.socket);
+    this.socket.write(head);
+    if (body) this.socket.write(body);
+  }
+
+  /** Tells the peer why (`requestId` 0: the connection, else its hello) and closes. */
+  #protocolError(code: ErrorCode, message: string, requestId = 0): void {
+    if (this.#phase === Phase.Closed) return;
+    this.ctx.stats.protocolErrors++;
+    this.#shutdown();
+    this.#send(FrameKind.Error, requestId, encodeJson({ code, message }));
+    this.socket.end();
+    // A peer that never reads its error must not hold the socket open.
+    setTimeout(() => this.socket.destroy(), 5_000).unref();
+  }
+
+  /** Stops reading and releases everything this connection held, at once. */
+  #shutdown(): void {
+    if (this.#phase === Phase.Closed) return;
+    this.#phase = Phase.Closed;
+    this.socket.pause();
+    clearTimeout(this.#helloTimer);
+    this.#stopFrameTimer();
+    this.#waiting.length = 0;
+    this.#decoder = new FrameDecoder(0);
+    this.ctx.budget.leave(this);
+  }
+}
+
+/** The hello a frame's meta holds, or why it is not one. */
+function parseHelloMeta(meta: Uint8Array): HelloRequest | string {
+  try {
+    return parseHello(decodeJson(meta));
+  } catch (e) {
+    if (e instanceof InvalidArgumentError) return e.message;
+    throw e;
+  }
+}
+
+/** A connection as the budget sees it. */
+interface BudgetMember {
+  /** Room was made for it: it reports again (called from a microtask). */
+  wake(): void;
+  /** The budget is full: stop reading now. */
+  pauseForBudget(): void;
+}
+
+interface Usage {
+  /** Partial frame plus requests waiting or being handled. */
+  readonly heldBytes: number;
+  readonly handledBytes: number;
+  /** Size of the frame being reassembled once its length is known; 0 between frames. */
+  readonly nextFrameBytes: number;
+  /** A frame completed since the last report: its admission is used up. */
+  readonly frameDone: boolean;
+  /** Paused for its own reasons (window, write buffer, hello in progress). */
+  readonly blocked: boolean;
+  /** Subject to the budget's pauses (false before the hello: those bytes are bounded per connection). */
+  readonly gated: boolean;
+}
+
+interface Account {
+  held: number;
+  handled: number;
+  /** Held, or for an admitted frame its full size plus one read chunk. */
+  committed: number;
+  /** Size of the partial frame admitted; 0 if none. */
+  admitted: number;
+  /** While waiting for admission: the frame's size, and what the member would commit. */
+  waitingFrameBytes: number;
+  needBytes: number;
+  /** Bytes that cannot be freed while the member is paused by the budget (its partial frame). */
+  stuck: number;
+}
+
+/**
+ * One server's budget for bytes held by its connections. A connection's next
+ * frame is admitted, in arrival order, only when its whole size plus one read
+ * chunk fits; until then that connection does not read. While any frame
+ * waits, or less than one chunk of room is left, connections between frames
+ * stop reading too, so held bytes stay within the budget plus one chunk.
+ * Should the budget be held only by connections it paused (which cannot free
+ * anything), the first waiting frame is admitted anyway, so it never locks up.
+ */
+class InflightBudget {
+  readonly #accounts = new Map<BudgetMember, Account>();
+  /** Frames of known size waiting for room, first come first served. */
+  readonly #admissions = new Set<BudgetMember>();
+  /** Between frames and reading. */
+  readonly #readers = new Set<BudgetMember>();
+  /** Between frames, paused until there is room. */
+  readonly #heldBack = new Set<BudgetMember>();
+  #held = 0;
+  #committed = 0;
+  #stuck = 0;
+  #open = true;
+
+  constructor(readonly bytesMax: number, readonly chunkBytes: number) {}
+
+  get heldBytes(): number {
+    return this.#held;
+  }
+
+  /** Records what a member holds; returns whether it may read on. */
+  report(m: BudgetMember, u: Usage): boolean {
+    let a = this.#accounts.get(m);
+    if (!a) {
+      a = { held: 0, handled: 0, committed: 0, admitted: 0, waitingFrameBytes: 0, needBytes: 0, stuck: 0 };
+      this.#accounts.set(m, a);
+    }
+    if (u.frameDone) a.admitted = 0;
+    a.handled = u.handledBytes;
+    const mayRead = this.#decide(m, a, u);
+    const before = a.committed;
+    const committed = a.admitted > 0 ? Math.max(u.heldBytes, u.handledBytes + a.admitted + this.chunkBytes) : u.heldBytes;
+    this.#set(m, a, u.heldBytes, committed);
+    if (committed < before) this.#pump();
+    this.#closeIfFull();
+    return mayRead;
+  }
+
+  /** Forgets a member (its connection closed) and gives its bytes to those waiting. */
+  leave(m: BudgetMember): void {
+    const a = this.#accounts.get(m);
+    if (!a) return;
+    this.#admissions.delete(m);
+    this.#readers.delete(m);
+    this.#heldBack.delete(m);
+    this.#set(m, a, 0, 0);
+    this.#accounts.delete(m);
+    this.#pump();
+  }
+
+  #decide(m: BudgetMember, a: Account, u: Usage): boolean {
+    this.#readers.delete(m);
+    this.#heldBack.delete(m);
+    if (!u.gated || u.blocked) {
+      this.#admissions.delete(m);
+      return !u.gated && !u.blocked;
+    }
+    if (a.admitted > 0) return true;
+    if (u.nextFrameBytes > 0) {
+      a.waitingFrameBytes = u.nextFrameBytes;
+      a.needBytes = u.handledBytes + u.nextFrameBytes + this.chunkBytes;
+      if ((this.#admissions.size === 0 || this.#first() === m) && this.#canAdmit(a)) {
+        this.#admissions.delete(m);
+        a.admitted = u.nextFrameBytes;
+        return true;
+      }
+      this.#admissions.add(m); // keeps its place if already waiting
+      return false;
+    }
+    this.#admissions.delete(m);
+    if (this.#open && this.#admissions.size === 0) {
+      this.#readers.add(m);
+      return true;
+    }
+    this.#heldBack.add(m);
+    return false;
+  }
+
+  /** A waiting frame fits, or every other byte is held by members the budget paused and nothing else will be freed. */
+  #canAdmit(a: Account): boolean {
+    const others = this.#committed - a.committed;
+    return others + a.needBytes <= this.bytesMax || (a.handled === 0 && others === this.#stuck - a.stuck);
+  }
+
+  /** Admits waiting frames in order while they may be, then lets members between frames read if room is left. */
+  #pump(): void {
+    for (let head = this.#first(); head !== undefined; head = this.#first()) {
+      const a = this.#accounts.get(head)!;
+      if (!this.#canAdmit(a)) break;
+      this.#admissions.delete(head);
+      a.admitted = a.waitingFrameBytes;
+      this.#set(head, a, a.held, Math.max(a.held, a.needBytes));
+      queueMicrotask(() => head.wake());
+    }
+    // Reopen with a chunk of slack beyond the closing point, so pauses do not flap on every chunk.
+    if (this.#open || this.#admissions.size > 0 || this.#committed + 2 * this.chunkBytes > this.bytesMax) return;
+    this.#open = true;
+    for (const m of [...this.#heldBack]) {
+      this.#heldBack.delete(m);
+      this.#restuck(m, this.#accounts.get(m)!);
+      queueMicrotask(() => m.wake());
+    }
+  }
+
+  #closeIfFull(): void {
+    if (!this.#open || (this.#admissions.size === 0 && this.#committed + this.chunkBytes <= this.bytesMax)) return;
+    this.#open = false;
+    for (const m of this.#readers) {
+      this.#heldBack.add(m);
+      this.#restuck(m, this.#accounts.get(m)!);
+      m.pauseForBudget();
+    }
+    this.#readers.clear();
+  }
+
+  #first(): BudgetMember | undefined {
+    return this.#admissions.values().next().value;
+  }
+
+  #set(m: BudgetMember, a: Account, held: number, committed: number): void {
+    this.#held += held - a.held;
+    this.#committed += committed - a.committed;
+    a.held = held;
+    a.committed = committed;
+    this.#restuck(m, a);
+    assert(this.#held >= 0 && this.#committed >= this.#stuck && this.#stuck >= 0, "budget accounts out of balance");
+  }
+
+  #restuck(m: BudgetMember, a: Account): void {
+    const stuck = this.#admissions.has(m) || this.#heldBack.has(m) ? a.held - a.handled : 0;
+    this.#stuck += stuck - a.stuck;
+    a.stuck = stuck;
   }
 }
 

@@ -4,11 +4,13 @@ import { parseArgs } from "node:util";
 import { isPocketError } from "../schemas/errors";
 import type { JobHints } from "../schemas/operations";
 import { pipeline } from "node:stream/promises";
-import { PocketClient, type ClientTransport, type PocketJob } from "../client/pocket";
+import { credentialsFromEnv, PocketClient, type ClientTransport, type PocketJob } from "../client/pocket";
 import { LocalCluster } from "../deploy/local-cluster";
 import { peekJobClaims } from "../actors/runtime/tokens";
 import { formatBytes, parseBytes, parseDuration, parseRate } from "../actors/runtime/units";
-import { connect } from "@nats-io/transport-node";
+import { connectWithCreds } from "../bus/nats-connect";
+import { Role } from "../bus/credentials";
+import { ClusterAuth } from "../deploy/cluster-auth";
 import { ControllerOps } from "../schemas/operations";
 import { readEvents } from "../bus/events";
 import { decisionLine, describeDecision, diffLines, readExpected, replayInputs, replayTrace } from "../actors/controller/replay";
@@ -19,10 +21,14 @@ import { calibrate, readDeviceModel } from "../native/calibrate";
 const usage = `pocket — elastic ephemeral storage for serverless analytics
 
 Cluster
-  pocket up [--nats URL] [--dram N] [--shards N] [--dram-capacity 1GiB] [--data-dir DIR]
+  pocket up [--nats URL [--auth-dir DIR]] [--dram N] [--shards N] [--dram-capacity 1GiB] [--data-dir DIR]
             [--nvme N] [--nvme-file-size 1GiB] [--nvme-device PATH] [--nvme-model FILE]
             [--min-nodes N] [--max-nodes N] [--store FILE|postgres://...] [--orchestrator local|events-only]
-                                     run a local cluster in the foreground; prints its NATS URL when ready
+                                     run a local cluster in the foreground; prints its NATS URL and the
+                                     credentials of a job driver (POCKET_NATS_CREDS) and an operator
+                                     (POCKET_ADMIN_CREDS) when ready
+  pocket auth init DIR               create a cluster's bus identities in DIR (for --nats URL: the server
+                                     must include DIR/nats-auth.conf)
   pocket nodes [--json]              storage nodes: state, tier, utilisation, reservations, weight per job
   pocket node retire NODE            drain a node and remove it once it holds no data
   pocket shards [--json]             metadata shards
@@ -52,6 +58,9 @@ Objects (JOB must be the job of the token)
   pocket rm JOB KEY [--recursive]
 
 Environment: POCKET_NATS_URL (default nats://127.0.0.1:4222), POCKET_TOKEN (or --token).
+Credentials (or --creds FILE): cluster and job listing verbs use POCKET_ADMIN_CREDS (an operator's creds
+file); job register/deregister use POCKET_NATS_CREDS (a driver's); object verbs use POCKET_CREDS (the
+lambda credential \`pocket job register\` prints) or else POCKET_NATS_CREDS.
 `;
 
 class UsageError extends Error {
@@ -61,6 +70,8 @@ class UsageError extends Error {
 const options = {
   nats: { type: "string" },
   token: { type: "string" },
+  creds: { type: "string" },
+  "auth-dir": { type: "string" },
   json: { type: "boolean" },
   dram: { type: "string" },
   shards: { type: "string" },
@@ -127,8 +138,25 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n") + "\n";
 }
 
-async function withClient<T>(flags: Flags, fn: (c: PocketClient) => Promise<T>): Promise<T> {
-  const c = await PocketClient.connect({ servers: natsUrl(flags), name: "pocket-cli", transport: flags.transport as ClientTransport | undefined });
+/** Which credential a verb speaks with: an operator's, a driver's, or a lambda's. */
+const As = { Admin: "admin", Driver: "driver", Lambda: "lambda" } as const;
+type As = (typeof As)[keyof typeof As];
+
+/** The creds text for a verb: --creds, else the environment variable of its role; undefined if none is set. */
+function credentialsFor(flags: Flags, as: As): string | undefined {
+  if (flags.creds) return fs.readFileSync(flags.creds, "utf8");
+  if (as === As.Lambda) {
+    const lambda = credentialsFromEnv({ POCKET_CREDS: process.env["POCKET_CREDS"] });
+    if (lambda) return lambda;
+  }
+  const file = as === As.Admin ? process.env["POCKET_ADMIN_CREDS"] : process.env["POCKET_NATS_CREDS"];
+  return file ? fs.readFileSync(file, "utf8") : undefined;
+}
+
+async function withClient<T>(flags: Flags, as: As, fn: (c: PocketClient) => Promise<T>): Promise<T> {
+  const c = await PocketClient.connect({
+    servers: natsUrl(flags), name: "pocket-cli", transport: flags.transport as ClientTransport | undefined, credentials: credentialsFor(flags, as),
+  });
   try {
     return await fn(c);
   } finally {
@@ -156,6 +184,7 @@ async function putFile(job: PocketJob, key: string, file: string): Promise<{ ver
 async function up(flags: Flags): Promise<void> {
   const cluster = await LocalCluster.start({
     natsUrl: flags.nats,
+    authDir: flags["auth-dir"],
     dram: int(flags.dram, "dram", 2),
     shards: int(flags.shards, "shards", 2),
     dramCapacityBytes: flags["dram-capacity"] ? parseBytes(flags["dram-capacity"]) : undefined,
@@ -169,7 +198,9 @@ async function up(flags: Flags): Promise<void> {
     store: flags.store,
     orchestrator: orchestratorFlag(flags.orchestrator),
   });
-  out(flags, { natsUrl: cluster.natsUrl, dataDir: cluster.dataDir }, () => `POCKET_NATS_URL=${cluster.natsUrl}\n`);
+  const env = { ...cluster.driverEnv(), ...(cluster.auth ? { POCKET_ADMIN_CREDS: cluster.credsFile(Role.Operator, "admin")! } : {}) };
+  if (!cluster.auth) process.stderr.write("pocket: warning: the bus has no authentication (--nats without --auth-dir): anyone who reaches it can read and forge cluster traffic\n");
+  out(flags, { ...env, natsUrl: cluster.natsUrl, dataDir: cluster.dataDir }, () => Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""));
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
@@ -188,7 +219,7 @@ function pct(x: number): string {
 }
 
 async function events(flags: Flags): Promise<void> {
-  const nc = await connect({ servers: natsUrl(flags), name: "pocket-cli" });
+  const nc = await connectWithCreds(natsUrl(flags), credentialsFor(flags, As.Admin), undefined, { name: "pocket-cli", maxReconnectAttempts: 10 });
   const ac = new AbortController();
   const stop = (): void => ac.abort();
   process.once("SIGINT", stop);
@@ -215,7 +246,7 @@ async function events(flags: Flags): Promise<void> {
 
 /** The inputs recorded on the event stream, in order. */
 async function streamInputs(flags: Flags): Promise<ControllerInput[]> {
-  const nc = await connect({ servers: natsUrl(flags), name: "pocket-cli" });
+  const nc = await connectWithCreds(natsUrl(flags), credentialsFor(flags, As.Admin), undefined, { name: "pocket-cli", maxReconnectAttempts: 10 });
   try {
     const inputs: ControllerInput[] = [];
     for await (const { subject, event } of readEvents(nc, { inputs: true })) {
@@ -261,8 +292,16 @@ async function run(argv: string[]): Promise<void> {
   switch (verb) {
     case "up":
       return up(flags);
+    case "auth": {
+      const [sub, dir] = args;
+      if (sub !== "init" || !dir) throw new UsageError("pocket auth init DIR");
+      const auth = ClusterAuth.open(dir);
+      out(flags, { dir: auth.dir, serverConfig: auth.serverConfigFile }, () =>
+        `bus identities in ${auth.dir}\nadd to the nats-server config:  include "${auth.serverConfigFile}"\nthen: pocket up --nats URL --auth-dir ${auth.dir}\n`);
+      return;
+    }
     case "nodes":
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Admin, async (c) => {
         const nodes = await c.listNodes();
         const tiers = new Map<string, { nodes: number; used: number; capacity: number }>();
         for (const n of nodes.filter((x) => x.state === "active")) {
@@ -278,12 +317,12 @@ async function run(argv: string[]): Promise<void> {
           `${tier}: ${formatBytes(t.used)} of ${formatBytes(t.capacity)} used (${t.capacity > 0 ? ((100 * t.used) / t.capacity).toFixed(1) : "0"}%) on ${t.nodes} active node(s)\n`).join(""));
       });
     case "shards":
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Admin, async (c) => {
         const shards = await c.listShards();
         out(flags, shards, () => table([["SHARD", "STATE", "JOBS", "OBJECTS"], ...shards.map((s) => [s.shardId, s.state, String(s.jobs), String(s.objects)])]));
       });
     case "jobs":
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Admin, async (c) => {
         const jobs = await c.listJobs();
         out(flags, jobs, () => table([
           ["JOB", "NAME", "STATE", "TIER", "SHARD", "REGISTERED", "WEIGHTS"],
@@ -303,15 +342,17 @@ async function run(argv: string[]): Promise<void> {
           readRatio: flags["read-ratio"] !== undefined ? ratio(flags["read-ratio"], "read-ratio") : undefined,
         };
         for (const k of Object.keys(hints) as Array<keyof JobHints>) if (hints[k] === undefined) delete hints[k];
-        return withClient(flags, async (c) => {
+        return withClient(flags, As.Driver, async (c) => {
           // The CLI exits at once, so it cannot renew: the lease is --lease (default 1 h).
           const reg = await c.registerJob(name, hints, { renew: false, leaseMs: flags.lease ? parseDuration(flags.lease) : 3600_000 });
-          out(flags, reg, () => `POCKET_JOB=${reg.jobId}\nPOCKET_TOKEN=${reg.token}\n`);
+          // What a lambda needs and nothing more: the job, its token and its one-job NATS credential.
+          const creds = reg.credentials ? `POCKET_CREDS=${Buffer.from(reg.credentials, "utf8").toString("base64url")}\n` : "";
+          out(flags, reg, () => `POCKET_JOB=${reg.jobId}\nPOCKET_TOKEN=${reg.token}\n${creds}`);
         });
       }
       if (sub === "deregister") {
         const token = tokenFor(flags, name);
-        return withClient(flags, async (c) => {
+        return withClient(flags, As.Driver, async (c) => {
           const r = await c.deregisterJob(token);
           out(flags, r, () => `deregistered ${r.jobId}; freed ${formatBytes(r.freedBytes)}\n`);
         });
@@ -321,7 +362,7 @@ async function run(argv: string[]): Promise<void> {
     case "node": {
       const [sub, nodeId] = args;
       if (sub !== "retire" || !nodeId) throw new UsageError("pocket node retire NODE");
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Admin, async (c) => {
         const r = (await c.controller.call(ControllerOps.nodeRetire, { nodeId })).reply;
         out(flags, r, () => `${r.nodeId}: ${r.state}\n`);
       });
@@ -331,7 +372,7 @@ async function run(argv: string[]): Promise<void> {
     case "usage": {
       const [jobId] = args;
       if (!jobId) throw new UsageError("pocket usage JOB");
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Admin, async (c) => {
         const u = (await c.controller.call(ControllerOps.jobUsage, { jobId })).reply;
         const ended = u.endedAtMs ?? Date.now();
         out(flags, u, () => [
@@ -364,7 +405,7 @@ async function run(argv: string[]): Promise<void> {
       const [job, key, file] = args;
       if (!key || !file) throw new UsageError("pocket put JOB KEY FILE|-");
       const token = tokenFor(flags, job);
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Lambda, async (c) => {
         const r = await putFile(c.job(token), key, file);
         out(flags, r, () => `${key}: ${formatBytes(r.size)}, version ${r.version}\n`);
       });
@@ -373,7 +414,7 @@ async function run(argv: string[]): Promise<void> {
       const [job, key, file] = args;
       if (!key) throw new UsageError("pocket get JOB KEY [FILE|-]");
       const token = tokenFor(flags, job);
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Lambda, async (c) => {
         const dest = file && file !== "-" ? fs.createWriteStream(file) : process.stdout;
         await pipeline(c.job(token).getStream(key), dest);
       });
@@ -381,7 +422,7 @@ async function run(argv: string[]): Promise<void> {
     case "ls": {
       const [job, dir] = args;
       const token = tokenFor(flags, job);
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Lambda, async (c) => {
         const entries: Array<{ name: string; type: string; size: number }> = [];
         for await (const e of c.job(token).listAll(dir ?? "")) entries.push(e);
         out(flags, entries, () => entries.map((e) => (e.type === "directory" ? `${e.name}/\n` : `${e.name}\t${e.size}\n`)).join(""));
@@ -391,7 +432,7 @@ async function run(argv: string[]): Promise<void> {
       const [job, key] = args;
       if (!key) throw new UsageError("pocket stat JOB KEY");
       const token = tokenFor(flags, job);
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Lambda, async (c) => {
         const s = await c.job(token).stat(key);
         out(flags, s, () => `${s.path}: ${s.type}, ${s.type === "object" ? `${s.size} bytes, version ${s.version}` : `${s.children} entries`}\n`);
       });
@@ -399,7 +440,7 @@ async function run(argv: string[]): Promise<void> {
     case "count": {
       const [job, dir] = args;
       const token = tokenFor(flags, job);
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Lambda, async (c) => {
         const n = await c.job(token).count(dir ?? "", { recursive: flags.recursive });
         out(flags, n, () => `${n.objects} objects, ${n.directories} directories, ${formatBytes(n.bytes)}\n`);
       });
@@ -408,13 +449,13 @@ async function run(argv: string[]): Promise<void> {
       const [job, dir] = args;
       if (!dir) throw new UsageError("pocket mkdir JOB DIR");
       const token = tokenFor(flags, job);
-      return withClient(flags, (c) => c.job(token).mkdir(dir));
+      return withClient(flags, As.Lambda, (c) => c.job(token).mkdir(dir));
     }
     case "rm": {
       const [job, key] = args;
       if (!key) throw new UsageError("pocket rm JOB KEY [--recursive]");
       const token = tokenFor(flags, job);
-      return withClient(flags, async (c) => {
+      return withClient(flags, As.Lambda, async (c) => {
         const r = await c.job(token).delete(key, { recursive: flags.recursive });
         out(flags, r, () => `removed ${r.objects} objects, ${formatBytes(r.bytes)}\n`);
       });

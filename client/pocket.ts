@@ -1,13 +1,16 @@
 import { Readable } from "node:stream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { InvalidArgumentError, isPocketError, ErrorCode, NodeUnavailableError, NotFoundError, InternalError } from "../schemas/errors";
-import { ControllerOps, NodeOps, ShardOps, type ExtentRef, type JobHints, type NodeInfo, type Weight } from "../schemas/operations";
+import fs from "node:fs";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { InvalidArgumentError, isPocketError, ErrorCode, NodeUnavailableError, NotFoundError, IntegrityError } from "../schemas/errors";
+import { ControllerOps, NodeOps, ShardOps, WireLimits, type ExtentRef, type JobHints, type NodeInfo, type Weight, type WriteReceipt } from "../schemas/operations";
 import type { Operation, ReplyOf, RequestOf } from "../schemas/operation";
 import type { Caller, CallOptions, CallResult } from "../bus/caller";
-import { NatsCaller } from "../bus/nats-rpc";
+import { ControllerCaller, NatsCaller } from "../bus/nats-rpc";
+import { connectWithCreds } from "../bus/nats-connect";
 import { Subjects } from "../bus/subjects";
-import { ConnectFailedError, TcpPool } from "../bus/tcp-client";
+import { ConnectFailedError, ConnectionLostError, TcpPool } from "../bus/tcp-client";
 import { mapLimit } from "../actors/runtime/concurrency";
+import { crc32, crc32Combine, isCrc32 } from "../lib/checksum";
 import { peekJobClaims } from "../actors/runtime/tokens";
 
 export const ClientTransport = {
@@ -21,6 +24,12 @@ export type ClientTransport = (typeof ClientTransport)[keyof typeof ClientTransp
 export interface PocketOptions {
   /** NATS URL(s) of the cluster, e.g. `nats://127.0.0.1:4222`. */
   readonly servers: string | string[];
+  /**
+   * This process's NATS credential (creds file text): a lambda's (from its
+   * job's registration), a driver's or an operator's. `credentialsFromEnv()`
+   * reads it from `POCKET_CREDS` or the file named by `POCKET_NATS_CREDS`.
+   */
+  readonly credentials?: string;
   readonly transport?: ClientTransport;
   /** Extents moved at once per put or get. */
   readonly extentsInflightMax?: number;
@@ -42,6 +51,20 @@ export interface RegisteredJob {
   readonly leaseMs: number;
   readonly tier: string;
   readonly weights: readonly Weight[];
+  /** The NATS credential the job's lambdas connect with (hand it to them with the token). */
+  readonly credentials?: string;
+}
+
+/**
+ * The credential in the environment: `POCKET_CREDS` (creds text, or its
+ * base64url, as `pocket job register` prints it for lambdas) or the file named by
+ * `POCKET_NATS_CREDS` (drivers and operators). Undefined when neither is set.
+ */
+export function credentialsFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const inline = env["POCKET_CREDS"];
+  if (inline) return inline.includes("-----BEGIN") ? inline : Buffer.from(inline, "base64url").toString("utf8");
+  const file = env["POCKET_NATS_CREDS"];
+  return file ? fs.readFileSync(file, "utf8") : undefined;
 }
 
 export interface PutOptions {
@@ -53,8 +76,12 @@ export type Data = Uint8Array | string;
 
 /** A lookup can race an overwrite that frees the old extents: retry the whole read this many times. */
 const staleReadRetriesMax = 3;
+/** Reads whose bytes do not match their checksums are tried again this many times (with a fresh layout) before IntegrityError. */
+const integrityRetriesMax = 1;
 /** Jobs one client keeps alive at once. */
 const leasesMax = 10_000;
+/** Jobs whose lambda credential one client keeps a NATS connection open with. */
+const jobConnectionsMax = 64;
 
 /**
  * The client a lambda imports. One per process: connections are reused
@@ -74,21 +101,51 @@ export class PocketClient {
   readonly #leases = new Map<string, NodeJS.Timeout>();
   /** shardId → address and limits (insertion-ordered: the oldest goes first past the bound). */
   readonly #shards = new Map<string, Promise<ShardInfo>>();
+  /** jobId → lambda credential, for jobs this client registered (or was given one for). */
+  readonly #jobCredentials = new Map<string, string>();
+  /** jobId → a connection made with that job's lambda credential (insertion-ordered, bounded). */
+  readonly #jobConnections = new Map<string, Promise<NatsConnection>>();
   readonly controller: Caller;
 
   private constructor(readonly nc: NatsConnection, readonly options: PocketOptions) {
     this.#pool = new TcpPool({ requestTimeoutMs: options.requestTimeoutMs ?? 30_000 });
-    this.controller = new NatsCaller(nc, Subjects.controller, options.requestTimeoutMs ?? 30_000);
+    this.controller = new ControllerCaller(nc, options.requestTimeoutMs ?? 30_000);
   }
 
   static async connect(options: PocketOptions): Promise<PocketClient> {
-    let nc: NatsConnection;
-    try {
-      nc = await connect({ servers: options.servers, name: options.name ?? "pocket-client", maxReconnectAttempts: 10 });
-    } catch (e) {
-      throw new NodeUnavailableError(`cannot reach NATS at ${String(options.servers)}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-    }
+    const nc = await connectWithCreds(options.servers, options.credentials, undefined, {
+      name: options.name ?? "pocket-client", maxReconnectAttempts: 10,
+    });
     return new PocketClient(nc, options);
+  }
+
+  /**
+   * The NATS connection a job's requests go on: one made with the job's own
+   * lambda credential when this client has it (a driver that also reads and
+   * writes its job's data), else this client's own (a lambda's).
+   */
+  natsFor(jobId: string): Promise<NatsConnection> {
+    const creds = this.#jobCredentials.get(jobId);
+    if (creds === undefined) return Promise.resolve(this.nc);
+    let c = this.#jobConnections.get(jobId);
+    if (!c) {
+      if (this.#jobConnections.size >= jobConnectionsMax) {
+        const [oldest, conn] = this.#jobConnections.entries().next().value!;
+        this.#jobConnections.delete(oldest);
+        void conn.then((nc) => nc.drain()).catch(() => undefined);
+      }
+      c = connectWithCreds(this.options.servers, creds, undefined, { name: `${this.options.name ?? "pocket-client"}-${jobId}`, maxReconnectAttempts: 10 });
+      c.catch(() => this.#jobConnections.delete(jobId));
+      this.#jobConnections.set(jobId, c);
+    }
+    return c;
+  }
+
+  #forgetJobConnection(jobId: string): void {
+    this.#jobCredentials.delete(jobId);
+    const c = this.#jobConnections.get(jobId);
+    this.#jobConnections.delete(jobId);
+    void c?.then((nc) => nc.drain()).catch(() => undefined);
   }
 
   /**
@@ -100,6 +157,7 @@ export class PocketClient {
   async registerJob(name: string, hints: JobHints = {}, options: { leaseMs?: number; renew?: boolean } = {}): Promise<RegisteredJob> {
     const reg = (await this.controller.call(ControllerOps.jobRegister, { name, hints, ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) })).reply;
     if (options.renew !== false) this.#keepAlive(reg.token, reg.leaseMs);
+    if (reg.credentials !== undefined) this.#rememberCredentials(reg.jobId, reg.credentials);
     return reg;
   }
 
@@ -128,14 +186,26 @@ export class PocketClient {
 
   /** Ends a job; every byte it stored is freed. */
   async deregisterJob(token: string): Promise<{ jobId: string; freedBytes: number }> {
+    const job = this.#jobs.get(token);
     this.#jobs.delete(token);
     this.#stopRenewing(token);
-    return (await this.controller.call(ControllerOps.jobDeregister, { token })).reply;
+    const r = (await this.controller.call(ControllerOps.jobDeregister, { token })).reply;
+    if (job) this.#forgetJobConnection(job.jobId);
+    return r;
   }
 
-  /** A handle on one job's namespace (cached per token). */
-  job(token: string): PocketJob {
+  #rememberCredentials(jobId: string, credentials: string): void {
+    if (this.#jobCredentials.size >= leasesMax) this.#jobCredentials.delete(this.#jobCredentials.keys().next().value!);
+    this.#jobCredentials.set(jobId, credentials);
+  }
+
+  /**
+   * A handle on one job's namespace (cached per token). `credentials`: the
+   * job's lambda credential, when this client connected with another one.
+   */
+  job(token: string, credentials?: string): PocketJob {
     let j = this.#jobs.get(token);
+    if (credentials !== undefined) this.#rememberCredentials(peekJobClaims(token).jobId, credentials);
     if (!j) {
       if (this.#jobs.size >= 1024) this.#jobs.delete(this.#jobs.keys().next().value!);
       j = new PocketJob(this, token);
@@ -144,13 +214,16 @@ export class PocketClient {
     return j;
   }
 
-  /** A shard's direct-transport address and limits, asked of the shard over NATS once and remembered. */
-  shardInfo(shardId: string): Promise<ShardInfo> {
+  /**
+   * A shard's direct-transport address, transport key and limits, asked of the
+   * shard over NATS (on the job's subjects: an authenticated source) once and remembered.
+   */
+  shardInfo(shardId: string, jobId: string): Promise<ShardInfo> {
     let info = this.#shards.get(shardId);
     if (!info) {
       if (this.#shards.size >= (this.options.shardCacheMax ?? 256)) this.#shards.delete(this.#shards.keys().next().value!);
-      info = new NatsCaller(this.nc, Subjects.shard(shardId), this.options.requestTimeoutMs ?? 30_000)
-        .call(ShardOps.info, {})
+      info = this.natsFor(jobId)
+        .then((nc) => new NatsCaller(nc, Subjects.shardJob(shardId, jobId), this.options.requestTimeoutMs ?? 30_000).call(ShardOps.info, {}))
         .then((r) => r.reply);
       info.catch(() => this.#shards.delete(shardId));
       this.#shards.set(shardId, info);
@@ -163,32 +236,41 @@ export class PocketClient {
    * NATS otherwise. A shard whose remembered address no longer answers is
    * looked up again once (it may have restarted elsewhere).
    */
-  async callShard<O extends Operation>(shardId: string, op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+  async callShard<O extends Operation>(job: PocketJob, op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+    const { shardId, jobId, token } = job;
     if (this.options.transport === ClientTransport.Nats) {
-      return new NatsCaller(this.nc, Subjects.shard(shardId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
+      const nc = await this.natsFor(jobId);
+      return new NatsCaller(nc, Subjects.shardJob(shardId, jobId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
     }
     for (let attempt = 0; ; attempt++) {
-      const info = await this.shardInfo(shardId);
+      const info = await this.shardInfo(shardId, jobId);
       try {
-        return await this.#pool.caller(info.addr).call(op, request, options);
+        return await this.#pool.caller(info.addr, { id: info.shardId, key: info.key }, token).call(op, request, options);
       } catch (e) {
-        if (!isPocketError(e, ErrorCode.NodeUnavailable)) throw e;
-        // The address may be stale (the shard restarted elsewhere): ask again next time.
+        // A NodeUnavailable the shard replied with (it cannot reach nodes) says nothing about its address.
+        if (!(e instanceof ConnectFailedError || e instanceof ConnectionLostError)) throw e;
+        // The address may be stale (the shard restarted elsewhere, or another process has its port): ask again next time.
         this.#shards.delete(shardId);
         this.#pool.drop(info.addr);
-        // Only a connection that never opened is safe to retry at once: the request was not sent.
+        // Only a connection that never carried the request (or a peer that did not prove itself) is safe to retry at once.
         if (!(e instanceof ConnectFailedError) || attempt > 0) throw e;
       }
     }
   }
 
-  /** Calls a storage node: direct TCP, or NATS in NATS-only mode. */
-  async callNode<O extends Operation>(ref: ExtentRef, op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+  /**
+   * Calls a storage node for a job: direct TCP to the address and key the
+   * job's shard gave (the node must prove it holds the key), or NATS in NATS-only mode.
+   */
+  async callNode<O extends Operation>(ref: ExtentRef, op: O, request: RequestOf<O> & { token?: string }, options?: CallOptions): Promise<CallResult<O>> {
+    const token = request.token ?? "";
     if (this.options.transport === ClientTransport.Nats) {
-      return new NatsCaller(this.nc, Subjects.node(ref.nodeId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
+      const jobId = this.job(token).jobId;
+      const nc = await this.natsFor(jobId);
+      return new NatsCaller(nc, Subjects.nodeJob(ref.nodeId, jobId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
     }
-    if (!ref.addr) throw new NodeUnavailableError(`node ${ref.nodeId} has no known address`);
-    return this.#pool.caller(ref.addr).call(op, request, options);
+    if (!ref.addr || !ref.key) throw new NodeUnavailableError(`node ${ref.nodeId} has no known address`);
+    return this.#pool.caller(ref.addr, { id: ref.nodeId, key: ref.key }, token).call(op, request, options);
   }
 
   async listJobs(): Promise<ReplyOf<typeof ControllerOps.jobList>["jobs"]> {
@@ -211,6 +293,9 @@ export class PocketClient {
     for (const t of this.#leases.values()) clearInterval(t);
     this.#leases.clear();
     this.#pool.close();
+    const jobConnections = [...this.#jobConnections.values()];
+    this.#jobConnections.clear();
+    for (const c of jobConnections) await c.then((nc) => nc.drain()).catch(() => undefined);
     await this.nc.drain().catch(() => undefined);
   }
 }
@@ -258,6 +343,64 @@ function clampRange(size: number, range: Range): { offset: number; length: numbe
   return { offset: from, length: Math.min(size - from, range.length ?? size) };
 }
 
+/**
+ * Fails with IntegrityError unless `bytes` are `[offset, offset + length)` of
+ * something of `total` bytes whose committed CRC-32 is `crc`. A whole read is
+ * checked by its own crc; a range by combining the crcs of the bytes around
+ * it (from whoever served it) with its own: prefix ‖ range ‖ suffix must give
+ * `crc`. This catches bytes damaged in a store or on the way; crcs are no
+ * defence against a peer that forges them on purpose.
+ */
+function checkBytes(what: string, bytes: Uint8Array, want: { offset: number; length: number; total: number; crc: number | undefined }, around: { prefixCrc?: number; suffixCrc?: number }): void {
+  if (bytes.byteLength !== want.length) throw new IntegrityError(`${what}: ${bytes.byteLength} bytes, expected ${want.length}`);
+  if (want.crc === undefined) throw new IntegrityError(`${what}: the layout carries no crc to check the bytes by`);
+  const suffixLength = want.total - want.offset - want.length;
+  // An empty part's crc is 0, whatever the server says.
+  const prefixCrc = want.offset === 0 ? 0 : around.prefixCrc;
+  const suffixCrc = suffixLength === 0 ? 0 : around.suffixCrc;
+  if (!isCrc32(prefixCrc) || !isCrc32(suffixCrc)) throw new IntegrityError(`${what}: no crcs of the bytes around the range`);
+  const got = crc32Combine(crc32Combine(prefixCrc, crc32(bytes), want.length), suffixCrc, suffixLength);
+  if (got !== want.crc) {
+    throw new IntegrityError(`${what}: bytes [${want.offset}, ${want.offset + want.length}) do not match the committed crc ${want.crc} (got ${got}); not returned`);
+  }
+}
+
+/** An inline object's bytes from object.get, checked against its committed crc. */
+function checkedInline(r: CallResult<typeof ShardOps.objectGet>, range: Range): Buffer {
+  const got = r.payload ?? new Uint8Array(0);
+  const { offset, length } = clampRange(r.reply.size, range);
+  checkBytes(`inline object ${r.reply.path}`, got, { offset, length, total: r.reply.size, crc: r.reply.crc }, r.reply);
+  return Buffer.from(got);
+}
+
+/**
+ * A put's receipts: held until one commit's worth (`receiptsPerCallMax`) is
+ * full, which then goes to the shard (`send`, one batch at a time); `rest()`
+ * gives what the commit carries.
+ */
+class ReceiptBatches {
+  #batch: WriteReceipt[] = [];
+  #sent: Promise<void> = Promise.resolve();
+
+  constructor(private readonly send: (receipts: WriteReceipt[]) => Promise<void>) {}
+
+  /** Adds a receipt; resolves once a batch it completed has been handed in. */
+  add(receipt: WriteReceipt): Promise<void> {
+    this.#batch.push(receipt);
+    if (this.#batch.length < WireLimits.receiptsPerCallMax) return Promise.resolve();
+    const full = this.#batch;
+    this.#batch = [];
+    this.#sent = this.#sent.then(() => this.send(full));
+    return this.#sent;
+  }
+
+  /** Waits for the batches sent so far; returns the receipts left for the commit. */
+  async rest(): Promise<WriteReceipt[]> {
+    await this.#sent;
+    return this.#batch;
+  }
+}
+
 /** One job's namespace. Paths are relative to the job: `a/b/c`. */
 export class PocketJob {
   readonly jobId: string;
@@ -271,15 +414,16 @@ export class PocketJob {
 
   /** Calls the job's shard: over the direct transport when it can be reached, else over NATS. */
   async #shard<O extends Operation>(op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
-    return this.client.callShard(this.shardId, op, request, options);
+    return this.client.callShard(this, op, request, options);
   }
 
   /** Stores an object; it becomes visible, whole, when this resolves. */
   async put(path: string, data: Data, options: PutOptions = {}): Promise<{ version: number; size: number }> {
     const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    const limits = await this.client.shardInfo(this.shardId);
+    const limits = await this.client.shardInfo(this.shardId, this.jobId);
     if (bytes.byteLength <= limits.inlineBytesMax) {
-      const r = await this.#shard(ShardOps.objectPut, { token: this.token, path, createOnly: options.createOnly }, { payload: bytes });
+      const request = { token: this.token, path, createOnly: options.createOnly, crc: crc32(bytes) };
+      const r = await this.#shard(ShardOps.objectPut, request, { payload: bytes });
       return { version: r.reply.version, size: r.reply.size };
     }
     const { writeId, extents } = (await this.#shard(ShardOps.objectCreate, {
@@ -292,8 +436,9 @@ export class PocketJob {
         offset += e.length;
         return s;
       });
-      await mapLimit(slices, this.client.extentsInflightMax, async (s) => this.#writeExtent(s.ref, s.bytes));
-      const done = (await this.#shard(ShardOps.objectCommit, { token: this.token, writeId })).reply;
+      const receipts = this.#receipts(writeId);
+      await mapLimit(slices, this.client.extentsInflightMax, async (s) => receipts.add(await this.#writeExtent(s.ref, s.bytes)));
+      const done = (await this.#shard(ShardOps.objectCommit, { token: this.token, writeId, receipts: await receipts.rest() })).reply;
       return { version: done.version, size: done.size };
     } catch (e) {
       await this.#abort(writeId);
@@ -306,12 +451,13 @@ export class PocketJob {
    * `extentsInflightMax + 1` extents of it are in memory at once.
    */
   async putStream(path: string, source: AsyncIterable<Uint8Array | string>, options: StreamPutOptions = {}): Promise<{ version: number; size: number }> {
-    const limits = await this.client.shardInfo(this.shardId);
+    const limits = await this.client.shardInfo(this.shardId, this.jobId);
     const extentBytes = limits.extentBytesMax;
     const created = (await this.#shard(ShardOps.objectCreate, {
       token: this.token, path, size: options.size, createOnly: options.createOnly,
     })).reply;
     const known = options.size !== undefined ? [...created.extents] : undefined;
+    const receipts = this.#receipts(created.writeId);
     const writes = new Set<Promise<void>>();
     let failure: unknown;
     let extendChain: Promise<unknown> = Promise.resolve();
@@ -327,7 +473,7 @@ export class PocketJob {
         extendChain = next.catch(() => undefined);
         ref = (await next).reply.extents[0]!;
       }
-      await this.#writeExtent(ref, chunk);
+      await receipts.add(await this.#writeExtent(ref, chunk));
     };
     const start = (chunk: Buffer): void => {
       const p = flush(chunk).catch((e: unknown) => { failure ??= e; }).finally(() => writes.delete(p));
@@ -358,7 +504,7 @@ export class PocketJob {
       while (writes.size > 0) await Promise.race(writes);
       if (failure !== undefined) throw failure;
       if (known && known.length > 0) throw new InvalidArgumentError(`the stream ended at ${total} bytes, short of its declared size ${options.size}`);
-      const done = (await this.#shard(ShardOps.objectCommit, { token: this.token, writeId: created.writeId })).reply;
+      const done = (await this.#shard(ShardOps.objectCommit, { token: this.token, writeId: created.writeId, receipts: await receipts.rest() })).reply;
       return { version: done.version, size: done.size };
     } catch (e) {
       while (writes.size > 0) await Promise.race(writes);
@@ -367,15 +513,21 @@ export class PocketJob {
     }
   }
 
-  /** Reads a whole object, or a range of it. Never returns a mix of versions. */
+  /**
+   * Reads a whole object, or a range of it. Never returns a mix of versions,
+   * nor bytes that do not match the committed checksums: those are read once
+   * more (layout and bytes: a fault on the way may pass), then IntegrityError.
+   */
   async get(path: string, range: Range = {}): Promise<Buffer> {
+    let integrityRetries = 0;
     for (let attempt = 0; ; attempt++) {
       const r = await this.#shard(ShardOps.objectGet, { token: this.token, path, offset: range.offset, length: range.length });
-      if (r.reply.inline) return Buffer.from(r.payload ?? new Uint8Array(0));
-      const { offset, length } = clampRange(r.reply.size, range);
       try {
+        if (r.reply.inline) return checkedInline(r, range);
+        const { offset, length } = clampRange(r.reply.size, range);
         return await this.#readPieces(piecesFor(r.reply.extents, offset, length), length);
       } catch (e) {
+        if (isPocketError(e, ErrorCode.Integrity) && integrityRetries++ < integrityRetriesMax) continue;
         // An extent freed under us means the object was overwritten or deleted since the lookup.
         // A node drained and removed after our lookup (its extents were moved): the layout has changed too.
         const stale = isPocketError(e, ErrorCode.NotFound) || isPocketError(e, ErrorCode.NodeUnavailable);
@@ -389,14 +541,16 @@ export class PocketJob {
    * `extentsInflightMax` extents are fetched ahead of the consumer. A consumer
    * that stops early (destroys the stream) releases everything.
    * If the object is overwritten while it streams, the stream fails with
-   * NotFound rather than mix versions.
+   * NotFound rather than mix versions; bytes that do not match the committed
+   * checksums fail it with IntegrityError (nothing of them is emitted).
    */
   getStream(path: string, range: Range = {}): Readable {
     const self = this;
     async function* chunks(): AsyncGenerator<Buffer> {
       const r = await self.#shard(ShardOps.objectGet, { token: self.token, path, offset: range.offset, length: range.length });
       if (r.reply.inline) {
-        if (r.payload && r.payload.byteLength > 0) yield Buffer.from(r.payload);
+        const bytes = checkedInline(r, range);
+        if (bytes.byteLength > 0) yield bytes;
         return;
       }
       const { offset, length } = clampRange(r.reply.size, range);
@@ -419,17 +573,31 @@ export class PocketJob {
     return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 });
   }
 
-  async #writeExtent(ref: ExtentRef, bytes: Uint8Array): Promise<void> {
-    await this.client.callNode(ref, NodeOps.extentWrite, { token: this.token, extentId: ref.extentId }, { payload: bytes });
+  /** Writes one extent under its grant, with its crc; returns the node's receipt for the commit. */
+  async #writeExtent(ref: ExtentRef, bytes: Uint8Array): Promise<WriteReceipt> {
+    const crc = crc32(bytes);
+    const r = await this.client.callNode(ref, NodeOps.extentWrite, { token: this.token, extentId: ref.extentId, grant: ref.grant, crc }, { payload: bytes });
+    if (r.reply.length !== bytes.byteLength || r.reply.crc !== crc) {
+      throw new IntegrityError(`extent ${ref.extentId}: the node stored ${r.reply.length} bytes with crc ${r.reply.crc}; sent ${bytes.byteLength} with crc ${crc}`);
+    }
+    return { extentId: ref.extentId, crc, receipt: r.reply.receipt };
   }
 
+  /** Collects a put's receipts; batches past what one commit carries go to the shard with object.written. */
+  #receipts(writeId: string): ReceiptBatches {
+    return new ReceiptBatches(async (receipts) => {
+      await this.#shard(ShardOps.objectWritten, { token: this.token, writeId, receipts });
+    });
+  }
+
+  /** Reads one piece and checks it against its extent's committed crc (IntegrityError otherwise). */
   async #readPiece(p: Piece): Promise<Buffer> {
     const whole = p.offset === 0 && p.length === p.ref.length;
     const r = await this.client.callNode(p.ref, NodeOps.extentRead, {
       token: this.token, extentId: p.ref.extentId, offset: whole ? undefined : p.offset, length: whole ? undefined : p.length,
     });
     const got = r.payload ?? new Uint8Array(0);
-    if (got.byteLength !== p.length) throw new InternalError(`extent ${p.ref.extentId}: ${got.byteLength} bytes, expected ${p.length}`);
+    checkBytes(`extent ${p.ref.extentId}`, got, { offset: p.offset, length: p.length, total: p.ref.length, crc: p.ref.crc }, r.reply);
     return Buffer.from(got.buffer, got.byteOffset, got.byteLength);
   }
 
@@ -441,7 +609,7 @@ export class PocketJob {
       at.push(pos);
       pos += p.length;
     }
-    if (pos !== length) throw new InternalError(`extents cover ${pos} bytes, expected ${length}`);
+    if (pos !== length) throw new IntegrityError(`extents cover ${pos} bytes, expected ${length}`);
     await mapLimit(pieces, this.client.extentsInflightMax, async (p, i) => {
       out.set(await this.#readPiece(p), at[i]!);
     });

@@ -2,10 +2,12 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { ControllerOps } from "../schemas/operations";
-import { NatsCaller } from "../bus/nats-rpc";
-import { Subjects } from "../bus/subjects";
+import { ControllerCaller } from "../bus/nats-rpc";
+import { connectAs } from "../bus/nats-connect";
+import { Role } from "../bus/credentials";
+import { ClusterAuth } from "./cluster-auth";
 import { Controller, type ControllerConfig } from "../actors/controller/controller";
 import { MetadataShard, type ShardConfig } from "../actors/metadata/shard";
 import { StorageNode, type StorageNodeConfig } from "../actors/storage/storage-node";
@@ -29,6 +31,13 @@ export type LaunchMode = (typeof LaunchMode)[keyof typeof LaunchMode];
 export interface LocalClusterOptions {
   /** Use this NATS server instead of starting one. */
   readonly natsUrl?: string;
+  /**
+   * The cluster's bus identities (a `ClusterAuth` directory). Default: created
+   * under `<dataDir>/auth` when the cluster starts its own nats-server. With
+   * `natsUrl`, the server must include that directory's `nats-auth.conf`;
+   * without one, components connect anonymously (a bus without authentication).
+   */
+  readonly authDir?: string;
   readonly shards?: number;
   readonly dram?: number;
   readonly dramCapacityBytes?: number;
@@ -84,6 +93,8 @@ export class LocalCluster {
   #nc: NatsConnection | undefined;
   readonly secret = randomBytes(32).toString("base64url");
   natsUrl = "";
+  /** The cluster's bus identities; undefined on a bus without authentication. */
+  auth: ClusterAuth | undefined;
 
   private constructor(readonly dataDir: string, private readonly ownsDir: boolean, readonly options: LocalClusterOptions) {}
 
@@ -95,11 +106,13 @@ export class LocalCluster {
     try {
       if (options.natsUrl) {
         c.natsUrl = options.natsUrl;
+        if (options.authDir) c.auth = ClusterAuth.open(options.authDir);
       } else {
-        c.#nats = await NatsServer.start({ dir: path.join(dir, "nats"), jetstream: true });
+        c.auth = ClusterAuth.open(options.authDir ?? path.join(dir, "auth"));
+        c.#nats = await NatsServer.start({ dir: path.join(dir, "nats"), jetstream: true, include: c.auth.serverConfigFile });
         c.natsUrl = c.#nats.url;
       }
-      c.#nc = await connect({ servers: c.natsUrl, name: "pocket-launcher" });
+      c.#nc = await connectAs({ natsUrl: c.natsUrl, natsCreds: c.credsFile(Role.Operator, "launcher") }, Role.Operator, "launcher", { name: "pocket-launcher" });
       // Shards and nodes first: the controller then hears every one within a heartbeat of starting,
       // and does not launch nodes for a minimum that is already on its way.
       for (let i = 0; i < (options.shards ?? 2); i++) await c.addShard(`s${i}`);
@@ -118,6 +131,20 @@ export class LocalCluster {
     return this.options.mode ?? LaunchMode.Process;
   }
 
+  /** Mints (and writes, 0600) an identity's creds file; undefined on a bus without authentication. */
+  credsFile(role: Exclude<Role, "lambda">, id: string): string | undefined {
+    return this.auth?.credsFile(role, id);
+  }
+
+  /**
+   * What a job driver needs, as environment variables: the NATS URL and a
+   * driver credential (it may register, renew and deregister jobs, nothing else).
+   */
+  driverEnv(name = "default"): Record<string, string> {
+    const creds = this.credsFile(Role.Driver, name);
+    return { POCKET_NATS_URL: this.natsUrl, ...(creds ? { POCKET_NATS_CREDS: creds } : {}) };
+  }
+
   /** Starts the controller (again, after `kill("controller")`: it picks up its stored state). */
   async startController(): Promise<void> {
     await this.#launch("controller", "controller", this.controllerConfig());
@@ -126,17 +153,21 @@ export class LocalCluster {
   /** Starts one more metadata shard. */
   async addShard(shardId: string): Promise<void> {
     const config: ShardConfig = {
-      natsUrl: this.natsUrl, secret: this.secret, shardId,
+      natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Shard, shardId), secret: this.secret, shardId,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
     };
     await this.#launch(shardId, "shard", config);
   }
 
-  /** Starts one more DRAM storage node. */
-  async addNode(nodeId: string, capacityBytes = this.options.dramCapacityBytes ?? Defaults.dramCapacityBytes): Promise<void> {
+  /**
+   * Starts one more DRAM storage node. `extra.advertiseAddr`: the address
+   * clients are told instead of the bound one (a proxy in front of the node).
+   */
+  async addNode(nodeId: string, capacityBytes = this.options.dramCapacityBytes ?? Defaults.dramCapacityBytes, extra?: { advertiseAddr?: string }): Promise<void> {
     const config: StorageNodeConfig = {
-      natsUrl: this.natsUrl, secret: this.secret, nodeId, tier: "dram", capacityBytes,
+      natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Node, nodeId), secret: this.secret, nodeId, tier: "dram", capacityBytes,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
+      ...(extra?.advertiseAddr !== undefined ? { advertiseAddr: extra.advertiseAddr } : {}),
     };
     await this.#launch(nodeId, "node", config);
   }
@@ -145,7 +176,7 @@ export class LocalCluster {
   async addNvmeNode(nodeId: string, device?: string): Promise<void> {
     const sizeBytes = this.options.nvmeCapacityBytes ?? Defaults.nvmeCapacityBytes;
     const config: StorageNodeConfig = {
-      natsUrl: this.natsUrl, secret: this.secret, nodeId, tier: "nvme", capacityBytes: sizeBytes,
+      natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Node, nodeId), secret: this.secret, nodeId, tier: "nvme", capacityBytes: sizeBytes,
       nvme: { path: device ?? LocalOrchestrator.nvmeFile(this.dataDir, nodeId), sizeBytes: device ? undefined : sizeBytes, model: this.options.nvmeModel },
       heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
     };
@@ -174,7 +205,7 @@ export class LocalCluster {
 
   /** Waits until the controller sees every shard and node live. */
   async waitReady(): Promise<void> {
-    const ctl = new NatsCaller(this.#nc!, Subjects.controller, 2_000);
+    const ctl = new ControllerCaller(this.#nc!, 2_000);
     const members = [...this.#members.values()];
     const wantShards = members.filter((m) => m.role === "shard").length;
     const wantNodes = members.filter((m) => m.role === "node").length;
@@ -228,6 +259,8 @@ export class LocalCluster {
     const capacityBytes = o.dramCapacityBytes ?? Defaults.dramCapacityBytes;
     return {
       natsUrl: this.natsUrl, secret: this.secret, heartbeatIntervalMs: o.heartbeatIntervalMs, extentBytesMax: o.extentBytesMax,
+      natsCreds: this.credsFile(Role.Controller, "controller"),
+      ...(this.auth ? { credentialIssuer: { account: this.auth.account, signingSeedFile: this.auth.signingSeedFile } } : {}),
       store: o.store ?? path.join(this.dataDir, "controller.sqlite"),
       traceFile: path.join(this.dataDir, "controller-trace.ndjson"),
       orchestrator: (o.orchestrator ?? "local") === "local"

@@ -17,6 +17,11 @@ export interface NatsServerOptions {
   readonly cluster?: { readonly name: string; readonly port: number; readonly routes: readonly number[] };
   /** How long to wait for the server to listen. */
   readonly readyTimeoutMs?: number;
+  /**
+   * A config file to include: the cluster's bus identities (`ClusterAuth`'s
+   * nats-auth.conf). Without it the server lets anyone connect.
+   */
+  readonly include?: string;
 }
 
 const candidates = ["/usr/bin/nats-server", "/usr/local/bin/nats-server", "/usr/sbin/nats-server"];
@@ -97,6 +102,8 @@ export class NatsServer {
         const ports = JSON.parse(fs.readFileSync(portsFile, "utf8")) as { nats: string[] };
         if (ports.nats?.[0]) {
           this.#url = ports.nats[0];
+          // Pin the port it chose: nats-server restarted from its own config comes back where the cluster looks for it.
+          if (port === -1 || port === 0) fs.writeFileSync(conf, this.#config(this.port, portsDir));
           return;
         }
       }
@@ -117,6 +124,7 @@ export class NatsServer {
       `max_pending: ${64 * 1024 * 1024}`,
     ];
     if (o.serverName) lines.push(`server_name: "${o.serverName}"`);
+    if (o.include) lines.push(`include "${path.relative(this.dir, o.include)}"`);
     if (o.jetstream ?? true) lines.push(`jetstream { store_dir: "${path.join(this.dir, "jetstream")}" }`);
     if (o.cluster) {
       const routes = o.cluster.routes.map((p) => `"nats-route://127.0.0.1:${p}"`).join(", ");

@@ -19,6 +19,8 @@ export const ErrorCode = {
   Timeout: "Timeout",
   Busy: "Busy",
   Internal: "Internal",
+  /** Bytes do not match their checksum: corrupted in a store or on the way. Never returned as data. */
+  Integrity: "Integrity",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -73,6 +75,9 @@ export class BusyError extends PocketError {
 export class InternalError extends PocketError {
   constructor(message: string, options?: { cause?: unknown }) { super(ErrorCode.Internal, message, options); }
 }
+export class IntegrityError extends PocketError {
+  constructor(message: string, options?: { cause?: unknown }) { super(ErrorCode.Integrity, message, options); }
+}
 
 const classes: Record<ErrorCode, new (message: string, options?: { cause?: unknown }) => PocketError> = {
   NotFound: NotFoundError,
@@ -87,6 +92,7 @@ const classes: Record<ErrorCode, new (message: string, options?: { cause?: unkno
   Timeout: TimeoutError,
   Busy: BusyError,
   Internal: InternalError,
+  Integrity: IntegrityError,
 };
 
 /** Rebuilds the typed error for a code received from the wire. Unknown codes become `Internal`. */

@@ -9,12 +9,18 @@ import path from "node:path";
 import { ControllerOps, NodeHeartbeatSchema, NodeOps, ShardHeartbeatSchema, ShardOps } from "./operations";
 import { ErrorCode } from "./errors";
 import type { Operation } from "./operation";
-import { ErrorHeaders, Subjects } from "../bus/subjects";
+import { DriverOperations, ErrorHeaders, Subjects } from "../bus/subjects";
 
-function describe(ops: Record<string, Operation>, subject: string): unknown {
+/** Operations served on a shard's or node's control subjects (only cluster components may send them). */
+const controlOperations = new Set<string>([
+  ShardOps.attachJob.name, ShardOps.detachJob.name, ShardOps.setWeights.name, ShardOps.migrate.name,
+  NodeOps.extentFree.name, NodeOps.jobDrop.name, NodeOps.jobQos.name, NodeOps.retire.name, NodeOps.stats.name,
+]);
+
+function describe(ops: Record<string, Operation>, subjectOf: (op: Operation) => string): unknown {
   return Object.fromEntries(Object.values(ops).map((op) => [op.name, {
     summary: op.summary,
-    subject: `${subject}.${op.name}`,
+    subject: `${subjectOf(op)}.${op.name}`,
     payload: op.payload,
     request: op.request,
     reply: op.reply,
@@ -28,9 +34,9 @@ const doc = {
   $comment: "Pocket on NATS wire contract. Bodies are `u32 metaLength | meta JSON | payload`; errors come in the " +
     `${ErrorHeaders.code} / ${ErrorHeaders.message} reply headers on NATS and as error frames on the direct transport.`,
   errorCodes: Object.values(ErrorCode),
-  controller: describe(ControllerOps, Subjects.controller),
-  shard: describe(ShardOps, Subjects.shard("<shardId>")),
-  node: describe(NodeOps, Subjects.node("<nodeId>")),
+  controller: describe(ControllerOps, (op) => (DriverOperations.has(op.name) ? Subjects.controllerDriver : Subjects.controllerAdmin)),
+  shard: describe(ShardOps, (op) => (controlOperations.has(op.name) ? Subjects.shardControl("<shardId>") : Subjects.shardJob("<shardId>", "<jobId>"))),
+  node: describe(NodeOps, (op) => (controlOperations.has(op.name) ? Subjects.nodeControl("<nodeId>") : Subjects.nodeJob("<nodeId>", "<jobId>"))),
   heartbeats: { node: NodeHeartbeatSchema, shard: ShardHeartbeatSchema },
 };
 const file = path.join(dir, "pocket-operations.json");

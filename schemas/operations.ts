@@ -12,6 +12,10 @@ export const WireLimits = {
   extentIdsPerFreeMax: 4096,
   /** Largest object one put may declare (1 TiB); real limits come from capacity. */
   objectBytesMax: 2 ** 40,
+  /** A write grant's length (what the shard issues is about 40 characters). */
+  grantBytesMax: 512,
+  /** Write receipts handed to a shard in one object.commit or object.written. */
+  receiptsPerCallMax: 1024,
 } as const;
 
 const Id = T.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9._-]+$" });
@@ -19,6 +23,19 @@ const Token = T.String({ maxLength: WireLimits.tokenBytesMax });
 const Path = T.String({ maxLength: WireLimits.pathBytesMax });
 const Bytes = T.Integer({ minimum: 0, maximum: WireLimits.objectBytesMax });
 const Millis = T.Integer({ minimum: 0 });
+/**
+ * A CRC-32/ISO-HDLC of bytes as zlib computes it (Python's `zlib.crc32` gives
+ * the same value), as an unsigned 32-bit integer; 0 for no bytes.
+ */
+const Crc32 = T.Integer({ minimum: 0, maximum: 0xffff_ffff });
+/** A shard's permission to write one extent (job, node, extent id, exact length, expiry), signed by the cluster. */
+const Grant = T.String({ maxLength: WireLimits.grantBytesMax });
+/** A node's signed statement that it stored an extent's bytes with this length and crc. */
+const Receipt = T.String({ maxLength: 64 });
+/** What a writer hands the shard for each extent it wrote: the node's receipt and the crc it covers. */
+export const WriteReceiptSchema = T.Object({ extentId: Id, crc: Crc32, receipt: Receipt }, { additionalProperties: false });
+export type WriteReceipt = Static<typeof WriteReceiptSchema>;
+const Receipts = T.Array(WriteReceiptSchema, { maxItems: WireLimits.receiptsPerCallMax });
 
 export const Tier = { Dram: "dram", Nvme: "nvme", Disk: "disk" } as const;
 export type Tier = (typeof Tier)[keyof typeof Tier];
@@ -37,12 +54,21 @@ export type JobHints = Static<typeof JobHintsSchema>;
 export const WeightSchema = T.Object({ nodeId: Id, weight: T.Number({ minimum: 0, maximum: 1 }) });
 export type Weight = Static<typeof WeightSchema>;
 
+/** An Ed25519 public key, raw 32 bytes in base64url: what a direct-transport server proves it holds. */
+const TransportKey = T.String({ maxLength: 64 });
+
 export const ExtentRefSchema = T.Object({
   nodeId: Id,
   /** host:port of the node's direct transport, as last heard. */
   addr: T.String({ maxLength: 256 }),
+  /** The node's transport key, from its own heartbeat: a client talks only to a server that proves it holds it. */
+  key: TransportKey,
   extentId: Id,
   length: Bytes,
+  /** In read layouts: the committed CRC-32 of the whole extent, which every read of it is checked against. */
+  crc: T.Optional(Crc32),
+  /** In write layouts: the grant the node requires to store exactly `length` bytes under `extentId`. */
+  grant: T.Optional(Grant),
 });
 export type ExtentRef = Static<typeof ExtentRefSchema>;
 
@@ -84,8 +110,11 @@ export type NodeInfo = Static<typeof NodeInfoSchema>;
 const Empty = T.Object({}, { additionalProperties: false });
 /** Optional in the schema so that a request without one is `Unauthorized`, not `InvalidArgument`. */
 const JobAuth = { token: T.Optional(Token) };
-/** Operations between cluster components carry a cluster token, never given to clients. */
-const ClusterAuth = { auth: T.Optional(Token) };
+/*
+ * Operations between cluster components carry no secret: they are served only
+ * on NATS subjects that only the controller (or a shard) may publish to, so
+ * the bus identity of the caller is what authorises them.
+ */
 
 // ---------------------------------------------------------------- controller
 
@@ -109,6 +138,12 @@ export const ControllerOps = {
       leaseMs: Millis,
       tier: TierSchema,
       weights: T.Array(WeightSchema),
+      /**
+       * The NATS credential (creds file text) the job's lambdas connect with:
+       * it may send only this job's operations and receive only its own replies.
+       * Absent when the cluster's bus has no authentication.
+       */
+      credentials: T.Optional(T.String({ maxLength: 16_384 })),
     }),
     errors: [E.InvalidArgument, E.CapacityExceeded, E.NodeUnavailable],
   }),
@@ -186,28 +221,28 @@ export const ShardOps = {
   attachJob: defineOperation({
     name: "shard.attach",
     summary: "Controller → shard: the shard now owns this job's namespace.",
-    request: T.Object({ ...ClusterAuth, jobId: Id, name: T.String(), weights: T.Array(WeightSchema) }, { additionalProperties: false }),
+    request: T.Object({ jobId: Id, name: T.String(), weights: T.Array(WeightSchema) }, { additionalProperties: false }),
     reply: Empty,
     errors: [E.Unauthorized, E.InvalidArgument],
   }),
   detachJob: defineOperation({
     name: "shard.detach",
     summary: "Controller → shard: drops a job's namespace and frees its extents.",
-    request: T.Object({ ...ClusterAuth, jobId: Id }, { additionalProperties: false }),
+    request: T.Object({ jobId: Id }, { additionalProperties: false }),
     reply: T.Object({ objects: T.Integer({ minimum: 0 }), bytes: Bytes }),
     errors: [E.Unauthorized, E.UnknownJob],
   }),
   setWeights: defineOperation({
     name: "shard.weights",
     summary: "Controller → shard: a job's new weight map.",
-    request: T.Object({ ...ClusterAuth, jobId: Id, weights: T.Array(WeightSchema) }, { additionalProperties: false }),
+    request: T.Object({ jobId: Id, weights: T.Array(WeightSchema) }, { additionalProperties: false }),
     reply: Empty,
     errors: [E.Unauthorized, E.UnknownJob],
   }),
   migrate: defineOperation({
     name: "shard.migrate",
     summary: "Controller → shard: moves every extent this shard's jobs have on a node to their other nodes.",
-    request: T.Object({ ...ClusterAuth, nodeId: Id }, { additionalProperties: false }),
+    request: T.Object({ nodeId: Id }, { additionalProperties: false }),
     reply: T.Object({ extents: T.Integer({ minimum: 0 }), bytes: Bytes, failed: T.Integer({ minimum: 0 }) }),
     errors: [E.Unauthorized],
   }),
@@ -215,15 +250,19 @@ export const ShardOps = {
     name: "shard.info",
     summary: "Where to reach this shard on the direct transport, and its limits.",
     request: Empty,
-    reply: T.Object({ shardId: Id, addr: T.String({ maxLength: 256 }), inlineBytesMax: Bytes, extentBytesMax: Bytes }),
+    reply: T.Object({ shardId: Id, addr: T.String({ maxLength: 256 }), key: TransportKey, inlineBytesMax: Bytes, extentBytesMax: Bytes }),
     errors: [],
   }),
   objectPut: defineOperation({
     name: "object.put",
     summary: "Stores a small object inline in the shard (the payload), visible at once: a put in one round trip.",
-    request: T.Object({ ...JobAuth, path: Path, createOnly: T.Optional(T.Boolean()) }, { additionalProperties: false }),
+    request: T.Object({
+      ...JobAuth, path: Path, createOnly: T.Optional(T.Boolean()),
+      /** CRC-32 of the payload; the shard refuses bytes that do not match (Integrity). Required (optional in the schema so that a missing token is reported first). */
+      crc: T.Optional(Crc32),
+    }, { additionalProperties: false }),
     reply: T.Object({ path: Path, version: T.Integer({ minimum: 1 }), size: Bytes }),
-    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.AlreadyExists, E.TooLarge, E.CapacityExceeded],
+    errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.AlreadyExists, E.TooLarge, E.CapacityExceeded, E.Integrity],
     payload: PayloadDirection.Request,
   }),
   objectGet: defineOperation({
@@ -238,6 +277,12 @@ export const ShardOps = {
       path: Path, size: Bytes, version: T.Integer({ minimum: 1 }),
       inline: T.Boolean(),
       extents: T.Array(ExtentRefSchema),
+      /** Inline objects: the committed CRC-32 of the whole object. */
+      crc: T.Optional(Crc32),
+      /** Inline objects: CRC-32 of the object's bytes before the returned range (0 if none), to check a range against `crc`. */
+      prefixCrc: T.Optional(Crc32),
+      /** Inline objects: CRC-32 of the object's bytes after the returned range (0 if none). */
+      suffixCrc: T.Optional(Crc32),
     }),
     errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.NotFound],
     payload: PayloadDirection.Reply,
@@ -261,10 +306,22 @@ export const ShardOps = {
   }),
   objectCommit: defineOperation({
     name: "object.commit",
-    summary: "Makes a written object visible, atomically replacing any earlier version.",
-    request: T.Object({ ...JobAuth, writeId: Id }, { additionalProperties: false }),
+    summary: "Makes a written object visible, atomically replacing any earlier version. Every extent needs a node's receipt (here or from object.written); otherwise the write stays pending.",
+    request: T.Object({
+      ...JobAuth, writeId: Id,
+      /** Receipts not yet handed in with object.written (all of them, for a put of up to 1024 extents). */
+      receipts: T.Optional(Receipts),
+    }, { additionalProperties: false }),
     reply: T.Object({ path: Path, version: T.Integer({ minimum: 1 }), size: Bytes }),
-    errors: [E.Unauthorized, E.UnknownJob, E.NotFound, E.AlreadyExists],
+    errors: [E.Unauthorized, E.UnknownJob, E.NotFound, E.AlreadyExists, E.InvalidArgument],
+  }),
+  objectWritten: defineOperation({
+    name: "object.written",
+    summary: "Hands the shard a batch of receipts for extents of a pending put (puts of more extents than one commit carries).",
+    request: T.Object({ ...JobAuth, writeId: Id, receipts: Receipts }, { additionalProperties: false }),
+    /** `written`: extents of the put whose receipts the shard now holds. */
+    reply: T.Object({ written: T.Integer({ minimum: 0 }) }),
+    errors: [E.Unauthorized, E.UnknownJob, E.NotFound, E.InvalidArgument],
   }),
   objectAbort: defineOperation({
     name: "object.abort",
@@ -347,10 +404,22 @@ export const NodeStatsSchema = T.Object({
 export const NodeOps = {
   extentWrite: defineOperation({
     name: "extent.write",
-    summary: "Stores one extent's bytes (the payload). Extents are written once and never reused.",
-    request: T.Object({ ...JobAuth, extentId: Id }, { additionalProperties: false }),
-    reply: T.Object({ length: Bytes }),
-    errors: [E.Unauthorized, E.InvalidArgument, E.AlreadyExists, E.CapacityExceeded, E.TooLarge],
+    summary: "Stores one extent's bytes (the payload) within a shard's grant; returns the node's receipt. Extents are written once and never reused.",
+    request: T.Object({
+      ...JobAuth, extentId: Id,
+      /** The grant from the write layout: this node, this extent id, exactly the payload's length. */
+      grant: T.Optional(Grant),
+      /** CRC-32 of the payload; the node stores nothing if its own differs (Integrity). Required (optional in the schema so that a missing token or grant is reported first). */
+      crc: T.Optional(Crc32),
+    }, { additionalProperties: false }),
+    reply: T.Object({
+      length: Bytes,
+      /** CRC-32 of the bytes stored. */
+      crc: Crc32,
+      /** For object.commit: the node's signed statement that it stored `length` bytes with `crc`. */
+      receipt: Receipt,
+    }),
+    errors: [E.Unauthorized, E.InvalidArgument, E.AlreadyExists, E.CapacityExceeded, E.TooLarge, E.Integrity, E.UnknownJob],
     payload: PayloadDirection.Request,
   }),
   extentRead: defineOperation({
@@ -361,7 +430,13 @@ export const NodeOps = {
       offset: T.Optional(Bytes),
       length: T.Optional(Bytes),
     }, { additionalProperties: false }),
-    reply: T.Object({ length: Bytes }),
+    reply: T.Object({
+      length: Bytes,
+      /** CRC-32 of the extent's bytes before the returned range (0 if none): a reader checks the range against the committed crc with crc32Combine. */
+      prefixCrc: Crc32,
+      /** CRC-32 of the extent's bytes after the returned range (0 if none). */
+      suffixCrc: Crc32,
+    }),
     errors: [E.Unauthorized, E.InvalidArgument, E.NotFound],
     payload: PayloadDirection.Reply,
   }),
@@ -369,7 +444,7 @@ export const NodeOps = {
     name: "extent.free",
     summary: "Shard → node: frees extents of a job.",
     request: T.Object({
-      ...ClusterAuth, jobId: Id,
+      jobId: Id,
       extentIds: T.Array(Id, { maxItems: WireLimits.extentIdsPerFreeMax }),
     }, { additionalProperties: false }),
     reply: T.Object({ freedBytes: Bytes }),
@@ -378,7 +453,7 @@ export const NodeOps = {
   jobDrop: defineOperation({
     name: "job.drop",
     summary: "Controller → node: frees every extent of a job.",
-    request: T.Object({ ...ClusterAuth, jobId: Id }, { additionalProperties: false }),
+    request: T.Object({ jobId: Id }, { additionalProperties: false }),
     reply: T.Object({ freedBytes: Bytes }),
     errors: [E.Unauthorized],
   }),
@@ -386,7 +461,7 @@ export const NodeOps = {
     name: "job.qos",
     summary: "Controller → node: a job becomes a latency-critical tenant with this SLO (NVMe; a no-op on DRAM). p95Us 0: the device model's limit.",
     request: T.Object({
-      ...ClusterAuth, jobId: Id,
+      jobId: Id,
       slo: T.Object({ iops: T.Number({ exclusiveMinimum: 0 }), readRatio: T.Number({ minimum: 0, maximum: 1 }), p95Us: T.Number({ minimum: 0 }) }),
     }, { additionalProperties: false }),
     reply: T.Object({ reserved: T.Boolean() }),
@@ -395,7 +470,7 @@ export const NodeOps = {
   retire: defineOperation({
     name: "node.retire",
     summary: "Controller → node: the node was removed; it stops serving and exits.",
-    request: T.Object({ ...ClusterAuth }, { additionalProperties: false }),
+    request: Empty,
     reply: Empty,
     errors: [E.Unauthorized],
   }),
@@ -410,13 +485,20 @@ export const NodeOps = {
 
 // ---------------------------------------------------------------- heartbeats (published, not requested)
 
-export const NodeHeartbeatSchema = T.Object({ ...nodeReport, sentAtMs: Millis });
+export const NodeHeartbeatSchema = T.Object({
+  ...nodeReport,
+  /** The node's transport key (the direct transport's handshake proves it). */
+  key: TransportKey,
+  sentAtMs: Millis,
+});
 export type NodeHeartbeat = Static<typeof NodeHeartbeatSchema>;
 
 export const ShardHeartbeatSchema = T.Object({
   shardId: Id,
   /** host:port of the shard's direct transport. */
   addr: T.String({ maxLength: 256 }),
+  /** The shard's transport key. */
+  key: TransportKey,
   jobs: T.Integer({ minimum: 0 }),
   objects: T.Integer({ minimum: 0 }),
   sentAtMs: Millis,

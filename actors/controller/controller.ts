@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { groupBy, interval, mergeMap, Observable, Subject, switchMap, tap, throttleTime, timer, type Subscription as RxSubscription } from "rxjs";
 import { CapacityExceededError, ErrorCode, InvalidArgumentError, isPocketError, NodeUnavailableError, NotFoundError, UnknownJobError } from "../../schemas/errors";
 import {
@@ -9,6 +9,8 @@ import {
 import { EventPublisher, ensureEventStream } from "../../bus/events";
 import { subscribeValidated } from "../../bus/subscribe";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
+import { connectAs, readPrivateFile } from "../../bus/nats-connect";
+import { CredentialIssuer, Role } from "../../bus/credentials";
 import { Router } from "../../bus/router";
 import { Subjects } from "../../bus/subjects";
 import { createOrchestrator, type Orchestrator, type OrchestratorConfig } from "../orchestrator";
@@ -40,6 +42,12 @@ export interface ControllerConfig extends NatsSettings {
   readonly traceFile?: string;
   /** Passed to the storage nodes the orchestrator launches. */
   readonly extentBytesMax?: number;
+  /**
+   * How the controller mints NATS credentials: a lambda credential for each job
+   * it registers, and its own for each node it launches. The account's public
+   * key and a file holding one of its signing keys' seed (0600).
+   */
+  readonly credentialIssuer?: { readonly account: string; readonly signingSeedFile: string };
 }
 
 interface ShardRecord {
@@ -65,7 +73,8 @@ const endedJobsKeptMs = 7 * 24 * 3600_000;
 export class Controller {
   readonly #log = logger("controller");
   readonly #shards = new Map<string, ShardRecord>();
-  readonly #clusterToken: string;
+  /** Mints lambda and node credentials; undefined on a bus without authentication. */
+  readonly #issuer: CredentialIssuer | undefined;
   readonly #inputs = new Subject<ControllerInput>();
   readonly #effects: Decision[] = [];
   /** Latency-sensitive NVMe jobs: the nodes already told to reserve for them. */
@@ -89,7 +98,8 @@ export class Controller {
     private readonly tokens: TokenAuthority,
     private readonly clock: Clock,
   ) {
-    this.#clusterToken = tokens.issueCluster(Defaults.clusterTokenTtlMs);
+    const ci = config.credentialIssuer;
+    this.#issuer = ci ? CredentialIssuer.fromSeed(ci.account, readPrivateFile(ci.signingSeedFile)) : undefined;
   }
 
   static async start(config: ControllerConfig, clock: Clock = systemClock): Promise<Controller> {
@@ -117,7 +127,7 @@ export class Controller {
   get orchestrator(): Orchestrator | undefined { return this.#orchestrator; }
 
   async #start(): Promise<void> {
-    const nc = await connect({ servers: this.config.natsUrl, name: "pocket-controller", maxReconnectAttempts: -1 });
+    const nc = await connectAs(this.config, Role.Controller, "controller", { name: "pocket-controller" });
     this.#nats = nc;
     const withJetStream = await ensureEventStream(nc).catch((e: unknown) => {
       this.#log.warn("event stream unavailable; events go out as plain messages", errorFields(e));
@@ -127,6 +137,7 @@ export class Controller {
     if (this.config.traceFile) this.#trace = new TraceWriter(this.config.traceFile);
     this.#orchestrator = await createOrchestrator(this.config.orchestrator ?? { kind: "events-only" }, {
       natsUrl: this.config.natsUrl, secret: this.config.secret, heartbeatIntervalMs: this.config.heartbeatIntervalMs, extentBytesMax: this.config.extentBytesMax,
+      ...(this.#issuer ? { nodeCredentials: (nodeId: string) => this.#issuer!.node(nodeId) } : {}),
     });
 
     // One ordered stream of inputs; every one is recorded, then applied.
@@ -140,7 +151,7 @@ export class Controller {
     }));
     this.#inputs.next({ kind: "start", atMs: this.clock.now(), policy: this.core.policy });
     this.#rx.push(this.#telemetry(nc).subscribe((hb) => {
-      const { sentAtMs: _sent, ...rest } = hb;
+      const { sentAtMs: _sent, key: _key, ...rest } = hb;
       if (!this.core.node(hb.nodeId) && this.core.nodes().length >= Defaults.clusterMembersMax) {
         this.#log.warn("too many storage nodes; heartbeat ignored", { nodeId: hb.nodeId });
         return;
@@ -148,16 +159,19 @@ export class Controller {
       this.#inputs.next({ kind: "node.heartbeat", atMs: this.clock.now(), hb: rest });
     }));
     this.#subs.push(subscribeValidated(nc, Subjects.shardUsageAll, ShardUsageSchema, this.#log, (u: ShardUsage) => {
-      this.#inputs.next({ kind: "shard.usage", atMs: this.clock.now(), shardId: u.shardId, jobs: u.jobs });
-    }));
+      // A shard reports only the jobs it holds.
+      const jobs = u.jobs.filter((j) => this.core.job(j.jobId)?.shardId === u.shardId);
+      this.#inputs.next({ kind: "shard.usage", atMs: this.clock.now(), shardId: u.shardId, jobs });
+    }, { subjectOf: (u) => Subjects.shardUsage(u.shardId) }));
     this.#subs.push(subscribeValidated(nc, Subjects.shardHeartbeatAll, ShardHeartbeatSchema, this.#log, (hb) => {
       if (!this.#shards.has(hb.shardId) && this.#shards.size >= Defaults.clusterMembersMax) {
         this.#log.warn("too many shards; heartbeat ignored", { shardId: hb.shardId });
         return;
       }
       this.#shards.set(hb.shardId, { heartbeat: hb, lastSeenMs: this.clock.now() });
-    }));
-    this.#subs.push(serveOnNats(nc, Subjects.controller, this.router()));
+    }, { subjectOf: (hb) => Subjects.shardHeartbeat(hb.shardId) }));
+    this.#subs.push(serveOnNats(nc, Subjects.controllerDriver, this.driverRouter()));
+    this.#subs.push(serveOnNats(nc, Subjects.controllerAdmin, this.adminRouter()));
     this.#rx.push(interval(this.heartbeatIntervalMs).subscribe(() => this.tick()));
   }
 
@@ -170,7 +184,9 @@ export class Controller {
   #telemetry(nc: NatsConnection): Observable<NodeHeartbeat> {
     const silenceMs = this.heartbeatIntervalMs * this.core.policy.heartbeatsMissedMax;
     const heartbeats = new Observable<NodeHeartbeat>((sub) => {
-      const s = subscribeValidated(nc, Subjects.nodeHeartbeatAll, NodeHeartbeatSchema, this.#log, (hb) => sub.next(hb));
+      const s = subscribeValidated(nc, Subjects.nodeHeartbeatAll, NodeHeartbeatSchema, this.#log, (hb) => sub.next(hb), {
+        subjectOf: (hb) => Subjects.nodeHeartbeat(hb.nodeId),
+      });
       return () => s.unsubscribe();
     });
     return heartbeats.pipe(
@@ -251,14 +267,14 @@ export class Controller {
         return;
       }
       case "node.removed": {
-        await new NatsCaller(this.#nats!, Subjects.node(d.nodeId), 2_000).call(NodeOps.retire, { auth: this.#clusterToken }).catch(() => undefined);
+        await new NatsCaller(this.#nats!, Subjects.nodeControl(d.nodeId), 2_000).call(NodeOps.retire, {}).catch(() => undefined);
         await this.#orchestrator!.remove(d.nodeId);
         return;
       }
       case "job.weights": {
         const j = this.core.job(d.jobId);
         if (!j || !this.#isLive(j)) return;
-        await this.#shard(j.shardId).call(ShardOps.setWeights, { auth: this.#clusterToken, jobId: j.jobId, weights: j.weights });
+        await this.#shard(j.shardId).call(ShardOps.setWeights, { jobId: j.jobId, weights: j.weights });
         await this.#reserveLatencyCritical(j);
         return;
       }
@@ -300,7 +316,7 @@ export class Controller {
       sent.add(w.nodeId);
       const slo = { iops: Math.max(1, (j.demand.throughputBps * w.weight) / 4096), readRatio: j.hints.readRatio ?? 0.5, p95Us: 0 };
       try {
-        await new NatsCaller(this.#nats!, Subjects.node(w.nodeId), 5_000).call(NodeOps.jobQos, { auth: this.#clusterToken, jobId: j.jobId, slo });
+        await new NatsCaller(this.#nats!, Subjects.nodeControl(w.nodeId), 5_000).call(NodeOps.jobQos, { jobId: j.jobId, slo });
         this.#events?.event("job.reserved", { atMs: this.clock.now(), jobId: j.jobId, nodeId: w.nodeId, slo });
       } catch (e) {
         this.#events?.event("job.reservation-refused", { atMs: this.clock.now(), jobId: j.jobId, nodeId: w.nodeId, slo, ...errorFields(e) });
@@ -312,7 +328,7 @@ export class Controller {
     for (let attempt = 1; attempt <= migrateAttemptsMax && !this.#stopped; attempt++) {
       const shards = [...this.#shards.values()].filter((s) => this.#shardLive(s)).map((s) => s.heartbeat.shardId);
       const results = await settleLimit(shards, fanoutMax, (id) =>
-        new NatsCaller(this.#nats!, Subjects.shard(id), 10 * 60_000).call(ShardOps.migrate, { auth: this.#clusterToken, nodeId }));
+        new NatsCaller(this.#nats!, Subjects.shardControl(id), 10 * 60_000).call(ShardOps.migrate, { nodeId }));
       const ok = results.every((r) => r.status === "fulfilled" && r.value.reply.failed === 0);
       const moved = results.reduce((s, r) => s + (r.status === "fulfilled" ? r.value.reply.bytes : 0), 0);
       this.#events?.event("node.migrated", { atMs: this.clock.now(), nodeId, bytes: moved, complete: ok, attempt });
@@ -327,7 +343,7 @@ export class Controller {
   /** Drops a job's namespace on its shard and its bytes on every node. */
   async #reclaim(jobId: string, shardId: string): Promise<number> {
     try {
-      await this.#shard(shardId).call(ShardOps.detachJob, { auth: this.#clusterToken, jobId });
+      await this.#shard(shardId).call(ShardOps.detachJob, { jobId });
     } catch (e) {
       if (!isPocketError(e, ErrorCode.NodeUnavailable) && !isPocketError(e, ErrorCode.UnknownJob)) throw e;
       this.#log.warn("shard did not detach the job", { jobId, shardId, ...errorFields(e) });
@@ -335,13 +351,14 @@ export class Controller {
     // Every node, not only the weighted ones: weights may have changed over the job's life.
     const nodes = this.core.nodes().filter((n) => this.core.nodeState(n) !== NodeState.Removed);
     const results = await settleLimit(nodes, fanoutMax, (n) =>
-      new NatsCaller(this.#nats!, Subjects.node(n.nodeId), 5_000).call(NodeOps.jobDrop, { auth: this.#clusterToken, jobId }));
+      new NatsCaller(this.#nats!, Subjects.nodeControl(n.nodeId), 5_000).call(NodeOps.jobDrop, { jobId }));
     let freed = 0;
     for (const r of results) if (r.status === "fulfilled") freed += r.value.reply.freedBytes;
     return freed;
   }
 
-  router(): Router {
+  /** What job drivers may call (on `pocket.ctl.driver.*`). */
+  driverRouter(): Router {
     return new Router()
       .on(ControllerOps.jobRegister, async (req) => {
         const hints = req.hints ?? {};
@@ -354,11 +371,11 @@ export class Controller {
         const job = this.core.job(jobId)!;
         try {
           let sent = job.weights;
-          await this.#shard(shardId).call(ShardOps.attachJob, { auth: this.#clusterToken, jobId, name: req.name, weights: sent });
+          await this.#shard(shardId).call(ShardOps.attachJob, { jobId, name: req.name, weights: sent });
           // Weights that changed while the shard was attaching (a node came up) go out now.
           if (job.weights !== sent) {
             sent = job.weights;
-            await this.#shard(shardId).call(ShardOps.setWeights, { auth: this.#clusterToken, jobId, weights: sent });
+            await this.#shard(shardId).call(ShardOps.setWeights, { jobId, weights: sent });
           }
           await this.#flush();
         } catch (e) {
@@ -369,6 +386,7 @@ export class Controller {
         return {
           jobId, token: this.tokens.issueJob(jobId, shardId, ttl), shardId, expiresAtMs: now + ttl,
           leaseExpiresAtMs: job.life.context.leaseExpiresAtMs, leaseMs: job.life.context.leaseMs, tier: job.tier, weights: job.weights,
+          ...(this.#issuer ? { credentials: this.#issuer.lambda(jobId, shardId, now + ttl) } : {}),
         };
       })
       .on(ControllerOps.jobRenew, (req) => {
@@ -383,7 +401,12 @@ export class Controller {
         this.#inputs.next({ kind: "job.deregister", atMs: this.clock.now(), jobId: j.jobId });
         await this.#flush();
         return { jobId: j.jobId, freedBytes };
-      })
+      });
+  }
+
+  /** What operators may call (on `pocket.ctl.admin.*`): lists, usage, retiring nodes. */
+  adminRouter(): Router {
+    return new Router()
       .on(ControllerOps.jobList, () => ({
         jobs: this.core.liveJobs().map((j) => ({
           jobId: j.jobId, name: j.name, shardId: j.shardId, registeredAtMs: j.registeredAtMs, hints: j.hints, weights: j.weights,
@@ -469,7 +492,7 @@ export class Controller {
   }
 
   #shard(shardId: string): NatsCaller {
-    return new NatsCaller(this.#nats!, Subjects.shard(shardId), Defaults.rpcTimeoutMs);
+    return new NatsCaller(this.#nats!, Subjects.shardControl(shardId), Defaults.rpcTimeoutMs);
   }
 
   async stop(): Promise<void> {

@@ -11,7 +11,7 @@ export type ControllerInput =
   /** The controller process started (or restarted) at this time. */
   | { kind: "start"; atMs: number; policy?: ScalingPolicy }
   | { kind: "tick"; atMs: number }
-  | { kind: "node.heartbeat"; atMs: number; hb: Omit<NodeHeartbeat, "sentAtMs"> }
+  | { kind: "node.heartbeat"; atMs: number; hb: Omit<NodeHeartbeat, "sentAtMs" | "key"> }
   /** A shard's per-job usage: bytes stored now, requests served so far (a counter). */
   | { kind: "shard.usage"; atMs: number; shardId: string; jobs: Array<{ jobId: string; bytes: number; requests: number }> }
   | { kind: "job.register"; atMs: number; jobId: string; name: string; shardId: string; hints: JobHints; leaseMs?: number }

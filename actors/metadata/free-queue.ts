@@ -19,7 +19,6 @@ export class FreeQueue {
 
   constructor(
     private readonly callerFor: (nodeId: string) => Caller,
-    private readonly auth: () => string,
     private readonly inflightMax: number,
     private readonly backlogMax: number,
   ) {}
@@ -28,7 +27,7 @@ export class FreeQueue {
     return this.#backlog.length + this.#inflight;
   }
 
-  enqueue(jobId: string, extents: readonly Extent[]): void {
+  enqueue(jobId: string, extents: ReadonlyArray<Pick<Extent, "nodeId" | "extentId">>): void {
     const byNode = new Map<string, string[]>();
     for (const e of extents) {
       let ids = byNode.get(e.nodeId);
@@ -58,7 +57,7 @@ export class FreeQueue {
       const b = this.#backlog.shift()!;
       this.#inflight++;
       this.callerFor(b.nodeId)
-        .call(NodeOps.extentFree, { auth: this.auth(), jobId: b.jobId, extentIds: b.extentIds })
+        .call(NodeOps.extentFree, { jobId: b.jobId, extentIds: b.extentIds })
         .catch((e: unknown) => this.#log.warn("free failed", { nodeId: b.nodeId, jobId: b.jobId, ...errorFields(e) }))
         .finally(() => {
           this.#inflight--;

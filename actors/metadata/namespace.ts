@@ -6,6 +6,8 @@ export interface Extent {
   readonly nodeId: string;
   readonly extentId: string;
   readonly length: number;
+  /** CRC-32 of the extent's bytes, as committed: every read of the extent is checked against it. */
+  readonly crc: number;
 }
 
 export interface ObjectEntry {
@@ -15,6 +17,8 @@ export interface ObjectEntry {
   readonly extents: readonly Extent[];
   /** A small object's bytes, kept in the shard instead of on storage nodes. */
   readonly inline?: Buffer;
+  /** CRC-32 of an inline object's bytes, as committed. */
+  readonly inlineCrc?: number;
   readonly modifiedAtMs: number;
 }
 
@@ -121,13 +125,19 @@ export class Namespace {
    * Puts an object, replacing an earlier one atomically. Returns the new entry
    * and the replaced one's extents (to free).
    */
-  put(parts: readonly string[], size: number, extents: readonly Extent[], createOnly: boolean, inline?: Buffer): { entry: ObjectEntry; replaced: readonly Extent[]; replacedInlineBytes: number } {
+  put(
+    parts: readonly string[], size: number, extents: readonly Extent[], createOnly: boolean,
+    inline?: { readonly bytes: Buffer; readonly crc: number },
+  ): { entry: ObjectEntry; replaced: readonly Extent[]; replacedInlineBytes: number } {
     this.checkPutTarget(parts, createOnly);
     const dir = this.#ensureDir(parts.slice(0, -1));
     const name = parts[parts.length - 1]!;
     const old = dir.children.get(name) as ObjectEntry | undefined;
     if (!old) this.#checkRoom(1);
-    const entry: ObjectEntry = { kind: "object", size, version: (old?.version ?? 0) + 1, extents, inline, modifiedAtMs: this.now() };
+    const entry: ObjectEntry = {
+      kind: "object", size, version: (old?.version ?? 0) + 1, extents, modifiedAtMs: this.now(),
+      ...(inline ? { inline: inline.bytes, inlineCrc: inline.crc } : {}),
+    };
     dir.children.set(name, entry);
     dir.modifiedAtMs = entry.modifiedAtMs;
     if (old) {
@@ -201,7 +211,7 @@ export class Namespace {
     const e = this.find(parts);
     if (!e || e.kind !== "object") return false;
     const i = e.extents.findIndex((x) => x.extentId === extentId);
-    if (i < 0 || e.extents[i]!.length !== copy.length) return false;
+    if (i < 0 || e.extents[i]!.length !== copy.length || e.extents[i]!.crc !== copy.crc) return false;
     const extents = e.extents.slice();
     extents[i] = copy;
     const dir = this.find(parts.slice(0, -1)) as DirEntry;

@@ -1,11 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
-  BusyError, CapacityExceededError, InvalidArgumentError, NodeUnavailableError, NotFoundError, TooLargeError, UnauthorizedError, UnknownJobError,
+  BusyError, CapacityExceededError, IntegrityError, InvalidArgumentError, NodeUnavailableError, NotFoundError, TooLargeError, UnauthorizedError, UnknownJobError,
 } from "../../schemas/errors";
-import { NodeOps, ShardOps, type ExtentRef, type ShardHeartbeat, type ShardUsage } from "../../schemas/operations";
+import { NodeOps, ShardOps, WireLimits, type ExtentRef, type ShardHeartbeat, type ShardUsage, type WriteReceipt } from "../../schemas/operations";
+import type { ReplyOf, RequestOf } from "../../schemas/operation";
+import { crc32 } from "../../lib/checksum";
 import { encodeJson } from "../../bus/body";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
+import { connectAs } from "../../bus/nats-connect";
+import { Role } from "../../bus/credentials";
+import { newTransportIdentity, type TransportIdentity } from "../../bus/handshake";
 import { Router, WithPayload } from "../../bus/router";
 import { TcpServer } from "../../bus/tcp-server";
 import { checkSubjectToken, Subjects } from "../../bus/subjects";
@@ -14,7 +19,7 @@ import { mapLimit } from "../runtime/concurrency";
 import { Defaults, type NatsSettings } from "../runtime/config";
 import { errorFields, logger } from "../runtime/log";
 import { NodeDirectory } from "../runtime/node-directory";
-import { TokenAuthority } from "../runtime/tokens";
+import { TokenAuthority, tokenScope } from "../runtime/tokens";
 import { FreeQueue } from "./free-queue";
 import { Namespace, parsePath, type Extent } from "./namespace";
 import { WeightedPicker } from "./placement";
@@ -35,13 +40,21 @@ export interface ShardConfig extends NatsSettings {
   readonly namespaceEntriesMax?: number;
 }
 
+/** An extent laid out for a put: its crc is known when its node's receipt comes in. */
+type PlannedExtent = Omit<Extent, "crc">;
+
 interface PendingWrite {
   readonly writeId: string;
   readonly parts: readonly string[];
   /** Declared size; undefined for a streamed put, whose extents grow by object.extend. */
   readonly size: number | undefined;
   readonly createOnly: boolean;
-  readonly extents: Extent[];
+  readonly extents: PlannedExtent[];
+  /** Extent id → position in `extents` (receipts name extents by id). */
+  readonly index: Map<string, number>;
+  /** CRC-32 of each extent a node gave a valid receipt for, by extent id: commit needs one for every extent. */
+  readonly crcs: Map<string, number>;
+  /** Grants for the write's extents expire with it: nothing can be written to them once it is swept. */
   readonly expiresAtMs: number;
 }
 
@@ -63,6 +76,8 @@ const migrateInflightMax = 4;
 
 /** Extents one put may have (1 TiB at the default extent size). */
 const extentsPerWriteMax = 1 << 20;
+/** Room in a request frame for a full batch of receipts (object.commit, object.written): 256 bytes of JSON each, more than the longest takes. */
+const receiptsFrameBytesMax = WireLimits.receiptsPerCallMax * 256;
 
 /**
  * A metadata shard: owns the namespaces of the jobs the controller gives it,
@@ -77,20 +92,20 @@ export class MetadataShard {
   readonly #bootId = randomBytes(6).toString("base64url").replace(/[-_]/g, "x");
   #seq = 0;
   #nats: NatsConnection | undefined;
-  #sub: Subscription | undefined;
   #tcp: TcpServer | undefined;
   #inlineBytes = 0;
   #timers: NodeJS.Timeout[] = [];
-  readonly #clusterToken: string;
+  /** Proves this shard's identity to clients of its direct transport. */
+  readonly #identity: TransportIdentity;
+  #subs: Subscription[] = [];
   readonly nodes: NodeDirectory;
   readonly #frees: FreeQueue;
 
   private constructor(readonly config: ShardConfig, private readonly tokens: TokenAuthority, private readonly clock: Clock) {
     this.nodes = new NodeDirectory(clock, this.heartbeatIntervalMs);
-    this.#clusterToken = tokens.issueCluster(Defaults.clusterTokenTtlMs);
+    this.#identity = newTransportIdentity(config.shardId);
     this.#frees = new FreeQueue(
-      (nodeId) => new NatsCaller(this.#nats!, Subjects.node(nodeId), Defaults.rpcTimeoutMs),
-      () => this.#clusterToken,
+      (nodeId) => new NatsCaller(this.#nats!, Subjects.nodeControl(nodeId), Defaults.rpcTimeoutMs),
       Defaults.freeInflightMax,
       Defaults.freeQueueMax,
     );
@@ -99,15 +114,19 @@ export class MetadataShard {
   static async start(config: ShardConfig, clock: Clock = systemClock): Promise<MetadataShard> {
     checkSubjectToken("shard", config.shardId);
     const shard = new MetadataShard(config, new TokenAuthority(config.secret, clock), clock);
-    shard.#nats = await connect({ servers: config.natsUrl, name: `pocket-shard-${config.shardId}`, maxReconnectAttempts: -1 });
+    shard.#nats = await connectAs(config, Role.Shard, config.shardId, { name: `pocket-shard-${config.shardId}` });
     shard.nodes.follow(shard.#nats);
     const router = shard.router();
     shard.#tcp = await TcpServer.listen(router, {
       host: config.host ?? "127.0.0.1",
       port: config.port ?? 0,
-      frameBytesMax: shard.inlineBytesMax + 64 * 1024,
+      frameBytesMax: shard.inlineBytesMax + 64 * 1024 + receiptsFrameBytesMax,
+      identity: shard.#identity,
+      authenticate: (token) => { shard.tokens.verifyJob(token); },
     });
-    shard.#sub = serveOnNats(shard.#nats, Subjects.shard(config.shardId), router);
+    // Lambdas' requests on their job's subjects; the controller's on the shard's control subjects (NATS only).
+    shard.#subs.push(serveOnNats(shard.#nats, Subjects.shardJobs(config.shardId), router, { jobScoped: true }));
+    shard.#subs.push(serveOnNats(shard.#nats, Subjects.shardControl(config.shardId), shard.controlRouter()));
     shard.#heartbeat();
     shard.#timers.push(setInterval(() => shard.#heartbeat(), shard.heartbeatIntervalMs));
     shard.#timers.push(setInterval(() => shard.sweepExpiredWrites(), Math.min(5_000, shard.pendingWriteTtlMs)));
@@ -122,10 +141,10 @@ export class MetadataShard {
   /** host:port of the direct transport. */
   get addr(): string { return this.#tcp!.address; }
 
-  router(): Router {
+  /** Cluster-only operations: served on the shard's control subjects, which only the controller may publish to. */
+  controlRouter(): Router {
     return new Router()
       .on(ShardOps.attachJob, (req) => {
-        this.tokens.verifyCluster(req.auth);
         if (!this.#jobs.has(req.jobId)) {
           this.#jobs.set(req.jobId, {
             jobId: req.jobId, name: req.name, ns: new Namespace(() => this.clock.now(), this.config.namespaceEntriesMax ?? Defaults.namespaceEntriesMax),
@@ -137,7 +156,6 @@ export class MetadataShard {
         return {};
       })
       .on(ShardOps.detachJob, (req) => {
-        this.tokens.verifyCluster(req.auth);
         const job = this.#jobs.get(req.jobId);
         if (!job) throw new UnknownJobError(`job ${req.jobId} is not on shard ${this.shardId}`);
         this.#jobs.delete(req.jobId);
@@ -146,99 +164,31 @@ export class MetadataShard {
         return { objects: job.ns.objects, bytes: job.ns.bytes };
       })
       .on(ShardOps.setWeights, (req) => {
-        this.tokens.verifyCluster(req.auth);
         const job = this.#jobs.get(req.jobId);
         if (!job) throw new UnknownJobError(`job ${req.jobId} is not on shard ${this.shardId}`);
         job.picker = new WeightedPicker(req.weights);
         return {};
       })
-      .on(ShardOps.migrate, async (req) => {
-        this.tokens.verifyCluster(req.auth);
-        return this.migrateFrom(req.nodeId);
-      })
+      .on(ShardOps.migrate, async (req) => this.migrateFrom(req.nodeId));
+  }
+
+  /** A job's operations: on the direct transport and on the job's NATS subjects. */
+  router(): Router {
+    return new Router(tokenScope(this.tokens))
       .on(ShardOps.info, () => ({
-        shardId: this.shardId, addr: this.addr, inlineBytesMax: this.inlineBytesMax, extentBytesMax: this.extentBytesMax,
+        shardId: this.shardId, addr: this.addr, key: this.#identity.publicKey, inlineBytesMax: this.inlineBytesMax, extentBytesMax: this.extentBytesMax,
       }))
-      .on(ShardOps.objectPut, (req, ctx) => {
+      .on(ShardOps.objectPut, (req, ctx) => this.#putInline(req, ctx.payload ?? new Uint8Array(0)))
+      .on(ShardOps.objectGet, (req) => this.#get(req))
+      .on(ShardOps.objectCreate, (req) => this.#create(req))
+      .on(ShardOps.objectExtend, (req) => this.#extend(req))
+      .on(ShardOps.objectWritten, (req) => {
         const job = this.#job(req.token);
-        const parts = parsePath(req.path);
-        const bytes = ctx.payload ?? new Uint8Array(0);
-        if (bytes.byteLength > this.inlineBytesMax) {
-          throw new TooLargeError(`${bytes.byteLength} bytes is over the inline limit of ${this.inlineBytesMax}; use object.create`);
-        }
-        const capacity = this.config.inlineCapacityBytes ?? Defaults.inlineCapacityBytes;
-        if (this.#inlineBytes + bytes.byteLength > capacity) throw new CapacityExceededError(`shard ${this.shardId} holds ${capacity} inline bytes at most`);
-        // Own copy: the request's buffer may be shared with other frames.
-        const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
-        copy.set(bytes);
-        const r = job.ns.put(parts, copy.byteLength, [], req.createOnly ?? false, copy);
-        this.#inlineBytes += copy.byteLength - r.replacedInlineBytes;
-        job.inlineBytes += copy.byteLength - r.replacedInlineBytes;
-        this.#frees.enqueue(job.jobId, r.replaced);
-        return { path: parts.join("/"), version: r.entry.version, size: copy.byteLength };
+        const w = this.#pendingWrite(job, req.writeId);
+        this.#takeReceipts(job, w, req.receipts);
+        return { written: w.crcs.size };
       })
-      .on(ShardOps.objectGet, (req) => {
-        const job = this.#job(req.token);
-        const parts = parsePath(req.path);
-        const o = job.ns.getObject(parts);
-        const head = { path: parts.join("/"), size: o.size, version: o.version };
-        if (o.inline) {
-          const start = Math.min(req.offset ?? 0, o.size);
-          const end = req.length === undefined ? o.size : Math.min(o.size, start + req.length);
-          return new WithPayload({ ...head, inline: true, extents: [] }, o.inline.subarray(start, end));
-        }
-        return { ...head, inline: false, extents: o.extents.map((e) => this.#ref(e)) };
-      })
-      .on(ShardOps.objectCreate, (req) => {
-        const job = this.#job(req.token);
-        const parts = parsePath(req.path);
-        job.ns.checkPutTarget(parts, req.createOnly ?? false);
-        if (job.pending.size >= (this.config.pendingWritesPerJobMax ?? Defaults.pendingWritesPerJobMax)) {
-          throw new BusyError(`job ${job.jobId} has ${job.pending.size} puts in progress`);
-        }
-        const lengths: number[] = [];
-        if (req.size !== undefined) {
-          if (Math.ceil(req.size / this.extentBytesMax) > extentsPerWriteMax) throw new TooLargeError(`${req.size} bytes is more than one put may hold`);
-          for (let offset = 0; offset < req.size; offset += this.extentBytesMax) lengths.push(Math.min(this.extentBytesMax, req.size - offset));
-        }
-        const extents = this.#layout(job, lengths);
-        const writeId = this.#newId();
-        job.pending.set(writeId, {
-          writeId, parts, size: req.size, createOnly: req.createOnly ?? false, extents,
-          expiresAtMs: this.clock.now() + this.pendingWriteTtlMs,
-        });
-        return { writeId, extents: extents.map((e) => this.#ref(e)) };
-      })
-      .on(ShardOps.objectExtend, (req) => {
-        const job = this.#job(req.token);
-        const w = job.pending.get(req.writeId);
-        if (!w) throw new NotFoundError(`write ${req.writeId} is unknown or expired`);
-        if (w.size !== undefined) throw new InvalidArgumentError(`write ${req.writeId} declared its size; only streamed puts extend`);
-        if (w.extents.length + req.lengths.length > extentsPerWriteMax) throw new TooLargeError(`a put holds ${extentsPerWriteMax} extents at most`);
-        for (const l of req.lengths) if (l > this.extentBytesMax) throw new InvalidArgumentError(`extent of ${l} bytes exceeds ${this.extentBytesMax}`);
-        const added = this.#layout(job, req.lengths);
-        w.extents.push(...added);
-        return { extents: added.map((e) => this.#ref(e)) };
-      })
-      .on(ShardOps.objectCommit, (req) => {
-        const job = this.#job(req.token);
-        const w = job.pending.get(req.writeId);
-        if (!w) throw new NotFoundError(`write ${req.writeId} is unknown or expired`);
-        job.pending.delete(req.writeId);
-        const size = w.size ?? w.extents.reduce((s, e) => s + e.length, 0);
-        let r: ReturnType<Namespace["put"]>;
-        try {
-          r = job.ns.put(w.parts, size, w.extents, w.createOnly);
-        } catch (e) {
-          this.#frees.enqueue(job.jobId, w.extents);
-          throw e;
-        }
-        this.#inlineBytes -= r.replacedInlineBytes;
-        job.inlineBytes -= r.replacedInlineBytes;
-        // Extent ids are never reused, so a reader still holding the old list gets NotFound, never these bytes.
-        this.#frees.enqueue(job.jobId, r.replaced);
-        return { path: w.parts.join("/"), version: r.entry.version, size };
-      })
+      .on(ShardOps.objectCommit, (req) => this.#commit(req))
       .on(ShardOps.objectAbort, (req) => {
         const job = this.#job(req.token);
         const w = job.pending.get(req.writeId);
@@ -320,6 +270,133 @@ export class MetadataShard {
     return this.#frees.idle();
   }
 
+  /** object.put: an inline object, stored only if its bytes match the writer's crc. */
+  #putInline(req: RequestOf<typeof ShardOps.objectPut>, bytes: Uint8Array): ReplyOf<typeof ShardOps.objectPut> {
+    const job = this.#job(req.token);
+    const parts = parsePath(req.path);
+    if (bytes.byteLength > this.inlineBytesMax) {
+      throw new TooLargeError(`${bytes.byteLength} bytes is over the inline limit of ${this.inlineBytesMax}; use object.create`);
+    }
+    if (req.crc === undefined) throw new InvalidArgumentError("object.put carries no crc of its payload");
+    const crc = crc32(bytes);
+    if (crc !== req.crc) {
+      throw new IntegrityError(`${parts.join("/")}: the ${bytes.byteLength} bytes received have crc ${crc}, the sender's is ${req.crc}; nothing stored`);
+    }
+    const capacity = this.config.inlineCapacityBytes ?? Defaults.inlineCapacityBytes;
+    if (this.#inlineBytes + bytes.byteLength > capacity) throw new CapacityExceededError(`shard ${this.shardId} holds ${capacity} inline bytes at most`);
+    // Own copy: the request's buffer may be shared with other frames.
+    const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
+    copy.set(bytes);
+    const r = job.ns.put(parts, copy.byteLength, [], req.createOnly ?? false, { bytes: copy, crc });
+    this.#inlineBytes += copy.byteLength - r.replacedInlineBytes;
+    job.inlineBytes += copy.byteLength - r.replacedInlineBytes;
+    this.#frees.enqueue(job.jobId, r.replaced);
+    return { path: parts.join("/"), version: r.entry.version, size: copy.byteLength };
+  }
+
+  /** object.get: an inline object's bytes with the crcs to check them by, or a read layout with each extent's crc. */
+  #get(req: RequestOf<typeof ShardOps.objectGet>): ReplyOf<typeof ShardOps.objectGet> | WithPayload<ReplyOf<typeof ShardOps.objectGet>> {
+    const job = this.#job(req.token);
+    const parts = parsePath(req.path);
+    const o = job.ns.getObject(parts);
+    const head = { path: parts.join("/"), size: o.size, version: o.version };
+    if (!o.inline) return { ...head, inline: false, extents: o.extents.map((e) => this.#ref(e)) };
+    const start = Math.min(req.offset ?? 0, o.size);
+    const end = req.length === undefined ? o.size : Math.min(o.size, start + req.length);
+    const crcs = {
+      crc: o.inlineCrc ?? crc32(o.inline),
+      prefixCrc: crc32(o.inline.subarray(0, start)),
+      suffixCrc: crc32(o.inline.subarray(end)),
+    };
+    return new WithPayload({ ...head, inline: true, extents: [], ...crcs }, o.inline.subarray(start, end));
+  }
+
+  /** object.create: lays out the extents of a put, each with a grant that expires with the write. */
+  #create(req: RequestOf<typeof ShardOps.objectCreate>): ReplyOf<typeof ShardOps.objectCreate> {
+    const job = this.#job(req.token);
+    const parts = parsePath(req.path);
+    job.ns.checkPutTarget(parts, req.createOnly ?? false);
+    if (job.pending.size >= (this.config.pendingWritesPerJobMax ?? Defaults.pendingWritesPerJobMax)) {
+      throw new BusyError(`job ${job.jobId} has ${job.pending.size} puts in progress`);
+    }
+    const lengths: number[] = [];
+    if (req.size !== undefined) {
+      if (Math.ceil(req.size / this.extentBytesMax) > extentsPerWriteMax) throw new TooLargeError(`${req.size} bytes is more than one put may hold`);
+      for (let offset = 0; offset < req.size; offset += this.extentBytesMax) lengths.push(Math.min(this.extentBytesMax, req.size - offset));
+    }
+    const extents = this.#layout(job, lengths);
+    const writeId = this.#newId();
+    const expiresAtMs = this.clock.now() + this.pendingWriteTtlMs;
+    job.pending.set(writeId, {
+      writeId, parts, size: req.size, createOnly: req.createOnly ?? false, extents,
+      index: new Map(extents.map((e, i) => [e.extentId, i])), crcs: new Map(), expiresAtMs,
+    });
+    return { writeId, extents: extents.map((e) => this.#writeRef(job, e, expiresAtMs)) };
+  }
+
+  /** object.extend: more extents for a streamed put, with grants that expire with the write. */
+  #extend(req: RequestOf<typeof ShardOps.objectExtend>): ReplyOf<typeof ShardOps.objectExtend> {
+    const job = this.#job(req.token);
+    const w = this.#pendingWrite(job, req.writeId);
+    if (w.size !== undefined) throw new InvalidArgumentError(`write ${req.writeId} declared its size; only streamed puts extend`);
+    if (w.extents.length + req.lengths.length > extentsPerWriteMax) throw new TooLargeError(`a put holds ${extentsPerWriteMax} extents at most`);
+    for (const l of req.lengths) if (l > this.extentBytesMax) throw new InvalidArgumentError(`extent of ${l} bytes exceeds ${this.extentBytesMax}`);
+    const added = this.#layout(job, req.lengths);
+    for (const e of added) {
+      w.index.set(e.extentId, w.extents.length);
+      w.extents.push(e);
+    }
+    return { extents: added.map((e) => this.#writeRef(job, e, w.expiresAtMs)) };
+  }
+
+  /**
+   * object.commit: makes the write visible once every extent has a node's
+   * receipt (handed in now or by object.written). A commit missing any is
+   * refused and the write stays pending, so the writer can finish and retry.
+   */
+  #commit(req: RequestOf<typeof ShardOps.objectCommit>): ReplyOf<typeof ShardOps.objectCommit> {
+    const job = this.#job(req.token);
+    const w = this.#pendingWrite(job, req.writeId);
+    this.#takeReceipts(job, w, req.receipts ?? []);
+    const extents = committedExtents(w);
+    job.pending.delete(req.writeId);
+    const size = w.size ?? extents.reduce((s, e) => s + e.length, 0);
+    let r: ReturnType<Namespace["put"]>;
+    try {
+      r = job.ns.put(w.parts, size, extents, w.createOnly);
+    } catch (e) {
+      this.#frees.enqueue(job.jobId, w.extents);
+      throw e;
+    }
+    this.#inlineBytes -= r.replacedInlineBytes;
+    job.inlineBytes -= r.replacedInlineBytes;
+    // Extent ids are never reused, so a reader still holding the old list gets NotFound, never these bytes.
+    this.#frees.enqueue(job.jobId, r.replaced);
+    return { path: w.parts.join("/"), version: r.entry.version, size };
+  }
+
+  #pendingWrite(job: JobState, writeId: string): PendingWrite {
+    const w = job.pending.get(writeId);
+    if (!w) throw new NotFoundError(`write ${writeId} is unknown or expired`);
+    return w;
+  }
+
+  /**
+   * Checks nodes' receipts for extents of a pending write and records their
+   * crcs; all or none. A receipt must be for this job, the extent's node,
+   * its id and its length: InvalidArgument for an extent not in the write,
+   * Unauthorized for a receipt that does not verify.
+   */
+  #takeReceipts(job: JobState, w: PendingWrite, receipts: readonly WriteReceipt[]): void {
+    for (const r of receipts) {
+      const i = w.index.get(r.extentId);
+      if (i === undefined) throw new InvalidArgumentError(`extent ${r.extentId} is not part of write ${w.writeId}`);
+      const e = w.extents[i]!;
+      this.tokens.verifyReceipt(r.receipt, { jobId: job.jobId, nodeId: e.nodeId, extentId: e.extentId, length: e.length, crc: r.crc });
+    }
+    for (const r of receipts) w.crcs.set(r.extentId, r.crc);
+  }
+
   #job(token: string | undefined): JobState {
     const claims = this.tokens.verifyJob(token);
     if (claims.shardId !== this.shardId) throw new UnauthorizedError(`the token is for shard ${claims.shardId}, not ${this.shardId}`);
@@ -335,8 +412,8 @@ export class MetadataShard {
    * late (a busy machine) is still used rather than failing the put: the
    * controller takes failed nodes out of the weight map.
    */
-  #layout(job: JobState, lengths: readonly number[]): Extent[] {
-    const extents: Extent[] = [];
+  #layout(job: JobState, lengths: readonly number[]): PlannedExtent[] {
+    const extents: PlannedExtent[] = [];
     let picker = job.picker;
     // No weight map yet (no nodes at registration): spread over every node this shard knows.
     if (lengths.length > 0 && !picker.weights.some((w) => w.weight > 0)) {
@@ -350,6 +427,11 @@ export class MetadataShard {
       const fits = (id: string): boolean => this.nodes.freeBytes(id) - (planned.get(id) ?? 0) >= length;
       const nodeId = picker.pick((id) => this.nodes.isLive(id) && fits(id)) ?? picker.pick(fits);
       if (nodeId === undefined) {
+        // A node not heard from lately (its heartbeats may be stuck behind a bus outage) has free space this shard does not know: unavailable, not full.
+        const silent = picker.weights.filter((w) => w.weight > 0 && !this.nodes.isLive(w.nodeId)).map((w) => w.nodeId);
+        if (silent.length > 0) {
+          throw new NodeUnavailableError(`no node of job ${job.jobId} heard from lately has room for ${lengths.reduce((a, b) => a + b, 0)} more bytes; not heard from: ${silent.slice(0, 8).join(", ")}`);
+        }
         throw new CapacityExceededError(`no node of job ${job.jobId} has room for ${lengths.reduce((a, b) => a + b, 0)} more bytes`);
       }
       planned.set(nodeId, (planned.get(nodeId) ?? 0) + length);
@@ -359,8 +441,17 @@ export class MetadataShard {
     return extents;
   }
 
-  #ref(e: Extent): ExtentRef {
-    return { nodeId: e.nodeId, extentId: e.extentId, length: e.length, addr: this.nodes.get(e.nodeId)?.heartbeat.addr ?? "" };
+  /** Where an extent is, for a layout; with its committed crc once it has one (read layouts). */
+  #ref(e: PlannedExtent & { readonly crc?: number }): ExtentRef {
+    const hb = this.nodes.get(e.nodeId)?.heartbeat;
+    const ref: ExtentRef = { nodeId: e.nodeId, extentId: e.extentId, length: e.length, addr: hb?.addr ?? "", key: hb?.key ?? "" };
+    return e.crc === undefined ? ref : { ...ref, crc: e.crc };
+  }
+
+  /** A write layout's entry: where to write, with the grant the node requires, valid until the write expires. */
+  #writeRef(job: JobState, e: PlannedExtent, expiresAtMs: number): ExtentRef {
+    const grant = this.tokens.issueGrant({ jobId: job.jobId, nodeId: e.nodeId, extentId: e.extentId, length: e.length }, expiresAtMs - this.clock.now());
+    return { ...this.#ref(e), grant };
   }
 
   #newId(): string {
@@ -372,7 +463,7 @@ export class MetadataShard {
     let objects = 0;
     for (const j of this.#jobs.values()) objects += j.ns.objects;
     const now = this.clock.now();
-    const hb: ShardHeartbeat = { shardId: this.shardId, addr: this.addr, jobs: this.#jobs.size, objects, sentAtMs: now };
+    const hb: ShardHeartbeat = { shardId: this.shardId, addr: this.addr, key: this.#identity.publicKey, jobs: this.#jobs.size, objects, sentAtMs: now };
     this.#nats?.publish(Subjects.shardHeartbeat(this.shardId), encodeJson(hb));
     // Usage of every job, in chunks of at most usageChunk jobs.
     let chunk: ShardUsage["jobs"] = [];
@@ -393,7 +484,10 @@ export class MetadataShard {
    * job's other nodes: copy, swap the object's layout to the copy, free the
    * original. An object overwritten or deleted meanwhile keeps its new state
    * and the copy is freed. Readers holding the old layout still read the old
-   * extent until the node goes away, then re-read the layout.
+   * extent until the node goes away, then re-read the layout. Source bytes
+   * that do not match the committed crc are not copied (counted as failed):
+   * the object keeps pointing at them, and readers get Integrity errors
+   * rather than a copy that looks sound.
    */
   async migrateFrom(nodeId: string): Promise<{ extents: number; bytes: number; failed: number }> {
     const work: Array<{ job: JobState; parts: string[]; extent: Extent }> = [];
@@ -405,19 +499,9 @@ export class MetadataShard {
     let extents = 0, bytes = 0, failed = 0;
     await mapLimit(work, migrateInflightMax, async ({ job, parts, extent }) => {
       try {
-        const token = this.tokens.issueJob(job.jobId, this.shardId, 10 * 60_000);
-        const read = await this.#node(nodeId).call(NodeOps.extentRead, { token, extentId: extent.extentId });
-        const avoid = (id: string): boolean => id !== nodeId && this.nodes.isLive(id) && this.nodes.freeBytes(id) >= extent.length;
-        const target = job.picker.pick(avoid) ?? this.nodes.all().map((r) => r.heartbeat.nodeId).find(avoid);
-        if (target === undefined) throw new CapacityExceededError(`no node has room for extent ${extent.extentId}`);
-        const copy: Extent = { nodeId: target, extentId: this.#newId(), length: extent.length };
-        await this.#node(target).call(NodeOps.extentWrite, { token, extentId: copy.extentId }, { payload: read.payload ?? new Uint8Array(0) });
-        if (this.#jobs.get(job.jobId) === job && job.ns.replaceExtent(parts, extent.extentId, copy)) {
-          this.#frees.enqueue(job.jobId, [extent]);
+        if (await this.#moveExtent(nodeId, job, parts, extent)) {
           extents++;
           bytes += extent.length;
-        } else {
-          this.#frees.enqueue(job.jobId, [copy]);
         }
       } catch (e) {
         failed++;
@@ -427,15 +511,60 @@ export class MetadataShard {
     return { extents, bytes, failed };
   }
 
-  #node(nodeId: string): NatsCaller {
-    return new NatsCaller(this.#nats!, Subjects.node(nodeId), Defaults.rpcTimeoutMs);
+  /** Copies one extent off `nodeId` after checking it against its committed crc; true if the object now uses the copy. */
+  async #moveExtent(nodeId: string, job: JobState, parts: readonly string[], extent: Extent): Promise<boolean> {
+    const token = this.tokens.issueJob(job.jobId, this.shardId, 10 * 60_000);
+    const read = await this.#node(nodeId, job.jobId).call(NodeOps.extentRead, { token, extentId: extent.extentId });
+    const bytes = read.payload ?? new Uint8Array(0);
+    const crc = crc32(bytes);
+    if (bytes.byteLength !== extent.length || crc !== extent.crc) {
+      throw new IntegrityError(`extent ${extent.extentId} on ${nodeId}: read ${bytes.byteLength} bytes with crc ${crc}, committed ${extent.length} with crc ${extent.crc}; not copied`);
+    }
+    const avoid = (id: string): boolean => id !== nodeId && this.nodes.isLive(id) && this.nodes.freeBytes(id) >= extent.length;
+    const target = job.picker.pick(avoid) ?? this.nodes.all().map((r) => r.heartbeat.nodeId).find(avoid);
+    if (target === undefined) throw new CapacityExceededError(`no node has room for extent ${extent.extentId}`);
+    const copy: Extent = { nodeId: target, extentId: this.#newId(), length: extent.length, crc: extent.crc };
+    const grant = this.tokens.issueGrant({ jobId: job.jobId, nodeId: target, extentId: copy.extentId, length: copy.length }, this.pendingWriteTtlMs);
+    await this.#node(target, job.jobId).call(NodeOps.extentWrite, { token, extentId: copy.extentId, grant, crc: copy.crc }, { payload: bytes });
+    if (this.#jobs.get(job.jobId) === job && job.ns.replaceExtent(parts, extent.extentId, copy)) {
+      this.#frees.enqueue(job.jobId, [extent]);
+      return true;
+    }
+    this.#frees.enqueue(job.jobId, [copy]);
+    return false;
+  }
+
+  /** A node's operations for one job (migration reads and writes extents as the job, under grants it signs). */
+  #node(nodeId: string, jobId: string): NatsCaller {
+    return new NatsCaller(this.#nats!, Subjects.nodeJob(nodeId, jobId), Defaults.rpcTimeoutMs);
   }
 
   async stop(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
-    this.#sub?.unsubscribe();
+    for (const sub of this.#subs) sub.unsubscribe();
     await this.#tcp?.close();
     this.nodes.stop();
     await this.#nats?.drain().catch(() => undefined);
   }
+}
+
+/** A pending write's extents with their crcs, or InvalidArgument naming the first extent without a receipt. */
+function committedExtents(w: PendingWrite): Extent[] {
+  const out: Extent[] = [];
+  let missing = 0;
+  let first: string | undefined;
+  for (const e of w.extents) {
+    const crc = w.crcs.get(e.extentId);
+    if (crc === undefined) {
+      missing++;
+      first ??= e.extentId;
+    } else {
+      out.push({ ...e, crc });
+    }
+  }
+  if (first !== undefined) {
+    const more = missing > 1 ? ` (and ${missing - 1} more)` : "";
+    throw new InvalidArgumentError(`write ${w.writeId}: extent ${first}${more} has no receipt from its node; write it and commit again with the receipt`);
+  }
+  return out;
 }

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { isActorPid, spawnActor, stopChild, type ActorProcess } from "../../deploy/actor-process";
+import { writePrivateFile } from "../../deploy/private-file";
 import { StorageNode, type StorageNodeConfig } from "../storage/storage-node";
 import { errorFields, logger } from "../runtime/log";
 import { OrchestratorKind, type LaunchContext, type NodeLaunchSpec, type Orchestrator } from "./orchestrator";
@@ -24,9 +25,17 @@ export class LocalOrchestrator implements Orchestrator {
   /** Where a local NVMe node keeps its device file. */
   static nvmeFile(dataDir: string, nodeId: string): string { return path.join(dataDir, "nvme", `${nodeId}.img`); }
 
+  /** Where a launched node's NATS credential is written (0600). */
+  static credsFile(dataDir: string, nodeId: string): string { return path.join(dataDir, "auth", `node-${nodeId}.creds`); }
+
   async launch(spec: NodeLaunchSpec): Promise<void> {
+    let natsCreds: string | undefined;
+    if (this.ctx.nodeCredentials) {
+      natsCreds = LocalOrchestrator.credsFile(this.config.dataDir, spec.nodeId);
+      writePrivateFile(natsCreds, this.ctx.nodeCredentials(spec.nodeId));
+    }
     const nodeConfig: StorageNodeConfig = {
-      natsUrl: this.ctx.natsUrl, secret: this.ctx.secret, nodeId: spec.nodeId, tier: spec.tier, capacityBytes: spec.capacityBytes,
+      natsUrl: this.ctx.natsUrl, natsCreds, secret: this.ctx.secret, nodeId: spec.nodeId, tier: spec.tier, capacityBytes: spec.capacityBytes,
       host: this.config.host, heartbeatIntervalMs: this.ctx.heartbeatIntervalMs, extentBytesMax: this.ctx.extentBytesMax,
       ...(spec.tier === "nvme" ? { nvme: { path: LocalOrchestrator.nvmeFile(this.config.dataDir, spec.nodeId), sizeBytes: spec.capacityBytes } } : {}),
     };
@@ -49,8 +58,9 @@ export class LocalOrchestrator implements Orchestrator {
 
   async remove(nodeId: string): Promise<void> {
     await this.#stop(nodeId);
-    // A removed node's device file holds nothing anyone can read any more.
+    // A removed node's device file holds nothing anyone can read any more; its credential is no use to anyone.
     fs.rmSync(LocalOrchestrator.nvmeFile(this.config.dataDir, nodeId), { force: true });
+    fs.rmSync(LocalOrchestrator.credsFile(this.config.dataDir, nodeId), { force: true });
   }
 
   async #stop(nodeId: string): Promise<void> {

@@ -11,6 +11,8 @@ export interface NodeLaunchSpec {
 export interface LaunchContext {
   readonly natsUrl: string;
   readonly secret: string;
+  /** Mints a launched node's own NATS credential (creds text); absent on a bus without authentication. */
+  readonly nodeCredentials?: (nodeId: string) => string;
   readonly heartbeatIntervalMs?: number;
   readonly extentBytesMax?: number;
 }

@@ -8,7 +8,6 @@ export const Defaults = {
   /** Largest direct-transport frame: one extent plus room for the header. */
   frameBytesMax: 1024 * 1024 + 64 * 1024,
   jobTokenTtlMs: 24 * 3600_000,
-  clusterTokenTtlMs: 365 * 24 * 3600_000,
   /** A put not committed within this time is abandoned and its extents freed. */
   pendingWriteTtlMs: 120_000,
   pendingWritesPerJobMax: 16_384,
@@ -28,12 +27,23 @@ export const Defaults = {
   /** Frees sent to nodes at once by one shard; more wait in a bounded queue. */
   freeInflightMax: 16,
   freeQueueMax: 100_000,
+  /** Freed extents a node remembers while their grants may still be valid (refused if written again). */
+  freedExtentsRemembered: 250_000,
   /** Deregistered jobs a node remembers, to refuse late writes with their tokens. */
   droppedJobsRemembered: 100_000,
 } as const;
 
 export interface NatsSettings {
   readonly natsUrl: string;
-  /** Cluster secret that signs capability tokens; shared by all cluster components. */
+  /**
+   * Path of this component's NATS credentials (a `.creds` file, 0600): its
+   * identity on the bus, which decides what it may publish and receive.
+   * Without one the component connects anonymously (a bus without authentication).
+   */
+  readonly natsCreds?: string;
+  /**
+   * Cluster secret that signs capability tokens, extent grants and write
+   * receipts; shared by the cluster's components, never sent on the wire.
+   */
   readonly secret: string;
 }

@@ -32,14 +32,16 @@ export class NodeDirectory {
 
   /** Follows heartbeats on the bus. */
   follow(nc: NatsConnection): void {
-    this.#sub = subscribeValidated(nc, Subjects.nodeHeartbeatAll, NodeHeartbeatSchema, this.#log, (hb) => this.record(hb));
+    this.#sub = subscribeValidated(nc, Subjects.nodeHeartbeatAll, NodeHeartbeatSchema, this.#log, (hb) => this.record(hb), {
+      subjectOf: (hb) => Subjects.nodeHeartbeat(hb.nodeId),
+    });
   }
 
   onHeartbeat(listener: (hb: NodeHeartbeat, isNew: boolean) => void): void {
     this.#listeners.push(listener);
   }
 
-  /** Records a heartbeat. Past `nodesMax` distinct nodes, new ones are ignored (heartbeats are not authenticated yet). */
+  /** Records a heartbeat. Past `nodesMax` distinct nodes, new ones are ignored. */
   record(hb: NodeHeartbeat): void {
     const isNew = !this.#nodes.has(hb.nodeId);
     if (isNew && this.#nodes.size >= this.nodesMax) {

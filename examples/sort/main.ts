@@ -13,6 +13,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import fs from "node:fs";
 import { PocketClient } from "../../client/pocket";
+import { Role } from "../../bus/credentials";
 import { readEvents } from "../../bus/events";
 import { timelineChart, TimelineRecorder, type Mark, type Phase } from "./timeline";
 import { LocalCluster } from "../../deploy/local-cluster";
@@ -138,11 +139,11 @@ function sumChecksums(results: Iterable<TaskResult>): Checksum {
   return c;
 }
 
-async function startWorkers(n: number, natsUrl: string, token: string): Promise<Worker[]> {
+async function startWorkers(n: number, natsUrl: string, token: string, credentials: string | undefined): Promise<Worker[]> {
   const script = path.join(__dirname, "worker.js");
   const workers: Worker[] = [];
   for (let i = 0; i < n; i++) {
-    const child = fork(script, [], { env: { ...process.env, POCKET_NATS_URL: natsUrl, POCKET_TOKEN: token }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = fork(script, [], { env: { ...process.env, POCKET_NATS_URL: natsUrl, POCKET_TOKEN: token, ...(credentials ? { POCKET_CREDS: credentials } : {}) }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
     workers.push({ child, busy: false });
   }
   await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
@@ -201,12 +202,12 @@ async function main(): Promise<void> {
   };
   try {
     process.stderr.write(`sort: cluster up at ${cluster.natsUrl} in ${((Date.now() - clusterStart) / 1000).toFixed(1)} s\n`);
-    client = await PocketClient.connect({ servers: cluster.natsUrl, name: "sort-driver" });
+    client = await PocketClient.connect({ servers: cluster.natsUrl, name: "sort-driver", credentials: cluster.auth?.credentials(Role.Operator, "sort-driver") });
     recorder = new TimelineRecorder(client, clusterStart);
     recorder.start();
     const job = await client.registerJob("sort", { lambdas: workersWanted, capacityBytes: Math.ceil(2.5 * sizeBytes) });
     process.stderr.write(`sort: job ${job.jobId} on shard ${job.shardId} (${job.tier}), weights ${job.weights.map((w) => `${w.nodeId}=${w.weight.toFixed(2)}`).join(" ")}\n`);
-    workers = await startWorkers(workersWanted, cluster.natsUrl, job.token);
+    workers = await startWorkers(workersWanted, cluster.natsUrl, job.token, job.credentials);
     // The nodes launched for the job serve before the map phase starts writing.
     const launchedFor = Date.now();
     while (Date.now() - launchedFor < 15_000 && (await client.listNodes()).some((n) => n.state === "provisioning")) await new Promise((r) => setTimeout(r, 100));

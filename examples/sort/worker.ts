@@ -3,7 +3,7 @@
  * a time from the driver and keeping its Pocket connection between tasks.
  */
 import { isPocketError } from "../../schemas/errors";
-import { PocketClient } from "../../client/pocket";
+import { credentialsFromEnv, PocketClient } from "../../client/pocket";
 import { mapLimit } from "../../actors/runtime/concurrency";
 import { checksum, emptyChecksum, firstUnsorted, generateRecords, keyHex, partition, recordBytes, sortRecords } from "./records";
 import { paths, type Task, type TaskResult, type WorkerMessage } from "./tasks";
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   const url = process.env["POCKET_NATS_URL"];
   const token = process.env["POCKET_TOKEN"];
   if (!url || !token || !process.send) throw new Error("run by the sort driver: needs POCKET_NATS_URL, POCKET_TOKEN and an IPC channel");
-  const client = await PocketClient.connect({ servers: url, name: `sort-worker-${process.pid}` });
+  const client = await PocketClient.connect({ servers: url, name: `sort-worker-${process.pid}`, credentials: credentialsFromEnv() });
   process.on("message", (task: Task) => {
     run(client, token, task).then(
       (result) => send({ kind: "done", id: task.id, result }),

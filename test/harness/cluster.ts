@@ -1,20 +1,37 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { readEvents } from "../../bus/events";
+import { connectAs } from "../../bus/nats-connect";
+import { Role } from "../../bus/credentials";
+import { ClusterAuth } from "../../deploy/cluster-auth";
 import { NatsServer, startNatsCluster } from "../../deploy/nats-server";
 import { LocalCluster, LaunchMode, type LocalClusterOptions } from "../../deploy/local-cluster";
 import { PocketClient, type ClientTransport, type PocketJob, type PocketOptions } from "../../client/pocket";
 
-export { NatsServer, startNatsCluster, LocalCluster, LaunchMode };
+export { NatsServer, startNatsCluster, LocalCluster, LaunchMode, ClusterAuth, Role };
 
-/** A real nats-server for one test file, on a free port, with a temporary JetStream store. */
+/** A real nats-server for one test file, on a free port, with a temporary JetStream store (no authentication). */
 export async function startNats(): Promise<NatsServer> {
   return NatsServer.start({ jetstream: true });
 }
 
+/** A real nats-server that trusts only the identities of a fresh `ClusterAuth` (as `pocket up` runs it). */
+export async function startAuthNats(): Promise<{ nats: NatsServer; auth: ClusterAuth }> {
+  const auth = ClusterAuth.open(fs.mkdtempSync(path.join(os.tmpdir(), "pocket-auth-")));
+  const nats = await NatsServer.start({ jetstream: true, include: auth.serverConfigFile });
+  return { nats, auth };
+}
+
 export interface TestCluster {
   readonly nats: NatsServer;
+  readonly auth: ClusterAuth;
   readonly cluster: LocalCluster;
+  /** Connected as an operator (admin verbs, events); the jobs it registers get their own lambda connections. */
   readonly client: PocketClient;
+  /** Connected as the controller is, for tests that look inside nodes (node stats); never what a client gets. */
+  readonly inspect: NatsConnection;
   stop(): Promise<void>;
 }
 
@@ -23,24 +40,30 @@ export interface TestCluster {
  * Inline actors by default (fast); `mode: "process"` for kill tests.
  */
 export async function startTestCluster(options: LocalClusterOptions = {}, client: Omit<PocketOptions, "servers"> = {}): Promise<TestCluster> {
-  const nats = await startNats();
+  const { nats, auth } = await startAuthNats();
   let cluster: LocalCluster | undefined;
   try {
     // Nodes are started by the test, not by the controller, unless a test asks for the local orchestrator.
-    cluster = await LocalCluster.start({ mode: LaunchMode.Inline, heartbeatIntervalMs: 500, orchestrator: "events-only", ...options, natsUrl: nats.url });
-    const c = await PocketClient.connect({ servers: nats.url, ...client });
+    cluster = await LocalCluster.start({
+      mode: LaunchMode.Inline, heartbeatIntervalMs: 500, orchestrator: "events-only", ...options, natsUrl: nats.url, authDir: auth.dir,
+    });
+    const c = await PocketClient.connect({ servers: nats.url, credentials: auth.credentials(Role.Operator, "test"), ...client });
+    const inspect = await connectAs({ natsUrl: nats.url, natsCreds: auth.credsFile(Role.Controller, "controller") }, Role.Controller, "controller", { name: "test-inspect" });
     const started = cluster;
     return {
-      nats, cluster: started, client: c,
+      nats, auth, cluster: started, client: c, inspect,
       async stop() {
         await c.close();
+        await inspect.drain().catch(() => undefined);
         await started.stop();
         await nats.stop();
+        fs.rmSync(auth.dir, { recursive: true, force: true });
       },
     };
   } catch (e) {
     await cluster?.stop();
     await nats.stop();
+    fs.rmSync(auth.dir, { recursive: true, force: true });
     throw e;
   }
 }
@@ -86,8 +109,9 @@ export interface TestJob {
 }
 
 /** A client of its own on `transport` with a freshly registered job, for suites run over both transports. */
-export async function connectJob(natsUrl: string, transport: ClientTransport, name: string): Promise<TestJob> {
-  const client = await PocketClient.connect({ servers: natsUrl, transport });
+export async function connectJob(t: TestCluster, transport: ClientTransport, name: string): Promise<TestJob> {
+  // A job driver's credential: it registers the job; the job's own lambda credential carries its data.
+  const client = await PocketClient.connect({ servers: t.nats.url, transport, credentials: t.auth.credentials(Role.Driver, name) });
   const { token } = await client.registerJob(name);
   return {
     client, token, job: client.job(token),

@@ -26,12 +26,12 @@ test("the put that does not fit gets CapacityExceeded; nothing partial shows; ea
   for (const [k, v] of kept) expect((await job.get(k)).equals(v)).toBe(true);
   const stored = [...kept.values()].reduce((s, b) => s + b.byteLength, 0);
   // Extents of the failed put are freed: the nodes hold exactly the committed objects.
-  await eventually(async () => (await usedBytes(t.client.nc)) === stored, 5000, "aborted extents freed");
+  await eventually(async () => (await usedBytes(t)) === stored, 5000, "aborted extents freed");
   expect(stored).toBeLessThanOrEqual(2 * nodeBytes);
   // Space freed by a delete is usable again.
   const [firstKey, firstVal] = [...kept.entries()][0]!;
   await job.delete(firstKey);
-  await eventually(async () => (await usedBytes(t.client.nc)) === stored - firstVal.byteLength, 5000, "delete freed");
+  await eventually(async () => (await usedBytes(t)) === stored - firstVal.byteLength, 5000, "delete freed");
   await eventually(async () => {
     try {
       await job.put("again", patternBytes(2 * 1024 * 1024, 7));
@@ -64,6 +64,6 @@ test("a second shard's jobs cannot over-commit the same nodes", async () => {
   }));
   expect(failures.length).toBeGreaterThan(0);
   for (const f of failures) expect(isPocketError(f, ErrorCode.CapacityExceeded)).toBe(true);
-  const used = await usedBytes(t.client.nc);
+  const used = await usedBytes(t);
   expect(used).toBeLessThanOrEqual(2 * nodeBytes);
 });

@@ -16,15 +16,38 @@ function pocket(args: string[], input?: Buffer): { status: number | null; stdout
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
+/** Runs `fn` with one variable taken out of the CLI's environment. */
+function withoutEnv<T>(name: string, fn: () => T): T {
+  const saved = env;
+  env = { ...env };
+  delete env[name];
+  try {
+    return fn();
+  } finally {
+    env = saved;
+  }
+}
+
 beforeAll(async () => {
   up = spawn(process.execPath, [cli, "up", "--dram", "2", "--shards", "1", "--data-dir", path.join(tmp, "cluster")], { stdio: ["ignore", "pipe", "pipe"] });
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("pocket up printed nothing within 30 s")), 30_000);
-    readline.createInterface({ input: up.stdout! }).once("line", (l) => { clearTimeout(timer); resolve(l); });
+  // `pocket up` prints the NATS URL, a job driver's creds file and an operator's, one per line, when ready.
+  const wanted = ["POCKET_NATS_URL", "POCKET_NATS_CREDS", "POCKET_ADMIN_CREDS"];
+  const vars = await new Promise<Record<string, string>>((resolve, reject) => {
+    const got: Record<string, string> = {};
+    const timer = setTimeout(() => reject(new Error(`pocket up printed ${Object.keys(got).join(", ") || "nothing"} within 30 s`)), 30_000);
+    readline.createInterface({ input: up.stdout! }).on("line", (l) => {
+      const eq = l.indexOf("=");
+      if (eq > 0) got[l.slice(0, eq)] = l.slice(eq + 1);
+      if (wanted.every((k) => k in got)) {
+        clearTimeout(timer);
+        resolve(got);
+      }
+    });
     up.once("exit", (code) => reject(new Error(`pocket up exited with ${code}`)));
   });
-  expect(line).toMatch(/^POCKET_NATS_URL=nats:\/\/127\.0\.0\.1:\d+$/);
-  env = { ...process.env, POCKET_NATS_URL: line.split("=")[1] };
+  expect(vars["POCKET_NATS_URL"]).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+  for (const k of ["POCKET_NATS_CREDS", "POCKET_ADMIN_CREDS"]) expect(fs.statSync(vars[k]!).mode & 0o077).toBe(0);
+  env = { ...process.env, ...vars };
 }, 40_000);
 
 afterAll(async () => {
@@ -41,7 +64,9 @@ test("register, put, get, ls, stat, rm, deregister from the command line", () =>
   expect(reg.status).toBe(0);
   const vars = Object.fromEntries(reg.stdout.toString().trim().split("\n").map((l) => l.split("=") as [string, string]));
   const jobId = vars["POCKET_JOB"]!;
-  env = { ...env, POCKET_TOKEN: vars["POCKET_TOKEN"] };
+  // A lambda gets the token and its job's credential, nothing more.
+  expect(vars["POCKET_CREDS"]).toMatch(/^[A-Za-z0-9_-]+$/);
+  env = { ...env, POCKET_TOKEN: vars["POCKET_TOKEN"], POCKET_CREDS: vars["POCKET_CREDS"] };
 
   const file = path.join(tmp, "in.bin");
   const data = patternBytes(3 * 1024 * 1024 + 11, 5);
@@ -68,6 +93,13 @@ test("register, put, get, ls, stat, rm, deregister from the command line", () =>
   expect(pocket(["rm", jobId, "dir", "--recursive"]).status).toBe(0);
   expect(pocket(["get", "j-someone-else", "stdin"]).status).toBe(2);
   expect(pocket(["frobnicate"]).status).toBe(2);
+  // Each verb speaks with its own credential: a driver's cannot reach the job's objects, none cannot reach the bus.
+  const asDriver = withoutEnv("POCKET_CREDS", () => pocket(["ls", jobId]));
+  expect(asDriver.status).toBe(1);
+  expect(asDriver.stderr).toContain("Unauthorized");
+  const anonymous = withoutEnv("POCKET_ADMIN_CREDS", () => pocket(["nodes"]));
+  expect(anonymous.status).toBe(1);
+  expect(anonymous.stderr).toContain("Unauthorized");
 
   const dereg = pocket(["job", "deregister", jobId]);
   expect(dereg.status).toBe(0);

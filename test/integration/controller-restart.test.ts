@@ -1,7 +1,6 @@
 import { LaunchMode } from "../../deploy/local-cluster";
 import { ControllerOps } from "../../schemas/operations";
-import { NatsCaller } from "../../bus/nats-rpc";
-import { Subjects } from "../../bus/subjects";
+import { ControllerCaller } from "../../bus/nats-rpc";
 import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
 import { usedBytes } from "../harness/nodes";
 import { StoreKinds, testStores } from "../harness/stores";
@@ -38,7 +37,7 @@ describe.each(StoreKinds)("controller SIGKILL and restart, state on %s", (kind) 
     await job.put("b", b);
     expect((await job.get("a")).equals(a)).toBe(true);
     expect((await job.list("")).entries.map((e) => e.name).sort()).toEqual(["a", "b"]);
-    const ctl = new NatsCaller(t.client.nc, Subjects.controller, 500);
+    const ctl = new ControllerCaller(t.client.nc, 500);
     await expect(ctl.call(ControllerOps.jobList, {})).rejects.toThrow();
 
     await t.cluster.startController();
@@ -60,7 +59,7 @@ describe.each(StoreKinds)("controller SIGKILL and restart, state on %s", (kind) 
     }, 5_000, "usage ledger running after restart");
     const freed = await t.client.deregisterJob(reg.token);
     expect(freed.freedBytes).toBe(10 * MiB);
-    expect(await usedBytes(t.client.nc)).toBe(0);
+    expect(await usedBytes(t)).toBe(0);
     const usage = (await ctl.call(ControllerOps.jobUsage, { jobId: reg.jobId })).reply;
     expect(usage.state).toBe("ended");
     expect(usage.byteSeconds).toBeGreaterThan(0);

@@ -40,7 +40,7 @@ describe("the local orchestrator scales the cluster", () => {
       await job.put(`part-${i}`, objects[i]!);
     }
     for (let i = 0; i < 40; i++) expect((await job.get(`part-${i}`)).equals(objects[i]!)).toBe(true);
-    const stats = await nodeStats(t.client.nc);
+    const stats = await nodeStats(t);
     const onLaunched = stats.filter((s) => s.nodeId.includes("-auto-") && s.usedBytes > 0);
     expect(onLaunched.length).toBe(2);
 
@@ -49,7 +49,7 @@ describe("the local orchestrator scales the cluster", () => {
       const nodes = await t.client.listNodes();
       return nodes.filter((n) => n.state !== "removed").length === 1 && nodes[0]!.nodeId === "dram-0";
     }, 20_000, "drained back to the one static node");
-    expect(await usedBytes(t.client.nc)).toBe(0);
+    expect(await usedBytes(t)).toBe(0);
     // The launched processes are gone (the orchestrator removes their pid files as they exit).
     await eventually(() => fs.readdirSync(path.join(t.cluster.dataDir, "run")).length === 0, 10_000, "node processes exited");
 
@@ -101,7 +101,7 @@ describe("leases", () => {
       const e = await t.client.job(crashed.token).get("a").then(() => undefined, (err: unknown) => err);
       return isPocketError(e, ErrorCode.UnknownJob);
     }, 5_000, "its namespace dropped");
-    await eventually(async () => (await usedBytes(t.client.nc)) === 2 * MiB, 5_000, "its bytes freed");
+    await eventually(async () => (await usedBytes(t)) === 2 * MiB, 5_000, "its bytes freed");
     const events = await streamEvents(t.client.nc);
     expect(events.some((x) => x["kind"] === "job.expired" && x["jobId"] === crashed.jobId)).toBe(true);
 
@@ -130,7 +130,7 @@ describe("draining a node that still holds live data", () => {
       objects.set(`o${i}`, data);
       await job.put(`o${i}`, data);
     }
-    const before = await nodeStats(t.client.nc);
+    const before = await nodeStats(t);
     const victim = before.filter((s) => s.usedBytes > 0).sort((a, b) => b.usedBytes - a.usedBytes)[0]!;
 
     // A reader keeps reading all along; it must never see an error.
@@ -159,7 +159,7 @@ describe("draining a node that still holds live data", () => {
     expect(errors).toEqual([]);
     expect(reads).toBeGreaterThan(objects.size);
     for (const [k, v] of objects) expect((await job.get(k)).equals(v)).toBe(true);
-    const after = await nodeStats(t.client.nc);
+    const after = await nodeStats(t);
     expect(after.map((s) => s.nodeId)).not.toContain(victim.nodeId);
     expect(after.reduce((s, n) => s + n.usedBytes, 0)).toBe(before.reduce((s, n) => s + n.usedBytes, 0));
     const events = await streamEvents(t.client.nc);

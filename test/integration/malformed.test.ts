@@ -1,73 +1,122 @@
 import net from "node:net";
-import { headers } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode } from "../../schemas/errors";
-import { ControllerOps, NodeOps, ShardOps } from "../../schemas/operations";
+import { ControllerOps, NodeOps, ShardOps, type ExtentRef } from "../../schemas/operations";
 import { decodeJson, encodeBody, encodeJson } from "../../bus/body";
 import { encodeFrame, FrameDecoder, FrameKind, type Frame } from "../../bus/frame";
-import { NatsCaller } from "../../bus/nats-rpc";
+import { helloFrameBytesMax, newHello, TransportHello, verifyHello } from "../../bus/handshake";
+import { ControllerCaller, NatsCaller } from "../../bus/nats-rpc";
 import { ErrorHeaders, Subjects } from "../../bus/subjects";
-import { patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
+import type { RegisteredJob } from "../../client/pocket";
+import { eventually, patternBytes, Role, startTestCluster, type TestCluster } from "../harness/cluster";
+import { BusProbe } from "../harness/bus";
 
 let t: TestCluster;
-let token: string;
-let shardId: string;
-let nodeAddr: string;
+let reg: RegisteredJob;
+/** The job's lambdas' connection: it may publish on the job's subjects. */
+let lambda: BusProbe;
+/** A job driver's connection: it may publish on the controller's driver subjects. */
+let driver: BusProbe;
+/** One extent of `small`: the node's address and key, and something cheap to read. */
+let small: ExtentRef;
 const kept = patternBytes(2 * 1024 * 1024 + 5, 3);
+const smallBytes = patternBytes(5000, 4);
 
 beforeAll(async () => {
   t = await startTestCluster({ shards: 1, dram: 1 });
-  const reg = await t.client.registerJob("malformed");
-  token = reg.token;
-  shardId = reg.shardId;
-  await t.client.job(token).put("kept", kept);
-  nodeAddr = (await t.client.listNodes())[0]!.addr;
+  reg = await t.client.registerJob("malformed");
+  await t.client.job(reg.token).put("kept", kept);
+  await t.client.job(reg.token).put("small", smallBytes);
+  lambda = await BusProbe.connect(t.nats.url, reg.credentials, "malformed-lambda");
+  driver = await BusProbe.connect(t.nats.url, t.auth.credentials(Role.Driver, "malformed"), "malformed-driver");
+  const shard = new NatsCaller(lambda.nc, Subjects.shardJob(reg.shardId, reg.jobId));
+  small = (await shard.call(ShardOps.objectLookup, { token: reg.token, path: "small" })).reply.extents[0]!;
 });
-afterAll(async () => { await t?.stop(); });
+afterAll(async () => {
+  await lambda?.close();
+  await driver?.close();
+  await t?.stop();
+});
 
 async function stillServing(): Promise<void> {
-  expect((await t.client.job(token).get("kept")).equals(kept)).toBe(true);
-  await t.client.job(token).put("after", "ok");
+  expect((await t.client.job(reg.token).get("kept")).equals(kept)).toBe(true);
+  await t.client.job(reg.token).put("after", "ok");
   // Only the node the test started has joined (launch requests of the controller are listed as launched).
   expect((await t.client.listNodes()).filter((n) => !n.launched).length).toBe(1);
 }
 
 describe("NATS subjects", () => {
-  async function raw(subject: string, data: Uint8Array): Promise<string | undefined> {
-    const msg = await t.client.nc.request(subject, data, { timeout: 5000 });
+  async function raw(nc: NatsConnection, subject: string, data: Uint8Array): Promise<string | undefined> {
+    const msg = await nc.request(subject, data, { timeout: 5000 });
     return msg.headers?.get(ErrorHeaders.code);
   }
-  const lookup = () => `${Subjects.shard(shardId)}.${ShardOps.objectLookup.name}`;
+  const lookup = (): string => `${Subjects.shardJob(reg.shardId, reg.jobId)}.${ShardOps.objectLookup.name}`;
+  const register = `${Subjects.controllerDriver}.${ControllerOps.jobRegister.name}`;
 
   test("garbage, truncated and non-JSON bodies get InvalidArgument", async () => {
-    expect(await raw(lookup(), new Uint8Array([1, 2]))).toBe(ErrorCode.InvalidArgument);
-    expect(await raw(lookup(), Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]))).toBe(ErrorCode.InvalidArgument);
-    expect(await raw(lookup(), encodeBody(Buffer.from("{not json")))).toBe(ErrorCode.InvalidArgument);
-    expect(await raw(lookup(), Buffer.from("hello world, this is not a frame"))).toBe(ErrorCode.InvalidArgument);
-    expect(await raw(`${Subjects.controller}.${ControllerOps.jobRegister.name}`, new Uint8Array(0))).toBe(ErrorCode.InvalidArgument);
+    expect(await raw(lambda.nc, lookup(), new Uint8Array([1, 2]))).toBe(ErrorCode.InvalidArgument);
+    expect(await raw(lambda.nc, lookup(), Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]))).toBe(ErrorCode.InvalidArgument);
+    expect(await raw(lambda.nc, lookup(), encodeBody(Buffer.from("{not json")))).toBe(ErrorCode.InvalidArgument);
+    expect(await raw(lambda.nc, lookup(), Buffer.from("hello world, this is not a frame"))).toBe(ErrorCode.InvalidArgument);
+    expect(await raw(driver.nc, register, new Uint8Array(0))).toBe(ErrorCode.InvalidArgument);
     await stillServing();
   });
 
   test("schema-invalid requests and unknown operations get InvalidArgument", async () => {
+    const token = reg.token;
     const bad: unknown[] = [
       {}, { token, path: 42 }, { token, path: "x", extra: true }, [], null, "string", { token, path: "x".repeat(5000) },
     ];
-    for (const b of bad) expect(await raw(lookup(), encodeBody(encodeJson(b)))).toBe(ErrorCode.InvalidArgument);
-    expect(await raw(`${Subjects.shard(shardId)}.no.such.op`, encodeBody(encodeJson({})))).toBe(ErrorCode.InvalidArgument);
+    for (const b of bad) expect(await raw(lambda.nc, lookup(), encodeBody(encodeJson(b)))).toBe(ErrorCode.InvalidArgument);
+    expect(await raw(lambda.nc, `${Subjects.shardJob(reg.shardId, reg.jobId)}.no.such.op`, encodeBody(encodeJson({})))).toBe(ErrorCode.InvalidArgument);
     // A payload on an operation that takes none.
-    expect(await raw(lookup(), encodeBody(encodeJson({ token, path: "kept" }), Buffer.from("junk")))).toBe(ErrorCode.InvalidArgument);
-    const ctl = new NatsCaller(t.client.nc, Subjects.controller);
+    expect(await raw(lambda.nc, lookup(), encodeBody(encodeJson({ token, path: "kept" }), Buffer.from("junk")))).toBe(ErrorCode.InvalidArgument);
+    const ctl = new ControllerCaller(driver.nc);
     await expect(ctl.call(ControllerOps.jobRegister, { name: "" })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
     await expect(ctl.call(ControllerOps.jobRegister, { name: "x", hints: { lambdas: -1 } })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
     await stillServing();
   });
 
-  test("garbage heartbeats are ignored", async () => {
-    const h = headers();
-    h.set("x", "y");
-    t.client.nc.publish(Subjects.nodeHeartbeat("evil"), Buffer.from("{]"));
-    t.client.nc.publish(Subjects.nodeHeartbeat("evil"), encodeJson({ nodeId: "evil", tier: "dram" }), { headers: h });
-    t.client.nc.publish(Subjects.shardHeartbeat("evil"), encodeJson({ shardId: 5 }));
-    await t.client.nc.flush();
+  test("clients may not publish heartbeats or usage at all", async () => {
+    const operator = await BusProbe.connect(t.nats.url, t.auth.credentials(Role.Operator, "malformed"), "malformed-operator");
+    try {
+      for (const p of [lambda, driver, operator]) {
+        await p.expectPublishRefused(Subjects.nodeHeartbeat("evil"), Buffer.from("{]"));
+        await p.expectPublishRefused(Subjects.shardHeartbeat("evil"), encodeJson({ shardId: 5 }));
+        await p.expectPublishRefused(Subjects.shardUsage("evil"), encodeJson({ shardId: "evil", jobs: "all" }));
+      }
+    } finally {
+      await operator.close();
+    }
+    await stillServing();
+  });
+
+  test("garbage heartbeats and usage from components' credentials are dropped", async () => {
+    // A node's and a shard's credential may publish on their own subjects; what they send there is checked all the same.
+    const node = await BusProbe.connect(t.nats.url, t.auth.credentials(Role.Node, "evil"), "evil-node");
+    const shard = await BusProbe.connect(t.nats.url, t.auth.credentials(Role.Shard, "evil"), "evil-shard");
+    // What the controller receives on those subjects, seen through its own identity.
+    const seen = { count: 0 };
+    const count = { callback: (err: Error | null): void => { if (!err) seen.count++; } };
+    const taps = [t.inspect.subscribe(Subjects.nodeHeartbeat("evil"), count), t.inspect.subscribe(Subjects.shardHeartbeat("evil"), count), t.inspect.subscribe(Subjects.shardUsage("evil"), count)];
+    await t.inspect.flush();
+    try {
+      const h = headers();
+      h.set("x", "y");
+      node.nc.publish(Subjects.nodeHeartbeat("evil"), Buffer.from("{]"));
+      node.nc.publish(Subjects.nodeHeartbeat("evil"), encodeJson({ nodeId: "evil", tier: "dram" }), { headers: h });
+      shard.nc.publish(Subjects.shardHeartbeat("evil"), encodeJson({ shardId: 5 }));
+      shard.nc.publish(Subjects.shardUsage("evil"), encodeJson({ shardId: "evil", jobs: "all" }));
+      await node.nc.flush();
+      await shard.nc.flush();
+      // They were delivered (the server let them through), so the controller had them before the lists below.
+      await eventually(() => seen.count === 4, 5_000, "the four messages delivered");
+      expect(node.refused("publish", Subjects.nodeHeartbeat("evil")) || shard.refused("publish", Subjects.shardHeartbeat("evil"))).toBe(false);
+    } finally {
+      for (const tap of taps) tap.unsubscribe();
+      await node.close();
+      await shard.close();
+    }
     expect((await t.client.listNodes()).map((n) => n.nodeId)).not.toContain("evil");
     expect((await t.client.listShards()).map((s) => s.shardId)).not.toContain("evil");
     await stillServing();
@@ -75,13 +124,27 @@ describe("NATS subjects", () => {
 });
 
 describe("direct TCP port", () => {
-  /** Opens a raw socket; collects frames until the server closes it or `want` frames came. */
-  function session(chunks: Buffer[], want = Infinity, endAfter = false): Promise<{ frames: Frame[]; closed: boolean }> {
+  /** A hello frame with the job's token (or another), and the nonce the reply must sign. */
+  function hello(token = reg.token): { frame: Buffer; nonce: string } {
+    const h = newHello(token);
+    const [head] = encodeFrame(FrameKind.Request, 1, TransportHello.name, encodeJson(h));
+    return { frame: head, nonce: h.nonce };
+  }
+
+  /**
+   * Opens a raw socket to the node. With `afterHello`, says hello first and
+   * checks the node's signed reply before sending `chunks`. Collects the
+   * frames that follow until the server closes the connection or `want` came.
+   */
+  function session(chunks: Buffer[], options: { afterHello?: boolean; want?: number; endAfter?: boolean } = {}): Promise<{ frames: Frame[]; closed: boolean }> {
+    const want = options.want ?? Infinity;
     return new Promise((resolve, reject) => {
-      const [host, port] = nodeAddr.split(":");
+      const [host, port] = small.addr.split(":");
       const s = net.connect({ host: host!, port: Number(port) });
       const dec = new FrameDecoder(64 * 1024 * 1024);
       const frames: Frame[] = [];
+      const greeting = options.afterHello ? hello() : undefined;
+      let greeted = greeting === undefined;
       let done = false;
       const finish = (closed: boolean): void => {
         if (done) return;
@@ -89,12 +152,30 @@ describe("direct TCP port", () => {
         s.destroy();
         resolve({ frames, closed });
       };
-      s.on("connect", () => {
+      const send = (): void => {
         for (const c of chunks) s.write(c);
-        if (endAfter) s.end();
+        if (options.endAfter) s.end();
+      };
+      s.on("connect", () => {
+        if (greeting) s.write(greeting.frame);
+        else send();
       });
       s.on("data", (d: Buffer) => {
-        frames.push(...dec.push(d));
+        for (const f of dec.push(d)) {
+          if (!greeted) {
+            const check = verifyHello({ id: small.nodeId, key: small.key }, greeting!.nonce, decodeJson(f.meta));
+            if (f.kind !== FrameKind.Reply || f.requestId !== 1 || !check.ok) {
+              done = true;
+              s.destroy();
+              reject(new Error(`the node did not accept the hello: ${JSON.stringify(decodeJson(f.meta))}`));
+              return;
+            }
+            greeted = true;
+            send();
+            continue;
+          }
+          frames.push(f);
+        }
         if (frames.length >= want) finish(false);
       });
       s.on("close", () => finish(true));
@@ -106,71 +187,109 @@ describe("direct TCP port", () => {
     const [head, body] = encodeFrame(FrameKind.Request, id, name, encodeJson(req), payload);
     return body ? Buffer.concat([head, body]) : head;
   };
+  const read = (id: number): Buffer => request(id, NodeOps.extentRead.name, { token: reg.token, extentId: small.extentId });
 
-  test("garbage bytes: an error frame, then the connection closes", async () => {
-    const r = await session([Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n")]);
-    expect(r.closed).toBe(true);
-    expect(r.frames).toHaveLength(1);
-    expect(r.frames[0]!.kind).toBe(FrameKind.Error);
-    expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.TooLarge);
-    await stillServing();
+  describe("before the hello", () => {
+    test("garbage bytes: an error frame, then the connection closes", async () => {
+      const r = await session([Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n")]);
+      expect(r.closed).toBe(true);
+      expect(r.frames).toHaveLength(1);
+      expect(r.frames[0]!.kind).toBe(FrameKind.Error);
+      expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.TooLarge);
+      await stillServing();
+    });
+
+    test("a frame longer than a hello may be is refused before any of it is read", async () => {
+      for (const length of [helloFrameBytesMax + 1, 0xffffffff]) {
+        const head = Buffer.alloc(8);
+        head.writeUInt32BE(length, 0);
+        const r = await session([head]);
+        expect(r.closed).toBe(true);
+        expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.TooLarge);
+      }
+      await stillServing();
+    });
+
+    test("any other request, a malformed hello or a hello with a bad token closes the connection", async () => {
+      const cases: Array<[Buffer, ErrorCode]> = [
+        [read(1), ErrorCode.Unauthorized],
+        [request(1, TransportHello.name, { v: 2, nonce: "x" }), ErrorCode.InvalidArgument],
+        [request(1, TransportHello.name, newHello(reg.token), Buffer.from("payload")), ErrorCode.InvalidArgument],
+        [hello("forged").frame, ErrorCode.Unauthorized],
+        [hello(`${reg.token.split(".")[0]}.${"A".repeat(43)}`).frame, ErrorCode.Unauthorized],
+      ];
+      for (const [frame, code] of cases) {
+        const r = await session([frame, read(2)]);
+        expect(r.closed).toBe(true);
+        expect(r.frames).toHaveLength(1);
+        expect(r.frames[0]!.kind).toBe(FrameKind.Error);
+        expect(errorOf(r.frames[0]!).code).toBe(code);
+      }
+      await stillServing();
+    });
   });
 
-  test("an oversized length field is refused before any of it is read", async () => {
-    const head = Buffer.alloc(8);
-    head.writeUInt32BE(0xffffffff, 0);
-    const r = await session([head]);
-    expect(r.closed).toBe(true);
-    expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.TooLarge);
-    await stillServing();
-  });
+  describe("after the hello", () => {
+    test("an oversized length field is refused before any of it is read", async () => {
+      const head = Buffer.alloc(8);
+      head.writeUInt32BE(0xffffffff, 0);
+      const r = await session([head], { afterHello: true });
+      expect(r.closed).toBe(true);
+      expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.TooLarge);
+      await stillServing();
+    });
 
-  test("an unknown frame kind or a reply frame from a client closes the connection", async () => {
-    const f = request(1, NodeOps.stats.name, {});
-    f.writeUInt8(9, 4);
-    const r = await session([f]);
-    expect(r.closed).toBe(true);
-    expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.InvalidArgument);
-    const g = request(1, NodeOps.stats.name, {});
-    g.writeUInt8(FrameKind.Reply, 4);
-    expect((await session([g])).closed).toBe(true);
-    await stillServing();
-  });
+    test("an unknown frame kind or a reply frame from a client closes the connection", async () => {
+      const f = read(2);
+      f.writeUInt8(9, 4);
+      const r = await session([f], { afterHello: true });
+      expect(r.closed).toBe(true);
+      expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.InvalidArgument);
+      const g = read(2);
+      g.writeUInt8(FrameKind.Reply, 4);
+      expect((await session([g], { afterHello: true })).closed).toBe(true);
+      await stillServing();
+    });
 
-  test("a truncated frame followed by a hang-up leaves the server serving", async () => {
-    const f = request(7, NodeOps.extentWrite.name, { token, extentId: "t1" }, patternBytes(100_000, 1));
-    const r = await session([f.subarray(0, 5000)], Infinity, true);
-    expect(r.frames).toHaveLength(0);
-    await stillServing();
-  });
+    test("a truncated frame followed by a hang-up leaves the server serving", async () => {
+      const f = request(7, NodeOps.extentWrite.name, { token: reg.token, extentId: "t1" }, patternBytes(100_000, 1));
+      const r = await session([f.subarray(0, 5000)], { afterHello: true, endAfter: true });
+      expect(r.frames).toHaveLength(0);
+      await stillServing();
+    });
 
-  test("a burst far beyond the in-flight bound is answered in full, in one connection", async () => {
-    const burst = Buffer.concat(Array.from({ length: 500 }, (_, i) => request(i + 1, NodeOps.stats.name, {})));
-    const r = await session([burst], 500);
-    expect(r.closed).toBe(false);
-    expect(new Set(r.frames.map((f) => f.requestId)).size).toBe(500);
-    expect(r.frames.every((f) => f.kind === FrameKind.Reply)).toBe(true);
-  });
+    test("a burst far beyond the in-flight bound is answered in full, in one connection", async () => {
+      const burst = Buffer.concat(Array.from({ length: 500 }, (_, i) => read(i + 2)));
+      const r = await session([burst], { afterHello: true, want: 500 });
+      expect(r.closed).toBe(false);
+      expect(new Set(r.frames.map((f) => f.requestId)).size).toBe(500);
+      expect(r.frames.every((f) => f.kind === FrameKind.Reply && Buffer.from(f.payload!).equals(smallBytes))).toBe(true);
+    });
 
-  test("schema-invalid requests get an error reply and the connection stays usable", async () => {
-    const frames = [
-      request(1, NodeOps.extentRead.name, { token, extentId: 5 }),
-      request(2, "no.such.op", {}),
-      request(3, NodeOps.extentRead.name, { token, extentId: "../../etc/passwd" }),
-      request(4, NodeOps.extentWrite.name, { token: "forged", extentId: "abc" }, Buffer.from("x")),
-      request(5, NodeOps.stats.name, {}),
-      request(6, NodeOps.extentWrite.name, { token, extentId: "empty" }),
-    ];
-    const r = await session(frames, 6);
-    expect(r.closed).toBe(false);
-    const byId = new Map(r.frames.map((f) => [f.requestId, f]));
-    expect(errorOf(byId.get(1)!).code).toBe(ErrorCode.InvalidArgument);
-    expect(errorOf(byId.get(2)!).code).toBe(ErrorCode.InvalidArgument);
-    expect(errorOf(byId.get(3)!).code).toBe(ErrorCode.InvalidArgument);
-    expect(errorOf(byId.get(4)!).code).toBe(ErrorCode.Unauthorized);
-    expect(byId.get(5)!.kind).toBe(FrameKind.Reply);
-    expect(errorOf(byId.get(6)!).code).toBe(ErrorCode.InvalidArgument); // an empty extent would cost memory and count no bytes
-    expect(decodeJson(byId.get(5)!.meta)).toMatchObject({ nodeId: "dram-0" });
-    await stillServing();
+    test("schema-invalid requests get an error reply and the connection stays usable", async () => {
+      const token = reg.token;
+      const frames = [
+        request(2, NodeOps.extentRead.name, { token, extentId: 5 }),
+        request(3, "no.such.op", {}),
+        request(4, NodeOps.extentRead.name, { token, extentId: "../../etc/passwd" }),
+        request(5, NodeOps.extentWrite.name, { token: "forged", extentId: "abc" }, Buffer.from("x")),
+        // Cluster-only operations are not served on this port.
+        request(6, NodeOps.stats.name, {}),
+        request(7, NodeOps.extentWrite.name, { token, extentId: "empty" }),
+        read(8),
+      ];
+      const r = await session(frames, { afterHello: true, want: frames.length });
+      expect(r.closed).toBe(false);
+      const byId = new Map(r.frames.map((f) => [f.requestId, f]));
+      expect(errorOf(byId.get(2)!).code).toBe(ErrorCode.InvalidArgument);
+      expect(errorOf(byId.get(3)!).code).toBe(ErrorCode.InvalidArgument);
+      expect(errorOf(byId.get(4)!).code).toBe(ErrorCode.InvalidArgument);
+      expect(errorOf(byId.get(5)!).code).toBe(ErrorCode.Unauthorized);
+      expect(errorOf(byId.get(6)!).code).toBe(ErrorCode.InvalidArgument);
+      expect(errorOf(byId.get(7)!).code).toBe(ErrorCode.InvalidArgument); // an empty extent would cost memory and count no bytes
+      expect(byId.get(8)!.kind).toBe(FrameKind.Reply);
+      expect(Buffer.from(byId.get(8)!.payload!).equals(smallBytes)).toBe(true);
+      await stillServing();
+    });
   });
 });

@@ -1,24 +1,32 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { ErrorCode, isPocketError } from "../../schemas/errors";
 import { PocketClient } from "../../client/pocket";
 import { LaunchMode, LocalCluster } from "../../deploy/local-cluster";
 import { startNatsCluster, type NatsServer } from "../../deploy/nats-server";
-import { eventually, patternBytes } from "../harness/cluster";
+import { ClusterAuth, eventually, patternBytes, Role } from "../harness/cluster";
 
 let servers: NatsServer[] = [];
 let cluster: LocalCluster | undefined;
 let client: PocketClient | undefined;
+const auth = ClusterAuth.open(fs.mkdtempSync(path.join(os.tmpdir(), "pocket-auth-")));
 
 afterAll(async () => {
   await client?.close();
   await cluster?.stop();
   for (const s of servers) await s.stop();
+  fs.rmSync(auth.dir, { recursive: true, force: true });
 });
 
 test("actors on one server of a 3-server NATS cluster serve a client on another", async () => {
-  servers = await startNatsCluster(3);
+  // Every server trusts the same identities: a credential works wherever it connects.
+  servers = await startNatsCluster(3, { include: auth.serverConfigFile });
   expect(new Set(servers.map((s) => s.url)).size).toBe(3);
-  cluster = await LocalCluster.start({ mode: LaunchMode.Inline, natsUrl: servers[0]!.url, shards: 1, dram: 2, heartbeatIntervalMs: 500 });
-  client = await PocketClient.connect({ servers: servers[2]!.url });
+  cluster = await LocalCluster.start({
+    mode: LaunchMode.Inline, natsUrl: servers[0]!.url, authDir: auth.dir, shards: 1, dram: 2, heartbeatIntervalMs: 500,
+  });
+  client = await PocketClient.connect({ servers: servers[2]!.url, credentials: auth.credentials(Role.Operator, "routed") });
   // Interest crosses routes asynchronously: wait until the controller answers from the far server.
   await eventually(async () => {
     try {
@@ -28,7 +36,10 @@ test("actors on one server of a 3-server NATS cluster serve a client on another"
       throw e;
     }
   }, 15_000, "controller reachable across the route");
-  const job = client.job((await client.registerJob("routed")).token);
+  // The job's lambda credential connects to the far server too.
+  const reg = await client.registerJob("routed");
+  expect(reg.credentials).toBeDefined();
+  const job = client.job(reg.token);
   const data = patternBytes(5 * 1024 * 1024 + 3, 11);
   await job.put("x", data);
   expect((await job.get("x")).equals(data)).toBe(true);

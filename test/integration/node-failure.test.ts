@@ -15,7 +15,8 @@ afterAll(async () => { await t?.stop(); });
 test("reads of a SIGKILLed node's extents fail with NodeUnavailable; other objects still read; writes avoid it", async () => {
   const reg = await t.client.registerJob("victim");
   const job = t.client.job(reg.token);
-  const shard = new NatsCaller(t.client.nc, Subjects.shard(reg.shardId));
+  // Lookups as the job's lambdas make them: on the job's own shard subjects, with its credential.
+  const shard = new NatsCaller(await t.client.natsFor(reg.jobId), Subjects.shardJob(reg.shardId, reg.jobId));
   // Small objects are one extent each; the weight map spreads them over both nodes.
   const objects = new Map<string, { data: Buffer; nodeId: string }>();
   for (let i = 0; i < 16; i++) {

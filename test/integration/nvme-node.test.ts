@@ -23,7 +23,7 @@ test("a job that is not latency-sensitive lands on the NVMe nodes; one that is l
 
 describe.each(["auto", "nats"] as const)("objects on NVMe nodes over the %s transport", (transport) => {
   test("sizes from 1 byte to 5 MB, ranges, overwrite, delete: byte-exact; deregistration frees every byte", async () => {
-    const j = await connectJob(t.nats.url, transport, `nvme-${transport}`);
+    const j = await connectJob(t, transport, `nvme-${transport}`);
     const sizes = [1, 4095, 4096, 4097, 65_537, MiB - 1, MiB, MiB + 1, 5 * 1000 * 1000];
     for (const [i, size] of sizes.entries()) {
       const data = patternBytes(size, 40 + i);
@@ -34,18 +34,18 @@ describe.each(["auto", "nats"] as const)("objects on NVMe nodes over the %s tran
     for (const [offset, length] of [[0, 1], [4095, 2], [MiB - 3, 10], [3 * MiB + 17, 100_000], [5 * 1000 * 1000 - 5, 5]] as const) {
       expect((await j.job.get(`s/${5 * 1000 * 1000}`, { offset, length })).equals(big.subarray(offset, offset + length))).toBe(true);
     }
-    const stats = await nodeStats(t.client.nc);
+    const stats = await nodeStats(t);
     expect(stats.filter((s) => s.nodeId.startsWith("nvme-") && s.usedBytes > 0).length).toBeGreaterThan(0);
     await j.job.put(`s/${MiB}`, "overwritten");
     expect((await j.job.get(`s/${MiB}`)).toString()).toBe("overwritten");
     await j.job.delete("s", { recursive: true });
     await j.close();
-    await eventually(async () => (await usedBytes(t.client.nc)) === 0, 5_000, "all bytes freed");
+    await eventually(async () => (await usedBytes(t)) === 0, 5_000, "all bytes freed");
   }, 60_000);
 });
 
 test("a full NVMe tier is a clear CapacityExceeded, and nothing stored before is lost", async () => {
-  const j = await connectJob(t.nats.url, "auto", "nvme-full");
+  const j = await connectJob(t, "auto", "nvme-full");
   const kept = patternBytes(3 * MiB, 9);
   await j.job.put("kept", kept);
   // 64 MiB of flash in all: 80 MB cannot fit.
@@ -67,7 +67,7 @@ describe("a latency-sensitive job on a cluster with NVMe nodes only", () => {
     const lc = await f.client.registerJob("interactive", { lambdas: 2, latencySensitive: true, readRatio: 0.9 });
     expect(lc.tier).toBe("nvme");
     const be = await f.client.registerJob("batch", { lambdas: 2 });
-    await eventually(async () => (await nodeStats(f.client.nc)).some((s) => s.latencyCriticalJobs === 1), 5_000, "reservation made");
+    await eventually(async () => (await nodeStats(f)).some((s) => s.latencyCriticalJobs === 1), 5_000, "reservation made");
     // The reservation is sized by the job's read-ratio hint (the event follows the node's answer: poll for it).
     let reserved: Record<string, unknown> | undefined;
     await eventually(async () => {
@@ -83,7 +83,7 @@ describe("a latency-sensitive job on a cluster with NVMe nodes only", () => {
     expect((await f.client.job(lc.token).get("x")).equals(data)).toBe(true);
     expect((await f.client.job(be.token).get("y")).equals(data)).toBe(true);
     await f.client.deregisterJob(lc.token);
-    await eventually(async () => (await nodeStats(f.client.nc)).every((s) => (s.latencyCriticalJobs ?? 0) === 0), 5_000, "reservation released");
+    await eventually(async () => (await nodeStats(f)).every((s) => (s.latencyCriticalJobs ?? 0) === 0), 5_000, "reservation released");
     await f.client.deregisterJob(be.token);
   }, 60_000);
 });

@@ -11,7 +11,7 @@ describe.each([ClientTransport.Auto, ClientTransport.Nats])("objects over %s", (
   let tj: TestJob;
   let job: PocketJob;
   beforeAll(async () => {
-    tj = await connectJob(t.nats.url, transport, `objects-${transport}`);
+    tj = await connectJob(t, transport, `objects-${transport}`);
     job = tj.job;
   });
   afterAll(async () => { await tj?.close(); });
@@ -81,22 +81,22 @@ describe.each([ClientTransport.Auto, ClientTransport.Nats])("objects over %s", (
 });
 
 test("delete frees bytes on the nodes; deregistration frees everything", async () => {
-  const before = await usedBytes(t.client.nc);
+  const before = await usedBytes(t);
   const reg = await t.client.registerJob("frees");
   const job = t.client.job(reg.token);
   await job.put("a", patternBytes(3 * 1024 * 1024, 1));
   await job.put("b", patternBytes(5000, 2));
-  expect(await usedBytes(t.client.nc)).toBe(before + 3 * 1024 * 1024 + 5000);
+  expect(await usedBytes(t)).toBe(before + 3 * 1024 * 1024 + 5000);
   await job.delete("a");
-  await eventually(async () => (await usedBytes(t.client.nc)) === before + 5000, 5000, "extents of a freed");
+  await eventually(async () => (await usedBytes(t)) === before + 5000, 5000, "extents of a freed");
   await job.put("c/d", patternBytes(2 * 1024 * 1024, 3));
   await job.put("c/d", patternBytes(1024 * 1024, 4)); // overwrite frees the old version
-  await eventually(async () => (await usedBytes(t.client.nc)) === before + 5000 + 1024 * 1024, 5000, "old version freed");
+  await eventually(async () => (await usedBytes(t)) === before + 5000 + 1024 * 1024, 5000, "old version freed");
 
   const out = await t.client.deregisterJob(reg.token);
   expect(out.freedBytes).toBe(5000 + 1024 * 1024);
-  expect(await usedBytes(t.client.nc)).toBe(before);
-  for (const n of await nodeStats(t.client.nc)) expect(n.usedBytes).toBeGreaterThanOrEqual(0);
+  expect(await usedBytes(t)).toBe(before);
+  for (const n of await nodeStats(t)) expect(n.usedBytes).toBeGreaterThanOrEqual(0);
   await expect(job.get("b")).rejects.toMatchObject({ code: ErrorCode.UnknownJob });
   await expect(t.client.deregisterJob(reg.token)).rejects.toMatchObject({ code: ErrorCode.UnknownJob });
 });

@@ -15,7 +15,7 @@ function version(v: number, size: number): Buffer {
 }
 
 test.each([ClientTransport.Auto, ClientTransport.Nats])("readers racing an overwriter always get one whole version (%s)", async (transport) => {
-  const tj = await connectJob(t.nats.url, transport, `overwrite-${transport}`);
+  const tj = await connectJob(t, transport, `overwrite-${transport}`);
   const job = tj.job;
   const size = 640 * 1024 + 3;
   await job.put("hot", version(1, size));

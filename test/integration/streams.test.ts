@@ -4,7 +4,7 @@ import { pipeline } from "node:stream/promises";
 import { ErrorCode, isPocketError } from "../../schemas/errors";
 import { Defaults } from "../../actors/runtime/config";
 import { ClientTransport, PocketClient, type PocketJob } from "../../client/pocket";
-import { connectJob, eventually, patternBytes, startTestCluster, type TestCluster, type TestJob } from "../harness/cluster";
+import { connectJob, eventually, patternBytes, Role, startTestCluster, type TestCluster, type TestJob } from "../harness/cluster";
 import { usedBytes } from "../harness/nodes";
 
 let t: TestCluster;
@@ -36,7 +36,7 @@ describe.each([ClientTransport.Auto, ClientTransport.Nats])("streams over %s", (
   let tj: TestJob;
   let job: PocketJob;
   beforeAll(async () => {
-    tj = await connectJob(t.nats.url, transport, `streams-${transport}`);
+    tj = await connectJob(t, transport, `streams-${transport}`);
     job = tj.job;
   });
   afterAll(async () => { await tj?.close(); });
@@ -76,16 +76,16 @@ describe.each([ClientTransport.Auto, ClientTransport.Nats])("streams over %s", (
   });
 
   test("a writer that fails mid-stream leaves no object and no extents", async () => {
-    const before = await usedBytes(t.client.nc);
+    const before = await usedBytes(t);
     const e = await job.putStream("broken", generated(20 * 1024 * 1024, 3, 9 * 1024 * 1024)).catch((err: unknown) => err);
     expect((e as Error).message).toBe("the source broke");
     await expect(job.stat("broken")).rejects.toMatchObject({ code: ErrorCode.NotFound });
-    await eventually(async () => (await usedBytes(t.client.nc)) === before, 5000, "extents of the broken put freed");
+    await eventually(async () => (await usedBytes(t)) === before, 5000, "extents of the broken put freed");
     // A declared size that the stream does not match is refused the same way.
     const short = await job.putStream("short", generated(1_000_000, 4), { size: 1_500_000 }).catch((err: unknown) => err);
     expect(isPocketError(short, ErrorCode.InvalidArgument)).toBe(true);
     await expect(job.stat("short")).rejects.toMatchObject({ code: ErrorCode.NotFound });
-    await eventually(async () => (await usedBytes(t.client.nc)) === before, 5000, "extents of the short put freed");
+    await eventually(async () => (await usedBytes(t)) === before, 5000, "extents of the short put freed");
   });
 
   test("a reader that stops early releases the stream; the client keeps working", async () => {
@@ -102,7 +102,7 @@ describe.each([ClientTransport.Auto, ClientTransport.Nats])("streams over %s", (
 });
 
 test("a 300 MB object streams in and out byte-exact", async () => {
-  const client = await PocketClient.connect({ servers: t.nats.url });
+  const client = await PocketClient.connect({ servers: t.nats.url, credentials: t.auth.credentials(Role.Driver, "big-stream") });
   const { token } = await client.registerJob("big-stream");
   const job = client.job(token);
   const size = 300 * 1000 * 1000;
@@ -126,11 +126,11 @@ test("a 300 MB object streams in and out byte-exact", async () => {
 }, 120_000);
 
 test("a stale shard address is looked up again; a restarted shard answers with a clear error", async () => {
-  const client = await PocketClient.connect({ servers: t.nats.url });
+  const client = await PocketClient.connect({ servers: t.nats.url, credentials: t.auth.credentials(Role.Driver, "stale") });
   const reg = await client.registerJob("stale");
   const job = client.job(reg.token);
   await job.put("x", "1");
-  const before = await client.shardInfo(reg.shardId);
+  const before = await client.shardInfo(reg.shardId, reg.jobId);
   // The shard dies and comes back elsewhere (new port, empty: shards are in memory).
   await t.cluster.kill(reg.shardId);
   await t.cluster.addShard(reg.shardId);
@@ -139,7 +139,7 @@ test("a stale shard address is looked up again; a restarted shard answers with a
   let e = await job.get("x").catch((err: unknown) => err);
   if (isPocketError(e, ErrorCode.NodeUnavailable)) e = await job.get("x").catch((err: unknown) => err);
   expect(isPocketError(e, ErrorCode.UnknownJob)).toBe(true);
-  const after = await client.shardInfo(reg.shardId);
+  const after = await client.shardInfo(reg.shardId, reg.jobId);
   expect(after.addr).not.toBe(before.addr);
   await client.close();
 });

@@ -1,5 +1,5 @@
 import { ErrorCode } from "../../schemas/errors";
-import { encodeFrame, FrameDecoder, FrameError, FrameKind } from "../../bus/frame";
+import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes } from "../../bus/frame";
 
 function frame(id: number, name: string, meta: object, payload?: Buffer): Buffer {
   const [head, body] = encodeFrame(FrameKind.Request, id, name, Buffer.from(JSON.stringify(meta)), payload);
@@ -43,4 +43,27 @@ test("malformed headers are FrameErrors", () => {
   const tiny = Buffer.alloc(6);
   tiny.writeUInt32BE(2, 0);
   expect(() => new FrameDecoder(1000).push(tiny)).toThrow(FrameError);
+});
+
+test("the limit can be raised after a handshake, never lowered", () => {
+  const f = frame(1, "x", {}, Buffer.alloc(5000, 1));
+  expect(() => new FrameDecoder(4096).push(f)).toThrow(FrameError);
+  const d = new FrameDecoder(4096);
+  d.raiseLimit(1 << 20);
+  d.raiseLimit(100);
+  expect(d.frameBytesMax).toBe(1 << 20);
+  expect(d.push(f)).toHaveLength(1);
+});
+
+test("the size of a partial frame is known once its length field has arrived", () => {
+  const f = frame(1, "a.b", { x: 1 }, Buffer.alloc(1000, 3));
+  const d = new FrameDecoder(1 << 20);
+  expect(d.partialFrameBytes).toBe(0);
+  d.push(f.subarray(0, 3));
+  expect(d.partialFrameBytes).toBe(0);
+  d.push(f.subarray(3, 500));
+  expect(d.partialFrameBytes).toBe(f.byteLength);
+  const [whole] = d.push(f.subarray(500));
+  expect(d.partialFrameBytes).toBe(0);
+  expect(frameBytes(whole!)).toBe(f.byteLength);
 });

@@ -4,7 +4,7 @@ import { WeightedPicker } from "../../actors/metadata/placement";
 import { freeSpaceWeights } from "../../actors/controller/weights";
 import { parseBytes, parseRate, formatBytes } from "../../actors/runtime/units";
 
-const ext = (id: string, length: number) => ({ nodeId: "n", extentId: id, length });
+const ext = (id: string, length: number) => ({ nodeId: "n", extentId: id, length, crc: 0 });
 
 test("paths", () => {
   expect(parsePath("/a/b/")).toEqual(["a", "b"]);

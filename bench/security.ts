@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+/**
+ * What the trust boundary costs, in one run: `npm run bench:security [-- --quick] [--rounds N]`.
+ *
+ * Two local clusters side by side (each: nats-server, controller, one shard,
+ * two DRAM nodes, as processes): one on an authenticated bus (operator mode,
+ * a credential per role, lambdas on their job's own credential), one on an
+ * anonymous bus. Both run the same code otherwise: grants, receipts, the
+ * direct transport's handshake and CRC-32 on every extent and inline object.
+ * Rounds alternate the two (the order flips each round) and the figures are
+ * medians of per-round differences and ratios. The checksums' own cost is
+ * measured in the same run as CPU time per object (they cannot be switched
+ * off: a read that is not checked could return wrong bytes).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { PocketClient, type PocketJob } from "../client/pocket";
+import { Role } from "../bus/credentials";
+import { crc32 } from "../lib/checksum";
+import { LocalCluster, LaunchMode, projectRoot } from "../deploy/local-cluster";
+import { NatsServer } from "../deploy/nats-server";
+import { formatBytes } from "../actors/runtime/units";
+import { ratioChart } from "./chart";
+
+const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, rounds: { type: "string" }, out: { type: "string" } } });
+const quick = flags.quick ?? false;
+const rounds = Number(flags.rounds ?? (quick ? 3 : 7));
+const outDir = flags.out ?? path.join(projectRoot(), "bench", "results");
+const latencyOps = quick ? 1_000 : 4_000;
+const throughputMs = quick ? 1_000 : 3_000;
+const MiB = 1024 * 1024;
+const inflight = 8;
+
+interface Setup {
+  readonly name: "secure" | "anonymous";
+  readonly cluster: LocalCluster;
+  readonly nats: NatsServer | undefined;
+  readonly client: PocketClient;
+  readonly job: PocketJob;
+}
+
+interface Sample { putP50Us: number; getP50Us: number; putMiBps: number; getMiBps: number }
+
+function step(msg: string): void {
+  process.stderr.write(`bench:security: ${msg}\n`);
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function start(name: Setup["name"]): Promise<Setup> {
+  const common = { shards: 1, dram: 2, mode: LaunchMode.Process, orchestrator: "events-only" as const };
+  let nats: NatsServer | undefined;
+  let cluster: LocalCluster;
+  let credentials: string | undefined;
+  if (name === "secure") {
+    cluster = await LocalCluster.start(common);
+    credentials = cluster.auth!.credentials(Role.Driver, "bench");
+  } else {
+    nats = await NatsServer.start({ jetstream: true });
+    cluster = await LocalCluster.start({ ...common, natsUrl: nats.url });
+  }
+  const client = await PocketClient.connect({ servers: cluster.natsUrl, credentials, name: `bench-${name}` });
+  const reg = await client.registerJob(`bench-${name}`, { capacityBytes: 512 * MiB });
+  return { name, cluster, nats, client, job: client.job(reg.token) };
+}
+
+async function latencyP50Us(op: () => Promise<unknown>): Promise<number> {
+  const us: number[] = [];
+  for (let i = 0; i < latencyOps; i++) {
+    const t0 = process.hrtime.bigint();
+    await op();
+    us.push(Number(process.hrtime.bigint() - t0) / 1000);
+  }
+  return median(us);
+}
+
+/** Bytes per second over `throughputMs`, `inflight` operations at once. */
+async function throughput(op: (i: number) => Promise<unknown>): Promise<number> {
+  const end = Date.now() + throughputMs;
+  let done = 0;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: inflight }, async (_, lane) => {
+    for (let i = lane; Date.now() < end; i += inflight) {
+      await op(i);
+      done++;
+    }
+  }));
+  return (done * MiB) / (Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
+async function measure(s: Setup, small: Buffer, big: Buffer): Promise<Sample> {
+  let k = 0;
+  const putP50Us = await latencyP50Us(() => s.job.put(`small/${k++ % 256}`, small));
+  await s.job.put("small/x", small);
+  const getP50Us = await latencyP50Us(() => s.job.get("small/x"));
+  const putBps = await throughput((i) => s.job.put(`big/${i % 32}`, big));
+  const getBps = await throughput(async (i) => {
+    const got = await s.job.get(`big/${i % 32}`);
+    if (got.byteLength !== big.byteLength) throw new Error("short read");
+  });
+  return { putP50Us, getP50Us, putMiBps: putBps / MiB, getMiBps: getBps / MiB };
+}
+
+/** CPU time of one CRC-32 over `bytes`, median of many. */
+function crcMicros(bytes: Buffer, reps: number): number {
+  const us: number[] = [];
+  for (let r = 0; r < 15; r++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < reps; i++) crc32(bytes);
+    us.push(Number(process.hrtime.bigint() - t0) / 1000 / reps);
+  }
+  return median(us);
+}
+
+async function main(): Promise<void> {
+  step(`two clusters (authenticated bus, anonymous bus), ${rounds} alternating rounds`);
+  const secure = await start("secure");
+  const anonymous = await start("anonymous");
+  const small = Buffer.alloc(1024, 7);
+  const big = Buffer.alloc(MiB);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 131) & 0xff;
+  const per: Record<Setup["name"], Sample[]> = { secure: [], anonymous: [] };
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? [secure, anonymous] : [anonymous, secure];
+      for (const s of order) {
+        const sample = await measure(s, small, big);
+        per[s.name].push(sample);
+        step(`round ${r + 1}/${rounds} ${s.name.padEnd(9)} 1 KB put/get p50 ${sample.putP50Us.toFixed(0)}/${sample.getP50Us.toFixed(0)} µs, ` +
+          `1 MiB put/get ${sample.putMiBps.toFixed(0)}/${sample.getMiBps.toFixed(0)} MiB/s`);
+      }
+    }
+  } finally {
+    for (const s of [secure, anonymous]) {
+      await s.client.close();
+      await s.cluster.stop();
+      await s.nats?.stop();
+    }
+  }
+  const diff = (k: keyof Sample): number => median(per.secure.map((x, i) => x[k] - per.anonymous[i]![k]));
+  const ratio = (k: keyof Sample): number => median(per.secure.map((x, i) => x[k] / per.anonymous[i]![k]));
+  const crc1k = crcMicros(small, 20_000);
+  const crc1m = crcMicros(big, 20);
+  const result = {
+    date: new Date().toISOString(), rounds, latencyOps, throughputMs, inflight,
+    processes: "per cluster: nats-server, controller, 1 shard, 2 DRAM nodes (10 in all, idle in turn); client in the bench process; 2 cores",
+    auth: {
+      put1KbP50DeltaUs: diff("putP50Us"), get1KbP50DeltaUs: diff("getP50Us"),
+      put1MiBThroughputRatio: ratio("putMiBps"), get1MiBThroughputRatio: ratio("getMiBps"),
+    },
+    checksums: { crc32Per1KbUs: crc1k, crc32PerMiBUs: crc1m, crc32GiBps: 1024 / 1024 / (crc1m / 1e6) },
+    samples: per,
+  };
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, "security-latest.json"), `${JSON.stringify(result, null, 2)}\n`);
+  const a = result.auth;
+  const lines = [
+    "what the authenticated bus costs (secure − anonymous, median of per-round figures):",
+    `  1 KB PUT p50 ${a.put1KbP50DeltaUs >= 0 ? "+" : ""}${a.put1KbP50DeltaUs.toFixed(1)} µs, GET p50 ${a.get1KbP50DeltaUs >= 0 ? "+" : ""}${a.get1KbP50DeltaUs.toFixed(1)} µs (budget +10 µs)`,
+    `  1 MiB PUT ${((a.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((a.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput (budget −5%)`,
+    "what the checksums cost (both clusters pay it; CPU per object, this run):",
+    `  CRC-32 of 1 KB ${crc1k.toFixed(2)} µs; of 1 MiB ${crc1m.toFixed(0)} µs (${formatBytes(MiB / (crc1m / 1e6))}/s), once by the writer, once by the node, once by the reader`,
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+  const bars = [
+    { label: "1 KB PUT p50 (anonymous ÷ secure)", ratio: median(per.secure.map((x, i) => per.anonymous[i]!.putP50Us / x.putP50Us)), target: 0, note: "" },
+    { label: "1 KB GET p50 (anonymous ÷ secure)", ratio: median(per.secure.map((x, i) => per.anonymous[i]!.getP50Us / x.getP50Us)), target: 0, note: "" },
+    { label: "1 MiB PUT throughput (secure ÷ anonymous)", ratio: a.put1MiBThroughputRatio, target: 0.95, note: "" },
+    { label: "1 MiB GET throughput (secure ÷ anonymous)", ratio: a.get1MiBThroughputRatio, target: 0.95, note: "" },
+  ];
+  fs.writeFileSync(path.join(outDir, "security-latest.svg"), ratioChart(
+    "Pocket on an authenticated bus against an anonymous one",
+    `${rounds} alternating rounds, medians of per-round ratios; ${result.processes}`, bars));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:security: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exit(1);
+});

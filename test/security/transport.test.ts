@@ -1,0 +1,388 @@
+import net from "node:net";
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
+import { Type as T } from "@sinclair/typebox";
+import { ErrorCode, NodeUnavailableError, UnauthorizedError } from "../../schemas/errors";
+import { defineOperation, PayloadDirection } from "../../schemas/operation";
+import { decodeJson, encodeJson } from "../../bus/body";
+import { encodeFrame, FrameDecoder, FrameKind, type Frame } from "../../bus/frame";
+import { helloMessage, newHello, newTransportIdentity, TransportHello, verifyHello, type PeerIdentity, type TransportIdentity } from "../../bus/handshake";
+import { Router, WithPayload } from "../../bus/router";
+import { PeerIdentityError, TcpPool } from "../../bus/tcp-client";
+import { TcpServer, type TcpServerOptions } from "../../bus/tcp-server";
+
+/** Returns its request's payload; test-only. */
+const Echo = defineOperation({
+  name: "test.echo",
+  summary: "Echoes the request payload.",
+  request: T.Object({ n: T.Integer() }, { additionalProperties: false }),
+  reply: T.Object({ n: T.Integer(), bytes: T.Integer() }),
+  errors: [],
+  payload: PayloadDirection.Request,
+});
+
+const goodToken = "good-token";
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** The most one socket read delivers: the slack the budget allows itself. */
+const readChunkBytes = 64 * KiB;
+
+interface Served {
+  readonly server: TcpServer;
+  readonly identity: TransportIdentity;
+  readonly peer: PeerIdentity;
+  /** Requests the echo handler has run. */
+  readonly calls: { n: number };
+}
+
+async function serve(options: Partial<TcpServerOptions> = {}): Promise<Served> {
+  const identity = newTransportIdentity("node-a");
+  const calls = { n: 0 };
+  const router = new Router().on(Echo, (req, ctx) => {
+    calls.n++;
+    return new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0));
+  });
+  const server = await TcpServer.listen(router, {
+    frameBytesMax: MiB + 64 * KiB,
+    identity,
+    authenticate: (token) => {
+      if (token !== goodToken) throw new UnauthorizedError("unknown token");
+    },
+    ...options,
+  });
+  return { server, identity, calls, peer: { id: identity.id, key: identity.publicKey } };
+}
+
+/** Rejects if `p` has not settled within `ms`. */
+async function within<R>(ms: number, what: string, p: Promise<R>): Promise<R> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `condition` until it holds, failing after `ms`. */
+async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  await within(ms, what, (async () => {
+    while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+  })());
+}
+
+/** Samples `server.stats.inflightBytes` every millisecond; `stop` returns the largest value seen. */
+function sampleInflight(server: TcpServer): { stop(): number } {
+  let max = 0;
+  const timer = setInterval(() => { max = Math.max(max, server.stats.inflightBytes); }, 1);
+  return { stop: () => { clearInterval(timer); return Math.max(max, server.stats.inflightBytes); } };
+}
+
+function requestFrame(id: number, name: string, meta: unknown, payload?: Uint8Array): Buffer {
+  const [head, body] = encodeFrame(FrameKind.Request, id, name, encodeJson(meta), payload);
+  return body ? Buffer.concat([head, body]) : head;
+}
+
+const errorOf = (f: Frame): { code: string; message: string } => decodeJson(f.meta) as { code: string; message: string };
+
+/** A raw socket that records every frame it receives and whether it was closed. */
+class RawPeer {
+  readonly frames: Frame[] = [];
+  readonly closed: Promise<void>;
+  error: Error | undefined;
+  #isClosed = false;
+  readonly #decoder = new FrameDecoder(64 * MiB);
+
+  private constructor(readonly socket: net.Socket) {
+    this.closed = new Promise((resolve) => socket.once("close", () => { this.#isClosed = true; resolve(); }));
+    socket.on("data", (d: Buffer) => this.frames.push(...this.#decoder.push(d)));
+    // A reset after the server closes is expected; the close event follows.
+    socket.on("error", (e) => { this.error = e; });
+  }
+
+  static async open(addr: string): Promise<RawPeer> {
+    const i = addr.lastIndexOf(":");
+    const socket = net.connect({ host: addr.slice(0, i), port: Number(addr.slice(i + 1)) });
+    await within(5_000, "connect", new Promise((resolve) => socket.once("connect", resolve)));
+    return new RawPeer(socket);
+  }
+
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /** Writes and resolves once the bytes have left this process. */
+  write(bytes: Uint8Array): Promise<void> {
+    return new Promise((resolve) => this.socket.write(bytes, () => resolve()));
+  }
+
+  async frame(n: number): Promise<Frame> {
+    await until(() => this.frames.length >= n, 5_000, `frame ${n}`);
+    return this.frames[n - 1]!;
+  }
+
+  /** Says hello with `token` and returns the server's answer. */
+  async hello(token: string): Promise<Frame> {
+    await this.write(requestFrame(1, TransportHello.name, newHello(token)));
+    return this.frame(1);
+  }
+
+  /** Waits for the server to close the connection. */
+  async closedByServer(ms = 5_000): Promise<void> {
+    await within(ms, "close by the server", this.closed);
+  }
+}
+
+/** A process at an address that answers hellos as `id`, signing with `key`, and records what it receives. */
+async function impostor(id: string, key: KeyObject): Promise<{ server: net.Server; addr: string; received: Frame[]; closed: Promise<void> }> {
+  const received: Frame[] = [];
+  let closedResolve!: () => void;
+  const closed = new Promise<void>((resolve) => { closedResolve = resolve; });
+  const server = net.createServer((socket) => {
+    const decoder = new FrameDecoder(64 * MiB);
+    socket.on("data", (d: Buffer) => {
+      for (const f of decoder.push(d)) {
+        received.push(f);
+        if (f.name !== TransportHello.name) continue;
+        const { nonce } = decodeJson(f.meta) as { nonce: string };
+        const reply = { v: 1, id, sig: sign(null, helloMessage(id, nonce), key).toString("base64url") };
+        socket.write(encodeFrame(FrameKind.Reply, f.requestId, "", encodeJson(reply))[0]);
+      }
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => closedResolve());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, addr: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, received, closed };
+}
+
+describe("identity", () => {
+  let s: Served;
+  let pool: TcpPool;
+  beforeAll(async () => { s = await serve(); });
+  afterAll(async () => { await s.server.close(); });
+  beforeEach(() => { pool = new TcpPool({ connectTimeoutMs: 3_000 }); });
+  afterEach(() => pool.close());
+
+  test("the right id and key talk; a wrong key or a wrong id gets PeerIdentityError and sends no request", async () => {
+    const payload = randomBytes(100_000);
+    const ok = await pool.caller(s.server.address, s.peer, goodToken).call(Echo, { n: 7 }, { payload });
+    expect(ok.reply).toEqual({ n: 7, bytes: payload.byteLength });
+    expect(Buffer.from(ok.payload!).equals(payload)).toBe(true);
+    expect(s.calls.n).toBe(1);
+
+    const otherKey = newTransportIdentity("node-a").publicKey;
+    const wrongKey = pool.caller(s.server.address, { id: "node-a", key: otherKey }, goodToken).call(Echo, { n: 8 }, { payload });
+    await expect(wrongKey).rejects.toBeInstanceOf(PeerIdentityError);
+    await expect(wrongKey).rejects.toBeInstanceOf(NodeUnavailableError);
+    await expect(wrongKey).rejects.toThrow(otherKey);
+    const wrongId = pool.caller(s.server.address, { id: "node-b", key: s.peer.key }, goodToken).call(Echo, { n: 9 }, { payload });
+    await expect(wrongId).rejects.toBeInstanceOf(PeerIdentityError);
+    await expect(wrongId).rejects.toThrow(/"node-b"/);
+
+    // The connection proved with the right key is still the one used, and the server ran only its requests.
+    await pool.caller(s.server.address, s.peer, goodToken).call(Echo, { n: 10 });
+    expect(s.calls.n).toBe(2);
+    expect(s.server.stats.protocolErrors).toBe(0);
+  });
+
+  test("a server signing with another key is refused and gets nothing beyond the hello", async () => {
+    const other = generateKeyPairSync("ed25519").privateKey;
+    const fake = await impostor("node-a", other);
+    try {
+      const call = pool.caller(fake.addr, s.peer, goodToken).call(Echo, { n: 1 }, { payload: Buffer.alloc(1000, 1) });
+      await expect(call).rejects.toBeInstanceOf(PeerIdentityError);
+      await within(5_000, "client hang-up", fake.closed);
+      expect(fake.received.map((f) => f.name)).toEqual([TransportHello.name]);
+      expect(fake.received[0]!.payload).toBeUndefined();
+    } finally {
+      fake.server.close();
+    }
+  });
+
+  test("the same impostor signing with the expected key is believed (the refusal above is the key's doing)", async () => {
+    const fake = await impostor("node-a", s.identity.privateKey);
+    try {
+      const call = pool.caller(fake.addr, s.peer, goodToken).call(Echo, { n: 1 }, { timeoutMs: 5_000 });
+      await until(() => fake.received.length === 2, 5_000, "request after the hello");
+      expect(fake.received.map((f) => f.name)).toEqual([TransportHello.name, Echo.name]);
+      pool.close();
+      await expect(call).rejects.toBeInstanceOf(NodeUnavailableError);
+    } finally {
+      fake.server.close();
+    }
+  });
+
+  test("verifyHello checks the id, the key and the nonce", () => {
+    const hello = newHello(goodToken);
+    const sig = (nonce: string) => sign(null, helloMessage("node-a", nonce), s.identity.privateKey).toString("base64url");
+    expect(verifyHello(s.peer, hello.nonce, { v: 1, id: "node-a", sig: sig(hello.nonce) })).toEqual({ ok: true });
+    expect(verifyHello(s.peer, hello.nonce, { v: 1, id: "node-a", sig: sig(newHello(goodToken).nonce) }).ok).toBe(false);
+    expect(verifyHello({ id: "node-b", key: s.peer.key }, hello.nonce, { v: 1, id: "node-a", sig: sig(hello.nonce) }).ok).toBe(false);
+    expect(verifyHello(s.peer, hello.nonce, { v: 1, id: "node-a" }).ok).toBe(false);
+  });
+});
+
+describe("before the hello", () => {
+  let s: Served;
+  beforeAll(async () => { s = await serve({ helloTimeoutMs: 300 }); });
+  afterAll(async () => { await s.server.close(); });
+
+  test("a request frame before the hello closes the connection with Unauthorized", async () => {
+    const peer = await RawPeer.open(s.server.address);
+    await peer.write(requestFrame(1, Echo.name, { n: 1 }, Buffer.from("x")));
+    expect(errorOf(await peer.frame(1)).code).toBe(ErrorCode.Unauthorized);
+    await peer.closedByServer();
+    expect(s.calls.n).toBe(0);
+  });
+
+  test("a request sent along with the hello, before its answer, closes with Unauthorized and is not run", async () => {
+    const peer = await RawPeer.open(s.server.address);
+    await peer.write(Buffer.concat([requestFrame(1, TransportHello.name, newHello(goodToken)), requestFrame(2, Echo.name, { n: 1 })]));
+    await peer.closedByServer();
+    expect(peer.frames.map((f) => f.kind)).toEqual([FrameKind.Error]);
+    expect(errorOf(peer.frames[0]!).code).toBe(ErrorCode.Unauthorized);
+    expect(s.calls.n).toBe(0);
+  });
+
+  test("a bad token closes the connection with Unauthorized", async () => {
+    const peer = await RawPeer.open(s.server.address);
+    const answer = await peer.hello("forged");
+    expect(answer.kind).toBe(FrameKind.Error);
+    expect(errorOf(answer).code).toBe(ErrorCode.Unauthorized);
+    await peer.closedByServer();
+    const pool = new TcpPool();
+    try {
+      await expect(pool.caller(s.server.address, s.peer, "forged").call(Echo, { n: 1 })).rejects.toBeInstanceOf(UnauthorizedError);
+    } finally {
+      pool.close();
+    }
+    expect(s.calls.n).toBe(0);
+  });
+
+  test("a frame declaring more than 4 KiB closes with TooLarge without being buffered", async () => {
+    for (const declared of [4097, MiB]) {
+      const peer = await RawPeer.open(s.server.address);
+      const sampler = sampleInflight(s.server);
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(declared, 0);
+      peer.socket.write(head);
+      for (let i = 0; i < 16; i++) peer.socket.write(Buffer.alloc(64 * KiB, 1));
+      await peer.closedByServer();
+      expect(sampler.stop()).toBeLessThanOrEqual(8 * KiB);
+      expect(errorOf(peer.frames[0]!).code).toBe(ErrorCode.TooLarge);
+    }
+  });
+
+  test("a connection that never says hello is closed after helloTimeoutMs; one that did is not", async () => {
+    const polite = await RawPeer.open(s.server.address);
+    const silent = await RawPeer.open(s.server.address);
+    expect((await polite.hello(goodToken)).kind).toBe(FrameKind.Reply);
+    await silent.closedByServer(5_000);
+    expect(errorOf(silent.frames[0]!).code).toBe(ErrorCode.Timeout);
+    expect(polite.isClosed).toBe(false);
+    await polite.write(requestFrame(2, Echo.name, { n: 3 }));
+    expect(decodeJson((await polite.frame(2)).meta)).toEqual({ n: 3, bytes: 0 });
+    polite.socket.destroy();
+  });
+});
+
+describe("in-flight budget", () => {
+  const budget = 8 * MiB;
+  const connections = 64;
+  const frame = requestFrame(1, Echo.name, { n: 1 }, Buffer.alloc(MiB, 2));
+  const half = frame.subarray(0, frame.byteLength >> 1);
+  const helloBytes = connections * requestFrame(1, TransportHello.name, newHello(goodToken)).byteLength;
+
+  /** `connections` authenticated peers, each sending the first half of a 1 MiB frame. */
+  async function holders(server: TcpServer): Promise<RawPeer[]> {
+    const peers: RawPeer[] = [];
+    for (let i = 0; i < connections; i++) {
+      const p = await RawPeer.open(server.address);
+      expect((await p.hello(goodToken)).kind).toBe(FrameKind.Reply);
+      peers.push(p);
+    }
+    for (const p of peers) void p.write(half);
+    return peers;
+  }
+
+  test("partial frames stay within the budget and are released when their sockets close", async () => {
+    const s = await serve({ inflightBytesMax: budget });
+    try {
+      const sampler = sampleInflight(s.server);
+      const peers = await holders(s.server);
+      await until(() => s.server.stats.inflightBytes >= 2 * MiB, 10_000, "partial frames held"); console.log("A", s.server.stats);
+      // No frame can complete, so every byte read so far is still held.
+      expect(s.server.stats.bytesIn - helloBytes).toBeLessThanOrEqual(budget + readChunkBytes);
+      // A reset, so the server cannot simply read the rest of each frame to free it.
+      for (const p of peers) p.socket.resetAndDestroy();
+      await until(() => s.server.stats.inflightBytes === 0, 5_000, "budget released");
+      expect(sampler.stop()).toBeLessThanOrEqual(budget + readChunkBytes);
+      expect(s.server.stats.bytesIn).toBeLessThan(connections * half.byteLength);
+      expect(s.calls.n).toBe(0);
+    } finally {
+      await s.server.close();
+    }
+  });
+
+  test("frames waiting for the budget, holding all of it between them, are still admitted one by one", async () => {
+    const frameBytesMax = MiB + 64 * KiB;
+    // The least budget allowed: one largest frame plus one read chunk. A largest frame fits only when nothing else is held.
+    const s = await serve({ frameBytesMax, inflightBytesMax: 4 + frameBytesMax + readChunkBytes });
+    try {
+      const small = requestFrame(1, Echo.name, { n: 1 }, Buffer.alloc(1000, 1));
+      const bare = requestFrame(2, Echo.name, { n: 2 }).byteLength;
+      const largest = requestFrame(2, Echo.name, { n: 2 }, randomBytes(frameBytesMax + 4 - bare));
+      expect(largest.byteLength).toBe(frameBytesMax + 4);
+      const peers: RawPeer[] = [];
+      for (let i = 0; i < 3; i++) {
+        const p = await RawPeer.open(s.server.address);
+        expect((await p.hello(goodToken)).kind).toBe(FrameKind.Reply);
+        peers.push(p);
+      }
+      // Each starts a small frame (admitted), then finishes it and runs on into a largest one in the same write:
+      // each ends up waiting with part of its largest frame read, which only the others' waiting bytes keep out.
+      for (const p of peers) await p.write(small.subarray(0, 500));
+      await until(() => s.server.stats.inflightBytes >= 3 * 500, 5_000, "small frames started");
+      for (const p of peers) void p.write(Buffer.concat([small.subarray(500), largest]));
+      for (const p of peers) {
+        const replies = [await p.frame(2), await p.frame(3)];
+        const big = replies.find((f) => f.requestId === 2)!;
+        expect(Buffer.from(big.payload!).equals(largest.subarray(bare))).toBe(true);
+        p.socket.destroy();
+      }
+      await until(() => s.server.stats.inflightBytes === 0, 5_000, "budget released");
+    } finally {
+      await s.server.close();
+    }
+  });
+
+  test("held partial frames are dropped after frameTimeoutMs, every waiting connection gets its turn, and a fresh one works", async () => {
+    const s = await serve({ inflightBytesMax: budget, frameTimeoutMs: 300 });
+    try {
+      const sampler = sampleInflight(s.server);
+      const peers = await holders(s.server);
+      await within(30_000, "all held frames timed out", Promise.all(peers.map((p) => p.closed)));
+      const max = sampler.stop(); console.log("MAX", max, s.server.stats.bytesIn);
+      expect(max).toBeLessThanOrEqual(budget + readChunkBytes);
+      expect(max).toBeGreaterThanOrEqual(2 * MiB);
+      // Every connection was read in the end: those paused for the budget were resumed.
+      expect(s.server.stats.bytesIn).toBeGreaterThanOrEqual(connections * half.byteLength);
+      for (const p of peers) expect(errorOf(p.frames[1]!).code).toBe(ErrorCode.Timeout);
+      expect(s.server.stats.inflightBytes).toBe(0);
+
+      const pool = new TcpPool();
+      try {
+        const payload = randomBytes(MiB);
+        const r = await pool.caller(s.server.address, s.peer, goodToken).call(Echo, { n: 2 }, { payload });
+        expect(r.reply).toEqual({ n: 2, bytes: MiB });
+        expect(Buffer.from(r.payload!).equals(payload)).toBe(true);
+      } finally {
+        pool.close();
+      }
+    } finally {
+      await s.server.close();
+    }
+  });
+});
