@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
-import { createAccount, createOperator, createUser, fromPublic, fromSeed, type KeyPair } from "@nats-io/nkeys";
+import { base32Encode, newNkey, nkeyFromSeed, nkeyVerify, type Nkey } from "./nkeys";
+
+type KeyPair = Nkey;
 
 /**
  * NATS decentralized authentication (operator mode, nats-server 2.2+): the
@@ -13,7 +15,7 @@ import { createAccount, createOperator, createUser, fromPublic, fromSeed, type K
  * @example
  *   const op = createOperator(); const acc = createAccount(); const sk = createAccount();
  *   const accountJwt = encodeAccountJwt(op, acc.getPublicKey(), "POCKET", { signingKeys: [sk.getPublicKey()] });
- *   const user = createUser();
+ *   const user = newNkey("user");
  *   const userJwt = encodeUserJwt(sk, acc.getPublicKey(), user.getPublicKey(), "lambda", { pub: ["pocket.x.>"], sub: ["_INBOX.x.>"] });
  *   formatCreds(userJwt, user.getSeed());
  */
@@ -33,27 +35,10 @@ const header = Buffer.from(JSON.stringify({ typ: "JWT", alg: "ed25519-nkey" })).
 /** Signs claims as a NATS JWT: `header.claims.signature`, base64url, `jti` the SHA-512/256 of the claims. */
 function sign(signer: KeyPair, claims: Record<string, unknown>): string {
   const withoutId = { ...claims, jti: "" };
-  const jti = base32NoPad(createHash("sha512-256").update(JSON.stringify(withoutId)).digest());
+  const jti = base32Encode(createHash("sha512-256").update(JSON.stringify(withoutId)).digest());
   const body = Buffer.from(JSON.stringify({ ...claims, jti })).toString("base64url");
   const sig = Buffer.from(signer.sign(Buffer.from(`${header}.${body}`))).toString("base64url");
   return `${header}.${body}.${sig}`;
-}
-
-function base32NoPad(bytes: Uint8Array): string {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let out = "";
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
 }
 
 const nowSeconds = (nowMs: number): number => Math.floor(nowMs / 1000);
@@ -138,16 +123,19 @@ export function decodeJwtClaims(jwt: string): Record<string, unknown> {
 export function jwtSignedBy(jwt: string, issuer: string): boolean {
   const [h, b, s] = jwt.split(".");
   if (!h || !b || !s) return false;
-  return fromPublic(issuer).verify(Buffer.from(`${h}.${b}`), Buffer.from(s, "base64url"));
+  return nkeyVerify(issuer, Buffer.from(`${h}.${b}`), Buffer.from(s, "base64url"));
 }
 
 /** Mints a user: a fresh nkey and its JWT, as creds file text. */
 export function mintUserCreds(signer: KeyPair, account: string, name: string, permissions: UserPermissions, expiresAtMs?: number): string {
-  const user = createUser();
+  const user = newNkey("user");
   return formatCreds(encodeUserJwt(signer, account, user.getPublicKey(), name, permissions, { expiresAtMs }), user.getSeed());
 }
 
-export { createAccount, createOperator, createUser, fromSeed };
+export const createOperator = (): Nkey => newNkey("operator");
+export const createAccount = (): Nkey => newNkey("account");
+export const createUser = (): Nkey => newNkey("user");
+export const fromSeed = (seed: Uint8Array | string): Nkey => nkeyFromSeed(typeof seed === "string" ? seed : Buffer.from(seed).toString("utf8"));
 export type { KeyPair };
 
 /** The user JWT inside creds file text. */

@@ -42,6 +42,11 @@ export interface NatsSettings {
    */
   readonly natsCreds?: string;
   /**
+   * Path of the cluster's CA certificate (PEM, `ClusterTls`): the component
+   * then reaches NATS over TLS only, verifying the server with it.
+   */
+  readonly natsTlsCa?: string;
+  /**
    * Cluster secret that signs capability tokens, extent grants and write
    * receipts; shared by the cluster's components, never sent on the wire.
    */
