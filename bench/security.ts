@@ -2,15 +2,18 @@
 /**
  * What the trust boundary costs, in one run: `npm run bench:security [-- --quick] [--rounds N]`.
  *
- * Two local clusters side by side (each: nats-server, controller, one shard,
- * two DRAM nodes, as processes): one on an authenticated bus (operator mode,
- * a credential per role, lambdas on their job's own credential), one on an
- * anonymous bus. Both run the same code otherwise: grants, receipts, the
- * direct transport's handshake and CRC-32 on every extent and inline object.
- * Rounds alternate the two (the order flips each round) and the figures are
- * medians of per-round differences and ratios. The checksums' own cost is
- * measured in the same run as CPU time per object (they cannot be switched
- * off: a read that is not checked could return wrong bytes).
+ * Three local clusters side by side (each: nats-server, controller, one
+ * shard, two DRAM nodes, as processes): one on an authenticated bus
+ * (operator mode, a credential per role, lambdas on their job's own
+ * credential), the same with TLS on every connection (NATS and the direct
+ * transport), and one on an anonymous bus. All run the same code otherwise:
+ * grants, receipts, the direct transport's handshake and CRC-32 on every
+ * extent and inline object. Rounds take the three in turn (the order rotates
+ * each round) and the figures are medians of per-round differences and
+ * ratios: authentication against the anonymous bus, TLS against the same
+ * authenticated bus without it. The checksums' own cost is measured in the
+ * same run as CPU time per object (they cannot be switched off: a read that
+ * is not checked could return wrong bytes).
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -33,7 +36,7 @@ const MiB = 1024 * 1024;
 const inflight = 8;
 
 interface Setup {
-  readonly name: "secure" | "anonymous";
+  readonly name: "secure" | "tls" | "anonymous";
   readonly cluster: LocalCluster;
   readonly nats: NatsServer | undefined;
   readonly client: PocketClient;
@@ -57,14 +60,14 @@ async function start(name: Setup["name"]): Promise<Setup> {
   let nats: NatsServer | undefined;
   let cluster: LocalCluster;
   let credentials: string | undefined;
-  if (name === "secure") {
-    cluster = await LocalCluster.start(common);
+  if (name === "secure" || name === "tls") {
+    cluster = await LocalCluster.start({ ...common, tls: name === "tls" });
     credentials = cluster.auth!.credentials(Role.Driver, "bench");
   } else {
     nats = await NatsServer.start({ jetstream: true });
     cluster = await LocalCluster.start({ ...common, natsUrl: nats.url });
   }
-  const client = await PocketClient.connect({ servers: cluster.natsUrl, credentials, name: `bench-${name}` });
+  const client = await PocketClient.connect({ servers: cluster.natsUrl, credentials, tlsCa: cluster.tls?.ca(), name: `bench-${name}` });
   const reg = await client.registerJob(`bench-${name}`, { capacityBytes: 512 * MiB });
   return { name, cluster, nats, client, job: client.job(reg.token) };
 }
@@ -118,16 +121,22 @@ function crcMicros(bytes: Buffer, reps: number): number {
 }
 
 async function main(): Promise<void> {
-  step(`two clusters (authenticated bus, anonymous bus), ${rounds} alternating rounds`);
-  const secure = await start("secure");
-  const anonymous = await start("anonymous");
+  step(`three clusters (authenticated bus, the same with TLS, anonymous bus), ${rounds} rounds taking them in turn`);
+  const setups: Setup[] = [];
+  try {
+    for (const name of ["secure", "tls", "anonymous"] as const) setups.push(await start(name));
+  } catch (e) {
+    await stopAll(setups);
+    throw e;
+  }
   const small = Buffer.alloc(1024, 7);
   const big = Buffer.alloc(MiB);
   for (let i = 0; i < big.length; i++) big[i] = (i * 131) & 0xff;
-  const per: Record<Setup["name"], Sample[]> = { secure: [], anonymous: [] };
+  const per: Record<Setup["name"], Sample[]> = { secure: [], tls: [], anonymous: [] };
   try {
     for (let r = 0; r < rounds; r++) {
-      const order = r % 2 === 0 ? [secure, anonymous] : [anonymous, secure];
+      // Each cluster goes first, second and third in turn.
+      const order = setups.map((_, i) => setups[(i + r) % setups.length]!);
       for (const s of order) {
         const sample = await measure(s, small, big);
         per[s.name].push(sample);
@@ -136,22 +145,23 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    for (const s of [secure, anonymous]) {
-      await s.client.close();
-      await s.cluster.stop();
-      await s.nats?.stop();
-    }
+    await stopAll(setups);
   }
-  const diff = (k: keyof Sample): number => median(per.secure.map((x, i) => x[k] - per.anonymous[i]![k]));
-  const ratio = (k: keyof Sample): number => median(per.secure.map((x, i) => x[k] / per.anonymous[i]![k]));
+  /** Median over rounds of `of`'s figure minus (or divided by) `base`'s, same round. */
+  const diff = (of: Setup["name"], base: Setup["name"], k: keyof Sample): number => median(per[of].map((x, i) => x[k] - per[base][i]![k]));
+  const ratio = (of: Setup["name"], base: Setup["name"], k: keyof Sample): number => median(per[of].map((x, i) => x[k] / per[base][i]![k]));
   const crc1k = crcMicros(small, 20_000);
   const crc1m = crcMicros(big, 20);
   const result = {
     date: new Date().toISOString(), rounds, latencyOps, throughputMs, inflight,
-    processes: "per cluster: nats-server, controller, 1 shard, 2 DRAM nodes (10 in all, idle in turn); client in the bench process; 2 cores",
+    processes: "per cluster: nats-server, controller, 1 shard, 2 DRAM nodes (15 in all, idle in turn); client in the bench process; 2 cores",
     auth: {
-      put1KbP50DeltaUs: diff("putP50Us"), get1KbP50DeltaUs: diff("getP50Us"),
-      put1MiBThroughputRatio: ratio("putMiBps"), get1MiBThroughputRatio: ratio("getMiBps"),
+      put1KbP50DeltaUs: diff("secure", "anonymous", "putP50Us"), get1KbP50DeltaUs: diff("secure", "anonymous", "getP50Us"),
+      put1MiBThroughputRatio: ratio("secure", "anonymous", "putMiBps"), get1MiBThroughputRatio: ratio("secure", "anonymous", "getMiBps"),
+    },
+    tls: {
+      put1KbP50DeltaUs: diff("tls", "secure", "putP50Us"), get1KbP50DeltaUs: diff("tls", "secure", "getP50Us"),
+      put1MiBThroughputRatio: ratio("tls", "secure", "putMiBps"), get1MiBThroughputRatio: ratio("tls", "secure", "getMiBps"),
     },
     checksums: { crc32Per1KbUs: crc1k, crc32PerMiBUs: crc1m, crc32GiBps: 1024 / 1024 / (crc1m / 1e6) },
     samples: per,
@@ -159,23 +169,40 @@ async function main(): Promise<void> {
   fs.mkdirSync(outDir, { recursive: true });
   fs.writeFileSync(path.join(outDir, "security-latest.json"), `${JSON.stringify(result, null, 2)}\n`);
   const a = result.auth;
+  const x = result.tls;
+  const signed = (v: number, digits: number): string => `${v >= 0 ? "+" : ""}${v.toFixed(digits)}`;
   const lines = [
     "what the authenticated bus costs (secure − anonymous, median of per-round figures):",
-    `  1 KB PUT p50 ${a.put1KbP50DeltaUs >= 0 ? "+" : ""}${a.put1KbP50DeltaUs.toFixed(1)} µs, GET p50 ${a.get1KbP50DeltaUs >= 0 ? "+" : ""}${a.get1KbP50DeltaUs.toFixed(1)} µs (budget +10 µs)`,
+    `  1 KB PUT p50 ${signed(a.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(a.get1KbP50DeltaUs, 1)} µs (budget +10 µs)`,
     `  1 MiB PUT ${((a.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((a.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput (budget −5%)`,
+    "what TLS costs on top (secure with TLS − secure, median of per-round figures):",
+    `  1 KB PUT p50 ${signed(x.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(x.get1KbP50DeltaUs, 1)} µs`,
+    `  1 MiB PUT ${((x.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((x.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput`,
     "what the checksums cost (both clusters pay it; CPU per object, this run):",
     `  CRC-32 of 1 KB ${crc1k.toFixed(2)} µs; of 1 MiB ${crc1m.toFixed(0)} µs (${formatBytes(MiB / (crc1m / 1e6))}/s), once by the writer, once by the node, once by the reader`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
   const bars = [
-    { label: "1 KB PUT p50 (anonymous ÷ secure)", ratio: median(per.secure.map((x, i) => per.anonymous[i]!.putP50Us / x.putP50Us)), target: 0, note: "" },
-    { label: "1 KB GET p50 (anonymous ÷ secure)", ratio: median(per.secure.map((x, i) => per.anonymous[i]!.getP50Us / x.getP50Us)), target: 0, note: "" },
+    { label: "1 KB PUT p50 (anonymous ÷ secure)", ratio: ratio("anonymous", "secure", "putP50Us"), target: 0, note: "" },
+    { label: "1 KB GET p50 (anonymous ÷ secure)", ratio: ratio("anonymous", "secure", "getP50Us"), target: 0, note: "" },
     { label: "1 MiB PUT throughput (secure ÷ anonymous)", ratio: a.put1MiBThroughputRatio, target: 0.95, note: "" },
     { label: "1 MiB GET throughput (secure ÷ anonymous)", ratio: a.get1MiBThroughputRatio, target: 0.95, note: "" },
+    { label: "1 KB PUT p50 (secure ÷ secure with TLS)", ratio: ratio("secure", "tls", "putP50Us"), target: 0, note: "" },
+    { label: "1 KB GET p50 (secure ÷ secure with TLS)", ratio: ratio("secure", "tls", "getP50Us"), target: 0, note: "" },
+    { label: "1 MiB PUT throughput (TLS ÷ secure)", ratio: x.put1MiBThroughputRatio, target: 0, note: "" },
+    { label: "1 MiB GET throughput (TLS ÷ secure)", ratio: x.get1MiBThroughputRatio, target: 0, note: "" },
   ];
   fs.writeFileSync(path.join(outDir, "security-latest.svg"), ratioChart(
-    "Pocket on an authenticated bus against an anonymous one",
+    "Pocket on an authenticated bus, with and without TLS, against an anonymous one",
     `${rounds} alternating rounds, medians of per-round ratios; ${result.processes}`, bars));
+}
+
+async function stopAll(setups: readonly Setup[]): Promise<void> {
+  for (const s of setups) {
+    await s.client.close();
+    await s.cluster.stop();
+    await s.nats?.stop();
+  }
 }
 
 main().catch((e: unknown) => {

@@ -5,47 +5,101 @@ import { defineOperation } from "../schemas/operation";
 import { checkerFor, describeViolation } from "./router";
 
 /**
- * The first exchange on every direct-transport connection. The client sends
- * a request frame named `transport.hello` with JSON meta
+ * The opening of every direct-transport connection: two rounds; the server
+ * proves who it is first, and only then does the client send its credential,
+ * so a process squatting on a dead server's port never sees a token. On a
+ * TLS port (`TcpServer.listen(..., { tls })`) both rounds run inside TLS,
+ * unchanged.
  *
- *   { "v": 1, "nonce": <base64url of 32 random bytes>, "token": <credential> }
+ * Each message is one frame (frame.ts; integers big-endian; no payload in
+ * either round). Offsets in a frame whose name is `n` bytes long:
  *
- * The server checks the token; if it is good it replies (reply frame, same
- * request id) with
+ *   0         u32  length      bytes after this field: 10 + n + m
+ *   4         u8   kind        1 request, 2 reply, 3 error
+ *   5         u32  requestId
+ *   9         u8   n           name length (0 on replies and errors)
+ *   10        n    name        ASCII
+ *   10+n      u32  m           meta length
+ *   14+n      m    meta        UTF-8 JSON object
  *
- *   { "v": 1, "id": <server id>, "sig": <base64url Ed25519 signature, 64 bytes> }
+ * Round 1, the server proves its identity:
  *
- * where the signed message is the UTF-8 bytes of
+ *   client → request  requestId H  name "transport.hello" (n = 15)
+ *                     meta {"v":1,"nonce":N}
+ *   server → reply    requestId H  (n = 0)
+ *                     meta {"v":1,"id":I,"sig":S}
  *
- *   "pocket-transport-hello" 0x0A id 0x0A nonce
+ *   N  base64url, no padding, of 32 random bytes (43 characters)
+ *   I  the server's id: 1-128 printable ASCII characters, no spaces
+ *   S  base64url, no padding, of the 64-byte Ed25519 signature (86 characters)
+ *      of the UTF-8 bytes  "pocket-transport-hello" 0x0A I 0x0A N
+ *      (N exactly as the client sent it)
  *
- * (`nonce` exactly as the client sent it, base64url text, 43 characters; `id`
- * printable ASCII without spaces, so the layout is unambiguous). The client
- * checks `id` and the signature against the id and public key it was given
- * for that address (the raw 32-byte Ed25519 key, base64url, 43 characters).
- * A bad token gets an error frame `{ code, message }` and the connection
- * closes. Until the hello succeeds the server accepts frames of at most
- * `helloFrameBytesMax` declared length and no other request.
+ * So the hello this client sends, with its meta written without spaces
+ * (61 bytes; any JSON spelling is accepted), is 90 bytes:
+ *
+ *   00 00 00 56 | 01 | 00 00 00 01 | 0F | "transport.hello" | 00 00 00 3D | {"v":1,"nonce":"<N>"}
+ *
+ * The client checks I and S against the id and public key it was given for
+ * that address by an authenticated source (the raw 32-byte Ed25519 key,
+ * base64url, 43 characters). If they do not verify, it closes the connection
+ * having sent nothing but the hello.
+ *
+ * Round 2, the client authenticates:
+ *
+ *   client → request  requestId A  name "transport.auth" (n = 14)
+ *                     meta {"token":T}
+ *   server → reply    requestId A  (n = 0)
+ *                     meta {}
+ *
+ *   T  the client's capability token (1-3072 characters); the meta is
+ *      {"token":"<T>"}, 12 bytes plus T's JSON-escaped length
+ *
+ * H and A are the client's choice (this client: 1 and 2). A token the server
+ * refuses gets an error frame, requestId A, meta {"code":"Unauthorized",
+ * "message":...}. After the `{}` reply the connection carries requests; the
+ * client sends none before it.
+ *
+ * Until round 2 succeeds the server reads frames of at most
+ * `helloFrameBytesMax` declared bytes (length field; a larger one gets
+ * `TooLarge`), and both rounds together must complete within its hello
+ * timeout (else `Timeout`); those two errors carry requestId 0. A malformed
+ * hello or auth (not JSON, a field missing or extra, a payload) gets
+ * `InvalidArgument` with its requestId; any other request the server reads
+ * before it has answered the auth (an operation, a second hello, an auth
+ * first) gets `Unauthorized` with requestId 0; a reply or error frame from a
+ * client gets `InvalidArgument`. Every error frame's meta is
+ * {"code":C,"message":M}, and the server closes the connection after it.
  */
 export const TransportHello = defineOperation({
   name: "transport.hello",
-  summary: "Authenticates a direct-transport client and proves the server's identity.",
+  summary: "Asks a direct-transport server to prove its identity (first round of the handshake).",
   request: T.Object({
     v: T.Literal(1),
     nonce: T.String({ pattern: "^[A-Za-z0-9_-]{43}$" }),
-    token: T.String({ minLength: 1, maxLength: 3072 }),
   }, { additionalProperties: false }),
   reply: T.Object({
     v: T.Literal(1),
     id: T.String({ pattern: "^[\\x21-\\x7e]{1,128}$" }),
     sig: T.String({ pattern: "^[A-Za-z0-9_-]{86}$" }),
   }, { additionalProperties: false }),
-  errors: [ErrorCode.Unauthorized, ErrorCode.InvalidArgument, ErrorCode.TooLarge, ErrorCode.Timeout],
+  errors: [ErrorCode.InvalidArgument, ErrorCode.TooLarge, ErrorCode.Timeout],
 });
-export type HelloRequest = { readonly v: 1; readonly nonce: string; readonly token: string };
+export type HelloRequest = { readonly v: 1; readonly nonce: string };
 export type HelloReply = { readonly v: 1; readonly id: string; readonly sig: string };
 
-/** Declared frame length accepted before the hello succeeds, on both ends. */
+export const TransportAuth = defineOperation({
+  name: "transport.auth",
+  summary: "Authenticates a direct-transport client to a server that has proved its identity (second round).",
+  request: T.Object({
+    token: T.String({ minLength: 1, maxLength: 3072 }),
+  }, { additionalProperties: false }),
+  reply: T.Object({}, { additionalProperties: false }),
+  errors: [ErrorCode.Unauthorized, ErrorCode.InvalidArgument, ErrorCode.TooLarge, ErrorCode.Timeout],
+});
+export type AuthRequest = { readonly token: string };
+
+/** Declared frame length accepted until authentication succeeds, on both ends. */
 export const helloFrameBytesMax = 4096;
 
 const context = "pocket-transport-hello";
@@ -53,6 +107,8 @@ const idPattern = /^[\x21-\x7e]{1,128}$/;
 const keyPattern = /^[A-Za-z0-9_-]{43}$/;
 const checkRequest = checkerFor(TransportHello.request);
 const checkReply = checkerFor(TransportHello.reply);
+const checkAuth = checkerFor(TransportAuth.request);
+const checkAuthReply = checkerFor(TransportAuth.reply);
 
 /** Who a server is: its id (node or shard id) and the key pair that proves it. */
 export interface TransportIdentity {
@@ -89,8 +145,8 @@ export function helloMessage(id: string, nonce: string): Buffer {
 }
 
 /** A hello with a fresh nonce (client side). */
-export function newHello(token: string): HelloRequest {
-  return { v: 1, nonce: randomBytes(32).toString("base64url"), token };
+export function newHello(): HelloRequest {
+  return { v: 1, nonce: randomBytes(32).toString("base64url") };
 }
 
 /** Validates a decoded hello request; returns it, or a reason it is not one. */
@@ -99,7 +155,18 @@ export function parseHello(value: unknown): HelloRequest | string {
   return value;
 }
 
-/** The server's answer to a hello it accepted. */
+/** Validates a decoded auth request; returns it, or a reason it is not one. */
+export function parseAuth(value: unknown): AuthRequest | string {
+  if (!checkAuth.Check(value)) return `${TransportAuth.name}: ${describeViolation(checkAuth, value)}`;
+  return value;
+}
+
+/** Whether a decoded auth reply is the `{}` that opens the connection. */
+export function isAuthReply(value: unknown): boolean {
+  return checkAuthReply.Check(value);
+}
+
+/** The server's answer to a well-formed hello. */
 export function signHello(identity: TransportIdentity, nonce: string): HelloReply {
   const sig = sign(null, helloMessage(identity.id, nonce), identity.privateKey).toString("base64url");
   return { v: 1, id: identity.id, sig };

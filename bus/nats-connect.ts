@@ -1,28 +1,31 @@
-import fs from "node:fs";
 import { AuthorizationError, connect, credsAuthenticator, UserAuthenticationExpiredError, type NatsConnection } from "@nats-io/transport-node";
 import { NodeUnavailableError, UnauthorizedError } from "../schemas/errors";
 import { inboxFor, type Role } from "./credentials";
 import { inboxOfCreds } from "./nats-jwt";
+import { readPrivateFile } from "./private-file";
+import { tlsFailure } from "./tls";
+
+export { readPrivateFile };
 
 /** How one component reaches the bus: the server URL(s) and its credential. */
 export interface NatsIdentity {
   readonly natsUrl: string | readonly string[];
   /** Path of this component's NATS credentials (a `.creds` file, kept 0600). */
   readonly natsCreds?: string;
+  /** Path of the CA certificate (PEM) the server's TLS certificate must verify with; the connection is then TLS only. */
+  readonly natsTlsCa?: string;
 }
+
+/** How a connection verifies a TLS server: a CA file (components) or the CA's PEM text (clients). */
+export type NatsTls = { readonly caFile: string } | { readonly ca: string };
 
 export interface ConnectAsOptions {
   readonly name: string;
   /** -1: for ever (components); clients give up after a few. */
   readonly maxReconnectAttempts?: number;
   readonly timeoutMs?: number;
-}
-
-/** Reads a creds file, refusing one that others can read (it holds a private key). */
-export function readPrivateFile(file: string): string {
-  const st = fs.statSync(file);
-  if ((st.mode & 0o077) !== 0) throw new UnauthorizedError(`${file} is readable by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
-  return fs.readFileSync(file, "utf8");
+  /** TLS only, verifying the server with this CA; without it, a server that requires TLS is verified with the system's CAs. */
+  readonly tls?: NatsTls;
 }
 
 /**
@@ -34,12 +37,14 @@ export function readPrivateFile(file: string): string {
  */
 export async function connectAs(identity: NatsIdentity, role: Role, id: string, options: ConnectAsOptions): Promise<NatsConnection> {
   const creds = identity.natsCreds ? readPrivateFile(identity.natsCreds) : undefined;
-  return connectWithCreds(identity.natsUrl, creds, inboxFor(role, id), options);
+  const tls = identity.natsTlsCa !== undefined ? { caFile: identity.natsTlsCa } : options.tls;
+  return connectWithCreds(identity.natsUrl, creds, inboxFor(role, id), { ...options, ...(tls ? { tls } : {}) });
 }
 
 /**
  * Connects with creds text (or none, for a server without authentication),
- * using the inbox prefix the credential allows unless one is given.
+ * using the inbox prefix the credential allows unless one is given. A
+ * certificate that does not verify fails as `NodeUnavailable`, saying so.
  */
 export async function connectWithCreds(
   servers: string | readonly string[], creds: string | undefined, inboxPrefix: string | undefined, options: ConnectAsOptions,
@@ -53,12 +58,13 @@ export async function connectWithCreds(
       ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {}),
       ...(creds !== undefined ? { authenticator: credsAuthenticator(new TextEncoder().encode(creds)) } : {}),
       ...(creds !== undefined && inboxPrefix !== undefined ? { inboxPrefix } : {}),
+      ...(options.tls ? { tls: { ...options.tls } } : {}),
     });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     if (e instanceof AuthorizationError || e instanceof UserAuthenticationExpiredError) {
       throw new UnauthorizedError(`NATS refused the credential: ${message}`, { cause: e });
     }
-    throw new NodeUnavailableError(`cannot reach NATS at ${String(servers)}: ${message}`, { cause: e });
+    throw new NodeUnavailableError(`cannot reach NATS at ${String(servers)}: ${tlsFailure(e) ?? message}`, { cause: e });
   }
 }

@@ -1,26 +1,35 @@
 import net from "node:net";
+import tls from "node:tls";
 import type { Operation, RequestOf } from "../schemas/operation";
 import { BusyError, errorFromWire, InternalError, InvalidArgumentError, NodeUnavailableError, TimeoutError } from "../schemas/errors";
 import { decodeJson, encodeJson } from "./body";
 import type { Caller, CallOptions, CallResult } from "./caller";
 import { encodeFrame, FrameDecoder, FrameError, FrameKind, type Frame } from "./frame";
-import { helloFrameBytesMax, isTransportKey, newHello, TransportHello, verifyHello, type HelloRequest, type PeerIdentity } from "./handshake";
+import { helloFrameBytesMax, isAuthReply, isTransportKey, newHello, TransportAuth, TransportHello, verifyHello, type HelloRequest, type PeerIdentity } from "./handshake";
 import { corkUntilNextTick } from "./tcp-server";
+import { looksLikeTls, tlsCaHint, tlsFailure } from "./tls";
 
 export interface TcpClientOptions {
   /** Requests in flight on one connection; more wait for a slot. */
   readonly inflightMax?: number;
-  /** Callers waiting for a slot on one connection (or for its hello); more get `Busy`. */
+  /** Callers waiting for a slot on one connection (or for its handshake); more get `Busy`. */
   readonly waitersMax?: number;
   readonly frameBytesMax?: number;
-  /** Time to connect and complete the hello. */
+  /** Time to connect and complete the handshake (TLS, hello and authentication). */
   readonly connectTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
   /** Open connections kept by a pool; the least recently opened idle one is closed past it. */
   readonly connectionsMax?: number;
+  /**
+   * Connect over TLS, verifying the server's certificate with this CA (PEM)
+   * and against the address's host (an IP address or a DNS name).
+   */
+  readonly tls?: { readonly ca: string } | undefined;
 }
 
-const defaults: Required<TcpClientOptions> = {
+type Options = Required<Omit<TcpClientOptions, "tls">> & Pick<TcpClientOptions, "tls">;
+
+const defaults: Options = {
   inflightMax: 64,
   waitersMax: 4096,
   connectionsMax: 1024,
@@ -35,8 +44,8 @@ export class ConnectFailedError extends NodeUnavailableError {}
 /**
  * The process at an address did not prove it is the server the caller
  * expected there (wrong id, a signature by another key, or no proof). Nothing
- * but the hello was sent to it; like any `ConnectFailedError` the request may
- * be retried once the address has been looked up again.
+ * but the hello was sent to it, no token; like any `ConnectFailedError` the
+ * request may be retried once the address has been looked up again.
  */
 export class PeerIdentityError extends ConnectFailedError {}
 
@@ -46,7 +55,7 @@ export class PeerIdentityError extends ConnectFailedError {}
  */
 export class ConnectionLostError extends NodeUnavailableError {}
 
-/** Error codes a server may refuse a hello with; any other answer to a hello is no proof of identity. */
+/** Error codes a server may answer a hello with; any other answer to a hello is no proof of identity. */
 const helloRefusals = new Set<string>(TransportHello.errors);
 
 interface Pending {
@@ -55,41 +64,62 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-/** One pipelined connection to a direct-transport server; requests wait until the server has proved who it is. */
+const Stage = {
+  /** TCP (and TLS) connecting. */
+  Connecting: "connecting",
+  /** The hello is out; the server has not proved who it is yet. */
+  Hello: "hello",
+  /** The server proved it; the token is out. */
+  Auth: "auth",
+  /** Authenticated: requests flow. */
+  Open: "open",
+} as const;
+type Stage = (typeof Stage)[keyof typeof Stage];
+
+/**
+ * One pipelined connection to a direct-transport server. The token goes out
+ * only once the server has proved who it is; requests wait until it has
+ * accepted the token.
+ */
 export class TcpConnection {
   readonly #socket: net.Socket;
   readonly #decoder = new FrameDecoder(helloFrameBytesMax);
   readonly #pending = new Map<number, Pending>();
   readonly #waiters: Array<() => void> = [];
-  readonly #hello: HelloRequest;
+  readonly #hello: HelloRequest = newHello();
   readonly #helloId = 1;
+  readonly #authId = 2;
   readonly #helloTimer: NodeJS.Timeout;
-  #nextId = 2;
-  #connected = false;
-  #proved = false;
+  #nextId = 3;
+  #stage: Stage = Stage.Connecting;
   #closedError: Error | undefined;
 
-  constructor(readonly addr: string, readonly peer: PeerIdentity, token: string, private readonly options: Required<TcpClientOptions>) {
+  constructor(readonly addr: string, readonly peer: PeerIdentity, private readonly token: string, private readonly options: Options) {
     const { host, port } = parseAddr(addr);
-    this.#hello = newHello(token);
-    this.#socket = net.connect({ host, port, noDelay: true });
+    const secure = options.tls !== undefined;
+    this.#socket = options.tls
+      // SNI takes DNS names only; an IP address is checked against the certificate's IP entries all the same.
+      ? tls.connect({ host, port, ca: options.tls.ca, ...(net.isIP(host) === 0 ? { servername: host } : {}) })
+      : net.connect({ host, port, noDelay: true });
     this.#socket.setNoDelay(true);
     this.#helloTimer = setTimeout(() => {
-      this.#fail(new ConnectFailedError(`connect and hello to ${addr} did not complete within ${options.connectTimeoutMs} ms`));
+      this.#fail(new ConnectFailedError(`connect and handshake with ${addr} did not complete within ${options.connectTimeoutMs} ms`));
     }, options.connectTimeoutMs);
-    this.#socket.once("connect", () => {
-      this.#connected = true;
-      const [head] = encodeFrame(FrameKind.Request, this.#helloId, TransportHello.name, encodeJson(this.#hello));
-      this.#socket.write(head);
+    this.#socket.once(secure ? "secureConnect" : "connect", () => {
+      this.#stage = Stage.Hello;
+      this.#write(this.#helloId, TransportHello.name, this.#hello);
     });
     this.#socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     this.#socket.on("error", (e) => {
-      const cls = this.#proved ? ConnectionLostError : ConnectFailedError;
-      this.#fail(new cls(`connection to ${addr} failed: ${e.message}`, { cause: e }));
+      if (this.#stage === Stage.Open) this.#fail(new ConnectionLostError(`connection to ${addr} failed: ${e.message}`, { cause: e }));
+      else this.#fail(new ConnectFailedError(`connection to ${addr} failed: ${tlsFailure(e) ?? e.message}`, { cause: e }));
     });
     this.#socket.on("close", () => {
-      const cls = this.#proved ? ConnectionLostError : ConnectFailedError;
-      this.#fail(new cls(`connection to ${addr} closed${this.#proved ? "" : this.#connected ? " before the hello completed" : ""}`));
+      if (this.#stage === Stage.Open) this.#fail(new ConnectionLostError(`connection to ${addr} closed`));
+      else if (this.#stage === Stage.Hello && !secure && this.#socket.bytesRead === 0) {
+        // A TLS port drops a plain hello without a word.
+        this.#fail(new ConnectFailedError(`connection to ${addr} closed with no answer to the hello; if it serves TLS, ${tlsCaHint}`));
+      } else this.#fail(new ConnectFailedError(`connection to ${addr} closed${this.#stage === Stage.Connecting ? "" : " before the handshake completed"}`));
     });
   }
 
@@ -101,7 +131,7 @@ export class TcpConnection {
     return this.#pending.size;
   }
 
-  /** Requests waiting for a slot or for the hello. */
+  /** Requests waiting for a slot or for the handshake. */
   get queued(): number {
     return this.#waiters.length;
   }
@@ -110,12 +140,12 @@ export class TcpConnection {
   async request(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number): Promise<Frame> {
     for (;;) {
       if (this.#closedError) throw this.#closedError;
-      if (this.#proved && this.#pending.size < this.options.inflightMax) break;
+      if (this.#stage === Stage.Open && this.#pending.size < this.options.inflightMax) break;
       if (this.#waiters.length >= this.options.waitersMax) throw new BusyError(`more than ${this.options.waitersMax} requests queued for ${this.addr}`);
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
     const id = this.#nextId;
-    this.#nextId = this.#nextId >= 0xffff_ffff ? 2 : this.#nextId + 1;
+    this.#nextId = this.#nextId >= 0xffff_ffff ? 3 : this.#nextId + 1;
     const [head, body] = encodeFrame(FrameKind.Request, id, name, meta, payload);
     const reply = new Promise<Frame>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -135,37 +165,32 @@ export class TcpConnection {
     this.#fail(new NodeUnavailableError(`connection to ${this.addr} closed by the client`));
   }
 
+  #write(id: number, name: string, meta: unknown): void {
+    this.#socket.write(encodeFrame(FrameKind.Request, id, name, encodeJson(meta))[0]);
+  }
+
   #onData(chunk: Buffer): void {
+    if (this.#stage === Stage.Hello && this.#decoder.bufferedBytes === 0 && looksLikeTls(chunk)) {
+      this.#fail(new ConnectFailedError(`${this.addr} answered in TLS: it serves the direct transport over TLS only; ${tlsCaHint}`));
+      return;
+    }
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);
     } catch (e) {
       const why = `bad frame from ${this.addr}: ${e instanceof FrameError ? e.message : String(e)}`;
-      this.#fail(this.#proved ? new InternalError(why) : this.#notThePeer(why));
+      this.#fail(this.#stage === Stage.Open ? new InternalError(why) : this.#stage === Stage.Hello ? this.#notThePeer(why) : new ConnectFailedError(why));
       return;
     }
     for (const frame of frames) {
-      if (!this.#proved) {
-        this.#onHelloReply(frame);
-        if (!this.#proved) return;
-        continue;
-      }
-      if (frame.requestId === 0 && frame.kind === FrameKind.Error) {
-        // The server is closing the connection; tell every caller why.
-        const { code, message } = decodeJson(frame.meta) as { code: string; message: string };
-        this.#fail(errorFromWire(code, message));
-        return;
-      }
-      const p = this.#pending.get(frame.requestId);
-      if (!p) continue; // timed out already
-      this.#pending.delete(frame.requestId);
-      clearTimeout(p.timer);
-      this.#wake();
-      p.resolve(frame);
+      if (this.#stage === Stage.Hello) this.#onHelloReply(frame);
+      else if (this.#stage === Stage.Auth) this.#onAuthReply(frame);
+      else this.#onReply(frame);
+      if (this.#closedError) return;
     }
   }
 
-  /** Checks the server's answer to the hello; on success, lets queued requests go. */
+  /** Round 1: checks the server's proof of identity; only then does the token go out. */
   #onHelloReply(frame: Frame): void {
     const meta = jsonOrUndefined(frame.meta);
     if (frame.kind === FrameKind.Error && (frame.requestId === this.#helloId || frame.requestId === 0)) {
@@ -184,10 +209,41 @@ export class TcpConnection {
       this.#fail(this.#notThePeer(check.reason));
       return;
     }
-    this.#proved = true;
+    this.#stage = Stage.Auth;
+    this.#write(this.#authId, TransportAuth.name, { token: this.token });
+  }
+
+  /** Round 2: the server, proved, accepts the token (requests may go) or refuses it. */
+  #onAuthReply(frame: Frame): void {
+    const meta = jsonOrUndefined(frame.meta);
+    if (frame.kind === FrameKind.Error && (frame.requestId === this.#authId || frame.requestId === 0)) {
+      const { code, message } = (meta ?? {}) as { code?: unknown; message?: unknown };
+      this.#fail(errorFromWire(String(code), `${this.addr} refused the credential: ${String(message)}`));
+      return;
+    }
+    if (frame.kind !== FrameKind.Reply || frame.requestId !== this.#authId || !isAuthReply(meta)) {
+      this.#fail(new ConnectFailedError(`${this.addr} did not answer ${TransportAuth.name} with {}`));
+      return;
+    }
+    this.#stage = Stage.Open;
     clearTimeout(this.#helloTimer);
     this.#decoder.raiseLimit(this.options.frameBytesMax);
     for (let i = 0; i < this.options.inflightMax && this.#waiters.length > 0; i++) this.#wake();
+  }
+
+  #onReply(frame: Frame): void {
+    if (frame.requestId === 0 && frame.kind === FrameKind.Error) {
+      // The server is closing the connection; tell every caller why.
+      const { code, message } = decodeJson(frame.meta) as { code: string; message: string };
+      this.#fail(errorFromWire(code, message));
+      return;
+    }
+    const p = this.#pending.get(frame.requestId);
+    if (!p) return; // timed out already
+    this.#pending.delete(frame.requestId);
+    clearTimeout(p.timer);
+    this.#wake();
+    p.resolve(frame);
   }
 
   #notThePeer(reason: string): PeerIdentityError {
@@ -223,15 +279,16 @@ export class TcpConnection {
 export class TcpPool {
   /** Keyed by address, id and key: a new key for an address never reuses a connection proved with the old one. */
   readonly #connections = new Map<string, TcpConnection>();
-  readonly options: Required<TcpClientOptions>;
+  readonly options: Options;
 
   constructor(options: TcpClientOptions = {}) {
     this.options = { ...defaults, ...options };
   }
 
   /**
-   * The connection to `addr` whose server proved it is `peer`; a new one says
-   * hello with `token`, an open one is reused whichever token opened it.
+   * The connection to `addr` whose server proved it is `peer`; a new one
+   * authenticates with `token` once the server has proved it, an open one is
+   * reused whichever token opened it.
    */
   connection(addr: string, peer: PeerIdentity, token: string): TcpConnection {
     const key = `${addr}\n${peer.id}\n${peer.key}`;
@@ -266,7 +323,7 @@ export class TcpPool {
     throw new BusyError(`${this.options.connectionsMax} connections are busy`);
   }
 
-  /** A caller bound to the server that proves it is `peer` at `addr`; `token` says hello on a new connection. */
+  /** A caller bound to the server that proves it is `peer` at `addr`; `token` authenticates a new connection. */
   caller(addr: string, peer: PeerIdentity, token: string): Caller {
     return new TcpCaller(this, addr, { id: peer.id, key: peer.key }, token);
   }

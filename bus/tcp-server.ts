@@ -1,28 +1,31 @@
 import assert from "node:assert/strict";
 import net from "node:net";
+import tls from "node:tls";
 import { ErrorCode, InvalidArgumentError, toWireError } from "../schemas/errors";
 import { decodeJson, encodeJson } from "./body";
 import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes, type Frame } from "./frame";
-import { helloFrameBytesMax, parseHello, signHello, TransportHello, type HelloRequest, type TransportIdentity } from "./handshake";
+import { helloFrameBytesMax, parseAuth, parseHello, signHello, TransportAuth, TransportHello, type TransportIdentity } from "./handshake";
 import { Transport, type DispatchResult, type Router } from "./router";
 
-/** Checks a client's credential from its hello; throws (`UnauthorizedError`) to refuse it. */
+/** Checks a client's credential from its `transport.auth`; throws (`UnauthorizedError`) to refuse it. */
 export type Authenticate = (token: string) => void | Promise<void>;
 
 export interface TcpServerOptions {
   readonly host?: string;
   /** 0 picks a free port. */
   readonly port?: number;
-  /** Largest frame accepted once a client has said hello; a larger declared length closes the connection. */
+  /** Largest frame accepted once a client has authenticated; a larger declared length closes the connection. */
   readonly frameBytesMax: number;
   /** Who this server is; its signature answers every hello. */
   readonly identity: TransportIdentity;
-  /** Checks the token of each hello before anything else is read from that connection. */
+  /** Checks the token of each `transport.auth` before anything else is read from that connection. */
   readonly authenticate: Authenticate;
-  /** Largest declared frame length before the hello succeeds. */
+  /** Largest declared frame length until authentication succeeds. */
   readonly preAuthFrameBytesMax?: number;
-  /** Time a new connection has to complete its hello. */
+  /** Time a new connection has to complete its hello and authentication (on a TLS port, and as long again for the TLS handshake before them). */
   readonly helloTimeoutMs?: number;
+  /** Serve TLS only, with this certificate and private key (PEM); the hello and auth rounds run inside it. */
+  readonly tls?: { readonly cert: string; readonly key: string } | undefined;
   /** Bytes of partial frames and of requests being handled, over all connections; reading pauses past it. */
   readonly inflightBytesMax?: number;
   /** Time a frame that has started arriving has to complete, while the server is reading it. */
@@ -37,7 +40,7 @@ export interface TcpServerOptions {
 export interface TcpServerStats {
   readonly bytesIn: number;
   readonly bytesOut: number;
-  /** Connections closed for breaking the protocol, failing the hello or timing out. */
+  /** Connections closed for breaking the protocol, failing the TLS handshake, the hello or authentication, or timing out. */
   readonly protocolErrors: number;
   /** Bytes held now: partial frames in decoders plus requests waiting or being handled (whole frames). */
   readonly inflightBytes: number;
@@ -49,30 +52,43 @@ export interface TcpServerStats {
  */
 const readChunkBytesMax = 64 * 1024;
 
-type Options = Required<TcpServerOptions>;
+type Options = Required<Omit<TcpServerOptions, "tls">> & Pick<TcpServerOptions, "tls">;
 
 /**
- * Serves a router's operations on the direct TCP transport: a signed hello
- * first (see handshake.ts), then pipelined frames, bounded in flight per
- * connection and in bytes per server, backpressure by pausing reads.
+ * Serves a router's operations on the direct TCP transport (over TLS when
+ * given a certificate): a signed hello and then the client's token first
+ * (see handshake.ts), then pipelined frames, bounded in flight per connection
+ * and in bytes per server, backpressure by pausing reads.
  *
  * @example
  *   const server = await TcpServer.listen(router, { frameBytesMax: 1 << 20, identity, authenticate: (t) => tokens.verifyJob(t) });
+ *   const secure = await TcpServer.listen(router, { frameBytesMax: 1 << 20, identity, authenticate, tls: { cert, key } });
  */
 export class TcpServer {
   readonly #server: net.Server;
   readonly #connections = new Set<ServerConnection>();
+  /** Every accepted socket, TLS handshakes in progress included, so that close ends them all at once. */
+  readonly #sockets = new Set<net.Socket>();
   readonly #budget: InflightBudget;
   readonly #stats = { bytesIn: 0, bytesOut: 0, protocolErrors: 0 };
 
   private constructor(router: Router, options: Options) {
     this.#budget = new InflightBudget(options.inflightBytesMax, readChunkBytesMax);
     const context: ConnectionContext = { router, options, budget: this.#budget, stats: this.#stats };
-    this.#server = net.createServer({ noDelay: true }, (socket) => {
+    const serve = (socket: net.Socket): void => {
       const c = new ServerConnection(context, socket);
       this.#connections.add(c);
       socket.on("close", () => this.#connections.delete(c));
+    };
+    this.#server = options.tls
+      ? tls.createServer({ cert: options.tls.cert, key: options.tls.key, handshakeTimeout: options.helloTimeoutMs, noDelay: true }, serve)
+      : net.createServer({ noDelay: true }, serve);
+    this.#server.on("connection", (raw: net.Socket) => {
+      this.#sockets.add(raw);
+      raw.once("close", () => this.#sockets.delete(raw));
     });
+    // A handshake that fails or times out (Node closes the socket) is a protocol error like any other.
+    this.#server.on("tlsClientError", () => { this.#stats.protocolErrors++; });
     this.#server.maxConnections = options.connectionsMax;
   }
 
@@ -117,6 +133,7 @@ export class TcpServer {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const c of this.#connections) c.destroy();
+    for (const raw of this.#sockets) raw.destroy();
     await closed;
   }
 }
@@ -128,10 +145,19 @@ interface ConnectionContext {
   readonly stats: { bytesIn: number; bytesOut: number; protocolErrors: number };
 }
 
-const Phase = { Hello: "hello", Authenticating: "authenticating", Open: "open", Closed: "closed" } as const;
+const Phase = {
+  /** Waiting for `transport.hello`. */
+  Hello: "hello",
+  /** The hello was answered; waiting for `transport.auth`. */
+  Auth: "auth",
+  /** Checking the token; nothing more is read meanwhile. */
+  Authenticating: "authenticating",
+  Open: "open",
+  Closed: "closed",
+} as const;
 type Phase = (typeof Phase)[keyof typeof Phase];
 
-/** One client connection: the hello, then requests; reads only while its window, write buffer and the budget allow. */
+/** One client connection: the hello, the token, then requests; reads only while its window, write buffer and the budget allow. */
 class ServerConnection implements BudgetMember {
   #phase: Phase = Phase.Hello;
   #decoder: FrameDecoder;
@@ -148,7 +174,7 @@ class ServerConnection implements BudgetMember {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
     const ms = ctx.options.helloTimeoutMs;
-    this.#helloTimer = setTimeout(() => this.#protocolError(ErrorCode.Timeout, `no hello within ${ms} ms`), ms);
+    this.#helloTimer = setTimeout(() => this.#protocolError(ErrorCode.Timeout, `the hello and authentication did not complete within ${ms} ms`), ms);
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("drain", () => this.#refresh(false));
     socket.on("error", () => socket.destroy());
@@ -194,8 +220,10 @@ class ServerConnection implements BudgetMember {
       this.#protocolError(ErrorCode.InvalidArgument, `clients send request frames only (got kind ${frame.kind})`);
     } else if (this.#phase === Phase.Hello) {
       this.#hello(frame);
+    } else if (this.#phase === Phase.Auth) {
+      this.#auth(frame);
     } else if (this.#phase === Phase.Authenticating) {
-      this.#protocolError(ErrorCode.Unauthorized, `a request before the hello succeeded`);
+      this.#protocolError(ErrorCode.Unauthorized, `a request before authentication succeeded`);
     } else {
       this.#handledBytes += frameBytes(frame);
       this.#run(frame);
@@ -203,23 +231,39 @@ class ServerConnection implements BudgetMember {
     return this.#phase !== Phase.Closed;
   }
 
+  /** Round 1: answers a well-formed hello with this server's signature over its nonce. */
   #hello(frame: Frame): void {
     if (frame.name !== TransportHello.name) {
       this.#protocolError(ErrorCode.Unauthorized, `the first frame must be ${TransportHello.name}, not ${JSON.stringify(frame.name)}`);
       return;
     }
-    const hello = frame.payload === undefined ? parseHelloMeta(frame.meta) : `${TransportHello.name} takes no payload`;
+    const hello = frame.payload === undefined ? parseMeta(frame.meta, parseHello) : `${TransportHello.name} takes no payload`;
     if (typeof hello === "string") {
       this.#protocolError(ErrorCode.InvalidArgument, hello, frame.requestId);
       return;
     }
-    this.#phase = Phase.Authenticating;
-    void this.#authenticate(frame.requestId, hello);
+    this.#phase = Phase.Auth;
+    this.#send(FrameKind.Reply, frame.requestId, encodeJson(signHello(this.ctx.options.identity, hello.nonce)));
   }
 
-  async #authenticate(requestId: number, hello: HelloRequest): Promise<void> {
+  /** Round 2: checks the client's token; reading stops until that is done. */
+  #auth(frame: Frame): void {
+    if (frame.name !== TransportAuth.name) {
+      this.#protocolError(ErrorCode.Unauthorized, `after the hello comes ${TransportAuth.name}, not ${JSON.stringify(frame.name)}`);
+      return;
+    }
+    const auth = frame.payload === undefined ? parseMeta(frame.meta, parseAuth) : `${TransportAuth.name} takes no payload`;
+    if (typeof auth === "string") {
+      this.#protocolError(ErrorCode.InvalidArgument, auth, frame.requestId);
+      return;
+    }
+    this.#phase = Phase.Authenticating;
+    void this.#authenticate(frame.requestId, auth.token);
+  }
+
+  async #authenticate(requestId: number, token: string): Promise<void> {
     try {
-      await this.ctx.options.authenticate(hello.token);
+      await this.ctx.options.authenticate(token);
     } catch (e) {
       const { code, message } = toWireError(e);
       if (this.#phase === Phase.Authenticating) this.#protocolError(code, message, requestId);
@@ -229,7 +273,7 @@ class ServerConnection implements BudgetMember {
     clearTimeout(this.#helloTimer);
     this.#phase = Phase.Open;
     this.#decoder.raiseLimit(this.ctx.options.frameBytesMax);
-    this.#send(FrameKind.Reply, requestId, encodeJson(signHello(this.ctx.options.identity, hello.nonce)));
+    this.#send(FrameKind.Reply, requestId, encodeJson({}));
     this.#refresh(false);
   }
 
@@ -298,7 +342,7 @@ class ServerConnection implements BudgetMember {
     if (body) this.socket.write(body);
   }
 
-  /** Tells the peer why (`requestId` 0: the connection, else its hello) and closes. */
+  /** Tells the peer why (`requestId` 0: the connection, else its hello or auth) and closes. */
   #protocolError(code: ErrorCode, message: string, requestId = 0): void {
     if (this.#phase === Phase.Closed) return;
     this.ctx.stats.protocolErrors++;
@@ -322,10 +366,10 @@ class ServerConnection implements BudgetMember {
   }
 }
 
-/** The hello a frame's meta holds, or why it is not one. */
-function parseHelloMeta(meta: Uint8Array): HelloRequest | string {
+/** The handshake message a frame's meta holds, or why it is not one. */
+function parseMeta<M>(meta: Uint8Array, parse: (value: unknown) => M | string): M | string {
   try {
-    return parseHello(decodeJson(meta));
+    return parse(decodeJson(meta));
   } catch (e) {
     if (e instanceof InvalidArgumentError) return e.message;
     throw e;
@@ -348,9 +392,9 @@ interface Usage {
   readonly nextFrameBytes: number;
   /** A frame completed since the last report: its admission is used up. */
   readonly frameDone: boolean;
-  /** Paused for its own reasons (window, write buffer, hello in progress). */
+  /** Paused for its own reasons (window, write buffer, authentication in progress). */
   readonly blocked: boolean;
-  /** Subject to the budget's pauses (false before the hello: those bytes are bounded per connection). */
+  /** Subject to the budget's pauses (false until authentication succeeds: those bytes are bounded per connection). */
   readonly gated: boolean;
 }
 

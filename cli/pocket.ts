@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { isPocketError } from "../schemas/errors";
 import type { JobHints } from "../schemas/operations";
 import { pipeline } from "node:stream/promises";
-import { credentialsFromEnv, PocketClient, type ClientTransport, type PocketJob } from "../client/pocket";
+import { credentialsFromEnv, PocketClient, tlsCaFromEnv, type ClientTransport, type PocketJob } from "../client/pocket";
 import { LocalCluster } from "../deploy/local-cluster";
 import { peekJobClaims } from "../actors/runtime/tokens";
 import { formatBytes, parseBytes, parseDuration, parseRate } from "../actors/runtime/units";
@@ -24,9 +24,11 @@ Cluster
   pocket up [--nats URL [--auth-dir DIR]] [--dram N] [--shards N] [--dram-capacity 1GiB] [--data-dir DIR]
             [--nvme N] [--nvme-file-size 1GiB] [--nvme-device PATH] [--nvme-model FILE]
             [--min-nodes N] [--max-nodes N] [--store FILE|postgres://...] [--orchestrator local|events-only]
+            [--tls [--tls-host HOST,...]]
                                      run a local cluster in the foreground; prints its NATS URL and the
                                      credentials of a job driver (POCKET_NATS_CREDS) and an operator
-                                     (POCKET_ADMIN_CREDS) when ready
+                                     (POCKET_ADMIN_CREDS) when ready; with --tls, NATS and the direct
+                                     transport run TLS only, and it prints the CA clients need (POCKET_TLS_CA)
   pocket auth init DIR               create a cluster's bus identities in DIR (for --nats URL: the server
                                      must include DIR/nats-auth.conf)
   pocket nodes [--json]              storage nodes: state, tier, utilisation, reservations, weight per job
@@ -57,7 +59,8 @@ Objects (JOB must be the job of the token)
   pocket mkdir JOB DIR
   pocket rm JOB KEY [--recursive]
 
-Environment: POCKET_NATS_URL (default nats://127.0.0.1:4222), POCKET_TOKEN (or --token).
+Environment: POCKET_NATS_URL (default nats://127.0.0.1:4222), POCKET_TOKEN (or --token),
+POCKET_TLS_CA (or --tls-ca FILE: the CA certificate of a cluster that runs TLS).
 Credentials (or --creds FILE): cluster and job listing verbs use POCKET_ADMIN_CREDS (an operator's creds
 file); job register/deregister use POCKET_NATS_CREDS (a driver's); object verbs use POCKET_CREDS (the
 lambda credential \`pocket job register\` prints) or else POCKET_NATS_CREDS.
@@ -72,6 +75,9 @@ const options = {
   token: { type: "string" },
   creds: { type: "string" },
   "auth-dir": { type: "string" },
+  tls: { type: "boolean" },
+  "tls-host": { type: "string" },
+  "tls-ca": { type: "string" },
   json: { type: "boolean" },
   dram: { type: "string" },
   shards: { type: "string" },
@@ -153,9 +159,21 @@ function credentialsFor(flags: Flags, as: As): string | undefined {
   return file ? fs.readFileSync(file, "utf8") : undefined;
 }
 
+/** The CA certificate (PEM) of a cluster that runs TLS: --tls-ca, else the file POCKET_TLS_CA names; undefined if neither. */
+function tlsCaFor(flags: Flags): string | undefined {
+  return flags["tls-ca"] ? fs.readFileSync(flags["tls-ca"], "utf8") : tlsCaFromEnv();
+}
+
+/** The NATS connection's TLS settings for the CLI's own connections. */
+function natsTlsFor(flags: Flags): { tls?: { ca: string } } {
+  const ca = tlsCaFor(flags);
+  return ca !== undefined ? { tls: { ca } } : {};
+}
+
 async function withClient<T>(flags: Flags, as: As, fn: (c: PocketClient) => Promise<T>): Promise<T> {
   const c = await PocketClient.connect({
     servers: natsUrl(flags), name: "pocket-cli", transport: flags.transport as ClientTransport | undefined, credentials: credentialsFor(flags, as),
+    tlsCa: tlsCaFor(flags),
   });
   try {
     return await fn(c);
@@ -197,6 +215,8 @@ async function up(flags: Flags): Promise<void> {
     maxNodes: flags["max-nodes"] !== undefined ? int(flags["max-nodes"], "max-nodes", 0) : undefined,
     store: flags.store,
     orchestrator: orchestratorFlag(flags.orchestrator),
+    tls: flags.tls ?? false,
+    tlsHosts: flags["tls-host"] ? flags["tls-host"].split(",").map((h) => h.trim()).filter((h) => h.length > 0) : undefined,
   });
   const env = { ...cluster.driverEnv(), ...(cluster.auth ? { POCKET_ADMIN_CREDS: cluster.credsFile(Role.Operator, "admin")! } : {}) };
   if (!cluster.auth) process.stderr.write("pocket: warning: the bus has no authentication (--nats without --auth-dir): anyone who reaches it can read and forge cluster traffic\n");
@@ -219,7 +239,7 @@ function pct(x: number): string {
 }
 
 async function events(flags: Flags): Promise<void> {
-  const nc = await connectWithCreds(natsUrl(flags), credentialsFor(flags, As.Admin), undefined, { name: "pocket-cli", maxReconnectAttempts: 10 });
+  const nc = await connectWithCreds(natsUrl(flags), credentialsFor(flags, As.Admin), undefined, { name: "pocket-cli", maxReconnectAttempts: 10, ...natsTlsFor(flags) });
   const ac = new AbortController();
   const stop = (): void => ac.abort();
   process.once("SIGINT", stop);
@@ -246,7 +266,7 @@ async function events(flags: Flags): Promise<void> {
 
 /** The inputs recorded on the event stream, in order. */
 async function streamInputs(flags: Flags): Promise<ControllerInput[]> {
-  const nc = await connectWithCreds(natsUrl(flags), credentialsFor(flags, As.Admin), undefined, { name: "pocket-cli", maxReconnectAttempts: 10 });
+  const nc = await connectWithCreds(natsUrl(flags), credentialsFor(flags, As.Admin), undefined, { name: "pocket-cli", maxReconnectAttempts: 10, ...natsTlsFor(flags) });
   try {
     const inputs: ControllerInput[] = [];
     for await (const { subject, event } of readEvents(nc, { inputs: true })) {

@@ -30,6 +30,13 @@ export interface PocketOptions {
    * reads it from `POCKET_CREDS` or the file named by `POCKET_NATS_CREDS`.
    */
   readonly credentials?: string;
+  /**
+   * The cluster's CA certificate (PEM text) for a cluster that runs TLS:
+   * NATS and the direct transport are then reached over TLS only, and each
+   * server's certificate must verify with it. `tlsCaFromEnv()` reads it from
+   * the file named by `POCKET_TLS_CA`.
+   */
+  readonly tlsCa?: string;
   readonly transport?: ClientTransport;
   /** Extents moved at once per put or get. */
   readonly extentsInflightMax?: number;
@@ -64,6 +71,18 @@ export function credentialsFromEnv(env: NodeJS.ProcessEnv = process.env): string
   const inline = env["POCKET_CREDS"];
   if (inline) return inline.includes("-----BEGIN") ? inline : Buffer.from(inline, "base64url").toString("utf8");
   const file = env["POCKET_NATS_CREDS"];
+  return file ? fs.readFileSync(file, "utf8") : undefined;
+}
+
+/**
+ * The cluster's CA certificate (PEM text) from the file named by
+ * `POCKET_TLS_CA` (`pocket up --tls` prints it); undefined when it is not set.
+ *
+ * @example
+ *   const pocket = await PocketClient.connect({ servers, credentials: credentialsFromEnv(), tlsCa: tlsCaFromEnv() });
+ */
+export function tlsCaFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const file = env["POCKET_TLS_CA"];
   return file ? fs.readFileSync(file, "utf8") : undefined;
 }
 
@@ -108,13 +127,13 @@ export class PocketClient {
   readonly controller: Caller;
 
   private constructor(readonly nc: NatsConnection, readonly options: PocketOptions) {
-    this.#pool = new TcpPool({ requestTimeoutMs: options.requestTimeoutMs ?? 30_000 });
+    this.#pool = new TcpPool({ requestTimeoutMs: options.requestTimeoutMs ?? 30_000, tls: options.tlsCa !== undefined ? { ca: options.tlsCa } : undefined });
     this.controller = new ControllerCaller(nc, options.requestTimeoutMs ?? 30_000);
   }
 
   static async connect(options: PocketOptions): Promise<PocketClient> {
     const nc = await connectWithCreds(options.servers, options.credentials, undefined, {
-      name: options.name ?? "pocket-client", maxReconnectAttempts: 10,
+      name: options.name ?? "pocket-client", maxReconnectAttempts: 10, ...natsTls(options),
     });
     return new PocketClient(nc, options);
   }
@@ -134,7 +153,7 @@ export class PocketClient {
         this.#jobConnections.delete(oldest);
         void conn.then((nc) => nc.drain()).catch(() => undefined);
       }
-      c = connectWithCreds(this.options.servers, creds, undefined, { name: `${this.options.name ?? "pocket-client"}-${jobId}`, maxReconnectAttempts: 10 });
+      c = connectWithCreds(this.options.servers, creds, undefined, { name: `${this.options.name ?? "pocket-client"}-${jobId}`, maxReconnectAttempts: 10, ...natsTls(this.options) });
       c.catch(() => this.#jobConnections.delete(jobId));
       this.#jobConnections.set(jobId, c);
     }
@@ -298,6 +317,11 @@ export class PocketClient {
     for (const c of jobConnections) await c.then((nc) => nc.drain()).catch(() => undefined);
     await this.nc.drain().catch(() => undefined);
   }
+}
+
+/** The NATS connection's TLS settings for a client's options. */
+function natsTls(options: PocketOptions): { tls?: { ca: string } } {
+  return options.tlsCa !== undefined ? { tls: { ca: options.tlsCa } } : {};
 }
 
 /** A byte range of an object: `length` bytes from `offset` (to the end when absent). */

@@ -6,8 +6,10 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { ControllerOps } from "../schemas/operations";
 import { ControllerCaller } from "../bus/nats-rpc";
 import { connectAs } from "../bus/nats-connect";
+import type { ServerTlsFiles } from "../bus/tls";
 import { Role } from "../bus/credentials";
 import { ClusterAuth } from "./cluster-auth";
+import { ClusterTls } from "./tls";
 import { Controller, type ControllerConfig } from "../actors/controller/controller";
 import { MetadataShard, type ShardConfig } from "../actors/metadata/shard";
 import { StorageNode, type StorageNodeConfig } from "../actors/storage/storage-node";
@@ -38,6 +40,16 @@ export interface LocalClusterOptions {
    * without one, components connect anonymously (a bus without authentication).
    */
   readonly authDir?: string;
+  /**
+   * TLS on every connection: nats-server, and every shard's and node's direct
+   * transport, serve the certificate of a `ClusterTls` in the auth directory's
+   * `tls/` folder (made the first time); every component and client verifies
+   * them with its CA (`tlsCaFile`). With `natsUrl`, the server must already
+   * serve that folder's `server.pem` and `server.key`.
+   */
+  readonly tls?: boolean;
+  /** More host names or addresses the servers' certificate must name (besides 127.0.0.1 and localhost). */
+  readonly tlsHosts?: readonly string[];
   readonly shards?: number;
   readonly dram?: number;
   readonly dramCapacityBytes?: number;
@@ -95,6 +107,8 @@ export class LocalCluster {
   natsUrl = "";
   /** The cluster's bus identities; undefined on a bus without authentication. */
   auth: ClusterAuth | undefined;
+  /** The cluster's TLS material; undefined without `tls`. */
+  tls: ClusterTls | undefined;
 
   private constructor(readonly dataDir: string, private readonly ownsDir: boolean, readonly options: LocalClusterOptions) {}
 
@@ -104,15 +118,18 @@ export class LocalCluster {
     fs.mkdirSync(path.join(dir, "logs"), { recursive: true });
     const c = new LocalCluster(dir, ownsDir, options);
     try {
+      if (options.tls) c.tls = ClusterTls.open(options.authDir ?? path.join(dir, "auth"), { hosts: options.tlsHosts ?? [] });
       if (options.natsUrl) {
         c.natsUrl = options.natsUrl;
         if (options.authDir) c.auth = ClusterAuth.open(options.authDir);
       } else {
         c.auth = ClusterAuth.open(options.authDir ?? path.join(dir, "auth"));
-        c.#nats = await NatsServer.start({ dir: path.join(dir, "nats"), jetstream: true, include: c.auth.serverConfigFile });
+        c.#nats = await NatsServer.start({ dir: path.join(dir, "nats"), jetstream: true, include: c.auth.serverConfigFile, tls: c.tls?.server });
         c.natsUrl = c.#nats.url;
       }
-      c.#nc = await connectAs({ natsUrl: c.natsUrl, natsCreds: c.credsFile(Role.Operator, "launcher") }, Role.Operator, "launcher", { name: "pocket-launcher" });
+      c.#nc = await connectAs(
+        { natsUrl: c.natsUrl, natsCreds: c.credsFile(Role.Operator, "launcher"), natsTlsCa: c.tlsCaFile }, Role.Operator, "launcher", { name: "pocket-launcher" },
+      );
       // Shards and nodes first: the controller then hears every one within a heartbeat of starting,
       // and does not launch nodes for a minimum that is already on its way.
       for (let i = 0; i < (options.shards ?? 2); i++) await c.addShard(`s${i}`);
@@ -131,18 +148,33 @@ export class LocalCluster {
     return this.options.mode ?? LaunchMode.Process;
   }
 
+  /** The CA certificate file clients verify the cluster's servers with; undefined without TLS. */
+  get tlsCaFile(): string | undefined {
+    return this.tls?.caFile;
+  }
+
+  /** What a shard's or node's config carries for TLS: the CA it verifies NATS with, the certificate it serves. */
+  #serverTls(): { natsTlsCa?: string; tls?: ServerTlsFiles } {
+    return this.tls ? { natsTlsCa: this.tls.caFile, tls: this.tls.server } : {};
+  }
+
   /** Mints (and writes, 0600) an identity's creds file; undefined on a bus without authentication. */
   credsFile(role: Exclude<Role, "lambda">, id: string): string | undefined {
     return this.auth?.credsFile(role, id);
   }
 
   /**
-   * What a job driver needs, as environment variables: the NATS URL and a
-   * driver credential (it may register, renew and deregister jobs, nothing else).
+   * What a job driver needs, as environment variables: the NATS URL, a
+   * driver credential (it may register, renew and deregister jobs, nothing
+   * else) and, with TLS, the CA file that verifies the cluster's servers.
    */
   driverEnv(name = "default"): Record<string, string> {
     const creds = this.credsFile(Role.Driver, name);
-    return { POCKET_NATS_URL: this.natsUrl, ...(creds ? { POCKET_NATS_CREDS: creds } : {}) };
+    return {
+      POCKET_NATS_URL: this.natsUrl,
+      ...(creds ? { POCKET_NATS_CREDS: creds } : {}),
+      ...(this.tls ? { POCKET_TLS_CA: this.tls.caFile } : {}),
+    };
   }
 
   /** Starts the controller (again, after `kill("controller")`: it picks up its stored state). */
@@ -154,7 +186,7 @@ export class LocalCluster {
   async addShard(shardId: string): Promise<void> {
     const config: ShardConfig = {
       natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Shard, shardId), secret: this.secret, shardId,
-      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(),
     };
     await this.#launch(shardId, "shard", config);
   }
@@ -166,7 +198,7 @@ export class LocalCluster {
   async addNode(nodeId: string, capacityBytes = this.options.dramCapacityBytes ?? Defaults.dramCapacityBytes, extra?: { advertiseAddr?: string }): Promise<void> {
     const config: StorageNodeConfig = {
       natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Node, nodeId), secret: this.secret, nodeId, tier: "dram", capacityBytes,
-      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(),
       ...(extra?.advertiseAddr !== undefined ? { advertiseAddr: extra.advertiseAddr } : {}),
     };
     await this.#launch(nodeId, "node", config);
@@ -178,7 +210,7 @@ export class LocalCluster {
     const config: StorageNodeConfig = {
       natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Node, nodeId), secret: this.secret, nodeId, tier: "nvme", capacityBytes: sizeBytes,
       nvme: { path: device ?? LocalOrchestrator.nvmeFile(this.dataDir, nodeId), sizeBytes: device ? undefined : sizeBytes, model: this.options.nvmeModel },
-      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(),
     };
     await this.#launch(nodeId, "node", config);
   }
@@ -261,6 +293,7 @@ export class LocalCluster {
       natsUrl: this.natsUrl, secret: this.secret, heartbeatIntervalMs: o.heartbeatIntervalMs, extentBytesMax: o.extentBytesMax,
       natsCreds: this.credsFile(Role.Controller, "controller"),
       ...(this.auth ? { credentialIssuer: { account: this.auth.account, signingSeedFile: this.auth.signingSeedFile } } : {}),
+      ...(this.tls ? { natsTlsCa: this.tls.caFile, nodeTls: this.tls.server } : {}),
       store: o.store ?? path.join(this.dataDir, "controller.sqlite"),
       traceFile: path.join(this.dataDir, "controller-trace.ndjson"),
       orchestrator: (o.orchestrator ?? "local") === "local"

@@ -22,7 +22,12 @@ export interface NatsServerOptions {
    * nats-auth.conf). Without it the server lets anyone connect.
    */
   readonly include?: string;
+  /** Serve clients over TLS only, with this certificate and key (`ClusterTls`); clients then need the CA. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
 }
+
+/** Seconds a client has to complete the TLS handshake. */
+const tlsHandshakeTimeoutS = 5;
 
 const candidates = ["/usr/bin/nats-server", "/usr/local/bin/nats-server", "/usr/sbin/nats-server"];
 
@@ -125,6 +130,7 @@ export class NatsServer {
     ];
     if (o.serverName) lines.push(`server_name: "${o.serverName}"`);
     if (o.include) lines.push(`include "${path.relative(this.dir, o.include)}"`);
+    if (o.tls) lines.push(`tls { cert_file: "${o.tls.certFile}", key_file: "${o.tls.keyFile}", timeout: ${tlsHandshakeTimeoutS} }`);
     if (o.jetstream ?? true) lines.push(`jetstream { store_dir: "${path.join(this.dir, "jetstream")}" }`);
     if (o.cluster) {
       const routes = o.cluster.routes.map((p) => `"nats-route://127.0.0.1:${p}"`).join(", ");

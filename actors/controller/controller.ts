@@ -13,6 +13,7 @@ import { connectAs, readPrivateFile } from "../../bus/nats-connect";
 import { CredentialIssuer, Role } from "../../bus/credentials";
 import { Router } from "../../bus/router";
 import { Subjects } from "../../bus/subjects";
+import type { ServerTlsFiles } from "../../bus/tls";
 import { createOrchestrator, type Orchestrator, type OrchestratorConfig } from "../orchestrator";
 import { systemClock, type Clock } from "../runtime/clock";
 import { settleLimit } from "../runtime/concurrency";
@@ -48,6 +49,8 @@ export interface ControllerConfig extends NatsSettings {
    * key and a file holding one of its signing keys' seed (0600).
    */
   readonly credentialIssuer?: { readonly account: string; readonly signingSeedFile: string };
+  /** The certificate the storage nodes it launches serve their direct transport with (TLS only); they get `natsTlsCa` too. */
+  readonly nodeTls?: ServerTlsFiles;
 }
 
 interface ShardRecord {
@@ -138,6 +141,8 @@ export class Controller {
     this.#orchestrator = await createOrchestrator(this.config.orchestrator ?? { kind: "events-only" }, {
       natsUrl: this.config.natsUrl, secret: this.config.secret, heartbeatIntervalMs: this.config.heartbeatIntervalMs, extentBytesMax: this.config.extentBytesMax,
       ...(this.#issuer ? { nodeCredentials: (nodeId: string) => this.#issuer!.node(nodeId) } : {}),
+      ...(this.config.natsTlsCa !== undefined ? { natsTlsCa: this.config.natsTlsCa } : {}),
+      ...(this.config.nodeTls !== undefined ? { tls: this.config.nodeTls } : {}),
     });
 
     // One ordered stream of inputs; every one is recorded, then applied.

@@ -13,6 +13,7 @@ import { Role } from "../../bus/credentials";
 import { newTransportIdentity, type TransportIdentity } from "../../bus/handshake";
 import { Router, WithPayload } from "../../bus/router";
 import { TcpServer } from "../../bus/tcp-server";
+import { readServerTls, type ServerTlsFiles } from "../../bus/tls";
 import { checkSubjectToken, Subjects } from "../../bus/subjects";
 import { systemClock, type Clock } from "../runtime/clock";
 import { mapLimit } from "../runtime/concurrency";
@@ -29,6 +30,8 @@ export interface ShardConfig extends NatsSettings {
   /** Interface and port of the direct transport (port 0 picks a free one). */
   readonly host?: string;
   readonly port?: number;
+  /** Serve the direct transport over TLS only, with this certificate (clients verify it with the cluster's CA). */
+  readonly tls?: ServerTlsFiles;
   /** Objects up to this size are kept inline in the shard. */
   readonly inlineBytesMax?: number;
   /** Inline bytes the shard holds at most, over all its jobs. */
@@ -123,6 +126,7 @@ export class MetadataShard {
       frameBytesMax: shard.inlineBytesMax + 64 * 1024 + receiptsFrameBytesMax,
       identity: shard.#identity,
       authenticate: (token) => { shard.tokens.verifyJob(token); },
+      tls: config.tls ? readServerTls(config.tls) : undefined,
     });
     // Lambdas' requests on their job's subjects; the controller's on the shard's control subjects (NATS only).
     shard.#subs.push(serveOnNats(shard.#nats, Subjects.shardJobs(config.shardId), router, { jobScoped: true }));

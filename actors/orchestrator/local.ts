@@ -37,6 +37,8 @@ export class LocalOrchestrator implements Orchestrator {
     const nodeConfig: StorageNodeConfig = {
       natsUrl: this.ctx.natsUrl, natsCreds, secret: this.ctx.secret, nodeId: spec.nodeId, tier: spec.tier, capacityBytes: spec.capacityBytes,
       host: this.config.host, heartbeatIntervalMs: this.ctx.heartbeatIntervalMs, extentBytesMax: this.ctx.extentBytesMax,
+      ...(this.ctx.natsTlsCa !== undefined ? { natsTlsCa: this.ctx.natsTlsCa } : {}),
+      ...(this.ctx.tls !== undefined ? { tls: this.ctx.tls } : {}),
       ...(spec.tier === "nvme" ? { nvme: { path: LocalOrchestrator.nvmeFile(this.config.dataDir, spec.nodeId), sizeBytes: spec.capacityBytes } } : {}),
     };
     if (this.config.inline) {

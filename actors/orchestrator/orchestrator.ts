@@ -1,4 +1,5 @@
 import type { Tier } from "../../schemas/operations";
+import type { ServerTlsFiles } from "../../bus/tls";
 
 /** What an orchestrator needs to start one storage node. */
 export interface NodeLaunchSpec {
@@ -13,6 +14,10 @@ export interface LaunchContext {
   readonly secret: string;
   /** Mints a launched node's own NATS credential (creds text); absent on a bus without authentication. */
   readonly nodeCredentials?: (nodeId: string) => string;
+  /** The cluster's CA file: a launched node reaches NATS over TLS, verifying the server with it. */
+  readonly natsTlsCa?: string;
+  /** The certificate a launched node serves its direct transport with, over TLS only. */
+  readonly tls?: ServerTlsFiles;
   readonly heartbeatIntervalMs?: number;
   readonly extentBytesMax?: number;
 }

@@ -11,6 +11,7 @@ import { newTransportIdentity, type TransportIdentity } from "../../bus/handshak
 import { Router, WithPayload } from "../../bus/router";
 import { checkSubjectToken, Subjects } from "../../bus/subjects";
 import { TcpServer } from "../../bus/tcp-server";
+import { readServerTls, type ServerTlsFiles } from "../../bus/tls";
 import { BoundedSet } from "../runtime/bounded-set";
 import { systemClock, type Clock } from "../runtime/clock";
 import { Defaults, type NatsSettings } from "../runtime/config";
@@ -33,6 +34,8 @@ export interface StorageNodeConfig extends NatsSettings {
   readonly port?: number;
   /** The address clients are told to connect to (defaults to the bound one). */
   readonly advertiseAddr?: string;
+  /** Serve the direct transport over TLS only, with this certificate (clients verify it with the cluster's CA). */
+  readonly tls?: ServerTlsFiles;
   readonly extentBytesMax?: number;
   readonly heartbeatIntervalMs?: number;
 }
@@ -209,6 +212,7 @@ export class StorageNode {
       frameBytesMax: this.extentBytesMax + 64 * 1024,
       identity: this.#identity,
       authenticate: (token) => { this.tokens.verifyJob(token); },
+      tls: this.config.tls ? readServerTls(this.config.tls) : undefined,
     });
     this.#nats = await connectAs(this.config, Role.Node, this.nodeId, { name: `pocket-node-${this.nodeId}` });
     this.#subs.push(serveOnNats(this.#nats, Subjects.nodeJobs(this.nodeId), router, { jobScoped: true }));

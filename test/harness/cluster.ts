@@ -6,27 +6,35 @@ import { readEvents } from "../../bus/events";
 import { connectAs } from "../../bus/nats-connect";
 import { Role } from "../../bus/credentials";
 import { ClusterAuth } from "../../deploy/cluster-auth";
+import { ClusterTls } from "../../deploy/tls";
 import { NatsServer, startNatsCluster } from "../../deploy/nats-server";
 import { LocalCluster, LaunchMode, type LocalClusterOptions } from "../../deploy/local-cluster";
 import { PocketClient, type ClientTransport, type PocketJob, type PocketOptions } from "../../client/pocket";
 
-export { NatsServer, startNatsCluster, LocalCluster, LaunchMode, ClusterAuth, Role };
+export { NatsServer, startNatsCluster, LocalCluster, LaunchMode, ClusterAuth, ClusterTls, Role };
 
 /** A real nats-server for one test file, on a free port, with a temporary JetStream store (no authentication). */
 export async function startNats(): Promise<NatsServer> {
   return NatsServer.start({ jetstream: true });
 }
 
-/** A real nats-server that trusts only the identities of a fresh `ClusterAuth` (as `pocket up` runs it). */
-export async function startAuthNats(): Promise<{ nats: NatsServer; auth: ClusterAuth }> {
+/**
+ * A real nats-server that trusts only the identities of a fresh `ClusterAuth`
+ * (as `pocket up` runs it); with `tls`, serving TLS only with a `ClusterTls`
+ * made in the same directory (as `pocket up --tls` runs it).
+ */
+export async function startAuthNats(options: { tls?: boolean } = {}): Promise<{ nats: NatsServer; auth: ClusterAuth; tls: ClusterTls | undefined }> {
   const auth = ClusterAuth.open(fs.mkdtempSync(path.join(os.tmpdir(), "pocket-auth-")));
-  const nats = await NatsServer.start({ jetstream: true, include: auth.serverConfigFile });
-  return { nats, auth };
+  const tls = options.tls ? ClusterTls.open(auth.dir) : undefined;
+  const nats = await NatsServer.start({ jetstream: true, include: auth.serverConfigFile, tls: tls?.server });
+  return { nats, auth, tls };
 }
 
 export interface TestCluster {
   readonly nats: NatsServer;
   readonly auth: ClusterAuth;
+  /** The cluster's TLS material when started with `tls: true`. */
+  readonly tls: ClusterTls | undefined;
   readonly cluster: LocalCluster;
   /** Connected as an operator (admin verbs, events); the jobs it registers get their own lambda connections. */
   readonly client: PocketClient;
@@ -37,21 +45,24 @@ export interface TestCluster {
 
 /**
  * nats-server + a local cluster + a connected client, for one test file.
- * Inline actors by default (fast); `mode: "process"` for kill tests.
+ * Inline actors by default (fast); `mode: "process"` for kill tests; `tls:
+ * true` for TLS on every connection (the client gets the CA).
  */
 export async function startTestCluster(options: LocalClusterOptions = {}, client: Omit<PocketOptions, "servers"> = {}): Promise<TestCluster> {
-  const { nats, auth } = await startAuthNats();
+  const { nats, auth, tls } = await startAuthNats({ tls: options.tls ?? false });
   let cluster: LocalCluster | undefined;
   try {
     // Nodes are started by the test, not by the controller, unless a test asks for the local orchestrator.
     cluster = await LocalCluster.start({
       mode: LaunchMode.Inline, heartbeatIntervalMs: 500, orchestrator: "events-only", ...options, natsUrl: nats.url, authDir: auth.dir,
     });
-    const c = await PocketClient.connect({ servers: nats.url, credentials: auth.credentials(Role.Operator, "test"), ...client });
-    const inspect = await connectAs({ natsUrl: nats.url, natsCreds: auth.credsFile(Role.Controller, "controller") }, Role.Controller, "controller", { name: "test-inspect" });
+    const c = await PocketClient.connect({ servers: nats.url, credentials: auth.credentials(Role.Operator, "test"), ...(tls ? { tlsCa: tls.ca() } : {}), ...client });
+    const inspect = await connectAs(
+      { natsUrl: nats.url, natsCreds: auth.credsFile(Role.Controller, "controller"), natsTlsCa: tls?.caFile }, Role.Controller, "controller", { name: "test-inspect" },
+    );
     const started = cluster;
     return {
-      nats, auth, cluster: started, client: c, inspect,
+      nats, auth, tls, cluster: started, client: c, inspect,
       async stop() {
         await c.close();
         await inspect.drain().catch(() => undefined);
@@ -111,7 +122,9 @@ export interface TestJob {
 /** A client of its own on `transport` with a freshly registered job, for suites run over both transports. */
 export async function connectJob(t: TestCluster, transport: ClientTransport, name: string): Promise<TestJob> {
   // A job driver's credential: it registers the job; the job's own lambda credential carries its data.
-  const client = await PocketClient.connect({ servers: t.nats.url, transport, credentials: t.auth.credentials(Role.Driver, name) });
+  const client = await PocketClient.connect({
+    servers: t.nats.url, transport, credentials: t.auth.credentials(Role.Driver, name), ...(t.tls ? { tlsCa: t.tls.ca() } : {}),
+  });
   const { token } = await client.registerJob(name);
   return {
     client, token, job: client.job(token),

@@ -4,7 +4,7 @@ import { ErrorCode } from "../../schemas/errors";
 import { ControllerOps, NodeOps, ShardOps, type ExtentRef } from "../../schemas/operations";
 import { decodeJson, encodeBody, encodeJson } from "../../bus/body";
 import { encodeFrame, FrameDecoder, FrameKind, type Frame } from "../../bus/frame";
-import { helloFrameBytesMax, newHello, TransportHello, verifyHello } from "../../bus/handshake";
+import { helloFrameBytesMax, newHello, TransportAuth, TransportHello, verifyHello } from "../../bus/handshake";
 import { ControllerCaller, NatsCaller } from "../../bus/nats-rpc";
 import { ErrorHeaders, Subjects } from "../../bus/subjects";
 import type { RegisteredJob } from "../../client/pocket";
@@ -124,33 +124,42 @@ describe("NATS subjects", () => {
 });
 
 describe("direct TCP port", () => {
-  /** A hello frame with the job's token (or another), and the nonce the reply must sign. */
-  function hello(token = reg.token): { frame: Buffer; nonce: string } {
-    const h = newHello(token);
+  /** A hello frame, and the nonce the reply must sign. */
+  function hello(): { frame: Buffer; nonce: string } {
+    const h = newHello();
     const [head] = encodeFrame(FrameKind.Request, 1, TransportHello.name, encodeJson(h));
     return { frame: head, nonce: h.nonce };
   }
+  const auth = (token: string, id = 2): Buffer => encodeFrame(FrameKind.Request, id, TransportAuth.name, encodeJson({ token }))[0];
 
   /**
-   * Opens a raw socket to the node. With `afterHello`, says hello first and
-   * checks the node's signed reply before sending `chunks`. Collects the
-   * frames that follow until the server closes the connection or `want` came.
+   * Opens a raw socket to the node. With `handshake: "hello"`, says hello and
+   * checks the node's signed reply before sending `chunks`; with "auth", then
+   * also authenticates with the job's token and waits for the node's `{}`.
+   * Collects the frames that follow until the server closes the connection or
+   * `want` came.
    */
-  function session(chunks: Buffer[], options: { afterHello?: boolean; want?: number; endAfter?: boolean } = {}): Promise<{ frames: Frame[]; closed: boolean }> {
+  function session(chunks: Buffer[], options: { handshake?: "hello" | "auth"; want?: number; endAfter?: boolean } = {}): Promise<{ frames: Frame[]; closed: boolean }> {
     const want = options.want ?? Infinity;
     return new Promise((resolve, reject) => {
       const [host, port] = small.addr.split(":");
       const s = net.connect({ host: host!, port: Number(port) });
       const dec = new FrameDecoder(64 * 1024 * 1024);
       const frames: Frame[] = [];
-      const greeting = options.afterHello ? hello() : undefined;
-      let greeted = greeting === undefined;
+      const greeting = options.handshake ? hello() : undefined;
+      /** Handshake answers still to come: the hello's, then the auth's. */
+      let awaited = options.handshake === "auth" ? 2 : options.handshake === "hello" ? 1 : 0;
       let done = false;
       const finish = (closed: boolean): void => {
         if (done) return;
         done = true;
         s.destroy();
         resolve({ frames, closed });
+      };
+      const refuse = (why: string, f: Frame): void => {
+        done = true;
+        s.destroy();
+        reject(new Error(`${why}: ${JSON.stringify(decodeJson(f.meta))}`));
       };
       const send = (): void => {
         for (const c of chunks) s.write(c);
@@ -162,19 +171,21 @@ describe("direct TCP port", () => {
       });
       s.on("data", (d: Buffer) => {
         for (const f of dec.push(d)) {
-          if (!greeted) {
-            const check = verifyHello({ id: small.nodeId, key: small.key }, greeting!.nonce, decodeJson(f.meta));
-            if (f.kind !== FrameKind.Reply || f.requestId !== 1 || !check.ok) {
-              done = true;
-              s.destroy();
-              reject(new Error(`the node did not accept the hello: ${JSON.stringify(decodeJson(f.meta))}`));
-              return;
-            }
-            greeted = true;
-            send();
+          if (awaited === 0) {
+            frames.push(f);
             continue;
           }
-          frames.push(f);
+          if (f.requestId === 1) {
+            const check = verifyHello({ id: small.nodeId, key: small.key }, greeting!.nonce, decodeJson(f.meta));
+            if (f.kind !== FrameKind.Reply || !check.ok) return refuse("the node did not prove its identity", f);
+            awaited--;
+            if (awaited === 0) send();
+            else s.write(auth(reg.token));
+          } else {
+            if (f.kind !== FrameKind.Reply || f.requestId !== 2) return refuse("the node did not accept the token", f);
+            awaited--;
+            send();
+          }
         }
         if (frames.length >= want) finish(false);
       });
@@ -189,7 +200,7 @@ describe("direct TCP port", () => {
   };
   const read = (id: number): Buffer => request(id, NodeOps.extentRead.name, { token: reg.token, extentId: small.extentId });
 
-  describe("before the hello", () => {
+  describe("before authentication", () => {
     test("garbage bytes: an error frame, then the connection closes", async () => {
       const r = await session([Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n")]);
       expect(r.closed).toBe(true);
@@ -199,24 +210,27 @@ describe("direct TCP port", () => {
       await stillServing();
     });
 
-    test("a frame longer than a hello may be is refused before any of it is read", async () => {
-      for (const length of [helloFrameBytesMax + 1, 0xffffffff]) {
-        const head = Buffer.alloc(8);
-        head.writeUInt32BE(length, 0);
-        const r = await session([head]);
-        expect(r.closed).toBe(true);
-        expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.TooLarge);
+    test("a frame longer than a hello or an auth may be is refused before any of it is read", async () => {
+      for (const handshake of [undefined, "hello"] as const) {
+        for (const length of [helloFrameBytesMax + 1, 0xffffffff]) {
+          const head = Buffer.alloc(8);
+          head.writeUInt32BE(length, 0);
+          const r = await session([head], handshake ? { handshake } : {});
+          expect(r.closed).toBe(true);
+          expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.TooLarge);
+        }
       }
       await stillServing();
     });
 
-    test("any other request, a malformed hello or a hello with a bad token closes the connection", async () => {
+    test("any other request, or a malformed hello, closes the connection", async () => {
       const cases: Array<[Buffer, ErrorCode]> = [
         [read(1), ErrorCode.Unauthorized],
+        [auth(reg.token, 1), ErrorCode.Unauthorized],
         [request(1, TransportHello.name, { v: 2, nonce: "x" }), ErrorCode.InvalidArgument],
-        [request(1, TransportHello.name, newHello(reg.token), Buffer.from("payload")), ErrorCode.InvalidArgument],
-        [hello("forged").frame, ErrorCode.Unauthorized],
-        [hello(`${reg.token.split(".")[0]}.${"A".repeat(43)}`).frame, ErrorCode.Unauthorized],
+        [request(1, TransportHello.name, newHello(), Buffer.from("payload")), ErrorCode.InvalidArgument],
+        // The one-round hello, with the token in it: refused, unsigned.
+        [request(1, TransportHello.name, { ...newHello(), token: reg.token }), ErrorCode.InvalidArgument],
       ];
       for (const [frame, code] of cases) {
         const r = await session([frame, read(2)]);
@@ -227,13 +241,34 @@ describe("direct TCP port", () => {
       }
       await stillServing();
     });
+
+    test("after the hello: a bad token, a malformed auth, or a request instead of the auth closes the connection", async () => {
+      const cases: Array<[Buffer[], ErrorCode]> = [
+        [[auth("forged")], ErrorCode.Unauthorized],
+        [[auth(`${reg.token.split(".")[0]}.${"A".repeat(43)}`)], ErrorCode.Unauthorized],
+        [[request(2, TransportAuth.name, { token: reg.token, extra: 1 })], ErrorCode.InvalidArgument],
+        [[request(2, TransportAuth.name, { token: reg.token }, Buffer.from("payload"))], ErrorCode.InvalidArgument],
+        [[read(2)], ErrorCode.Unauthorized],
+        [[request(2, TransportHello.name, newHello())], ErrorCode.Unauthorized],
+        // A request pipelined behind the auth, before its answer.
+        [[Buffer.concat([auth(reg.token), read(3)])], ErrorCode.Unauthorized],
+      ];
+      for (const [frames, code] of cases) {
+        const r = await session(frames, { handshake: "hello" });
+        expect(r.closed).toBe(true);
+        expect(r.frames).toHaveLength(1);
+        expect(r.frames[0]!.kind).toBe(FrameKind.Error);
+        expect(errorOf(r.frames[0]!).code).toBe(code);
+      }
+      await stillServing();
+    });
   });
 
-  describe("after the hello", () => {
+  describe("after authentication", () => {
     test("an oversized length field is refused before any of it is read", async () => {
       const head = Buffer.alloc(8);
       head.writeUInt32BE(0xffffffff, 0);
-      const r = await session([head], { afterHello: true });
+      const r = await session([head], { handshake: "auth" });
       expect(r.closed).toBe(true);
       expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.TooLarge);
       await stillServing();
@@ -242,25 +277,25 @@ describe("direct TCP port", () => {
     test("an unknown frame kind or a reply frame from a client closes the connection", async () => {
       const f = read(2);
       f.writeUInt8(9, 4);
-      const r = await session([f], { afterHello: true });
+      const r = await session([f], { handshake: "auth" });
       expect(r.closed).toBe(true);
       expect(errorOf(r.frames[0]!).code).toBe(ErrorCode.InvalidArgument);
       const g = read(2);
       g.writeUInt8(FrameKind.Reply, 4);
-      expect((await session([g], { afterHello: true })).closed).toBe(true);
+      expect((await session([g], { handshake: "auth" })).closed).toBe(true);
       await stillServing();
     });
 
     test("a truncated frame followed by a hang-up leaves the server serving", async () => {
       const f = request(7, NodeOps.extentWrite.name, { token: reg.token, extentId: "t1" }, patternBytes(100_000, 1));
-      const r = await session([f.subarray(0, 5000)], { afterHello: true, endAfter: true });
+      const r = await session([f.subarray(0, 5000)], { handshake: "auth", endAfter: true });
       expect(r.frames).toHaveLength(0);
       await stillServing();
     });
 
     test("a burst far beyond the in-flight bound is answered in full, in one connection", async () => {
       const burst = Buffer.concat(Array.from({ length: 500 }, (_, i) => read(i + 2)));
-      const r = await session([burst], { afterHello: true, want: 500 });
+      const r = await session([burst], { handshake: "auth", want: 500 });
       expect(r.closed).toBe(false);
       expect(new Set(r.frames.map((f) => f.requestId)).size).toBe(500);
       expect(r.frames.every((f) => f.kind === FrameKind.Reply && Buffer.from(f.payload!).equals(smallBytes))).toBe(true);
@@ -278,7 +313,7 @@ describe("direct TCP port", () => {
         request(7, NodeOps.extentWrite.name, { token, extentId: "empty" }),
         read(8),
       ];
-      const r = await session(frames, { afterHello: true, want: frames.length });
+      const r = await session(frames, { handshake: "auth", want: frames.length });
       expect(r.closed).toBe(false);
       const byId = new Map(r.frames.map((f) => [f.requestId, f]));
       expect(errorOf(byId.get(2)!).code).toBe(ErrorCode.InvalidArgument);
