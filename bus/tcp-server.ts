@@ -349,7 +349,10 @@ class ServerConnection implements BudgetMember {
     this.#shutdown();
     this.#send(FrameKind.Error, requestId, encodeJson({ code, message }));
     this.socket.end();
-    // A peer that never reads its error must not hold the socket open.
+    // Read on, discarding (`#onData` ignores a closed connection), so the peer's close is seen at once and frees the slot;
+    // a peer that neither reads its error nor closes is cut off after a few seconds.
+    this.socket.once("end", () => this.socket.destroy());
+    this.socket.resume();
     setTimeout(() => this.socket.destroy(), 5_000).unref();
   }
 

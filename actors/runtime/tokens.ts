@@ -90,9 +90,9 @@ export class TokenAuthority {
     const dot = token.indexOf(".");
     if (dot <= 0 || dot !== token.lastIndexOf(".")) throw new UnauthorizedError("malformed token");
     const body = token.slice(0, dot);
-    const given = Buffer.from(token.slice(dot + 1), "base64url");
+    const given = canonicalBase64url(token.slice(dot + 1));
     const expected = this.#mac(body);
-    if (given.byteLength !== expected.byteLength || !timingSafeEqual(given, expected)) {
+    if (!given || given.byteLength !== expected.byteLength || !timingSafeEqual(given, expected)) {
       throw new UnauthorizedError("token signature does not match");
     }
     let w: WireClaims;
@@ -143,8 +143,11 @@ export class TokenAuthority {
     if (!m) throw new UnauthorizedError("malformed grant");
     const granted = parseInt(m[1]!, 36);
     const expiresAtMs = parseInt(m[2]!, 36);
+    // One spelling per grant: no leading zeros, no alternative base64url forms of the tag.
+    if (granted.toString(36) !== m[1] || expiresAtMs.toString(36) !== m[2]) throw new UnauthorizedError("malformed grant");
     const tag = this.#tag([GrantDomain, expected.jobId, expected.nodeId, expected.extentId, granted, expiresAtMs]);
-    if (!sameTag(Buffer.from(m[3]!, "base64url"), tag)) {
+    const given = canonicalBase64url(m[3]!);
+    if (!given || !sameTag(given, tag)) {
       throw new UnauthorizedError(`the grant is not for extent ${expected.extentId} of job ${expected.jobId} on node ${expected.nodeId}, or is forged`);
     }
     if (expiresAtMs <= this.clock.now()) throw new UnauthorizedError(`the grant for extent ${expected.extentId} expired`);
@@ -162,8 +165,8 @@ export class TokenAuthority {
 
   /** Checks that a node stored exactly this extent (length and crc); Unauthorized otherwise. */
   verifyReceipt(receipt: string | undefined, expected: ReceiptClaims): void {
-    const given = Buffer.from(receipt ?? "", "base64url");
-    if (!sameTag(given, this.#receiptTag(expected))) {
+    const given = canonicalBase64url(receipt ?? "");
+    if (!given || !sameTag(given, this.#receiptTag(expected))) {
       throw new UnauthorizedError(
         `the receipt for extent ${expected.extentId} does not match a write of ${expected.length} bytes with crc ${expected.crc} on node ${expected.nodeId}, or is forged`,
       );
@@ -186,6 +189,16 @@ function sameTag(given: Buffer, expected: Buffer): boolean {
 
 function checkLength(length: number): void {
   if (!Number.isSafeInteger(length) || length < 0) throw new InvalidArgumentError(`bad extent length ${length}`);
+}
+
+/**
+ * Decodes base64url only in its one canonical spelling (Node's decoder skips
+ * stray characters and ignores unused bits): a signature has one form, so a
+ * valid token cannot be respelled into many cache entries.
+ */
+function canonicalBase64url(text: string): Buffer | undefined {
+  const bytes = Buffer.from(text, "base64url");
+  return bytes.toString("base64url") === text ? bytes : undefined;
 }
 
 /**

@@ -81,3 +81,28 @@ test("a grant's MAC never passes for a receipt, nor a receipt's for a grant (dom
   const receipt = t.issueReceipt({ ...claims, crc: 6_000 });
   expect(failure(() => t.verifyGrant(`${length}.${(6_000).toString(36)}.${receipt}`, claims))).toBeInstanceOf(UnauthorizedError);
 });
+
+test("tokens, grants and receipts have one spelling: respelled signatures are refused", () => {
+  const clock = new ManualClock(1_000);
+  const t = new TokenAuthority("a-secret-of-at-least-sixteen-bytes", clock);
+  const token = t.issueJob("j-1", "s0", 60_000);
+  expect(t.verifyJob(token).jobId).toBe("j-1");
+  for (const bad of [`${token}!`, `${token}==`, `${token.slice(0, -3)}*${token.slice(-3)}`]) expect(() => t.verify(bad)).toThrow(UnauthorizedError);
+  const claims = { jobId: "j-1", nodeId: "n0", extentId: "x.1", length: 100 };
+  const grant = t.issueGrant(claims, 60_000);
+  expect(t.verifyGrant(grant, claims).expiresAtMs).toBeGreaterThan(1_000);
+  const [len, exp, tag] = grant.split(".");
+  for (const bad of [`0${len}.${exp}.${tag}`, `${len}.0${exp}.${tag}`, `${len}.${exp}.${tag}=`, `${grant}!`]) {
+    expect(() => t.verifyGrant(bad, claims)).toThrow(UnauthorizedError);
+  }
+  // The last character of a 16-byte tag carries 4 unused bits: flipping them must not verify.
+  const last = tag!.slice(-1);
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const sibling = alphabet[alphabet.indexOf(last) ^ 1]!;
+  expect(() => t.verifyGrant(`${len}.${exp}.${tag!.slice(0, -1)}${sibling}`, claims)).toThrow(UnauthorizedError);
+  const receiptClaims = { ...claims, crc: 7 };
+  const receipt = t.issueReceipt(receiptClaims);
+  expect(() => t.verifyReceipt(receipt, receiptClaims)).not.toThrow();
+  expect(() => t.verifyReceipt(`${receipt}.`, receiptClaims)).toThrow(UnauthorizedError);
+  expect(() => t.verifyReceipt(`${receipt.slice(0, -1)}${alphabet[alphabet.indexOf(receipt.slice(-1)) ^ 1]}`, receiptClaims)).toThrow(UnauthorizedError);
+});
