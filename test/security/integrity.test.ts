@@ -8,6 +8,7 @@ import { NatsCaller } from "../../bus/nats-rpc";
 import { Subjects } from "../../bus/subjects";
 import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
 import { nodeStats } from "../harness/nodes";
+import { TcpProxy } from "../harness/proxy";
 
 /**
  * What a job's own lambda (holding a valid job token) can do to a storage
@@ -33,46 +34,19 @@ class FlipProxy {
   flipping = false;
   /** Bytes flipped so far. */
   flipped = 0;
-  target: { host: string; port: number } | undefined;
-  readonly #sockets = new Set<net.Socket>();
 
-  private constructor(private readonly server: net.Server) {
-    server.on("connection", (client) => this.#accept(client));
-  }
+  private constructor(readonly proxy: TcpProxy) {}
 
   static async listen(): Promise<FlipProxy> {
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve());
-    });
-    return new FlipProxy(server);
+    let self: FlipProxy | undefined;
+    const proxy = await TcpProxy.listen({ replies: () => new ReplyFlipper(self!) });
+    self = new FlipProxy(proxy);
+    return self;
   }
 
-  get addr(): string {
-    const a = this.server.address() as net.AddressInfo;
-    return `${a.address}:${a.port}`;
-  }
-
-  #accept(client: net.Socket): void {
-    if (!this.target) {
-      client.destroy();
-      return;
-    }
-    const upstream = net.connect(this.target.port, this.target.host);
-    for (const s of [client, upstream]) {
-      this.#sockets.add(s);
-      s.on("error", () => { client.destroy(); upstream.destroy(); });
-      s.on("close", () => { this.#sockets.delete(s); client.destroy(); upstream.destroy(); });
-    }
-    client.pipe(upstream);
-    upstream.pipe(new ReplyFlipper(this)).pipe(client);
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
+  get addr(): string { return this.proxy.addr; }
+  set target(t: { host: string; port: number } | undefined) { this.proxy.target = t; }
+  close(): Promise<void> { return this.proxy.close(); }
 }
 
 /** Follows the direct transport's framing (u32 length, then the body) and flips one byte per long frame. */

@@ -3,16 +3,13 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes, X509Certificate } from "node:crypto";
-import { Type as T } from "@sinclair/typebox";
-import { NodeUnavailableError, UnauthorizedError } from "../../schemas/errors";
-import { defineOperation, PayloadDirection } from "../../schemas/operation";
+import { NodeUnavailableError } from "../../schemas/errors";
 import { ShardOps } from "../../schemas/operations";
-import { newTransportIdentity } from "../../bus/handshake";
-import { Router, WithPayload } from "../../bus/router";
 import { ConnectFailedError, TcpPool } from "../../bus/tcp-client";
-import { TcpServer } from "../../bus/tcp-server";
 import { ClientTransport, PocketClient, tlsCaFromEnv } from "../../client/pocket";
 import { ClusterTls, opensslBinary } from "../../deploy/tls";
+import { TcpProxy } from "../harness/proxy";
+import { Echo, echoServer, goodToken } from "../harness/echo";
 import { connectJob, eventually, patternBytes, Role, startTestCluster, type TestCluster, type TestJob } from "../harness/cluster";
 
 /**
@@ -25,90 +22,10 @@ import { connectJob, eventually, patternBytes, Role, startTestCluster, type Test
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Returns its request's payload; test-only. */
-const Echo = defineOperation({
-  name: "test.echo",
-  summary: "Echoes the request payload.",
-  request: T.Object({ n: T.Integer() }, { additionalProperties: false }),
-  reply: T.Object({ n: T.Integer(), bytes: T.Integer() }),
-  errors: [],
-  payload: PayloadDirection.Request,
-});
 
-const goodToken = "good-token-0123456789";
 
 function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
-
-/** An echo server on the direct transport, over TLS when given a certificate. */
-async function echoServer(options: { tls?: { cert: string; key: string }; host?: string } = {}): Promise<{ server: TcpServer; peer: { id: string; key: string } }> {
-  const identity = newTransportIdentity("echo");
-  const router = new Router().on(Echo, (req, ctx) => new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0)));
-  const server = await TcpServer.listen(router, {
-    frameBytesMax: MiB + 64 * KiB,
-    identity,
-    authenticate: (token) => {
-      if (token !== goodToken) throw new UnauthorizedError("unknown token");
-    },
-    ...options,
-  });
-  return { server, peer: { id: identity.id, key: identity.publicKey } };
-}
-
-/**
- * A transparent TCP proxy that records every byte it carries, both ways.
- * Its target is set once known (a node that advertises the proxy's address
- * is started after the proxy).
- */
-class RecordingProxy {
-  target: { host: string; port: number } | undefined;
-  readonly chunks: Buffer[] = [];
-  readonly #sockets = new Set<net.Socket>();
-
-  private constructor(private readonly server: net.Server) {
-    server.on("connection", (client) => this.#accept(client));
-  }
-
-  static async listen(): Promise<RecordingProxy> {
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve());
-    });
-    return new RecordingProxy(server);
-  }
-
-  get addr(): string {
-    const a = this.server.address() as net.AddressInfo;
-    return `${a.address}:${a.port}`;
-  }
-
-  /** Every byte carried so far, in both directions. */
-  get wire(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-
-  #accept(client: net.Socket): void {
-    if (!this.target) {
-      client.destroy();
-      return;
-    }
-    const upstream = net.connect(this.target.port, this.target.host);
-    for (const s of [client, upstream]) {
-      this.#sockets.add(s);
-      s.on("data", (d: Buffer) => this.chunks.push(d));
-      s.on("error", () => { client.destroy(); upstream.destroy(); });
-      s.on("close", () => { this.#sockets.delete(s); client.destroy(); upstream.destroy(); });
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
 }
 
 /** Whether `wire` holds any of `needles`. */
@@ -245,7 +162,7 @@ describe("the direct transport over TLS", () => {
     const payload = randomBytes(256 * KiB);
     for (const secure of [false, true]) {
       const { server, peer } = await echoServer(secure ? { tls: { cert: tls.cert(), key: tls.key() } } : {});
-      const proxy = await RecordingProxy.listen();
+      const proxy = await TcpProxy.listen({ record: true });
       const [host, port] = server.address.split(":") as [string, string];
       proxy.target = { host, port: Number(port) };
       const pool = new TcpPool(secure ? { tls: { ca: tls.ca() } } : {});
@@ -267,12 +184,12 @@ describe("the direct transport over TLS", () => {
 
 describe("a cluster with tls: true", () => {
   let t: TestCluster;
-  let proxy: RecordingProxy;
+  let proxy: TcpProxy;
   const jobs: TestJob[] = [];
 
   beforeAll(async () => {
     t = await startTestCluster({ tls: true, shards: 1, dram: 0, minNodes: 1, maxNodes: 1 });
-    proxy = await RecordingProxy.listen();
+    proxy = await TcpProxy.listen({ record: true });
     // The only node, behind the proxy: every byte of every extent crosses it.
     const listen = jest.spyOn(net.Server.prototype, "listen");
     let servers: net.Server[];

@@ -1,55 +1,22 @@
 import net from "node:net";
 import { generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
-import { Type as T } from "@sinclair/typebox";
 import { ErrorCode, NodeUnavailableError, UnauthorizedError } from "../../schemas/errors";
-import { defineOperation, PayloadDirection } from "../../schemas/operation";
 import { decodeJson, encodeJson } from "../../bus/body";
 import { encodeFrame, FrameDecoder, FrameKind, type Frame } from "../../bus/frame";
-import { helloMessage, newHello, newTransportIdentity, TransportAuth, TransportHello, verifyHello, type PeerIdentity, type TransportIdentity } from "../../bus/handshake";
-import { Router, WithPayload } from "../../bus/router";
+import { helloMessage, newHello, newTransportIdentity, TransportAuth, TransportHello, verifyHello } from "../../bus/handshake";
 import { PeerIdentityError, TcpPool } from "../../bus/tcp-client";
 import { TcpServer, type TcpServerOptions } from "../../bus/tcp-server";
+import { Echo, echoServer, goodToken, type EchoServer } from "../harness/echo";
 
-/** Returns its request's payload; test-only. */
-const Echo = defineOperation({
-  name: "test.echo",
-  summary: "Echoes the request payload.",
-  request: T.Object({ n: T.Integer() }, { additionalProperties: false }),
-  reply: T.Object({ n: T.Integer(), bytes: T.Integer() }),
-  errors: [],
-  payload: PayloadDirection.Request,
-});
-
-const goodToken = "good-token";
 const KiB = 1024;
 const MiB = 1024 * KiB;
 /** The most one socket read delivers: the slack the budget allows itself. */
 const readChunkBytes = 64 * KiB;
 
-interface Served {
-  readonly server: TcpServer;
-  readonly identity: TransportIdentity;
-  readonly peer: PeerIdentity;
-  /** Requests the echo handler has run. */
-  readonly calls: { n: number };
-}
+type Served = EchoServer;
 
 async function serve(options: Partial<TcpServerOptions> = {}): Promise<Served> {
-  const identity = newTransportIdentity("node-a");
-  const calls = { n: 0 };
-  const router = new Router().on(Echo, (req, ctx) => {
-    calls.n++;
-    return new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0));
-  });
-  const server = await TcpServer.listen(router, {
-    frameBytesMax: MiB + 64 * KiB,
-    identity,
-    authenticate: (token) => {
-      if (token !== goodToken) throw new UnauthorizedError("unknown token");
-    },
-    ...options,
-  });
-  return { server, identity, calls, peer: { id: identity.id, key: identity.publicKey } };
+  return echoServer(options);
 }
 
 /** Rejects if `p` has not settled within `ms`. */
