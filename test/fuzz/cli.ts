@@ -13,14 +13,7 @@ import { fuzzClusterOptions, openFuzzWorld } from "./world";
  *
  * Exit code 1 on any failure; each failure prints the command that replays it.
  */
-interface CliOptions {
-  readonly seed: number;
-  readonly from: number;
-  readonly cases: number;
-  readonly concurrency: number;
-  readonly batchCases: number;
-  readonly timeLimitMs: number;
-}
+type CliOptions = Pick<FuzzOptions, "seed" | "from" | "cases" | "concurrency" | "batchCases" | "timeLimitMs">;
 
 const usage = "usage: fuzz [--seed N] [--from I] [--cases N] [--concurrency N] [--batch N] [--time-limit-s S]";
 

@@ -8,7 +8,8 @@ import { expectRequest, operationAt, parseJson, Services, type Expect, type Serv
 import { invalidJsonText, validValue, violate, type FieldSource } from "./json";
 import type { Prng } from "./prng";
 import { guard, requestSpec, type RequestTarget } from "./requests";
-import { mutateBody, natsBody, splitBody } from "./wire";
+import { encodeBody as natsBody } from "../../bus/body";
+import { mutateBody, splitBody } from "./wire";
 
 /**
  * NATS cases: requests on every subject family the actors serve, each sent

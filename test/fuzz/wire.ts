@@ -188,14 +188,6 @@ export function readServerFrames(bytes: Buffer): { frames: WireFrame[]; rest: Bu
   return { frames, rest: bytes.subarray(at) };
 }
 
-/** A NATS request body. */
-export function natsBody(meta: Uint8Array, payload?: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(4 + meta.byteLength + (payload?.byteLength ?? 0));
-  out.writeUInt32BE(meta.byteLength, 0);
-  out.set(meta, 4);
-  if (payload) out.set(payload, 4 + meta.byteLength);
-  return out;
-}
 
 /** A body broken at the byte level: truncated, emptied, replaced, or with a meta length that lies. */
 export function mutateBody(body: Buffer, rng: Prng): { bytes: Buffer; note: string } {
