@@ -30,7 +30,13 @@ export const Role = {
 } as const;
 export type Role = (typeof Role)[keyof typeof Role];
 
-const respond = { max: 1, ttlMs: 60_000 } as const;
+/**
+ * A responder may answer each request once, within this long of receiving it
+ * (nats-server forgets the permission after). Shards answer the controller's
+ * `shard.migrate`, which may run for minutes (up to its 10-minute deadline).
+ */
+const respond = { max: 1, ttlMs: 2 * 60_000 } as const;
+const respondSlowly = { max: 1, ttlMs: 15 * 60_000 } as const;
 const js = "$JS.API";
 
 export function controllerPermissions(): UserPermissions {
@@ -54,7 +60,7 @@ export function shardPermissions(shardId: string): UserPermissions {
       `${SubjectRoot}.node.*.job.*.extent.read`, `${SubjectRoot}.node.*.job.*.extent.write`,
     ],
     sub: [`${Subjects.shard(shardId)}.>`, Subjects.nodeHeartbeatAll, `${Inboxes.shard(shardId)}.>`],
-    responses: respond,
+    responses: respondSlowly,
   };
 }
 
