@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * What the trust boundary costs, in one run: `npm run bench:security [-- --quick] [--rounds N]`.
+ * What the trust boundary costs, in one run: `npm run bench:security [-- --quick] [--rounds N] [--baseline DIR]`.
  *
  * Three local clusters side by side (each: nats-server, controller, one
  * shard, two DRAM nodes, as processes): one on an authenticated bus
@@ -13,7 +13,10 @@
  * ratios: authentication against the anonymous bus, TLS against the same
  * authenticated bus without it. The checksums' own cost is measured in the
  * same run as CPU time per object (they cannot be switched off: a read that
- * is not checked could return wrong bytes).
+ * is not checked could return wrong bytes). With `--baseline DIR` (a checkout
+ * of an earlier commit, built), a fourth cluster runs that build, and the
+ * whole trust boundary (identities, grants, receipts, handshake, checksums)
+ * is measured against it.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -26,7 +29,7 @@ import { NatsServer } from "../deploy/nats-server";
 import { formatBytes } from "../actors/runtime/units";
 import { ratioChart } from "./chart";
 
-const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, rounds: { type: "string" }, out: { type: "string" } } });
+const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, rounds: { type: "string" }, out: { type: "string" }, baseline: { type: "string" } } });
 const quick = flags.quick ?? false;
 const rounds = Number(flags.rounds ?? (quick ? 3 : 7));
 const outDir = flags.out ?? path.join(projectRoot(), "bench", "results");
@@ -35,12 +38,32 @@ const throughputMs = quick ? 1_000 : 3_000;
 const MiB = 1024 * 1024;
 const inflight = 8;
 
+type Name = "secure" | "tls" | "anonymous" | "baseline";
+
+/** What the benchmark needs of a cluster, a client and a job: also met by an earlier build's (`--baseline`). */
 interface Setup {
-  readonly name: "secure" | "tls" | "anonymous";
-  readonly cluster: LocalCluster;
+  readonly name: Name;
+  readonly cluster: { stop(): Promise<void> };
   readonly nats: NatsServer | undefined;
-  readonly client: PocketClient;
-  readonly job: PocketJob;
+  readonly client: { close(): Promise<void> };
+  readonly job: Pick<PocketJob, "put" | "get">;
+}
+
+/**
+ * A cluster of an earlier build (a checkout built with `npm run build`), as
+ * the code was before the trust boundary: no bus identities, grants, receipts,
+ * handshake or checksums. Loaded from its own dist/, processes and all.
+ */
+async function startBaseline(dir: string): Promise<Setup> {
+  const load = (file: string): Record<string, unknown> => require(path.join(path.resolve(dir), "dist", file)) as Record<string, unknown>;
+  const Cluster = load("deploy/local-cluster.js")["LocalCluster"] as { start(o: object): Promise<{ natsUrl: string; stop(): Promise<void> }> };
+  const Client = load("client/pocket.js")["PocketClient"] as {
+    connect(o: object): Promise<{ close(): Promise<void>; registerJob(n: string, h: object): Promise<{ token: string }>; job(t: string): Setup["job"] }>;
+  };
+  const cluster = await Cluster.start({ shards: 1, dram: 2, mode: "process", orchestrator: "events-only" });
+  const client = await Client.connect({ servers: cluster.natsUrl, name: "bench-baseline" });
+  const reg = await client.registerJob("bench-baseline", { capacityBytes: 512 * MiB });
+  return { name: "baseline", cluster, nats: undefined, client, job: client.job(reg.token) };
 }
 
 interface Sample { putP50Us: number; getP50Us: number; putMiBps: number; getMiBps: number }
@@ -55,7 +78,7 @@ function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function start(name: Setup["name"]): Promise<Setup> {
+async function start(name: Exclude<Name, "baseline">): Promise<Setup> {
   const common = { shards: 1, dram: 2, mode: LaunchMode.Process, orchestrator: "events-only" as const };
   let nats: NatsServer | undefined;
   let cluster: LocalCluster;
@@ -121,10 +144,11 @@ function crcMicros(bytes: Buffer, reps: number): number {
 }
 
 async function main(): Promise<void> {
-  step(`three clusters (authenticated bus, the same with TLS, anonymous bus), ${rounds} rounds taking them in turn`);
+  step(`clusters: authenticated bus, the same with TLS, anonymous bus${flags.baseline ? `, the build in ${flags.baseline}` : ""}; ${rounds} rounds taking them in turn`);
   const setups: Setup[] = [];
   try {
     for (const name of ["secure", "tls", "anonymous"] as const) setups.push(await start(name));
+    if (flags.baseline) setups.push(await startBaseline(flags.baseline));
   } catch (e) {
     await stopAll(setups);
     throw e;
@@ -132,7 +156,7 @@ async function main(): Promise<void> {
   const small = Buffer.alloc(1024, 7);
   const big = Buffer.alloc(MiB);
   for (let i = 0; i < big.length; i++) big[i] = (i * 131) & 0xff;
-  const per: Record<Setup["name"], Sample[]> = { secure: [], tls: [], anonymous: [] };
+  const per: Record<Name, Sample[]> = { secure: [], tls: [], anonymous: [], baseline: [] };
   try {
     for (let r = 0; r < rounds; r++) {
       // Each cluster goes first, second and third in turn.
@@ -148,22 +172,24 @@ async function main(): Promise<void> {
     await stopAll(setups);
   }
   /** Median over rounds of `of`'s figure minus (or divided by) `base`'s, same round. */
-  const diff = (of: Setup["name"], base: Setup["name"], k: keyof Sample): number => median(per[of].map((x, i) => x[k] - per[base][i]![k]));
-  const ratio = (of: Setup["name"], base: Setup["name"], k: keyof Sample): number => median(per[of].map((x, i) => x[k] / per[base][i]![k]));
+  const diff = (of: Name, base: Name, k: keyof Sample): number => median(per[of].map((x, i) => x[k] - per[base][i]![k]));
+  const ratio = (of: Name, base: Name, k: keyof Sample): number => median(per[of].map((x, i) => x[k] / per[base][i]![k]));
+  const costOver = (base: Name): { put1KbP50DeltaUs: number; get1KbP50DeltaUs: number; put1MiBThroughputRatio: number; get1MiBThroughputRatio: number } => ({
+    put1KbP50DeltaUs: diff("secure", base, "putP50Us"), get1KbP50DeltaUs: diff("secure", base, "getP50Us"),
+    put1MiBThroughputRatio: ratio("secure", base, "putMiBps"), get1MiBThroughputRatio: ratio("secure", base, "getMiBps"),
+  });
   const crc1k = crcMicros(small, 20_000);
   const crc1m = crcMicros(big, 20);
   const result = {
     date: new Date().toISOString(), rounds, latencyOps, throughputMs, inflight,
-    processes: "per cluster: nats-server, controller, 1 shard, 2 DRAM nodes (15 in all, idle in turn); client in the bench process; 2 cores",
-    auth: {
-      put1KbP50DeltaUs: diff("secure", "anonymous", "putP50Us"), get1KbP50DeltaUs: diff("secure", "anonymous", "getP50Us"),
-      put1MiBThroughputRatio: ratio("secure", "anonymous", "putMiBps"), get1MiBThroughputRatio: ratio("secure", "anonymous", "getMiBps"),
-    },
+    processes: `per cluster: nats-server, controller, 1 shard, 2 DRAM nodes (${5 * setups.length} in all, idle in turn); client in the bench process; 2 cores`,
+    auth: costOver("anonymous"),
+    ...(flags.baseline ? { wholeBoundary: { baseline: flags.baseline, ...costOver("baseline") } } : {}),
     tls: {
       put1KbP50DeltaUs: diff("tls", "secure", "putP50Us"), get1KbP50DeltaUs: diff("tls", "secure", "getP50Us"),
       put1MiBThroughputRatio: ratio("tls", "secure", "putMiBps"), get1MiBThroughputRatio: ratio("tls", "secure", "getMiBps"),
     },
-    checksums: { crc32Per1KbUs: crc1k, crc32PerMiBUs: crc1m, crc32GiBps: 1024 / 1024 / (crc1m / 1e6) },
+    checksums: { crc32Per1KbUs: crc1k, crc32PerMiBUs: crc1m, crc32MiBps: 1 / (crc1m / 1e6) },
     samples: per,
   };
   fs.mkdirSync(outDir, { recursive: true });
@@ -175,6 +201,11 @@ async function main(): Promise<void> {
     "what the authenticated bus costs (secure − anonymous, median of per-round figures):",
     `  1 KB PUT p50 ${signed(a.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(a.get1KbP50DeltaUs, 1)} µs (budget +10 µs)`,
     `  1 MiB PUT ${((a.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((a.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput (budget −5%)`,
+    ...(result.wholeBoundary ? [
+      `what the whole trust boundary costs (secure − the build in ${flags.baseline}: no identities, grants, handshake or checksums):`,
+      `  1 KB PUT p50 ${signed(result.wholeBoundary.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(result.wholeBoundary.get1KbP50DeltaUs, 1)} µs (budget +10 µs)`,
+      `  1 MiB PUT ${((result.wholeBoundary.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((result.wholeBoundary.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput (budget −5%)`,
+    ] : []),
     "what TLS costs on top (secure with TLS − secure, median of per-round figures):",
     `  1 KB PUT p50 ${signed(x.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(x.get1KbP50DeltaUs, 1)} µs`,
     `  1 MiB PUT ${((x.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((x.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput`,
@@ -187,6 +218,12 @@ async function main(): Promise<void> {
     { label: "1 KB GET p50 (anonymous ÷ secure)", ratio: ratio("anonymous", "secure", "getP50Us"), target: 0, note: "" },
     { label: "1 MiB PUT throughput (secure ÷ anonymous)", ratio: a.put1MiBThroughputRatio, target: 0.95, note: "" },
     { label: "1 MiB GET throughput (secure ÷ anonymous)", ratio: a.get1MiBThroughputRatio, target: 0.95, note: "" },
+    ...(result.wholeBoundary ? [
+      { label: "1 KB PUT p50 (before ÷ secure)", ratio: ratio("baseline", "secure", "putP50Us"), target: 0, note: "" },
+      { label: "1 KB GET p50 (before ÷ secure)", ratio: ratio("baseline", "secure", "getP50Us"), target: 0, note: "" },
+      { label: "1 MiB PUT throughput (secure ÷ before)", ratio: result.wholeBoundary.put1MiBThroughputRatio, target: 0.95, note: "" },
+      { label: "1 MiB GET throughput (secure ÷ before)", ratio: result.wholeBoundary.get1MiBThroughputRatio, target: 0.95, note: "" },
+    ] : []),
     { label: "1 KB PUT p50 (secure ÷ secure with TLS)", ratio: ratio("secure", "tls", "putP50Us"), target: 0, note: "" },
     { label: "1 KB GET p50 (secure ÷ secure with TLS)", ratio: ratio("secure", "tls", "getP50Us"), target: 0, note: "" },
     { label: "1 MiB PUT throughput (TLS ÷ secure)", ratio: x.put1MiBThroughputRatio, target: 0, note: "" },
