@@ -2,10 +2,8 @@ import { AuthorizationError, connect, credsAuthenticator, UserAuthenticationExpi
 import { NodeUnavailableError, UnauthorizedError } from "../schemas/errors";
 import { inboxFor, type Role } from "./credentials";
 import { inboxOfCreds } from "./nats-jwt";
-import { readPrivateFile } from "./private-file";
+import { readPrivateFile } from "../lib/private-file";
 import { tlsFailure } from "./tls";
-
-export { readPrivateFile };
 
 /** How one component reaches the bus: the server URL(s) and its credential. */
 export interface NatsIdentity {

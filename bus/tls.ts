@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { readPrivateFile } from "./private-file";
+import { readPrivateFile } from "../lib/private-file";
 
 /** A server's TLS certificate and private key files (PEM; the key 0600), as `ClusterTls` makes them. */
 export interface ServerTlsFiles {

@@ -284,7 +284,7 @@ export class PocketClient {
   async callNode<O extends Operation>(ref: ExtentRef, op: O, request: RequestOf<O> & { token?: string }, options?: CallOptions): Promise<CallResult<O>> {
     const token = request.token ?? "";
     if (this.options.transport === ClientTransport.Nats) {
-      const jobId = this.job(token).jobId;
+      const jobId = peekJobClaims(token).jobId;
       const nc = await this.natsFor(jobId);
       return new NatsCaller(nc, Subjects.nodeJob(ref.nodeId, jobId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
     }

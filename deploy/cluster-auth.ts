@@ -2,8 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { CredentialIssuer, Role } from "../bus/credentials";
 import { createAccount, createOperator, encodeAccountJwt, encodeOperatorJwt, fromSeed } from "../bus/nats-jwt";
-import { readPrivateFile } from "../bus/nats-connect";
-import { writePrivateFile } from "./private-file";
+import { readPrivateFile, writePrivateFile } from "../lib/private-file";
 
 /** Files of a cluster's authentication directory. */
 const Files = {

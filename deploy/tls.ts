@@ -4,9 +4,8 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { InvalidArgumentError } from "../schemas/errors";
-import { readPrivateFile } from "../bus/private-file";
+import { readPrivateFile, writePrivateFile } from "../lib/private-file";
 import type { ServerTlsFiles } from "../bus/tls";
-import { writePrivateFile } from "./private-file";
 
 /** Files of a cluster's `tls/` directory (inside its auth directory), every one 0600. */
 const Files = {

@@ -9,7 +9,8 @@ import {
 import { EventPublisher, ensureEventStream } from "../../bus/events";
 import { subscribeValidated } from "../../bus/subscribe";
 import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
-import { connectAs, readPrivateFile } from "../../bus/nats-connect";
+import { connectAs } from "../../bus/nats-connect";
+import { readPrivateFile } from "../../lib/private-file";
 import { CredentialIssuer, Role } from "../../bus/credentials";
 import { Router } from "../../bus/router";
 import { Subjects } from "../../bus/subjects";

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { isActorPid, spawnActor, stopChild, type ActorProcess } from "../../deploy/actor-process";
-import { writePrivateFile } from "../../deploy/private-file";
+import { writePrivateFile } from "../../lib/private-file";
 import { StorageNode, type StorageNodeConfig } from "../storage/storage-node";
 import { errorFields, logger } from "../runtime/log";
 import { OrchestratorKind, type LaunchContext, type NodeLaunchSpec, type Orchestrator } from "./orchestrator";

@@ -1,5 +1,6 @@
 import { PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { connectWithCreds, readPrivateFile } from "../../bus/nats-connect";
+import { connectWithCreds } from "../../bus/nats-connect";
+import { readPrivateFile } from "../../lib/private-file";
 import { fromSeed, mintUserCreds } from "../../bus/nats-jwt";
 import type { ClusterAuth } from "../../deploy/cluster-auth";
 import { eventually } from "./cluster";
