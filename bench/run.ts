@@ -14,10 +14,11 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { PocketClient } from "../client/pocket";
 import { Role } from "../bus/credentials";
-import { LocalCluster, projectRoot } from "../deploy/local-cluster";
-import { RedisServer } from "../deploy/redis-server";
-import { formatBytes } from "../actors/runtime/units";
-import { ratioChart, type Bar } from "./chart";
+import { LocalCluster } from "../deploy/local-cluster";
+import { projectRoot } from "../lib/process";
+import { RedisServer } from "./redis-server";
+import { formatBytes } from "../lib/units";
+import { ratioChart, type Bar } from "../lib/chart";
 import { System, type FromWorker, type Work, type WorkResult, type WorkerSetup } from "./work";
 
 const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, out: { type: "string" } } });
@@ -171,7 +172,7 @@ async function main(): Promise<void> {
       { role: "bench driver", pid: process.pid },
     ];
     const psOut = execFileSync("ps", ["-eo", "pid,psr,time,rss,args", "--sort=-time"], { encoding: "utf8" })
-      .split("\n").filter((l) => /nats-server|runtime\/main\.js|redis-server|bench\/(run|worker)\.js/.test(l)).slice(0, 40);
+      .split("\n").filter((l) => /nats-server|actors\/main\.js|redis-server|bench\/(run|worker)\.js/.test(l)).slice(0, 40);
 
     const table = [
       ["measure", "pocket", "reference", "ratio", "target", "met"],

@@ -24,10 +24,11 @@ import { parseArgs } from "node:util";
 import { PocketClient, type PocketJob } from "../client/pocket";
 import { Role } from "../bus/credentials";
 import { crc32 } from "../lib/checksum";
-import { LocalCluster, LaunchMode, projectRoot } from "../deploy/local-cluster";
+import { LocalCluster, LaunchMode } from "../deploy/local-cluster";
+import { projectRoot } from "../lib/process";
 import { NatsServer } from "../deploy/nats-server";
-import { formatBytes } from "../actors/runtime/units";
-import { ratioChart } from "./chart";
+import { formatBytes } from "../lib/units";
+import { ratioChart } from "../lib/chart";
 
 const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, rounds: { type: "string" }, out: { type: "string" }, baseline: { type: "string" } } });
 const quick = flags.quick ?? false;

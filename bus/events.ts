@@ -1,7 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, StorageType, type JetStreamClient } from "@nats-io/jetstream";
 import { encodeJson } from "./body";
-import { errorFields, logger } from "../actors/runtime/log";
+import { errorFields, logger } from "../lib/log";
 import { Subjects } from "./subjects";
 
 /** The JetStream stream that keeps the controller's decisions and the inputs behind them. */

@@ -1,6 +1,6 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Static, TSchema } from "@sinclair/typebox";
-import type { Logger } from "../actors/runtime/log";
+import type { Logger } from "../lib/log";
 import { decodeJson } from "./body";
 import { checkerFor, describeViolation } from "./router";
 

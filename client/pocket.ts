@@ -9,9 +9,9 @@ import { ControllerCaller, NatsCaller } from "../bus/nats-rpc";
 import { connectWithCreds } from "../bus/nats-connect";
 import { Subjects } from "../bus/subjects";
 import { ConnectFailedError, ConnectionLostError, TcpPool } from "../bus/tcp-client";
-import { mapLimit } from "../actors/runtime/concurrency";
+import { mapLimit } from "../lib/concurrency";
 import { crc32, crc32Combine, isCrc32 } from "../lib/checksum";
-import { peekJobClaims } from "../actors/runtime/tokens";
+import { peekJobClaims } from "../bus/tokens";
 
 export const ClientTransport = {
   /** Object bytes over the direct TCP transport, control over NATS. */

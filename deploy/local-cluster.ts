@@ -18,9 +18,8 @@ import { LocalOrchestrator } from "../actors/orchestrator/local";
 import type { ScalingPolicy } from "../actors/controller/policy";
 import type { DeviceModel } from "../native";
 import { NatsServer } from "./nats-server";
-import { projectRoot, spawnActor, stopChild, type ActorProcess } from "./actor-process";
+import { spawnActor, stopChild, type ActorProcess } from "../actors/actor-process";
 
-export { projectRoot };
 
 export const LaunchMode = {
   /** Each actor in its own Node process (what `pocket up` and `npm start` run). */

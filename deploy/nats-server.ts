@@ -1,8 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { freePort } from "../lib/ports";
 
 export interface NatsServerOptions {
   /** Where the config, ports file, JetStream store and log go (a temp dir by default; removed on stop if temp). */
@@ -44,17 +44,7 @@ export function natsServerBinary(): string {
   );
 }
 
-/** A free TCP port on loopback, as the OS hands it out. */
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+
 
 /**
  * A real nats-server process. Starts on a free port (`-1` plus a ports file),

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { projectRoot } from "../deploy/actor-process";
+import { projectRoot } from "../lib/process";
 
 /** 4 KiB: offsets and lengths on the device are multiples of it (O_DIRECT). */
 export const BlockBytes = 4096;

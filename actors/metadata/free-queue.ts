@@ -1,6 +1,6 @@
 import { NodeOps, WireLimits } from "../../schemas/operations";
 import type { Caller } from "../../bus/caller";
-import { errorFields, logger } from "../runtime/log";
+import { errorFields, logger } from "../../lib/log";
 import type { Extent } from "./namespace";
 
 interface Batch { readonly nodeId: string; readonly jobId: string; readonly extentIds: string[] }

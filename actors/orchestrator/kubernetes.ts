@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
-import { projectRoot } from "../../deploy/actor-process";
-import { errorFields, logger } from "../runtime/log";
+import { projectRoot } from "../../lib/process";
+import { errorFields, logger } from "../../lib/log";
 import { OrchestratorKind, type LaunchContext, type NodeLaunchSpec, type Orchestrator, type OrchestratorConfig } from "./orchestrator";
 
 type KubernetesConfig = Extract<OrchestratorConfig, { kind: "kubernetes" }>;

@@ -1,9 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
-import { isActorPid, spawnActor, stopChild, type ActorProcess } from "../../deploy/actor-process";
+import { isActorPid, spawnActor, stopChild, type ActorProcess } from "../actor-process";
 import { writePrivateFile } from "../../lib/private-file";
 import { StorageNode, type StorageNodeConfig } from "../storage/storage-node";
-import { errorFields, logger } from "../runtime/log";
+import { errorFields, logger } from "../../lib/log";
 import { OrchestratorKind, type LaunchContext, type NodeLaunchSpec, type Orchestrator } from "./orchestrator";
 
 /**

@@ -2,9 +2,9 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { NodeHeartbeatSchema, type NodeHeartbeat } from "../../schemas/operations";
 import { subscribeValidated } from "../../bus/subscribe";
 import { Subjects } from "../../bus/subjects";
-import type { Clock } from "./clock";
+import type { Clock } from "../../lib/clock";
 import { Defaults } from "./config";
-import { logger } from "./log";
+import { logger } from "../../lib/log";
 
 export interface NodeRecord {
   readonly heartbeat: NodeHeartbeat;

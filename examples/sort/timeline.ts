@@ -1,5 +1,5 @@
 import type { PocketClient } from "../../client/pocket";
-import { esc, svgDocument } from "../../bench/chart";
+import { esc, svgDocument } from "../../lib/chart";
 
 /** One look at the cluster: every node's state and utilisation. */
 export interface Sample {

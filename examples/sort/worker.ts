@@ -4,7 +4,7 @@
  */
 import { isPocketError } from "../../schemas/errors";
 import { credentialsFromEnv, PocketClient } from "../../client/pocket";
-import { mapLimit } from "../../actors/runtime/concurrency";
+import { mapLimit } from "../../lib/concurrency";
 import { checksum, emptyChecksum, firstUnsorted, generateRecords, keyHex, partition, recordBytes, sortRecords } from "./records";
 import { paths, type Task, type TaskResult, type WorkerMessage } from "./tasks";
 

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { PostgresServer } from "../../deploy/postgres-server";
+import { PostgresServer } from "./postgres-server";
 
 export { PostgresServer };
 

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { projectRoot } from "../../deploy/local-cluster";
+import { projectRoot } from "../../lib/process";
 
 interface Row { name: string; ours: number; reference?: number; ratio?: number }
 

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
-import { projectRoot } from "../../deploy/local-cluster";
+import { projectRoot } from "../../lib/process";
 import { patternBytes } from "../harness/cluster";
 
 const cli = path.join(projectRoot(), "dist", "cli", "pocket.js");

@@ -1,7 +1,7 @@
 import { ErrorCode, isPocketError } from "../../schemas/errors";
 import { NodeOps, ShardOps, type ExtentRef } from "../../schemas/operations";
-import { ManualClock } from "../../actors/runtime/clock";
-import { TokenAuthority } from "../../actors/runtime/tokens";
+import { ManualClock } from "../../lib/clock";
+import { TokenAuthority } from "../../bus/tokens";
 import { NatsCaller } from "../../bus/nats-rpc";
 import { Inboxes, Subjects } from "../../bus/subjects";
 import { TcpPool } from "../../bus/tcp-client";

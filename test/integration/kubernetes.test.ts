@@ -4,7 +4,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { podNameFor, renderManifest, storageNodeValues } from "../../actors/orchestrator/kubernetes";
-import { projectRoot } from "../../deploy/local-cluster";
+import { projectRoot } from "../../lib/process";
 
 const template = fs.readFileSync(path.join(projectRoot(), "deploy", "kubernetes", "storage-node-pod.yaml"), "utf8");
 const ctx = { natsUrl: "nats://nats:4222", secret: "not-in-the-manifest", heartbeatIntervalMs: 1000 };

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { NativeIoError, NvmeEngine } from "../../native";
 import { readDeviceModel } from "../../native/calibrate";
-import { projectRoot } from "../../deploy/local-cluster";
+import { projectRoot } from "../../lib/process";
 import { patternBytes } from "../harness/cluster";
 
 const MiB = 2 ** 20;

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { projectRoot } from "../../deploy/local-cluster";
+import { projectRoot } from "../../lib/process";
 
 test("the sample sort job runs end to end through a local cluster and checks its output", () => {
   const main = path.join(projectRoot(), "dist", "examples", "sort", "main.js");

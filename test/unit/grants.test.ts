@@ -1,7 +1,7 @@
 import { ErrorCode, InvalidArgumentError, UnauthorizedError } from "../../schemas/errors";
 import { WireLimits } from "../../schemas/operations";
-import { ManualClock } from "../../actors/runtime/clock";
-import { TokenAuthority, type GrantClaims } from "../../actors/runtime/tokens";
+import { ManualClock } from "../../lib/clock";
+import { TokenAuthority, type GrantClaims } from "../../bus/tokens";
 
 const secret = "0123456789abcdef0123456789abcdef";
 const claims: GrantClaims = { jobId: "j-1", nodeId: "dram-0", extentId: "boot.1", length: 100 };

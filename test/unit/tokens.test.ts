@@ -1,6 +1,6 @@
 import { ErrorCode, UnauthorizedError } from "../../schemas/errors";
-import { ManualClock } from "../../actors/runtime/clock";
-import { peekJobClaims, TokenAuthority } from "../../actors/runtime/tokens";
+import { ManualClock } from "../../lib/clock";
+import { peekJobClaims, TokenAuthority } from "../../bus/tokens";
 
 const secret = "0123456789abcdef0123456789abcdef";
 

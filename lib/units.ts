@@ -1,4 +1,7 @@
-import { InvalidArgumentError } from "../../schemas/errors";
+/** Text that is not a size, rate or duration. */
+export class UnitError extends RangeError {
+  override readonly name = "UnitError";
+}
 
 const byteUnits: Record<string, number> = {
   "": 1, b: 1,
@@ -13,7 +16,7 @@ const byteUnits: Record<string, number> = {
 export function parseBytes(text: string): number {
   const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = m ? byteUnits[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new InvalidArgumentError(`not a byte size: ${JSON.stringify(text)} (try 512, 64KiB, 10GiB)`);
+  if (!m || unit === undefined) throw new UnitError(`not a byte size: ${JSON.stringify(text)} (try 512, 64KiB, 10GiB)`);
   return Math.round(Number(m[1]) * unit);
 }
 
@@ -28,7 +31,7 @@ export function parseRate(text: string): number {
   if (bits && bitUnits[bits[2]!.toLowerCase()] !== undefined) return Math.round((Number(bits[1]) * bitUnits[bits[2]!.toLowerCase()]!) / 8);
   const perSec = /^(.*)\/s$/.exec(t);
   if (perSec) return parseBytes(perSec[1]!);
-  throw new InvalidArgumentError(`not a rate: ${JSON.stringify(text)} (try 600Mbps, 1Gbps, 100MB/s)`);
+  throw new UnitError(`not a rate: ${JSON.stringify(text)} (try 600Mbps, 1Gbps, 100MB/s)`);
 }
 
 /** Formats bytes for people: `1.5 GiB`. */
@@ -50,6 +53,6 @@ const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 36
  */
 export function parseDuration(text: string): number {
   const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$/.exec(text);
-  if (!m) throw new InvalidArgumentError(`not a duration: ${JSON.stringify(text)} (try 90s, 10m, 1h)`);
+  if (!m) throw new UnitError(`not a duration: ${JSON.stringify(text)} (try 90s, 10m, 1h)`);
   return Math.round(Number(m[1]) * durationUnits[m[2]!]!);
 }

@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { freePort } from "./nats-server";
+import { freePort } from "../../lib/ports";
 
 /** The directory with initdb and postgres (Debian: /usr/lib/postgresql/<major>/bin), or POCKET_PG_BIN. */
 export function postgresBinDir(): string {

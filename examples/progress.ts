@@ -1,4 +1,4 @@
-import { formatBytes } from "../actors/runtime/units";
+import { formatBytes } from "../lib/units";
 
 /**
  * A one-line progress bar on stderr: redrawn in place on a terminal, a line

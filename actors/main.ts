@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 /**
  * Runs one actor as its own process:
- *   node dist/actors/runtime/main.js controller|shard|node
+ *   node dist/actors/main.js controller|shard|node
  * with its JSON config in POCKET_ACTOR_CONFIG. Prints one JSON line
  * `{"ready":true,...}` on stdout when serving; stops cleanly on SIGTERM/SIGINT.
  */
-import { Controller, type ControllerConfig } from "../controller/controller";
-import { MetadataShard, type ShardConfig } from "../metadata/shard";
-import { StorageNode, type StorageNodeConfig } from "../storage/storage-node";
-import { errorFields, logger } from "./log";
+import { Controller, type ControllerConfig } from "./controller/controller";
+import { MetadataShard, type ShardConfig } from "./metadata/shard";
+import { StorageNode, type StorageNodeConfig } from "./storage/storage-node";
+import { errorFields, logger } from "../lib/log";
 
 interface Stoppable { stop(): Promise<void> }
 

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { InvalidArgumentError, UnauthorizedError } from "../../schemas/errors";
-import type { Clock } from "./clock";
+import { InvalidArgumentError, UnauthorizedError } from "../schemas/errors";
+import type { Clock } from "../lib/clock";
 
 /** What a job capability token grants: one job's namespace, on one shard, until `expiresAtMs`. */
 export interface JobClaims {

@@ -3,9 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import readline from "node:readline";
 
-export type ActorRole = "controller" | "shard" | "node";
-
-/** The project's root (where package.json is), from this file's place in src or dist. */
+/** The project's root (where package.json is), from this file's place in the sources or in dist. */
 export function projectRoot(): string {
   let dir = __dirname;
   while (!fs.existsSync(path.join(dir, "package.json"))) {
@@ -16,30 +14,37 @@ export function projectRoot(): string {
   return dir;
 }
 
-export interface ActorProcess {
+export interface ReadyProcess {
   readonly child: ChildProcess;
   readonly exited: Promise<void>;
 }
 
+export interface SpawnReadyOptions {
+  /** Extra environment for the child (on top of this process's). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Flags for node itself, before the script. */
+  readonly nodeArgs?: readonly string[];
+  /** stderr is appended here. */
+  readonly logPath: string;
+  readonly readyTimeoutMs?: number;
+}
+
 /**
- * Starts one actor as its own Node process (`dist/actors/runtime/main.js`),
- * stderr to `<logsDir>/<name>.log`, and waits for its ready line.
- * POCKET_ACTOR_NODE_ARGS passes flags to every actor process, e.g.
- * "--cpu-prof --cpu-prof-dir=/tmp/prof".
+ * Starts `node <script> <args>` and waits for its first line on stdout (its
+ * ready line), with a deadline; kills it on failure. stderr goes to `logPath`.
  */
-export async function spawnActor(role: ActorRole, name: string, config: object, logsDir: string, readyTimeoutMs = 15_000): Promise<ActorProcess> {
-  const main = path.join(projectRoot(), "dist", "actors", "runtime", "main.js");
-  if (!fs.existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
-  fs.mkdirSync(logsDir, { recursive: true });
-  const logPath = path.join(logsDir, `${name}.log`);
+export async function spawnReady(script: string, args: readonly string[], options: SpawnReadyOptions): Promise<ReadyProcess> {
+  const { logPath } = options;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
+  fs.mkdirSync(path.dirname(logPath), { recursive: true });
   const log = fs.openSync(logPath, "a");
-  const nodeArgs = (process.env["POCKET_ACTOR_NODE_ARGS"] ?? "").split(/\s+/).filter((a) => a.length > 0);
-  const child = spawn(process.execPath, [...nodeArgs, main, role], {
-    env: { ...process.env, POCKET_ACTOR_CONFIG: JSON.stringify(config) },
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script, ...args], {
+    env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", log],
   });
   fs.closeSync(log);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const name = path.basename(logPath, ".log");
   await new Promise<void>((resolve, reject) => {
     const lines = readline.createInterface({ input: child.stdout! });
     const timer = setTimeout(() => reject(new Error(`${name} not ready within ${readyTimeoutMs} ms; see ${logPath}`)), readyTimeoutMs);
@@ -55,7 +60,7 @@ export async function spawnActor(role: ActorRole, name: string, config: object, 
 }
 
 /** Stops a child: SIGTERM, SIGKILL after `graceMs`. */
-export async function stopChild(p: ActorProcess, graceMs = 5_000): Promise<void> {
+export async function stopChild(p: ReadyProcess, graceMs = 5_000): Promise<void> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return;
   p.child.kill("SIGTERM");
   const t = setTimeout(() => p.child.kill("SIGKILL"), graceMs);
@@ -63,10 +68,10 @@ export async function stopChild(p: ActorProcess, graceMs = 5_000): Promise<void>
   clearTimeout(t);
 }
 
-/** True when `pid` is a live process running our actor entry point (a pid file may outlive its process). */
-export function isActorPid(pid: number): boolean {
+/** True when `pid` is a live process whose command line contains `marker` (a pid file may outlive its process). */
+export function pidRuns(pid: number, marker: string): boolean {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(path.join("actors", "runtime", "main.js"));
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(marker);
   } catch {
     return false;
   }

@@ -2,13 +2,13 @@
 /**
  * Writes every operation's request and reply as JSON Schema, so that a lambda
  * in another language can talk to the cluster:
- *   node dist/schemas/export-json-schema.js schemas/json
+ *   node dist/cli/export-json-schema.js schemas/json
  */
 import fs from "node:fs";
 import path from "node:path";
-import { ControllerOps, NodeHeartbeatSchema, NodeOps, ShardHeartbeatSchema, ShardOps } from "./operations";
-import { ErrorCode } from "./errors";
-import type { Operation } from "./operation";
+import { ControllerOps, NodeHeartbeatSchema, NodeOps, ShardHeartbeatSchema, ShardOps } from "../schemas/operations";
+import { ErrorCode } from "../schemas/errors";
+import type { Operation } from "../schemas/operation";
 import { DriverOperations, ErrorHeaders, Subjects } from "../bus/subjects";
 
 /** Operations served on a shard's or node's control subjects (only cluster components may send them). */

@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
-import { freePort } from "./nats-server";
+import { freePort } from "../lib/ports";
 
 /** Path of redis-server; throws with how to get it when missing. */
 export function redisServerBinary(): string {
