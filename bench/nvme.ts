@@ -248,43 +248,64 @@ async function sdkRuns(): Promise<SdkRun[]> {
   return out;
 }
 
-async function main(): Promise<void> {
+/** Fails with how to get fio when it is missing. */
+function requireFio(): void {
   try {
     execFileSync("fio", ["--version"], { encoding: "utf8" });
   } catch {
     throw new Error("fio is missing: `bash scripts/provision.sh fio`");
   }
-  process.stderr.write(`bench:nvme: ${formatBytes(sizeBytes)} file ${file}, ${seconds} s per case, ${os.cpus().length} cores\n`);
-  const bin = nativeBenchBinary();
-  const rows: Row[] = [];
-  for (const c of cases) {
-    const runs: Array<{ engine: Measure; native: Measure; fio: Measure }> = [];
-    process.stderr.write(`  ${c.name}:`);
-    for (let r = 0; r < rounds; r++) {
-      // One engine per round, closed before the C++ loop and fio open the file.
-      const e = NvmeEngine.open({ path: file, sizeBytes, queueDepth: 64, model: { tokensPerSec: 1e12, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 } });
-      let engine: Measure;
-      try {
-        e.addBestEffort(1);
-        engine = await engineRun(e, c);
-      } finally {
-        await e.close();
-      }
-      const native = nativeRun(bin, c);
-      const fio = fioRun(c);
-      runs.push({ engine, native, fio });
-      process.stderr.write(` [${r + 1}/${rounds}: JS ${(engine.iops / fio.iops).toFixed(2)}×, C++ ${(native.iops / fio.iops).toFixed(2)}×]`);
-    }
-    const row: Row = {
-      case: c, runs,
-      engine: medianOf(runs.map((x) => x.engine)), native: medianOf(runs.map((x) => x.native)), fio: medianOf(runs.map((x) => x.fio)),
-      ratio: median(runs.map((x) => x.engine.iops / x.fio.iops)), nativeRatio: median(runs.map((x) => x.native.iops / x.fio.iops)),
-    };
-    process.stderr.write(` → JS ${row.ratio.toFixed(2)}×, C++ ${row.nativeRatio.toFixed(2)}×\n`);
-    rows.push(row);
+}
+
+/** One round of a case through the engine's JavaScript API, on an engine of its own (closed before the C++ loop and fio open the file). */
+async function engineRound(c: Case): Promise<Measure> {
+  const e = NvmeEngine.open({ path: file, sizeBytes, queueDepth: 64, model: { tokensPerSec: 1e12, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 } });
+  try {
+    e.addBestEffort(1);
+    return await engineRun(e, c);
+  } finally {
+    await e.close();
   }
-  // QoS isolation. The device model as ReFlex builds it: calibrated on this file against a latency limit
-  // (p95 device latency against offered load, for reads and an 80/20 mix: what `pocket calibrate` does).
+}
+
+/** A case `rounds` times, the engine from JavaScript, from C++ and fio back to back each round; medians of each. */
+async function measureCase(bin: string, c: Case): Promise<Row> {
+  const runs: Array<{ engine: Measure; native: Measure; fio: Measure }> = [];
+  process.stderr.write(`  ${c.name}:`);
+  for (let r = 0; r < rounds; r++) {
+    const engine = await engineRound(c);
+    const native = nativeRun(bin, c);
+    const fio = fioRun(c);
+    runs.push({ engine, native, fio });
+    process.stderr.write(` [${r + 1}/${rounds}: JS ${(engine.iops / fio.iops).toFixed(2)}×, C++ ${(native.iops / fio.iops).toFixed(2)}×]`);
+  }
+  const row: Row = {
+    case: c, runs,
+    engine: medianOf(runs.map((x) => x.engine)), native: medianOf(runs.map((x) => x.native)), fio: medianOf(runs.map((x) => x.fio)),
+    ratio: median(runs.map((x) => x.engine.iops / x.fio.iops)), nativeRatio: median(runs.map((x) => x.native.iops / x.fio.iops)),
+  };
+  process.stderr.write(` → JS ${row.ratio.toFixed(2)}×, C++ ${row.nativeRatio.toFixed(2)}×\n`);
+  return row;
+}
+
+/** The device model the QoS scheduler runs by. */
+interface DeviceModel { readonly tokensPerSec: number; readonly readCost: number; readonly writeCost: number; readonly latencyLimitUs: number }
+
+/** The QoS isolation runs, their device model and LC rate, and the device's 4 KiB read capacity. */
+interface Isolation {
+  readonly calibrated: Awaited<ReturnType<typeof calibrate>>;
+  readonly model: DeviceModel;
+  readonly lcIops: number;
+  readonly readCapacity: number;
+  readonly runs: IsolationRun[];
+}
+
+/**
+ * QoS isolation. The device model as ReFlex builds it: calibrated on this file against a latency limit
+ * (p95 device latency against offered load, for reads and an 80/20 mix: what `pocket calibrate` does).
+ * Removes the file afterwards unless --file named it.
+ */
+async function isolationRuns(rows: readonly Row[]): Promise<Isolation> {
   const qd32 = rows.find((r) => r.case.rw === "randread" && r.case.depth === 32)!;
   const readCapacity = Math.max(qd32.fio.iops, qd32.native.iops);
   process.stderr.write("  calibrating the device model (p95 ≤ 1000 µs)…\n");
@@ -293,51 +314,59 @@ async function main(): Promise<void> {
   // LC reads at 30% of what the model says the device serves within the limit (and of what one JS thread offers).
   const lcIops = Math.round(0.3 * Math.min(model.tokensPerSec / model.readCost, qd32.engine.iops));
   process.stderr.write(`  QoS isolation: LC ${lcIops} IOPS of 4 KiB reads; model ${Math.round(model.tokensPerSec).toLocaleString("en")} tokens/s, write cost ${model.writeCost}\n`);
-  const isolation: IsolationRun[] = [];
+  const runs: IsolationRun[] = [];
   try {
     for (const [name, withLc, withBe, mode] of [["BE alone", false, true, "qos"], ["LC alone", true, false, "qos"], ["LC + BE writes, QoS", true, true, "qos"], ["LC + BE writes, FIFO", true, true, "fifo"]] as const) {
       process.stderr.write(`    ${name}…`);
       const r = await isolationRun(name, model, withLc ? lcIops : 0, withBe, mode);
       process.stderr.write(` LC p95 ${r.lcP95Us.toFixed(0)} µs, BE ${formatBytes(r.beBytesPerSec)}/s\n`);
-      isolation.push(r);
+      runs.push(r);
     }
   } finally {
     if (!flags.file) fs.rmSync(file, { force: true });
   }
-  process.stderr.write("  1 MB objects through the SDK: DRAM node, then NVMe node…\n");
-  const sdk = await sdkRuns();
+  return { calibrated, model, lcIops, readCapacity, runs };
+}
+
+/**
+ * BE's share of the leftover, two ways. In the model's terms (ReFlex's): tokens per second BE spent
+ * against the token rate LC left (the model's rate less what LC used). Against the device: BE under
+ * QoS against BE alone (the whole device, no reservation: work-conserving) less LC's share of the
+ * device's 4 KiB read capacity.
+ */
+function shares(iso: Isolation): { beTokens: number; leftoverTokens: number; beTokenShare: number; lcShare: number; leftover: number; beShare: number } {
+  const [beAlone, lcAlone, qos] = iso.runs as [IsolationRun, IsolationRun, IsolationRun, IsolationRun];
+  const beTokens = (qos.beBytesPerSec / 4096) * iso.model.writeCost;
+  const leftoverTokens = Math.max(1, iso.model.tokensPerSec - qos.lcIops * iso.model.readCost);
+  const lcShare = Math.min(1, lcAlone.lcIops / iso.readCapacity);
+  const leftover = beAlone.beBytesPerSec * (1 - lcShare);
+  return { beTokens, leftoverTokens, beTokenShare: beTokens / leftoverTokens, lcShare, leftover, beShare: qos.beBytesPerSec / leftover };
+}
+
+/** Prints the engine-against-fio table and the SDK line. */
+function printCases(rows: readonly Row[], dram: SdkRun, nvme: SdkRun): void {
   const fmt = (m: Measure): string => `${Math.round(m.iops).toLocaleString("en")} IOPS ${formatBytes(m.bytesPerSec)}/s p50 ${m.p50Us.toFixed(0)} p99 ${m.p99Us.toFixed(0)} µs`;
   process.stdout.write(`\n${"case".padEnd(34)}  ${"engine from JavaScript".padEnd(50)}  ${"engine from C++".padEnd(50)}  ${"fio".padEnd(50)}  JS÷fio  C++÷fio\n`);
   for (const r of rows) {
     process.stdout.write(`${r.case.name.padEnd(34)}  ${fmt(r.engine).padEnd(50)}  ${fmt(r.native).padEnd(50)}  ${fmt(r.fio).padEnd(50)}  ${r.ratio.toFixed(2).padStart(5)}×  ${r.nativeRatio.toFixed(2).padStart(6)}×\n`);
   }
   process.stdout.write(`(medians of ${rounds} back-to-back round(s) of ${seconds} s each; ratios are medians of each round's pair)\n`);
-  const [dram, nvme] = [sdk.find((r) => r.tier === "dram")!, sdk.find((r) => r.tier === "nvme")!];
   process.stdout.write(`\n1 MB objects through the SDK (16 in flight): DRAM node PUT ${formatBytes(dram.putBytesPerSec)}/s GET ${formatBytes(dram.getBytesPerSec)}/s; NVMe node PUT ${formatBytes(nvme.putBytesPerSec)}/s GET ${formatBytes(nvme.getBytesPerSec)}/s → ${(nvme.putBytesPerSec / dram.putBytesPerSec).toFixed(2)}× / ${(nvme.getBytesPerSec / dram.getBytesPerSec).toFixed(2)}×\n`);
-  // BE's share of the leftover, two ways. In the model's terms (ReFlex's): tokens per second BE spent
-  // against the token rate LC left (the model's rate less what LC used). Against the device: BE under
-  // QoS against BE alone (the whole device, no reservation: work-conserving) less LC's share of the
-  // device's 4 KiB read capacity.
-  const [beAlone, lcAlone, qos, fifo] = isolation as [IsolationRun, IsolationRun, IsolationRun, IsolationRun];
-  const beTokens = (qos.beBytesPerSec / 4096) * model.writeCost;
-  const leftoverTokens = Math.max(1, model.tokensPerSec - qos.lcIops * model.readCost);
-  const beTokenShare = beTokens / leftoverTokens;
-  const lcShare = Math.min(1, lcAlone.lcIops / readCapacity);
-  const leftover = beAlone.beBytesPerSec * (1 - lcShare);
-  const beShare = qos.beBytesPerSec / leftover;
+}
+
+/** Prints the QoS isolation runs and how they compare with their targets. */
+function printIsolation(iso: Isolation, s: ReturnType<typeof shares>): void {
+  const { model, lcIops } = iso;
+  const [, lcAlone, qos, fifo] = iso.runs as [IsolationRun, IsolationRun, IsolationRun, IsolationRun];
   process.stdout.write(`\nQoS isolation (LC: ${lcIops} IOPS of 4 KiB random reads, open loop, SLO p95 ${model.latencyLimitUs} µs; BE: 128 KiB writes, 32 in flight)\n`);
-  for (const r of isolation) process.stdout.write(`  ${r.name.padEnd(24)}  ${r.lcIops ? `LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  ` : ""}BE ${formatBytes(r.beBytesPerSec)}/s${r.errors ? `; ${r.errors} requests failed` : ""}\n`);
+  for (const r of iso.runs) process.stdout.write(`  ${r.name.padEnd(24)}  ${r.lcIops ? `LC p50 ${r.lcP50Us.toFixed(0)} µs, p95 ${r.lcP95Us.toFixed(0)} µs, ${Math.round(r.lcIops)} IOPS;  ` : ""}BE ${formatBytes(r.beBytesPerSec)}/s${r.errors ? `; ${r.errors} requests failed` : ""}\n`);
   process.stdout.write(`  LC p95 with BE under QoS ${(qos.lcP95Us / lcAlone.lcP95Us).toFixed(2)}× alone (target ≤ 1.5×, within SLO: ${qos.lcP95Us <= model.latencyLimitUs ? "yes" : "no"}); with FIFO ${(fifo.lcP95Us / lcAlone.lcP95Us).toFixed(2)}×\n`);
-  process.stdout.write(`  BE under QoS: ${(beTokenShare * 100).toFixed(0)}% of the leftover token rate (${Math.round(beTokens).toLocaleString("en")} of ${Math.round(leftoverTokens).toLocaleString("en")} tokens/s; target ≥ 80%); ${(beShare * 100).toFixed(0)}% of the device's raw leftover (${formatBytes(leftover)}/s: BE alone × (1 − LC's ${(lcShare * 100).toFixed(0)}% of the 4 KiB read capacity))\n`);
-  fs.mkdirSync(outDir, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  const result = {
-    at: new Date().toISOString(), quick, seconds, rounds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length,
-    rows, isolation: { lcIops, model, calibration: calibrated.points, readCapacity, beTokenShare, lcShare, leftoverBytesPerSec: leftover, beShareOfRawLeftover: beShare, runs: isolation }, sdk,
-  };
-  const name = quick ? "nvme-quick" : "nvme-latest";
-  fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(result, null, 2));
-  if (!quick) fs.writeFileSync(path.join(outDir, `nvme-${stamp}.json`), JSON.stringify(result, null, 2));
+  process.stdout.write(`  BE under QoS: ${(s.beTokenShare * 100).toFixed(0)}% of the leftover token rate (${Math.round(s.beTokens).toLocaleString("en")} of ${Math.round(s.leftoverTokens).toLocaleString("en")} tokens/s; target ≥ 80%); ${(s.beShare * 100).toFixed(0)}% of the device's raw leftover (${formatBytes(s.leftover)}/s: BE alone × (1 − LC's ${(s.lcShare * 100).toFixed(0)}% of the 4 KiB read capacity))\n`);
+}
+
+/** The chart's bars: each case against fio, NVMe against DRAM through the SDK, and the isolation targets. */
+function chartBars(rows: readonly Row[], dram: SdkRun, nvme: SdkRun, iso: Isolation, s: ReturnType<typeof shares>): Bar[] {
+  const [, lcAlone, qos, fifo] = iso.runs as [IsolationRun, IsolationRun, IsolationRun, IsolationRun];
   const bars: Bar[] = rows.flatMap((r) => {
     const target = r.case.depth === 32 ? 0.9 : 0;
     return [
@@ -350,10 +379,41 @@ async function main(): Promise<void> {
   for (const r of [qos, fifo]) {
     bars.push({ label: `LC p95 alone ÷ with BE (${r.name.split(", ")[1]})`, ratio: lcAlone.lcP95Us / r.lcP95Us, target: 1 / 1.5, note: `${lcAlone.lcP95Us.toFixed(0)} vs ${r.lcP95Us.toFixed(0)} µs; BE ${formatBytes(r.beBytesPerSec)}/s` });
   }
-  bars.push({ label: "BE under QoS ÷ leftover token rate", ratio: beTokenShare, target: 0.8, note: `${formatBytes(qos.beBytesPerSec)}/s at write cost ${model.writeCost}` });
-  bars.push({ label: "BE under QoS ÷ device's raw leftover", ratio: beShare, target: 0, note: `${formatBytes(qos.beBytesPerSec)}/s of ${formatBytes(leftover)}/s` });
+  bars.push({ label: "BE under QoS ÷ leftover token rate", ratio: s.beTokenShare, target: 0.8, note: `${formatBytes(qos.beBytesPerSec)}/s at write cost ${iso.model.writeCost}` });
+  bars.push({ label: "BE under QoS ÷ device's raw leftover", ratio: s.beShare, target: 0, note: `${formatBytes(qos.beBytesPerSec)}/s of ${formatBytes(s.leftover)}/s` });
+  return bars;
+}
+
+/** Writes the results as JSON (latest, and stamped on a full run) and the chart as SVG under `outDir`. */
+function writeResults(rows: readonly Row[], sdk: SdkRun[], iso: Isolation, s: ReturnType<typeof shares>, bars: Bar[]): void {
+  fs.mkdirSync(outDir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const result = {
+    at: new Date().toISOString(), quick, seconds, rounds, sizeBytes, file: flags.file ? file : "(temp file under /var/tmp)", cores: os.cpus().length,
+    rows, isolation: { lcIops: iso.lcIops, model: iso.model, calibration: iso.calibrated.points, readCapacity: iso.readCapacity, beTokenShare: s.beTokenShare, lcShare: s.lcShare, leftoverBytesPerSec: s.leftover, beShareOfRawLeftover: s.beShare, runs: iso.runs }, sdk,
+  };
+  const name = quick ? "nvme-quick" : "nvme-latest";
+  fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(result, null, 2));
+  if (!quick) fs.writeFileSync(path.join(outDir, `nvme-${stamp}.json`), JSON.stringify(result, null, 2));
   fs.writeFileSync(path.join(outDir, `${name}.svg`), ratioChart("NVMe engine ÷ fio (io_uring, O_DIRECT), same file", `${formatBytes(sizeBytes)} file, ${seconds} s × ${rounds} rounds per case, ${os.cpus().length} cores; engine from JavaScript and from C++`, bars));
   process.stderr.write(`bench:nvme: results in ${path.join(outDir, `${name}.json`)} and .svg\n`);
+}
+
+/** Every case against fio, then QoS isolation and the SDK; prints the results and writes them under `outDir`. */
+async function main(): Promise<void> {
+  requireFio();
+  process.stderr.write(`bench:nvme: ${formatBytes(sizeBytes)} file ${file}, ${seconds} s per case, ${os.cpus().length} cores\n`);
+  const bin = nativeBenchBinary();
+  const rows: Row[] = [];
+  for (const c of cases) rows.push(await measureCase(bin, c));
+  const iso = await isolationRuns(rows);
+  process.stderr.write("  1 MB objects through the SDK: DRAM node, then NVMe node…\n");
+  const sdk = await sdkRuns();
+  const [dram, nvme] = [sdk.find((r) => r.tier === "dram")!, sdk.find((r) => r.tier === "nvme")!];
+  printCases(rows, dram, nvme);
+  const s = shares(iso);
+  printIsolation(iso, s);
+  writeResults(rows, sdk, iso, s, chartBars(rows, dram, nvme, iso, s));
 }
 
 main().catch((err: unknown) => {

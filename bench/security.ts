@@ -145,6 +145,25 @@ function crcMicros(bytes: Buffer, reps: number): number {
 }
 
 async function main(): Promise<void> {
+  const setups = await startSetups();
+  const small = Buffer.alloc(1024, 7);
+  const big = Buffer.alloc(MiB);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 131) & 0xff;
+  let per: Record<Name, Sample[]>;
+  try {
+    per = await runRounds(setups, small, big);
+  } finally {
+    await stopAll(setups);
+  }
+  const result = summarise(per, setups.length, small, big);
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, "security-latest.json"), `${JSON.stringify(result, null, 2)}\n`);
+  printSummary(result);
+  writeChart(per, result);
+}
+
+/** The clusters compared: authenticated, with TLS, anonymous, and an earlier build when asked. */
+async function startSetups(): Promise<Setup[]> {
   step(`clusters: authenticated bus, the same with TLS, anonymous bus${flags.baseline ? `, the build in ${flags.baseline}` : ""}; ${rounds} rounds taking them in turn`);
   const setups: Setup[] = [];
   try {
@@ -154,81 +173,104 @@ async function main(): Promise<void> {
     await stopAll(setups);
     throw e;
   }
-  const small = Buffer.alloc(1024, 7);
-  const big = Buffer.alloc(MiB);
-  for (let i = 0; i < big.length; i++) big[i] = (i * 131) & 0xff;
+  return setups;
+}
+
+/** Measures every cluster once per round, each going first, second and third in turn. */
+async function runRounds(setups: readonly Setup[], small: Buffer, big: Buffer): Promise<Record<Name, Sample[]>> {
   const per: Record<Name, Sample[]> = { secure: [], tls: [], anonymous: [], baseline: [] };
-  try {
-    for (let r = 0; r < rounds; r++) {
-      // Each cluster goes first, second and third in turn.
-      const order = setups.map((_, i) => setups[(i + r) % setups.length]!);
-      for (const s of order) {
-        const sample = await measure(s, small, big);
-        per[s.name].push(sample);
-        step(`round ${r + 1}/${rounds} ${s.name.padEnd(9)} 1 KB put/get p50 ${sample.putP50Us.toFixed(0)}/${sample.getP50Us.toFixed(0)} µs, ` +
-          `1 MiB put/get ${sample.putMiBps.toFixed(0)}/${sample.getMiBps.toFixed(0)} MiB/s`);
-      }
+  for (let r = 0; r < rounds; r++) {
+    const order = setups.map((_, i) => setups[(i + r) % setups.length]!);
+    for (const s of order) {
+      const sample = await measure(s, small, big);
+      per[s.name].push(sample);
+      step(`round ${r + 1}/${rounds} ${s.name.padEnd(9)} 1 KB put/get p50 ${sample.putP50Us.toFixed(0)}/${sample.getP50Us.toFixed(0)} µs, ` +
+        `1 MiB put/get ${sample.putMiBps.toFixed(0)}/${sample.getMiBps.toFixed(0)} MiB/s`);
     }
-  } finally {
-    await stopAll(setups);
   }
-  /** Median over rounds of `of`'s figure minus (or divided by) `base`'s, same round. */
-  const diff = (of: Name, base: Name, k: keyof Sample): number => median(per[of].map((x, i) => x[k] - per[base][i]![k]));
-  const ratio = (of: Name, base: Name, k: keyof Sample): number => median(per[of].map((x, i) => x[k] / per[base][i]![k]));
-  const costOver = (base: Name): { put1KbP50DeltaUs: number; get1KbP50DeltaUs: number; put1MiBThroughputRatio: number; get1MiBThroughputRatio: number } => ({
-    put1KbP50DeltaUs: diff("secure", base, "putP50Us"), get1KbP50DeltaUs: diff("secure", base, "getP50Us"),
-    put1MiBThroughputRatio: ratio("secure", base, "putMiBps"), get1MiBThroughputRatio: ratio("secure", base, "getMiBps"),
-  });
+  return per;
+}
+
+/** Median over rounds of `of`'s figure minus `base`'s, same round. */
+function diffOf(per: Record<Name, Sample[]>, of: Name, base: Name, k: keyof Sample): number {
+  return median(per[of].map((x, i) => x[k] - per[base][i]![k]));
+}
+
+/** Median over rounds of `of`'s figure divided by `base`'s, same round. */
+function ratioOf(per: Record<Name, Sample[]>, of: Name, base: Name, k: keyof Sample): number {
+  return median(per[of].map((x, i) => x[k] / per[base][i]![k]));
+}
+
+/** What one cluster costs over another: 1 KB latency deltas and 1 MiB throughput ratios. */
+function costOf(per: Record<Name, Sample[]>, of: Name, base: Name) {
+  return {
+    put1KbP50DeltaUs: diffOf(per, of, base, "putP50Us"), get1KbP50DeltaUs: diffOf(per, of, base, "getP50Us"),
+    put1MiBThroughputRatio: ratioOf(per, of, base, "putMiBps"), get1MiBThroughputRatio: ratioOf(per, of, base, "getMiBps"),
+  };
+}
+
+/** The run's figures, as written to security-latest.json. */
+function summarise(per: Record<Name, Sample[]>, clusters: number, small: Buffer, big: Buffer) {
   const crc1k = crcMicros(small, 20_000);
   const crc1m = crcMicros(big, 20);
-  const result = {
+  return {
     date: new Date().toISOString(), rounds, latencyOps, throughputMs, inflight,
-    processes: `per cluster: nats-server, controller, 1 shard, 2 DRAM nodes (${5 * setups.length} in all, idle in turn); client in the bench process; 2 cores`,
-    auth: costOver("anonymous"),
-    ...(flags.baseline ? { wholeBoundary: { baseline: flags.baseline, ...costOver("baseline") } } : {}),
-    tls: {
-      put1KbP50DeltaUs: diff("tls", "secure", "putP50Us"), get1KbP50DeltaUs: diff("tls", "secure", "getP50Us"),
-      put1MiBThroughputRatio: ratio("tls", "secure", "putMiBps"), get1MiBThroughputRatio: ratio("tls", "secure", "getMiBps"),
-    },
+    processes: `per cluster: nats-server, controller, 1 shard, 2 DRAM nodes (${5 * clusters} in all, idle in turn); client in the bench process; 2 cores`,
+    auth: costOf(per, "secure", "anonymous"),
+    ...(flags.baseline ? { wholeBoundary: { baseline: flags.baseline, ...costOf(per, "secure", "baseline") } } : {}),
+    tls: costOf(per, "tls", "secure"),
     checksums: { crc32Per1KbUs: crc1k, crc32PerMiBUs: crc1m, crc32MiBps: 1 / (crc1m / 1e6) },
     samples: per,
   };
-  fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, "security-latest.json"), `${JSON.stringify(result, null, 2)}\n`);
+}
+
+type Summary = ReturnType<typeof summarise>;
+
+/** The summary on stdout, each figure against its budget. */
+function printSummary(result: Summary): void {
   const a = result.auth;
   const x = result.tls;
+  const w = result.wholeBoundary;
   const signed = (v: number, digits: number): string => `${v >= 0 ? "+" : ""}${v.toFixed(digits)}`;
+  const pct = (r: number): string => ((r - 1) * 100).toFixed(1);
   const lines = [
     "what the authenticated bus costs (secure − anonymous, median of per-round figures):",
     `  1 KB PUT p50 ${signed(a.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(a.get1KbP50DeltaUs, 1)} µs (budget +10 µs)`,
-    `  1 MiB PUT ${((a.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((a.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput (budget −5%)`,
-    ...(result.wholeBoundary ? [
+    `  1 MiB PUT ${pct(a.put1MiBThroughputRatio)}%, GET ${pct(a.get1MiBThroughputRatio)}% throughput (budget −5%)`,
+    ...(w ? [
       `what the whole trust boundary costs (secure − the build in ${flags.baseline}: no identities, grants, handshake or checksums):`,
-      `  1 KB PUT p50 ${signed(result.wholeBoundary.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(result.wholeBoundary.get1KbP50DeltaUs, 1)} µs (budget +10 µs)`,
-      `  1 MiB PUT ${((result.wholeBoundary.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((result.wholeBoundary.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput (budget −5%)`,
+      `  1 KB PUT p50 ${signed(w.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(w.get1KbP50DeltaUs, 1)} µs (budget +10 µs)`,
+      `  1 MiB PUT ${pct(w.put1MiBThroughputRatio)}%, GET ${pct(w.get1MiBThroughputRatio)}% throughput (budget −5%)`,
     ] : []),
     "what TLS costs on top (secure with TLS − secure, median of per-round figures):",
     `  1 KB PUT p50 ${signed(x.put1KbP50DeltaUs, 1)} µs, GET p50 ${signed(x.get1KbP50DeltaUs, 1)} µs`,
-    `  1 MiB PUT ${((x.put1MiBThroughputRatio - 1) * 100).toFixed(1)}%, GET ${((x.get1MiBThroughputRatio - 1) * 100).toFixed(1)}% throughput`,
+    `  1 MiB PUT ${pct(x.put1MiBThroughputRatio)}%, GET ${pct(x.get1MiBThroughputRatio)}% throughput`,
     "what the checksums cost (both clusters pay it; CPU per object, this run):",
-    `  CRC-32 of 1 KB ${crc1k.toFixed(2)} µs; of 1 MiB ${crc1m.toFixed(0)} µs (${formatBytes(MiB / (crc1m / 1e6))}/s), once by the writer, once by the node, once by the reader`,
+    `  CRC-32 of 1 KB ${result.checksums.crc32Per1KbUs.toFixed(2)} µs; of 1 MiB ${result.checksums.crc32PerMiBUs.toFixed(0)} µs (${formatBytes(MiB / (result.checksums.crc32PerMiBUs / 1e6))}/s), once by the writer, once by the node, once by the reader`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+/** security-latest.svg: every comparison as a ratio bar. */
+function writeChart(per: Record<Name, Sample[]>, result: Summary): void {
+  const ratio = (of: Name, base: Name, k: keyof Sample): number => ratioOf(per, of, base, k);
+  const bar = (label: string, r: number, target = 0): { label: string; ratio: number; target: number; note: string } => ({ label, ratio: r, target, note: "" });
+  const w = result.wholeBoundary;
   const bars = [
-    { label: "1 KB PUT p50 (anonymous ÷ secure)", ratio: ratio("anonymous", "secure", "putP50Us"), target: 0, note: "" },
-    { label: "1 KB GET p50 (anonymous ÷ secure)", ratio: ratio("anonymous", "secure", "getP50Us"), target: 0, note: "" },
-    { label: "1 MiB PUT throughput (secure ÷ anonymous)", ratio: a.put1MiBThroughputRatio, target: 0.95, note: "" },
-    { label: "1 MiB GET throughput (secure ÷ anonymous)", ratio: a.get1MiBThroughputRatio, target: 0.95, note: "" },
-    ...(result.wholeBoundary ? [
-      { label: "1 KB PUT p50 (before ÷ secure)", ratio: ratio("baseline", "secure", "putP50Us"), target: 0, note: "" },
-      { label: "1 KB GET p50 (before ÷ secure)", ratio: ratio("baseline", "secure", "getP50Us"), target: 0, note: "" },
-      { label: "1 MiB PUT throughput (secure ÷ before)", ratio: result.wholeBoundary.put1MiBThroughputRatio, target: 0.95, note: "" },
-      { label: "1 MiB GET throughput (secure ÷ before)", ratio: result.wholeBoundary.get1MiBThroughputRatio, target: 0.95, note: "" },
+    bar("1 KB PUT p50 (anonymous ÷ secure)", ratio("anonymous", "secure", "putP50Us")),
+    bar("1 KB GET p50 (anonymous ÷ secure)", ratio("anonymous", "secure", "getP50Us")),
+    bar("1 MiB PUT throughput (secure ÷ anonymous)", result.auth.put1MiBThroughputRatio, 0.95),
+    bar("1 MiB GET throughput (secure ÷ anonymous)", result.auth.get1MiBThroughputRatio, 0.95),
+    ...(w ? [
+      bar("1 KB PUT p50 (before ÷ secure)", ratio("baseline", "secure", "putP50Us")),
+      bar("1 KB GET p50 (before ÷ secure)", ratio("baseline", "secure", "getP50Us")),
+      bar("1 MiB PUT throughput (secure ÷ before)", w.put1MiBThroughputRatio, 0.95),
+      bar("1 MiB GET throughput (secure ÷ before)", w.get1MiBThroughputRatio, 0.95),
     ] : []),
-    { label: "1 KB PUT p50 (secure ÷ secure with TLS)", ratio: ratio("secure", "tls", "putP50Us"), target: 0, note: "" },
-    { label: "1 KB GET p50 (secure ÷ secure with TLS)", ratio: ratio("secure", "tls", "getP50Us"), target: 0, note: "" },
-    { label: "1 MiB PUT throughput (TLS ÷ secure)", ratio: x.put1MiBThroughputRatio, target: 0, note: "" },
-    { label: "1 MiB GET throughput (TLS ÷ secure)", ratio: x.get1MiBThroughputRatio, target: 0, note: "" },
+    bar("1 KB PUT p50 (secure ÷ secure with TLS)", ratio("secure", "tls", "putP50Us")),
+    bar("1 KB GET p50 (secure ÷ secure with TLS)", ratio("secure", "tls", "getP50Us")),
+    bar("1 MiB PUT throughput (TLS ÷ secure)", result.tls.put1MiBThroughputRatio),
+    bar("1 MiB GET throughput (TLS ÷ secure)", result.tls.get1MiBThroughputRatio),
   ];
   fs.writeFileSync(path.join(outDir, "security-latest.svg"), ratioChart(
     "Pocket on an authenticated bus, with and without TLS, against an anonymous one",

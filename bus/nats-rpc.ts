@@ -3,26 +3,16 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node"
 import type { Operation, RequestOf } from "../schemas/operation";
 import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError, UnauthorizedError } from "../schemas/errors";
 import { decodeBody, decodeJson, encodeBody, encodeJson } from "./body";
+import type { Bus, ServeOptions } from "./bus";
 import type { Caller, CallOptions, CallResult } from "./caller";
 import { Transport, type Router } from "./router";
 import { DriverOperations, ErrorHeaders, operationSubject, Subjects } from "./subjects";
-
-export interface NatsServeOptions {
-  /** Requests handled at once; past it, callers get `Busy` at once instead of queueing without bound. */
-  readonly inflightMax?: number;
-  /**
-   * Subjects are `<prefix>.<jobId>.<operation>`: the job named by the subject
-   * (which the server lets only that job's lambdas publish to) is handed to
-   * handlers as `ctx.jobId`, and they refuse a token of another job.
-   */
-  readonly jobScoped?: boolean;
-}
 
 /**
  * Serves a router's operations on NATS under `prefix` (`<prefix>.<operation>`).
  * Returns the subscription; drain or unsubscribe it to stop.
  */
-export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, options: NatsServeOptions = {}): Subscription {
+export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, options: ServeOptions = {}): Subscription {
   const inflightMax = options.inflightMax ?? 1024;
   let inflight = 0;
   const cut = prefix.length + 1;
@@ -98,12 +88,14 @@ export class NatsCaller implements Caller {
 
 /** Calls the controller: drivers' operations and operators' operations live under different subjects. */
 export class ControllerCaller implements Caller {
-  readonly #driver: NatsCaller;
-  readonly #admin: NatsCaller;
+  readonly #driver: Caller;
+  readonly #admin: Caller;
 
-  constructor(nc: NatsConnection, defaultTimeoutMs = 10_000) {
-    this.#driver = new NatsCaller(nc, Subjects.controllerDriver, defaultTimeoutMs);
-    this.#admin = new NatsCaller(nc, Subjects.controllerAdmin, defaultTimeoutMs);
+  /** Over a NATS connection, or over any bus (the simulation's). */
+  constructor(via: NatsConnection | Pick<Bus, "caller">, defaultTimeoutMs = 10_000) {
+    const caller = (prefix: string): Caller => ("caller" in via ? via.caller(prefix, defaultTimeoutMs) : new NatsCaller(via, prefix, defaultTimeoutMs));
+    this.#driver = caller(Subjects.controllerDriver);
+    this.#admin = caller(Subjects.controllerAdmin);
   }
 
   call<O extends Operation>(op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {

@@ -2,20 +2,11 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Static, TSchema } from "@sinclair/typebox";
 import type { Logger } from "../lib/log";
 import { decodeJson } from "./body";
+import type { SubscribeOptions } from "./bus";
 import { checkerFor, describeViolation } from "./router";
 
 /** Drop notices per subscription: at most one line per this interval, with how many were dropped since. */
 const dropLogIntervalMs = 10_000;
-
-export interface SubscribeValidatedOptions<S extends TSchema> {
-  /**
-   * The subject a message with this body must arrive on. nats-server lets each
-   * component publish only on its own subjects (a node on its own heartbeat
-   * subject), so a body claiming another identity than its subject is a spoof
-   * and is dropped.
-   */
-  readonly subjectOf?: (value: Static<S>) => string;
-}
 
 /**
  * Subscribes to published JSON messages (heartbeats, reports), handing on
@@ -24,7 +15,7 @@ export interface SubscribeValidatedOptions<S extends TSchema> {
  */
 export function subscribeValidated<S extends TSchema>(
   nc: NatsConnection, subject: string, schema: S, log: Logger, onMessage: (value: Static<S>) => void,
-  options: SubscribeValidatedOptions<S> = {},
+  options: SubscribeOptions<S> = {},
 ): Subscription {
   const check = checkerFor(schema);
   const drops = new DropLog(log, subject);

@@ -127,7 +127,8 @@ export class TokenAuthority {
    */
   issueGrant(claims: GrantClaims, ttlMs: number): string {
     checkLength(claims.length);
-    const expiresAtMs = this.clock.now() + Math.max(0, Math.floor(ttlMs));
+    // Whole milliseconds: the grant spells its expiry in base 36 digits, and a clock may read fractions.
+    const expiresAtMs = Math.floor(this.clock.now() + Math.max(0, ttlMs));
     const tag = this.#tag([GrantDomain, claims.jobId, claims.nodeId, claims.extentId, claims.length, expiresAtMs]);
     return `${claims.length.toString(36)}.${expiresAtMs.toString(36)}.${tag.toString("base64url")}`;
   }

@@ -302,6 +302,239 @@ async function replay(flags: Flags, trace: string | undefined): Promise<void> {
   for (const d of decisions) process.stdout.write(`${describeDecision(d, origin)}\n`);
 }
 
+/** `pocket auth init DIR`: creates a cluster's bus identities. */
+async function authInit(flags: Flags, args: readonly string[]): Promise<void> {
+  const [sub, dir] = args;
+  if (sub !== "init" || !dir) throw new UsageError("pocket auth init DIR");
+  const auth = ClusterAuth.open(dir);
+  out(flags, { dir: auth.dir, serverConfig: auth.serverConfigFile }, () =>
+    `bus identities in ${auth.dir}\nadd to the nats-server config:  include "${auth.serverConfigFile}"\nthen: pocket up --nats URL --auth-dir ${auth.dir}\n`);
+}
+
+/** `pocket nodes`: one row per storage node, then a line per tier. */
+function listNodes(flags: Flags): Promise<void> {
+  return withClient(flags, As.Admin, async (c) => {
+    const nodes = await c.listNodes();
+    const tiers = new Map<string, { nodes: number; used: number; capacity: number }>();
+    for (const n of nodes.filter((x) => x.state === "active")) {
+      const t = tiers.get(n.tier) ?? { nodes: 0, used: 0, capacity: 0 };
+      tiers.set(n.tier, { nodes: t.nodes + 1, used: t.used + n.usedBytes, capacity: t.capacity + n.capacityBytes });
+    }
+    out(flags, nodes, () => table([
+      ["NODE", "TIER", "STATE", "ADDR", "USED", "CAPACITY", "CPU", "NET", "CAP", "RESERVED", "WEIGHTS"],
+      ...nodes.map((n) => [n.nodeId, n.tier, n.state + (n.launched ? "*" : ""), n.addr || "-", formatBytes(n.usedBytes), formatBytes(n.capacityBytes),
+        pct(n.utilisation.cpu), pct(n.utilisation.network), pct(n.utilisation.capacity), formatBytes(n.reservedBytes),
+        n.jobWeights.map((w) => `${w.jobId}:${w.weight.toFixed(2)}`).join(",") || "-"]),
+    ]) + (nodes.some((n) => n.launched) ? "* launched by the controller\n" : "") + [...tiers].map(([tier, t]) =>
+      `${tier}: ${formatBytes(t.used)} of ${formatBytes(t.capacity)} used (${t.capacity > 0 ? ((100 * t.used) / t.capacity).toFixed(1) : "0"}%) on ${t.nodes} active node(s)\n`).join(""));
+  });
+}
+
+/** `pocket shards`: the metadata shards. */
+function listShards(flags: Flags): Promise<void> {
+  return withClient(flags, As.Admin, async (c) => {
+    const shards = await c.listShards();
+    out(flags, shards, () => table([["SHARD", "STATE", "JOBS", "OBJECTS"], ...shards.map((s) => [s.shardId, s.state, String(s.jobs), String(s.objects)])]));
+  });
+}
+
+/** `pocket jobs`: the registered jobs. */
+function listJobs(flags: Flags): Promise<void> {
+  return withClient(flags, As.Admin, async (c) => {
+    const jobs = await c.listJobs();
+    out(flags, jobs, () => table([
+      ["JOB", "NAME", "STATE", "TIER", "SHARD", "REGISTERED", "WEIGHTS"],
+      ...jobs.map((j) => [j.jobId, j.name, j.state, j.tier, j.shardId, new Date(j.registeredAtMs).toISOString(),
+        j.weights.map((w) => `${w.nodeId}:${w.weight.toFixed(2)}`).join(",")]),
+    ]));
+  });
+}
+
+/** `pocket job register|deregister`. */
+async function jobVerb(flags: Flags, args: readonly string[]): Promise<void> {
+  const [sub, name] = args;
+  if (sub === "register") return jobRegister(flags, name);
+  if (sub === "deregister") return jobDeregister(flags, name);
+  throw new UsageError("pocket job register|deregister");
+}
+
+/** The job's hints from the flags, leaving out those not given. */
+function hintsFrom(flags: Flags): JobHints {
+  const hints: JobHints = {
+    lambdas: flags.lambdas !== undefined ? int(flags.lambdas, "lambdas", 0) : undefined,
+    capacityBytes: flags.capacity ? parseBytes(flags.capacity) : undefined,
+    throughputBps: flags.throughput ? parseRate(flags.throughput) : undefined,
+    latencySensitive: flags["latency-sensitive"] ? true : undefined,
+    readRatio: flags["read-ratio"] !== undefined ? ratio(flags["read-ratio"], "read-ratio") : undefined,
+  };
+  for (const k of Object.keys(hints) as Array<keyof JobHints>) if (hints[k] === undefined) delete hints[k];
+  return hints;
+}
+
+/** `pocket job register NAME`: prints what a lambda needs to use the job. */
+async function jobRegister(flags: Flags, name: string | undefined): Promise<void> {
+  if (!name) throw new UsageError("pocket job register NAME");
+  const hints = hintsFrom(flags);
+  return withClient(flags, As.Driver, async (c) => {
+    // The CLI exits at once, so it cannot renew: the lease is --lease (default 1 h).
+    const reg = await c.registerJob(name, hints, { renew: false, leaseMs: flags.lease ? parseDuration(flags.lease) : 3600_000 });
+    // What a lambda needs and nothing more: the job, its token and its one-job NATS credential.
+    const creds = reg.credentials ? `POCKET_CREDS=${Buffer.from(reg.credentials, "utf8").toString("base64url")}\n` : "";
+    out(flags, reg, () => `POCKET_JOB=${reg.jobId}\nPOCKET_TOKEN=${reg.token}\n${creds}`);
+  });
+}
+
+/** `pocket job deregister JOB`. */
+async function jobDeregister(flags: Flags, job: string | undefined): Promise<void> {
+  const token = tokenFor(flags, job);
+  return withClient(flags, As.Driver, async (c) => {
+    const r = await c.deregisterJob(token);
+    out(flags, r, () => `deregistered ${r.jobId}; freed ${formatBytes(r.freedBytes)}\n`);
+  });
+}
+
+/** `pocket node retire NODE`. */
+async function nodeRetire(flags: Flags, args: readonly string[]): Promise<void> {
+  const [sub, nodeId] = args;
+  if (sub !== "retire" || !nodeId) throw new UsageError("pocket node retire NODE");
+  return withClient(flags, As.Admin, async (c) => {
+    const r = (await c.controller.call(ControllerOps.nodeRetire, { nodeId })).reply;
+    out(flags, r, () => `${r.nodeId}: ${r.state}\n`);
+  });
+}
+
+/** `pocket usage JOB`: what a job used and what it costs. */
+async function jobUsage(flags: Flags, args: readonly string[]): Promise<void> {
+  const [jobId] = args;
+  if (!jobId) throw new UsageError("pocket usage JOB");
+  return withClient(flags, As.Admin, async (c) => {
+    const u = (await c.controller.call(ControllerOps.jobUsage, { jobId })).reply;
+    const ended = u.endedAtMs ?? Date.now();
+    out(flags, u, () => [
+      `job ${u.jobId} (${u.name}): ${u.state}, ${u.tier}, ${((ended - u.registeredAtMs) / 1000).toFixed(1)} s`,
+      `  reserved   ${u.demand.nodes.toFixed(3)} node(s) (${u.demand.bound}-bound: ${formatBytes(u.demand.capacityBytes)}, ${formatBytes(u.demand.throughputBps)}/s)`,
+      `  stored     ${formatBytes(u.bytes)} now; ${(u.byteSeconds / 2 ** 30).toFixed(2)} GiB·s in all`,
+      `  requests   ${u.requests}`,
+      `  node-hours ${u.reservedNodeHours.toFixed(6)} reserved, ${u.usedNodeHours.toFixed(6)} used`,
+      `  cost       $${u.cost.toFixed(6)} at $${u.pricePerNodeHour}/node-hour`,
+      "",
+    ].join("\n"));
+  });
+}
+
+/** `pocket calibrate --device PATH`: measures a device and writes its model. */
+async function calibrateVerb(flags: Flags): Promise<void> {
+  if (!flags.device) throw new UsageError("pocket calibrate --device PATH [--size 1GiB] [--latency 1000] [--seconds 1] [--out FILE]");
+  const limit = Number(flags.latency ?? "1000");
+  const seconds = Number(flags.seconds ?? "1");
+  if (!(limit > 0) || !(seconds > 0)) throw new UsageError("--latency (µs) and --seconds must be positive");
+  const model = await calibrate({
+    path: flags.device, sizeBytes: flags.size ? parseBytes(flags.size) : undefined, latencyLimitUs: limit, stepSeconds: seconds, readRatio: 0.8,
+  }, (p) => process.stderr.write(`calibrate: ${p.workload.padEnd(5)} offered ${String(p.offeredIops).padStart(7)} IOPS → ${String(Math.round(p.achievedIops)).padStart(7)} IOPS, p95 ${p.p95Us.toFixed(0)} µs\n`));
+  const outFile = flags.out ?? "pocket-device-model.json";
+  fs.writeFileSync(outFile, JSON.stringify(model, null, 2));
+  out(flags, model, () => `${Math.round(model.tokensPerSec).toLocaleString("en")} tokens/s within a p95 of ${model.latencyLimitUs} µs; a 4 KiB write costs ${model.writeCost} (a read ${model.readCost}); written to ${outFile}\n`);
+}
+
+/** `pocket put JOB KEY FILE|-`. */
+async function putVerb(flags: Flags, args: readonly string[]): Promise<void> {
+  const [job, key, file] = args;
+  if (!key || !file) throw new UsageError("pocket put JOB KEY FILE|-");
+  const token = tokenFor(flags, job);
+  return withClient(flags, As.Lambda, async (c) => {
+    const r = await putFile(c.job(token), key, file);
+    out(flags, r, () => `${key}: ${formatBytes(r.size)}, version ${r.version}\n`);
+  });
+}
+
+/** `pocket get JOB KEY [FILE|-]`. */
+async function getVerb(flags: Flags, args: readonly string[]): Promise<void> {
+  const [job, key, file] = args;
+  if (!key) throw new UsageError("pocket get JOB KEY [FILE|-]");
+  const token = tokenFor(flags, job);
+  return withClient(flags, As.Lambda, async (c) => {
+    const dest = file && file !== "-" ? fs.createWriteStream(file) : process.stdout;
+    await pipeline(c.job(token).getStream(key), dest);
+  });
+}
+
+/** `pocket ls JOB [DIR]`. */
+async function lsVerb(flags: Flags, args: readonly string[]): Promise<void> {
+  const [job, dir] = args;
+  const token = tokenFor(flags, job);
+  return withClient(flags, As.Lambda, async (c) => {
+    const entries: Array<{ name: string; type: string; size: number }> = [];
+    for await (const e of c.job(token).listAll(dir ?? "")) entries.push(e);
+    out(flags, entries, () => entries.map((e) => (e.type === "directory" ? `${e.name}/\n` : `${e.name}\t${e.size}\n`)).join(""));
+  });
+}
+
+/** `pocket stat JOB KEY`. */
+async function statVerb(flags: Flags, args: readonly string[]): Promise<void> {
+  const [job, key] = args;
+  if (!key) throw new UsageError("pocket stat JOB KEY");
+  const token = tokenFor(flags, job);
+  return withClient(flags, As.Lambda, async (c) => {
+    const s = await c.job(token).stat(key);
+    out(flags, s, () => `${s.path}: ${s.type}, ${s.type === "object" ? `${s.size} bytes, version ${s.version}` : `${s.children} entries`}\n`);
+  });
+}
+
+/** `pocket count JOB [DIR] [--recursive]`. */
+async function countVerb(flags: Flags, args: readonly string[]): Promise<void> {
+  const [job, dir] = args;
+  const token = tokenFor(flags, job);
+  return withClient(flags, As.Lambda, async (c) => {
+    const n = await c.job(token).count(dir ?? "", { recursive: flags.recursive });
+    out(flags, n, () => `${n.objects} objects, ${n.directories} directories, ${formatBytes(n.bytes)}\n`);
+  });
+}
+
+/** `pocket mkdir JOB DIR`. */
+async function mkdirVerb(flags: Flags, args: readonly string[]): Promise<void> {
+  const [job, dir] = args;
+  if (!dir) throw new UsageError("pocket mkdir JOB DIR");
+  const token = tokenFor(flags, job);
+  return withClient(flags, As.Lambda, (c) => c.job(token).mkdir(dir));
+}
+
+/** `pocket rm JOB KEY [--recursive]`. */
+async function rmVerb(flags: Flags, args: readonly string[]): Promise<void> {
+  const [job, key] = args;
+  if (!key) throw new UsageError("pocket rm JOB KEY [--recursive]");
+  const token = tokenFor(flags, job);
+  return withClient(flags, As.Lambda, async (c) => {
+    const r = await c.job(token).delete(key, { recursive: flags.recursive });
+    out(flags, r, () => `removed ${r.objects} objects, ${formatBytes(r.bytes)}\n`);
+  });
+}
+
+/** A verb's handler: the flags, and the positionals after the verb. */
+type Verb = (flags: Flags, args: readonly string[]) => Promise<void>;
+
+/** Every verb and its handler. */
+const verbs: Readonly<Record<string, Verb>> = {
+  up,
+  auth: authInit,
+  nodes: listNodes,
+  shards: listShards,
+  jobs: listJobs,
+  job: jobVerb,
+  node: nodeRetire,
+  events,
+  usage: jobUsage,
+  replay: (flags, args) => replay(flags, args[0]),
+  calibrate: calibrateVerb,
+  put: putVerb,
+  get: getVerb,
+  ls: lsVerb,
+  stat: statVerb,
+  count: countVerb,
+  mkdir: mkdirVerb,
+  rm: rmVerb,
+};
+
+/** Parses the command line and runs its verb (the usage text without one). */
 async function run(argv: string[]): Promise<void> {
   const { values: flags, positionals: pos } = parse(argv);
   const [verb, ...args] = pos;
@@ -309,180 +542,8 @@ async function run(argv: string[]): Promise<void> {
     process.stdout.write(usage);
     return;
   }
-  switch (verb) {
-    case "up":
-      return up(flags);
-    case "auth": {
-      const [sub, dir] = args;
-      if (sub !== "init" || !dir) throw new UsageError("pocket auth init DIR");
-      const auth = ClusterAuth.open(dir);
-      out(flags, { dir: auth.dir, serverConfig: auth.serverConfigFile }, () =>
-        `bus identities in ${auth.dir}\nadd to the nats-server config:  include "${auth.serverConfigFile}"\nthen: pocket up --nats URL --auth-dir ${auth.dir}\n`);
-      return;
-    }
-    case "nodes":
-      return withClient(flags, As.Admin, async (c) => {
-        const nodes = await c.listNodes();
-        const tiers = new Map<string, { nodes: number; used: number; capacity: number }>();
-        for (const n of nodes.filter((x) => x.state === "active")) {
-          const t = tiers.get(n.tier) ?? { nodes: 0, used: 0, capacity: 0 };
-          tiers.set(n.tier, { nodes: t.nodes + 1, used: t.used + n.usedBytes, capacity: t.capacity + n.capacityBytes });
-        }
-        out(flags, nodes, () => table([
-          ["NODE", "TIER", "STATE", "ADDR", "USED", "CAPACITY", "CPU", "NET", "CAP", "RESERVED", "WEIGHTS"],
-          ...nodes.map((n) => [n.nodeId, n.tier, n.state + (n.launched ? "*" : ""), n.addr || "-", formatBytes(n.usedBytes), formatBytes(n.capacityBytes),
-            pct(n.utilisation.cpu), pct(n.utilisation.network), pct(n.utilisation.capacity), formatBytes(n.reservedBytes),
-            n.jobWeights.map((w) => `${w.jobId}:${w.weight.toFixed(2)}`).join(",") || "-"]),
-        ]) + (nodes.some((n) => n.launched) ? "* launched by the controller\n" : "") + [...tiers].map(([tier, t]) =>
-          `${tier}: ${formatBytes(t.used)} of ${formatBytes(t.capacity)} used (${t.capacity > 0 ? ((100 * t.used) / t.capacity).toFixed(1) : "0"}%) on ${t.nodes} active node(s)\n`).join(""));
-      });
-    case "shards":
-      return withClient(flags, As.Admin, async (c) => {
-        const shards = await c.listShards();
-        out(flags, shards, () => table([["SHARD", "STATE", "JOBS", "OBJECTS"], ...shards.map((s) => [s.shardId, s.state, String(s.jobs), String(s.objects)])]));
-      });
-    case "jobs":
-      return withClient(flags, As.Admin, async (c) => {
-        const jobs = await c.listJobs();
-        out(flags, jobs, () => table([
-          ["JOB", "NAME", "STATE", "TIER", "SHARD", "REGISTERED", "WEIGHTS"],
-          ...jobs.map((j) => [j.jobId, j.name, j.state, j.tier, j.shardId, new Date(j.registeredAtMs).toISOString(),
-            j.weights.map((w) => `${w.nodeId}:${w.weight.toFixed(2)}`).join(",")]),
-        ]));
-      });
-    case "job": {
-      const [sub, name] = args;
-      if (sub === "register") {
-        if (!name) throw new UsageError("pocket job register NAME");
-        const hints: JobHints = {
-          lambdas: flags.lambdas !== undefined ? int(flags.lambdas, "lambdas", 0) : undefined,
-          capacityBytes: flags.capacity ? parseBytes(flags.capacity) : undefined,
-          throughputBps: flags.throughput ? parseRate(flags.throughput) : undefined,
-          latencySensitive: flags["latency-sensitive"] ? true : undefined,
-          readRatio: flags["read-ratio"] !== undefined ? ratio(flags["read-ratio"], "read-ratio") : undefined,
-        };
-        for (const k of Object.keys(hints) as Array<keyof JobHints>) if (hints[k] === undefined) delete hints[k];
-        return withClient(flags, As.Driver, async (c) => {
-          // The CLI exits at once, so it cannot renew: the lease is --lease (default 1 h).
-          const reg = await c.registerJob(name, hints, { renew: false, leaseMs: flags.lease ? parseDuration(flags.lease) : 3600_000 });
-          // What a lambda needs and nothing more: the job, its token and its one-job NATS credential.
-          const creds = reg.credentials ? `POCKET_CREDS=${Buffer.from(reg.credentials, "utf8").toString("base64url")}\n` : "";
-          out(flags, reg, () => `POCKET_JOB=${reg.jobId}\nPOCKET_TOKEN=${reg.token}\n${creds}`);
-        });
-      }
-      if (sub === "deregister") {
-        const token = tokenFor(flags, name);
-        return withClient(flags, As.Driver, async (c) => {
-          const r = await c.deregisterJob(token);
-          out(flags, r, () => `deregistered ${r.jobId}; freed ${formatBytes(r.freedBytes)}\n`);
-        });
-      }
-      throw new UsageError("pocket job register|deregister");
-    }
-    case "node": {
-      const [sub, nodeId] = args;
-      if (sub !== "retire" || !nodeId) throw new UsageError("pocket node retire NODE");
-      return withClient(flags, As.Admin, async (c) => {
-        const r = (await c.controller.call(ControllerOps.nodeRetire, { nodeId })).reply;
-        out(flags, r, () => `${r.nodeId}: ${r.state}\n`);
-      });
-    }
-    case "events":
-      return events(flags);
-    case "usage": {
-      const [jobId] = args;
-      if (!jobId) throw new UsageError("pocket usage JOB");
-      return withClient(flags, As.Admin, async (c) => {
-        const u = (await c.controller.call(ControllerOps.jobUsage, { jobId })).reply;
-        const ended = u.endedAtMs ?? Date.now();
-        out(flags, u, () => [
-          `job ${u.jobId} (${u.name}): ${u.state}, ${u.tier}, ${((ended - u.registeredAtMs) / 1000).toFixed(1)} s`,
-          `  reserved   ${u.demand.nodes.toFixed(3)} node(s) (${u.demand.bound}-bound: ${formatBytes(u.demand.capacityBytes)}, ${formatBytes(u.demand.throughputBps)}/s)`,
-          `  stored     ${formatBytes(u.bytes)} now; ${(u.byteSeconds / 2 ** 30).toFixed(2)} GiB·s in all`,
-          `  requests   ${u.requests}`,
-          `  node-hours ${u.reservedNodeHours.toFixed(6)} reserved, ${u.usedNodeHours.toFixed(6)} used`,
-          `  cost       $${u.cost.toFixed(6)} at $${u.pricePerNodeHour}/node-hour`,
-          "",
-        ].join("\n"));
-      });
-    }
-    case "replay":
-      return replay(flags, args[0]);
-    case "calibrate": {
-      if (!flags.device) throw new UsageError("pocket calibrate --device PATH [--size 1GiB] [--latency 1000] [--seconds 1] [--out FILE]");
-      const limit = Number(flags.latency ?? "1000");
-      const seconds = Number(flags.seconds ?? "1");
-      if (!(limit > 0) || !(seconds > 0)) throw new UsageError("--latency (µs) and --seconds must be positive");
-      const model = await calibrate({
-        path: flags.device, sizeBytes: flags.size ? parseBytes(flags.size) : undefined, latencyLimitUs: limit, stepSeconds: seconds, readRatio: 0.8,
-      }, (p) => process.stderr.write(`calibrate: ${p.workload.padEnd(5)} offered ${String(p.offeredIops).padStart(7)} IOPS → ${String(Math.round(p.achievedIops)).padStart(7)} IOPS, p95 ${p.p95Us.toFixed(0)} µs\n`));
-      const outFile = flags.out ?? "pocket-device-model.json";
-      fs.writeFileSync(outFile, JSON.stringify(model, null, 2));
-      out(flags, model, () => `${Math.round(model.tokensPerSec).toLocaleString("en")} tokens/s within a p95 of ${model.latencyLimitUs} µs; a 4 KiB write costs ${model.writeCost} (a read ${model.readCost}); written to ${outFile}\n`);
-      return;
-    }
-    case "put": {
-      const [job, key, file] = args;
-      if (!key || !file) throw new UsageError("pocket put JOB KEY FILE|-");
-      const token = tokenFor(flags, job);
-      return withClient(flags, As.Lambda, async (c) => {
-        const r = await putFile(c.job(token), key, file);
-        out(flags, r, () => `${key}: ${formatBytes(r.size)}, version ${r.version}\n`);
-      });
-    }
-    case "get": {
-      const [job, key, file] = args;
-      if (!key) throw new UsageError("pocket get JOB KEY [FILE|-]");
-      const token = tokenFor(flags, job);
-      return withClient(flags, As.Lambda, async (c) => {
-        const dest = file && file !== "-" ? fs.createWriteStream(file) : process.stdout;
-        await pipeline(c.job(token).getStream(key), dest);
-      });
-    }
-    case "ls": {
-      const [job, dir] = args;
-      const token = tokenFor(flags, job);
-      return withClient(flags, As.Lambda, async (c) => {
-        const entries: Array<{ name: string; type: string; size: number }> = [];
-        for await (const e of c.job(token).listAll(dir ?? "")) entries.push(e);
-        out(flags, entries, () => entries.map((e) => (e.type === "directory" ? `${e.name}/\n` : `${e.name}\t${e.size}\n`)).join(""));
-      });
-    }
-    case "stat": {
-      const [job, key] = args;
-      if (!key) throw new UsageError("pocket stat JOB KEY");
-      const token = tokenFor(flags, job);
-      return withClient(flags, As.Lambda, async (c) => {
-        const s = await c.job(token).stat(key);
-        out(flags, s, () => `${s.path}: ${s.type}, ${s.type === "object" ? `${s.size} bytes, version ${s.version}` : `${s.children} entries`}\n`);
-      });
-    }
-    case "count": {
-      const [job, dir] = args;
-      const token = tokenFor(flags, job);
-      return withClient(flags, As.Lambda, async (c) => {
-        const n = await c.job(token).count(dir ?? "", { recursive: flags.recursive });
-        out(flags, n, () => `${n.objects} objects, ${n.directories} directories, ${formatBytes(n.bytes)}\n`);
-      });
-    }
-    case "mkdir": {
-      const [job, dir] = args;
-      if (!dir) throw new UsageError("pocket mkdir JOB DIR");
-      const token = tokenFor(flags, job);
-      return withClient(flags, As.Lambda, (c) => c.job(token).mkdir(dir));
-    }
-    case "rm": {
-      const [job, key] = args;
-      if (!key) throw new UsageError("pocket rm JOB KEY [--recursive]");
-      const token = tokenFor(flags, job);
-      return withClient(flags, As.Lambda, async (c) => {
-        const r = await c.job(token).delete(key, { recursive: flags.recursive });
-        out(flags, r, () => `removed ${r.objects} objects, ${formatBytes(r.bytes)}\n`);
-      });
-    }
-    default:
-      throw new UsageError(`unknown command ${JSON.stringify(verb)}`);
-  }
+  if (!Object.hasOwn(verbs, verb)) throw new UsageError(`unknown command ${JSON.stringify(verb)}`);
+  return verbs[verb]!(flags, args);
 }
 
 run(process.argv.slice(2)).then(

@@ -4,6 +4,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { InvalidArgumentError, isPocketError, ErrorCode, NodeUnavailableError, NotFoundError, IntegrityError } from "../schemas/errors";
 import { ControllerOps, NodeOps, ShardOps, WireLimits, type ExtentRef, type JobHints, type NodeInfo, type Weight, type WriteReceipt } from "../schemas/operations";
 import type { Operation, ReplyOf, RequestOf } from "../schemas/operation";
+import type { Bus } from "../bus/bus";
 import type { Caller, CallOptions, CallResult } from "../bus/caller";
 import { ControllerCaller, NatsCaller } from "../bus/nats-rpc";
 import { connectWithCreds } from "../bus/nats-connect";
@@ -125,10 +126,36 @@ export class PocketClient {
   /** jobId → a connection made with that job's lambda credential (insertion-ordered, bounded). */
   readonly #jobConnections = new Map<string, Promise<NatsConnection>>();
   readonly controller: Caller;
+  readonly #nc: NatsConnection | undefined;
+  /** The bus every call goes over, for a client made with `over` (the simulation's). */
+  readonly #bus: Pick<Bus, "caller"> | undefined;
 
-  private constructor(readonly nc: NatsConnection, readonly options: PocketOptions) {
+  private constructor(nc: NatsConnection | undefined, readonly options: PocketOptions, bus?: Pick<Bus, "caller">) {
+    this.#nc = nc;
+    this.#bus = bus;
     this.#pool = new TcpPool({ requestTimeoutMs: options.requestTimeoutMs ?? 30_000, tls: options.tlsCa !== undefined ? { ca: options.tlsCa } : undefined });
-    this.controller = new ControllerCaller(nc, options.requestTimeoutMs ?? 30_000);
+    this.controller = new ControllerCaller(bus ?? nc!, options.requestTimeoutMs ?? 30_000);
+  }
+
+  /**
+   * A client whose every call goes over `bus` (no NATS connection, no direct
+   * transport, no lease renewal timers): the simulation's clients.
+   */
+  static over(bus: Pick<Bus, "caller">, options: Omit<PocketOptions, "servers" | "transport"> = {}): PocketClient {
+    return new PocketClient(undefined, { ...options, servers: [], transport: ClientTransport.Nats }, bus);
+  }
+
+  /** This client's own NATS connection. */
+  get nc(): NatsConnection {
+    if (!this.#nc) throw new Error("this client runs over a bus of its own, not a NATS connection");
+    return this.#nc;
+  }
+
+  /** A caller for a job's operations at `prefix`: over the client's bus, or NATS with the job's credential. */
+  async #jobCaller(prefix: string, jobId: string): Promise<Caller> {
+    const timeoutMs = this.options.requestTimeoutMs ?? 30_000;
+    if (this.#bus) return this.#bus.caller(prefix, timeoutMs);
+    return new NatsCaller(await this.natsFor(jobId), prefix, timeoutMs);
   }
 
   static async connect(options: PocketOptions): Promise<PocketClient> {
@@ -145,7 +172,7 @@ export class PocketClient {
    */
   natsFor(jobId: string): Promise<NatsConnection> {
     const creds = this.#jobCredentials.get(jobId);
-    if (creds === undefined) return Promise.resolve(this.nc);
+    if (creds === undefined || !this.#nc) return Promise.resolve(this.nc);
     let c = this.#jobConnections.get(jobId);
     if (!c) {
       if (this.#jobConnections.size >= jobConnectionsMax) {
@@ -175,7 +202,7 @@ export class PocketClient {
    */
   async registerJob(name: string, hints: JobHints = {}, options: { leaseMs?: number; renew?: boolean } = {}): Promise<RegisteredJob> {
     const reg = (await this.controller.call(ControllerOps.jobRegister, { name, hints, ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) })).reply;
-    if (options.renew !== false) this.#keepAlive(reg.token, reg.leaseMs);
+    if (options.renew !== false && !this.#bus) this.#keepAlive(reg.token, reg.leaseMs);
     if (reg.credentials !== undefined) this.#rememberCredentials(reg.jobId, reg.credentials);
     return reg;
   }
@@ -241,8 +268,8 @@ export class PocketClient {
     let info = this.#shards.get(shardId);
     if (!info) {
       if (this.#shards.size >= (this.options.shardCacheMax ?? 256)) this.#shards.delete(this.#shards.keys().next().value!);
-      info = this.natsFor(jobId)
-        .then((nc) => new NatsCaller(nc, Subjects.shardJob(shardId, jobId), this.options.requestTimeoutMs ?? 30_000).call(ShardOps.info, {}))
+      info = this.#jobCaller(Subjects.shardJob(shardId, jobId), jobId)
+        .then((caller) => caller.call(ShardOps.info, {}))
         .then((r) => r.reply);
       info.catch(() => this.#shards.delete(shardId));
       this.#shards.set(shardId, info);
@@ -258,8 +285,7 @@ export class PocketClient {
   async callShard<O extends Operation>(job: PocketJob, op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
     const { shardId, jobId, token } = job;
     if (this.options.transport === ClientTransport.Nats) {
-      const nc = await this.natsFor(jobId);
-      return new NatsCaller(nc, Subjects.shardJob(shardId, jobId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
+      return (await this.#jobCaller(Subjects.shardJob(shardId, jobId), jobId)).call(op, request, options);
     }
     for (let attempt = 0; ; attempt++) {
       const info = await this.shardInfo(shardId, jobId);
@@ -285,8 +311,7 @@ export class PocketClient {
     const token = request.token ?? "";
     if (this.options.transport === ClientTransport.Nats) {
       const jobId = peekJobClaims(token).jobId;
-      const nc = await this.natsFor(jobId);
-      return new NatsCaller(nc, Subjects.nodeJob(ref.nodeId, jobId), this.options.requestTimeoutMs ?? 30_000).call(op, request, options);
+      return (await this.#jobCaller(Subjects.nodeJob(ref.nodeId, jobId), jobId)).call(op, request, options);
     }
     if (!ref.addr || !ref.key) throw new NodeUnavailableError(`node ${ref.nodeId} has no known address`);
     return this.#pool.caller(ref.addr, { id: ref.nodeId, key: ref.key }, token).call(op, request, options);
@@ -315,7 +340,7 @@ export class PocketClient {
     const jobConnections = [...this.#jobConnections.values()];
     this.#jobConnections.clear();
     for (const c of jobConnections) await c.then((nc) => nc.drain()).catch(() => undefined);
-    await this.nc.drain().catch(() => undefined);
+    await this.#nc?.drain().catch(() => undefined);
   }
 }
 

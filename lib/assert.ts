@@ -1,9 +1,10 @@
 /**
  * Invariant checks. An assertion failing means a bug in this process, not
  * bad input: bad input gets a typed error at the edge, long before an
- * assertion could see it. Assertions stay on in production (each is a
- * comparison or two; `npm run bench:assert` measures what they cost on the
- * hot paths); `POCKET_ASSERT=off` turns the cheap ones' extra checks off.
+ * assertion could see it. Assertions on request paths are a comparison or
+ * two and stay on in production; checks that walk a whole structure
+ * (`checkInvariants()` of the namespace and the shard) are called by tests
+ * and the simulation, not by requests.
  *
  * @example
  *   assert(used <= capacity, "node over-committed", () => ({ used, capacity }));
@@ -14,9 +15,6 @@ export class AssertionError extends Error {
     super(details === undefined ? message : `${message} ${JSON.stringify(details)}`);
   }
 }
-
-/** Whether expensive checks (walks over whole structures) run: on unless POCKET_ASSERT=off. */
-export const assertionsDeep = process.env["POCKET_ASSERT"] !== "off";
 
 /** Throws AssertionError when `condition` is false; `details` is computed only then. */
 export function assert(condition: boolean, message: string, details?: () => Record<string, unknown>): asserts condition {

@@ -140,6 +140,8 @@ export class ControllerCore {
   nodes(): NodeBook[] { return [...this.#nodes.values()].sort(byId((n) => n.nodeId)); }
   jobs(): JobBook[] { return [...this.#jobs.values()].sort(byId((j) => j.jobId)); }
   liveJobs(): JobBook[] { return this.jobs().filter(live); }
+  /** Registered or active: the job's lease holds and its shard serves it. */
+  isLive(j: JobBook): boolean { return live(j); }
   get meta(): Readonly<CoreMeta> { return this.#meta; }
 
   nodeState(n: NodeBook): NodeState { return nodeStateOf(n.life); }

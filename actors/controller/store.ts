@@ -114,7 +114,7 @@ export class ControllerStore {
       const sqlite = new Database(location);
       sqlite.pragma("journal_mode = WAL");
       sqlite.pragma("synchronous = NORMAL");
-      db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+      db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     }
     const store = new ControllerStore(db, location.replace(/\/\/[^@/]*@/, "//***@"));
     const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
@@ -236,4 +236,34 @@ export class ControllerStore {
   async close(): Promise<void> {
     await this.db.destroy();
   }
+}
+
+/** Prepared statements kept per SQLite connection: the same few queries run on every save. */
+const statementCacheMax = 256;
+
+/**
+ * The SQLite connection as kysely sees it, with `prepare` remembered by SQL
+ * text (kysely prepares every query it runs; preparing was the largest cost
+ * of a save). Bounded: past statementCacheMax texts the oldest is dropped.
+ */
+function withStatementCache<D extends { prepare(sql: string): unknown }>(db: D): D {
+  const cache = new Map<string, unknown>();
+  const prepare = db.prepare.bind(db);
+  return new Proxy(db, {
+    get(target, prop, receiver) {
+      if (prop !== "prepare") {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      }
+      return (text: string) => {
+        let st = cache.get(text);
+        if (st === undefined) {
+          if (cache.size >= statementCacheMax) cache.delete(cache.keys().next().value!);
+          st = prepare(text);
+          cache.set(text, st);
+        }
+        return st;
+      };
+    },
+  });
 }

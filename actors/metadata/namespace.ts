@@ -1,5 +1,6 @@
 import { AlreadyExistsError, CapacityExceededError, InvalidArgumentError, NotEmptyError, NotFoundError } from "../../schemas/errors";
 import { WireLimits } from "../../schemas/operations";
+import { assert } from "../../lib/assert";
 
 /** Where one piece of an object lives. */
 export interface Extent {
@@ -146,6 +147,7 @@ export class Namespace {
       this.#objects++;
     }
     this.#bytes += size;
+    this.#checkCounters();
     return { entry, replaced: old?.extents ?? [], replacedInlineBytes: old?.inline?.byteLength ?? 0 };
   }
 
@@ -168,6 +170,7 @@ export class Namespace {
     this.#objects -= totals.objects;
     this.#directories -= totals.directories;
     this.#bytes -= totals.bytes;
+    this.#checkCounters();
     return { totals: { objects: totals.objects, directories: totals.directories, bytes: totals.bytes }, extents, inlineBytes };
   }
 
@@ -219,11 +222,53 @@ export class Namespace {
     return true;
   }
 
+  /**
+   * Walks the whole tree and checks it against the counters: objects,
+   * directories and bytes agree, every object's extents add up to its size
+   * (or it is inline, with its bytes), and no extent id appears twice.
+   * Returns the totals found. O(entries): for tests and the simulation.
+   */
+  checkInvariants(): Totals & { inlineBytes: number } {
+    const ids = new Set<string>();
+    const stack: Entry[] = [this.root];
+    const found = { objects: 0, directories: -1, bytes: 0, inlineBytes: 0 };
+    while (stack.length > 0) {
+      const e = stack.pop()!;
+      if (e.kind === "dir") {
+        found.directories++;
+        for (const c of e.children.values()) stack.push(c);
+        continue;
+      }
+      found.objects++;
+      found.bytes += e.size;
+      if (e.inline) {
+        found.inlineBytes += e.inline.byteLength;
+        assert(e.inline.byteLength === e.size && e.extents.length === 0, "inline object's size disagrees with its bytes", () => ({ size: e.size }));
+        continue;
+      }
+      let sum = 0;
+      for (const x of e.extents) {
+        assert(!ids.has(x.extentId), "extent id used twice", () => ({ extentId: x.extentId }));
+        ids.add(x.extentId);
+        sum += x.length;
+      }
+      assert(sum === e.size, "object's extents do not add up to its size", () => ({ size: e.size, extents: sum }));
+    }
+    assert(found.objects === this.#objects && found.directories === this.#directories && found.bytes === this.#bytes,
+      "namespace counters disagree with its tree", () => ({ counted: { objects: this.#objects, directories: this.#directories, bytes: this.#bytes }, found }));
+    return found;
+  }
+
   /** Every extent of the namespace (to free it whole). */
   allExtents(): Extent[] {
     const out: Extent[] = [];
     collect(this.root, out);
     return out;
+  }
+
+  #checkCounters(): void {
+    assert(this.#objects >= 0 && this.#directories >= 0 && this.#bytes >= 0 && this.#objects + this.#directories <= this.entriesMax,
+      "namespace counters out of range", () => ({ objects: this.#objects, directories: this.#directories, bytes: this.#bytes }));
   }
 
   #checkRoom(entries: number): void {

@@ -1,6 +1,5 @@
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { NodeHeartbeatSchema, type NodeHeartbeat } from "../../schemas/operations";
-import { subscribeValidated } from "../../bus/subscribe";
+import type { Bus, Closable } from "../../bus/bus";
 import { Subjects } from "../../bus/subjects";
 import type { Clock } from "../../lib/clock";
 import { Defaults } from "./config";
@@ -21,7 +20,7 @@ export class NodeDirectory {
   readonly #nodes = new Map<string, NodeRecord>();
   readonly #log = logger("node-directory");
   readonly #listeners: Array<(hb: NodeHeartbeat, isNew: boolean) => void> = [];
-  #sub: Subscription | undefined;
+  #sub: Closable | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -31,8 +30,8 @@ export class NodeDirectory {
   ) {}
 
   /** Follows heartbeats on the bus. */
-  follow(nc: NatsConnection): void {
-    this.#sub = subscribeValidated(nc, Subjects.nodeHeartbeatAll, NodeHeartbeatSchema, this.#log, (hb) => this.record(hb), {
+  follow(bus: Bus): void {
+    this.#sub = bus.subscribe(Subjects.nodeHeartbeatAll, NodeHeartbeatSchema, this.#log, (hb) => this.record(hb), {
       subjectOf: (hb) => Subjects.nodeHeartbeat(hb.nodeId),
     });
   }
@@ -77,6 +76,6 @@ export class NodeDirectory {
   }
 
   stop(): void {
-    this.#sub?.unsubscribe();
+    this.#sub?.close();
   }
 }

@@ -1,6 +1,6 @@
 import type { GenContext } from "./context";
 import { natsPublishCase, natsRequestCase, type NatsPublishCase, type NatsRequestCase } from "./nats-cases";
-import { Prng } from "./prng";
+import { Prng } from "../../lib/prng";
 import { tcpCase, type TcpCase } from "./tcp-cases";
 
 /**

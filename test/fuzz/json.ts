@@ -1,5 +1,5 @@
 import { Kind, OptionalKind, type TSchema } from "@sinclair/typebox";
-import type { Prng } from "./prng";
+import type { Prng } from "../../lib/prng";
 
 /**
  * JSON values for fuzz cases, driven by the operations' TypeBox schemas:

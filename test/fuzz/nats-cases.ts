@@ -6,7 +6,7 @@ import { Subjects } from "../../bus/subjects";
 import { Sender, tokenOracle, type GenContext } from "./context";
 import { expectRequest, operationAt, parseJson, Services, type Expect, type Service } from "./expect";
 import { invalidJsonText, validValue, violate, type FieldSource } from "./json";
-import type { Prng } from "./prng";
+import type { Prng } from "../../lib/prng";
 import { guard, requestSpec, type RequestTarget } from "./requests";
 import { encodeBody as natsBody } from "../../bus/body";
 import { mutateBody, splitBody } from "./wire";

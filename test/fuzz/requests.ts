@@ -5,7 +5,7 @@ import { crc32 } from "../../lib/checksum";
 import { extentIds, ghostJobIds, oddPaths, paths, tokenOracle, type FuzzJob, type GenContext } from "./context";
 import { allOperations, expectRequest, operationAt, parseJson, Services, TokenClass, type Expect, type Service } from "./expect";
 import { invalidJsonText, oddJsonText, validValue, violate, type FieldSource } from "./json";
-import type { Prng } from "./prng";
+import type { Prng } from "../../lib/prng";
 
 /**
  * Requests for either transport: an operation the service serves (or a name

@@ -4,7 +4,7 @@ import { checkerFor } from "../../bus/router";
 import { tokenOracle, type GenContext, type TcpEndpoint } from "./context";
 import { expectRequest, parseJson, TokenClass, type Expect } from "./expect";
 import { invalidJsonText, violate } from "./json";
-import type { Prng } from "./prng";
+import type { Prng } from "../../lib/prng";
 import { requestSpec, type RequestTarget } from "./requests";
 import { chunked, mutateFrame, readFrames, requestFrame, type FrameLimits } from "./wire";
 

@@ -1,5 +1,5 @@
 import { ErrorCode } from "../../schemas/errors";
-import type { Prng } from "./prng";
+import type { Prng } from "../../lib/prng";
 
 /**
  * The two wire formats as the protocol documents them (bus/frame.ts,

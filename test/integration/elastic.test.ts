@@ -70,9 +70,13 @@ describe("the local orchestrator scales the cluster", () => {
     const shellOnly = new Set(["node.launch-failed", "node.migrated"]);
     // The stream is read first: every input behind those decisions was written to the trace before them.
     const live = (await streamEvents(t.client.nc)).filter((e) => !shellOnly.has(String(e["kind"]))).map((e) => decisionLine(e as unknown as Decision));
-    await new Promise((r) => setTimeout(r, 300)); // the trace file's buffered writes
-    const replayed = (await replayTrace(trace)).decisions.map(decisionLine);
     expect(live.length).toBeGreaterThan(10);
+    // The trace file's writes are buffered: wait until it holds the inputs behind as many decisions as were published.
+    let replayed: string[] = [];
+    await eventually(async () => {
+      replayed = (await replayTrace(trace)).decisions.map(decisionLine);
+      return replayed.length >= live.length;
+    }, 5_000, `the trace replaying to ${live.length} decisions`);
     expect(replayed.slice(0, live.length)).toEqual(live);
     // The same inputs are on the event stream too.
     const inputs: ControllerInput[] = [];
@@ -105,8 +109,13 @@ describe("leases", () => {
     const events = await streamEvents(t.client.nc);
     expect(events.some((x) => x["kind"] === "job.expired" && x["jobId"] === crashed.jobId)).toBe(true);
 
-    // Well past its own lease, the renewed job is still there.
-    await new Promise((r) => setTimeout(r, 2_000));
+    // Well past its own lease, the renewed job is still there: the controller took a renewal one whole lease
+    // after the first lease ran out (ticking every heartbeat all the while), and still lists it.
+    await eventually(async () => {
+      const k = (await t.client.listJobs()).find((j) => j.jobId === kept.jobId);
+      if (!k) throw new Error(`the renewed job ${kept.jobId} was reclaimed`);
+      return k.leaseExpiresAtMs >= kept.leaseExpiresAtMs + 2 * kept.leaseMs;
+    }, 10_000, "a renewal one lease past the first lease's end");
     expect((await t.client.listJobs()).some((j) => j.jobId === kept.jobId)).toBe(true);
     expect((await t.client.job(kept.token).get("b")).equals(patternBytes(2 * MiB, 2))).toBe(true);
     await t.client.deregisterJob(kept.token);

@@ -5,6 +5,7 @@ import { NativeIoError, NvmeEngine } from "../../native";
 import { readDeviceModel } from "../../native/calibrate";
 import { projectRoot } from "../../lib/process";
 import { patternBytes } from "../harness/cluster";
+import { within } from "../harness/wait";
 
 const MiB = 2 ** 20;
 // O_DIRECT needs a file system that supports it (not tmpfs): /var/tmp by default.
@@ -122,10 +123,17 @@ test("closing with requests queued and in flight settles every one of them", asy
   });
   e.addLatencyCritical(2, { iops: 10, readRatio: 1, p95Us: 1000 });
   e.addBestEffort(1);
-  const all = Array.from({ length: 1000 }, (_, i) => e.read(1, (i % 2048) * 4096, 4096).then(() => "ok", (err: NativeIoError) => err.code));
-  await new Promise((r) => setTimeout(r, 20));
+  let firstDone: (() => void) | undefined;
+  const started = new Promise<void>((resolve) => { firstDone = resolve; });
+  const all = Array.from({ length: 1000 }, (_, i) => e.read(1, (i % 2048) * 4096, 4096).then(
+    () => { firstDone?.(); return "ok"; },
+    (err: NativeIoError) => err.code,
+  ));
+  // Closed once the engine is serving them: the first read is back, the rest are queued or in flight.
+  await within(started, 10_000, "the first read of 1000");
+  expect(e.inflight).toBeGreaterThan(0);
   await e.close();
-  const results = await Promise.all(all);
+  const results = await within(Promise.all(all), 10_000, "every request settled after close");
   expect(results.filter((r) => r === "ok").length + results.filter((r) => r === "ECANCELED").length).toBe(1000);
   expect(results.filter((r) => r === "ECANCELED").length).toBeGreaterThan(0);
   expect(e.inflight).toBe(0);

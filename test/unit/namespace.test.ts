@@ -1,7 +1,12 @@
 import { ErrorCode } from "../../schemas/errors";
 import { Namespace, parsePath } from "../../actors/metadata/namespace";
 import { WeightedPicker } from "../../actors/metadata/placement";
-import { freeSpaceWeights } from "../../actors/controller/weights";
+import { freeSpaceWeights, tierFor } from "../../actors/controller/allocation";
+import { ControllerCore } from "../../actors/controller/core";
+import type { ControllerInput, Decision } from "../../actors/controller/inputs";
+import { NodeState } from "../../actors/controller/machines";
+import { policyWith } from "../../actors/controller/policy";
+import type { Tier } from "../../schemas/operations";
 import { parseBytes, parseRate, formatBytes, UnitError } from "../../lib/units";
 
 const ext = (id: string, length: number) => ({ nodeId: "n", extentId: id, length, crc: 0 });
@@ -48,18 +53,105 @@ test("weighted picking follows the weights and skips nodes that do not fit", () 
   expect(p.pick(() => false)).toBeUndefined();
 });
 
-test("free-space weights sum to 1 and leave out full, dead and other-tier nodes", () => {
-  const w = freeSpaceWeights([
-    { nodeId: "a", tier: "dram", capacityBytes: 100, usedBytes: 0, live: true },
-    { nodeId: "b", tier: "dram", capacityBytes: 100, usedBytes: 50, live: true },
-    { nodeId: "c", tier: "dram", capacityBytes: 100, usedBytes: 100, live: true },
-    { nodeId: "d", tier: "dram", capacityBytes: 100, usedBytes: 0, live: false },
-    { nodeId: "e", tier: "nvme", capacityBytes: 100, usedBytes: 0, live: true },
-  ], "dram");
-  expect(w.map((x) => x.nodeId)).toEqual(["a", "b"]);
-  expect(w[0]!.weight).toBeCloseTo(2 / 3, 12);
-  expect(w.reduce((s, x) => s + x.weight, 0)).toBeCloseTo(1, 12);
-  expect(freeSpaceWeights([], "dram")).toEqual([]);
+describe("the controller's tier choice and free-space weights", () => {
+  const MB = 1e6;
+  const policy = policyWith({
+    nodeTypes: [
+      { tier: "dram", capacityBytes: 100 * MB, throughputBps: 1e9, cpuCores: 1, minNodes: 0, maxNodes: 8, pricePerHour: 0.3 },
+      { tier: "nvme", capacityBytes: 100 * MB, throughputBps: 1e9, cpuCores: 1, minNodes: 0, maxNodes: 4, pricePerHour: 0.1 },
+    ],
+    startupGraceMs: 0, scaling: false,
+  });
+  const silenceMs = policy.heartbeatIntervalMs * policy.heartbeatsMissedMax;
+  const heartbeat = (atMs: number, nodeId: string, tier: Tier, usedBytes: number): ControllerInput => ({
+    kind: "node.heartbeat", atMs,
+    hb: { nodeId, tier, addr: "127.0.0.1:1", capacityBytes: 100 * MB, usedBytes, extents: 0, cpu: 0, bytesInPerSec: 0, bytesOutPerSec: 0 },
+  });
+  const registered = (decisions: readonly Decision[]): Extract<Decision, { kind: "job.registered" }> => {
+    const d = decisions.find((x): x is Extract<Decision, { kind: "job.registered" }> => x.kind === "job.registered");
+    if (!d) throw new Error(`no job.registered among ${decisions.map((x) => x.kind).join(", ")}`);
+    return d;
+  };
+
+  test.each([
+    // [latency-sensitive, tiers that have nodes, tier chosen]
+    [true, ["dram", "nvme"], "dram"],
+    [true, ["nvme"], "nvme"], // no DRAM at all: a latency-critical tenant on NVMe
+    [true, [], "dram"],
+    [false, ["dram", "nvme"], "nvme"],
+    [false, ["dram"], "dram"],
+    [false, ["nvme"], "nvme"],
+    [false, [], "dram"],
+  ] as const)("tierFor(latencySensitive: %s, nodes in %j) is %s", (latencySensitive, tiers, want) => {
+    expect(tierFor({ latencySensitive }, new Set<Tier>(tiers))).toBe(want);
+  });
+
+  test("the core registers a latency-sensitive job on NVMe when the cluster has no DRAM node", () => {
+    const core = new ControllerCore(policy);
+    core.apply({ kind: "start", atMs: 1_000 });
+    core.apply(heartbeat(1_000, "nvme-0", "nvme", 0));
+    const d = registered(core.apply({ kind: "job.register", atMs: 1_010, jobId: "j-fast", name: "fast", shardId: "s0", hints: { latencySensitive: true, capacityBytes: 10 * MB } }));
+    expect(d.tier).toBe("nvme");
+    expect(d.weights).toEqual([{ nodeId: "nvme-0", weight: 1 }]);
+  });
+
+  test("freeSpaceWeights: in proportion to free bytes, full nodes left out, sum 1, six decimals, ordered by node", () => {
+    const w = freeSpaceWeights([
+      { nodeId: "c", capacityBytes: 100, usedBytes: 100 },
+      { nodeId: "b", capacityBytes: 100, usedBytes: 50 },
+      { nodeId: "a", capacityBytes: 100, usedBytes: 0 },
+      { nodeId: "d", capacityBytes: 100, usedBytes: 120 }, // holds more than it offers: no room, not negative room
+    ]);
+    expect(w).toEqual([{ nodeId: "a", weight: 0.666667 }, { nodeId: "b", weight: 0.333333 }]);
+    expect(w.reduce((s, x) => s + x.weight, 0)).toBeCloseTo(1, 5);
+    expect(freeSpaceWeights([{ nodeId: "a", capacityBytes: 100, usedBytes: 100 }])).toEqual([]);
+    expect(freeSpaceWeights([])).toEqual([]);
+  });
+
+  test("a job whose reservation is on nodes still starting writes by free space over its tier's active nodes, then any tier's", () => {
+    const core = new ControllerCore(policy);
+    let t = 1_000;
+    core.apply({ kind: "start", atMs: t });
+    core.apply(heartbeat(t, "dram-a", "dram", 0));
+    core.apply(heartbeat(t, "dram-b", "dram", 0));
+    core.apply(heartbeat(t, "dram-c", "dram", 100 * MB)); // full
+    core.apply(heartbeat(t, "dram-d", "dram", 0)); // goes silent: failed
+    core.apply(heartbeat(t, "dram-e", "dram", 0)); // retired: draining
+    core.apply(heartbeat(t, "nvme-x", "nvme", 0)); // another tier
+    t += silenceMs + 1;
+    for (const [id, tier, used] of [["dram-a", "dram", 0], ["dram-b", "dram", 0], ["dram-c", "dram", 100 * MB], ["dram-e", "dram", 0], ["nvme-x", "nvme", 0]] as const) {
+      core.apply(heartbeat(t, id, tier, used));
+    }
+    core.apply({ kind: "tick", atMs: t });
+    core.apply({ kind: "node.retire", atMs: t, nodeId: "dram-e" });
+    expect(Object.fromEntries(core.nodes().map((n) => [n.nodeId, core.nodeState(n)]))).toEqual({
+      "dram-a": NodeState.Active, "dram-b": NodeState.Active, "dram-c": NodeState.Active,
+      "dram-d": NodeState.Failed, "dram-e": NodeState.Draining, "nvme-x": NodeState.Active,
+    });
+
+    // The first job reserves every byte the active DRAM nodes have spare, and writes over its own reservation.
+    const first = registered(core.apply({ kind: "job.register", atMs: t, jobId: "j-1", name: "first", shardId: "s0", hints: { latencySensitive: true, capacityBytes: 200 * MB } }));
+    expect(first.tier).toBe("dram");
+    expect(first.weights).toEqual([{ nodeId: "dram-a", weight: 0.5 }, { nodeId: "dram-b", weight: 0.5 }]);
+    t += 10;
+    core.apply(heartbeat(t, "dram-b", "dram", 50 * MB)); // it has stored 50 MB there so far
+
+    // The second is reserved on a node launched for it; until that node reports, it writes where bytes are free:
+    // dram-a (100 MB free) and dram-b (50 MB); not the full, failed, draining or NVMe nodes.
+    const out = core.apply({ kind: "job.register", atMs: t, jobId: "j-2", name: "second", shardId: "s0", hints: { latencySensitive: true, capacityBytes: 50 * MB } });
+    const launched = out.filter((x) => x.kind === "node.launch").map((x) => x.nodeId);
+    expect(launched).toHaveLength(1);
+    expect(core.job("j-2")!.parts.map((p) => p.nodeId)).toEqual(launched);
+    expect(registered(out).weights).toEqual([{ nodeId: "dram-a", weight: 0.666667 }, { nodeId: "dram-b", weight: 0.333333 }]);
+
+    // With no DRAM byte free anywhere, another tier's active nodes take the writes.
+    t += 10;
+    core.apply(heartbeat(t, "dram-a", "dram", 100 * MB));
+    core.apply(heartbeat(t, "dram-b", "dram", 100 * MB));
+    const third = core.apply({ kind: "job.register", atMs: t, jobId: "j-3", name: "third", shardId: "s0", hints: { latencySensitive: true, capacityBytes: 50 * MB } });
+    expect(registered(third).tier).toBe("dram");
+    expect(registered(third).weights).toEqual([{ nodeId: "nvme-x", weight: 1 }]);
+  });
 });
 
 test("units", () => {
