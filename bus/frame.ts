@@ -1,4 +1,5 @@
 import { ErrorCode } from "../schemas/errors";
+import { assert, assertInRange } from "../lib/assert";
 
 /**
  * Frames of the direct TCP transport. Every frame:
@@ -13,6 +14,10 @@ import { ErrorCode } from "../schemas/errors";
  *   ... payload     the rest: raw bytes, if any
  *
  * Many requests may be in flight on one connection; replies come in any order.
+ *
+ * Bytes from the peer that cannot be framed are FrameErrors (typed, told to the
+ * peer); assertions here check our own code: what we encode, and what the
+ * decoder hands out once the bytes have passed those checks.
  */
 export const FrameKind = { Request: 1, Reply: 2, Error: 3 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
@@ -27,6 +32,7 @@ export interface Frame {
 
 const fixedBytes = 4 + 1 + 4 + 1 + 4;
 const nameBytesMax = 64;
+const requestIdMax = 0xffff_ffff;
 const chunksHeldMax = 1024;
 
 /** A stream that cannot be framed; `code` is what the peer is told before the connection closes. */
@@ -46,6 +52,8 @@ export function frameBytes(frame: Frame): number {
 export function encodeFrame(kind: FrameKind, requestId: number, name: string, meta: Uint8Array, payload?: Uint8Array): [Buffer, Uint8Array | undefined] {
   const nameLength = Buffer.byteLength(name, "latin1");
   if (nameLength > nameBytesMax) throw new FrameError(`operation name of ${nameLength} bytes`);
+  assertKind(kind);
+  assertInRange(requestId, 0, requestIdMax, "requestId");
   const head = Buffer.allocUnsafe(fixedBytes + nameLength + meta.byteLength);
   const length = head.byteLength - 4 + (payload?.byteLength ?? 0);
   head.writeUInt32BE(length, 0);
@@ -55,7 +63,15 @@ export function encodeFrame(kind: FrameKind, requestId: number, name: string, me
   head.write(name, 10, "latin1");
   head.writeUInt32BE(meta.byteLength, 10 + nameLength);
   head.set(meta, 14 + nameLength);
+  // The length field covers exactly the parts the decoder will split off (frameBytes counts the same).
+  assert(length + 4 === fixedBytes + name.length + meta.byteLength + (payload?.byteLength ?? 0) && nameLength === name.length,
+    "encoded frame lengths disagree", () => ({ length, nameLength, name: name.length, meta: meta.byteLength, payload: payload?.byteLength }));
   return [head, payload && payload.byteLength > 0 ? payload : undefined];
+}
+
+/** A kind our own code chose is one of FrameKind's (a peer's unknown kind is a FrameError in parseFrame). */
+function assertKind(kind: number): void {
+  assert(kind === FrameKind.Request || kind === FrameKind.Reply || kind === FrameKind.Error, "unknown frame kind", () => ({ kind }));
 }
 
 /**
@@ -109,7 +125,9 @@ export class FrameDecoder {
       if (length > this.#frameBytesMax) throw new FrameError(`frame of ${length} bytes exceeds the limit of ${this.#frameBytesMax}`, ErrorCode.TooLarge);
       if (length < fixedBytes - 4) throw new FrameError(`frame of ${length} bytes is shorter than its header`);
       if (this.#buffered < 4 + length) break;
-      frames.push(parseFrame(this.#take(4 + length)));
+      const frame = parseFrame(this.#take(4 + length));
+      assert(frameBytes(frame) === 4 + length, "decoded frame's parts do not add up to its length", () => ({ length, name: frame.name.length, meta: frame.meta.byteLength, payload: frame.payload?.byteLength }));
+      frames.push(frame);
     }
     if (this.#head > 0 && this.#head * 2 >= this.#chunks.length) {
       this.#chunks = this.#chunks.slice(this.#head);
@@ -120,6 +138,8 @@ export class FrameDecoder {
       this.#chunks = [Buffer.concat(this.#chunks.slice(this.#head))];
       this.#head = 0;
     }
+    assert(this.#buffered >= 0 && this.#head <= this.#chunks.length && this.#chunks.length - this.#head <= chunksHeldMax,
+      "decoder buffer bookkeeping", () => ({ buffered: this.#buffered, head: this.#head, chunks: this.#chunks.length }));
     return frames;
   }
 
@@ -162,6 +182,7 @@ export class FrameDecoder {
       }
     }
     this.#buffered -= n;
+    assert(out.byteLength === n, "took the wrong number of bytes", () => ({ want: n, got: out.byteLength }));
     return out;
   }
 }
@@ -180,5 +201,10 @@ function parseFrame(buf: Buffer): Frame {
   if (metaStart + metaLength > buf.byteLength) throw new FrameError(`meta of ${metaLength} bytes overruns the frame`);
   const meta = buf.subarray(metaStart, metaStart + metaLength);
   const payload = buf.byteLength > metaStart + metaLength ? buf.subarray(metaStart + metaLength) : undefined;
+  // Past the checks above, the header's fields are within their bounds; a failure here is ours.
+  assertKind(kind);
+  assertInRange(requestId, 0, requestIdMax, "requestId");
+  assert(name.length === nameLength && nameLength <= nameBytesMax && meta.byteLength === metaLength, "decoded header fields out of bounds",
+    () => ({ nameLength, name: name.length, metaLength, meta: meta.byteLength }));
   return { kind: kind as FrameKind, requestId, name, meta, payload };
 }

@@ -26,7 +26,7 @@ using pocket::Request;
 // Completions waiting for JS. The engine thread appends and asks for one call when none is
 // pending; that call takes everything there is. So a busy JS thread gets large batches, and a
 // burst costs one wake-up, not one per completion. Bounded: past `max` the engine thread waits
-// (backpressure on the device loop).
+// (backpressure on the device loop), so it holds fewer than `max` plus one batch.
 struct Mailbox {
   std::mutex mu;
   std::condition_variable room;
@@ -34,6 +34,7 @@ struct Mailbox {
   bool callPending = false;       // guarded by mu
   bool dropping = false;          // guarded by mu: nobody will take completions (the engine is being destroyed)
   size_t max = 65536;
+  size_t batchMax = 0;               // the engine's largest batch; set before the first request
   std::shared_ptr<BufferPool> pool;  // set before the first request
 };
 
@@ -107,6 +108,7 @@ void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
     r[4 * i + 3] = -1;
     if (c.buffer == nullptr || c.result < 0) continue;
     if (c.pool >= 0) {
+      POCKET_ASSERT(uint32_t(c.result) <= c.length && at + size_t(c.result) <= pooled, "a read's bytes overrun its buffer or the batch's copy");
       std::memcpy(bytes + at, c.buffer, size_t(c.result));
       r[4 * i + 3] = double(at);
       at += size_t(c.result);
@@ -190,8 +192,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           Release(box, &b);
           return;
         }
+        POCKET_ASSERT(b.size() <= box->batchMax, "a completion batch larger than the engine's bound");
         if (box->items.empty()) box->items = std::move(b);
         else box->items.insert(box->items.end(), b.begin(), b.end());
+        POCKET_ASSERT(box->items.size() < box->max + box->batchMax, "the mailbox past its bound");
         call = !box->callPending;
         box->callPending = true;
       }
@@ -212,6 +216,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return;
     }
     box->pool = engine_->pool();  // before any request: no completion can need it earlier
+    box->batchMax = engine_->completionBatchMax();
   }
 
   // JS thread (finalizer): an engine never closed is stopped here; its completions have no one to go to.

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <future>
@@ -48,6 +49,7 @@ std::shared_ptr<BufferPool> BufferPool::Create(uint32_t count, uint32_t bytes, s
   p->largeMax_ = largeCacheBytes;
   p->free_.reserve(count);
   for (uint32_t i = count; i > 0; i--) p->free_.push_back(int32_t(i - 1));
+  p->taken_.assign(count, 0);
   return p;
 }
 
@@ -73,6 +75,7 @@ void* BufferPool::TakeLarge(size_t bytes) {
     if (!large_[c].empty()) {
       void* p = large_[c].back();
       large_[c].pop_back();
+      POCKET_ASSERT(largeCached_ >= size_t(1) << c, "the large-block cache holds less than a block it lists");
       largeCached_ -= size_t(1) << c;
       return p;
     }
@@ -83,11 +86,13 @@ void* BufferPool::TakeLarge(size_t bytes) {
 void BufferPool::GiveLarge(void* p, size_t bytes) {
   if (p == nullptr) return;
   const int c = LargeClass(bytes);
+  POCKET_ASSERT(c < kLargeClasses, "a large block given back that TakeLarge cannot have handed out");
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (largeCached_ + (size_t(1) << c) <= largeMax_) {
       large_[c].push_back(p);
       largeCached_ += size_t(1) << c;
+      POCKET_ASSERT(largeCached_ <= largeMax_, "the large-block cache past its bound");
       return;
     }
   }
@@ -95,6 +100,7 @@ void BufferPool::GiveLarge(void* p, size_t bytes) {
 }
 
 void BufferPool::Return(void* buffer, int32_t pool, size_t bytes) {
+  POCKET_ASSERT(pool >= 0 || pool == kOwnMemory || pool == kCachedMemory, "request memory of an unknown kind");
   if (pool >= 0) Release(pool);
   else if (pool == kCachedMemory) GiveLarge(buffer, bytes);
   else std::free(buffer);
@@ -110,58 +116,74 @@ int32_t BufferPool::Acquire() {
   if (free_.empty()) return -1;
   const int32_t slot = free_.back();
   free_.pop_back();
+  POCKET_ASSERT(slot >= 0 && uint32_t(slot) < count_ && !taken_[size_t(slot)], "a free pool slot was already handed out");
+  taken_[size_t(slot)] = 1;
   return slot;
 }
 
 void BufferPool::Release(int32_t slot) {
   std::lock_guard<std::mutex> lock(mu_);
+  POCKET_ASSERT(slot >= 0 && uint32_t(slot) < count_, "a pool slot outside the pool released");
+  POCKET_ASSERT(taken_[size_t(slot)], "a pool slot released twice (or never acquired)");
+  POCKET_ASSERT(free_.size() < count_, "more pool slots free than the pool has");
+  taken_[size_t(slot)] = 0;
   free_.push_back(slot);
 }
 
+// Caller's thread: checks the options, opens the device, sets up the ring and the pool, starts the engine thread.
 std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, EngineError* error) {
   std::unique_ptr<Engine> e(new Engine());
   if (o.queueDepth == 0 || o.queueDepth > 4096) {
     Fail(error, EINVAL, "open", "queue depth must be 1..4096");
     return nullptr;
   }
-  const bool create = o.sizeBytes > 0;
-  e->fd_ = ::open(o.path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
-  if (e->fd_ < 0) {
-    Fail(error, errno, "open", "cannot open " + o.path + " with O_DIRECT");
+  if (!(std::isfinite(o.model.tokensPerSec) && o.model.tokensPerSec >= 0)) {
+    Fail(error, EINVAL, "open", "the device model's tokensPerSec must be a finite number >= 0");
     return nullptr;
   }
+  if (!e->OpenDevice(o, error) || !e->SetUpRing(o, error) || !e->SetUpPool(o, error)) return nullptr;
+  e->Configure(o, std::move(handler));
+  if (!e->StartThread(error)) return nullptr;
+  return e;
+}
+
+namespace {
+// Caller's thread (in Open): the bytes behind an open device: a block device's size, or a regular
+// file's (grown to sizeBytes when that is larger); false with `error` set when it cannot be had.
+bool DeviceBytes(int fd, const EngineOptions& o, uint64_t* bytes, EngineError* error) {
   struct stat st {};
-  if (fstat(e->fd_, &st) != 0) {
-    Fail(error, errno, "open", "cannot stat " + o.path);
-    return nullptr;
-  }
+  if (fstat(fd, &st) != 0) return Fail(error, errno, "open", "cannot stat " + o.path);
   if (S_ISBLK(st.st_mode)) {
-    uint64_t bytes = 0;
-    if (ioctl(e->fd_, BLKGETSIZE64, &bytes) != 0) {
-      Fail(error, errno, "open", "cannot size block device " + o.path);
-      return nullptr;
-    }
-    e->capacity_ = bytes;
-  } else if (S_ISREG(st.st_mode)) {
-    if (create && uint64_t(st.st_size) < o.sizeBytes) {
-      const int rc = posix_fallocate(e->fd_, 0, off_t(o.sizeBytes));
-      if (rc != 0) {
-        Fail(error, rc, "open", "cannot preallocate " + std::to_string(o.sizeBytes) + " bytes in " + o.path);
-        return nullptr;
-      }
-      e->capacity_ = o.sizeBytes;
-    } else {
-      e->capacity_ = uint64_t(st.st_size);
-    }
+    if (ioctl(fd, BLKGETSIZE64, bytes) != 0) return Fail(error, errno, "open", "cannot size block device " + o.path);
+    return true;
+  }
+  if (!S_ISREG(st.st_mode)) return Fail(error, EINVAL, "open", o.path + " is neither a block device nor a regular file");
+  const bool create = o.sizeBytes > 0;
+  if (create && uint64_t(st.st_size) < o.sizeBytes) {
+    const int rc = posix_fallocate(fd, 0, off_t(o.sizeBytes));
+    if (rc != 0) return Fail(error, rc, "open", "cannot preallocate " + std::to_string(o.sizeBytes) + " bytes in " + o.path);
+    *bytes = o.sizeBytes;
   } else {
-    Fail(error, EINVAL, "open", o.path + " is neither a block device nor a regular file");
-    return nullptr;
+    *bytes = uint64_t(st.st_size);
   }
-  e->capacity_ -= e->capacity_ % kBlock;
-  if (e->capacity_ == 0) {
-    Fail(error, EINVAL, "open", o.path + " has no room (size it with sizeBytes)");
-    return nullptr;
-  }
+  return true;
+}
+}  // namespace
+
+// Caller's thread (in Open): opens the device or file with O_DIRECT (creating it when sizeBytes is set) and sets capacity_ in whole blocks.
+bool Engine::OpenDevice(const EngineOptions& o, EngineError* error) {
+  const bool create = o.sizeBytes > 0;
+  fd_ = ::open(o.path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+  if (fd_ < 0) return Fail(error, errno, "open", "cannot open " + o.path + " with O_DIRECT");
+  uint64_t bytes = 0;
+  if (!DeviceBytes(fd_, o, &bytes, error)) return false;
+  capacity_ = bytes - bytes % kBlock;
+  if (capacity_ == 0) return Fail(error, EINVAL, "open", o.path + " has no room (size it with sizeBytes)");
+  return true;
+}
+
+// Caller's thread (in Open): sets up the io_uring ring (SQPOLL, or single-issuer with deferred task work where the kernel has it).
+bool Engine::SetUpRing(const EngineOptions& o, EngineError* error) {
   io_uring_params params{};
   if (o.sqpoll) {
     params.flags |= IORING_SETUP_SQPOLL;
@@ -172,49 +194,55 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
     // makes that thread its single issuer. Kernels before 6.1 refuse the flags: plain setup then.
     params.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
   }
-  int rc = io_uring_queue_init_params(o.queueDepth, &e->ring_, &params);
+  int rc = io_uring_queue_init_params(o.queueDepth, &ring_, &params);
   if (rc == -EINVAL && !o.sqpoll) {
     params = io_uring_params{};
-    rc = io_uring_queue_init_params(o.queueDepth, &e->ring_, &params);
+    rc = io_uring_queue_init_params(o.queueDepth, &ring_, &params);
   }
-  if (rc < 0) {
-    Fail(error, -rc, "open", "io_uring_queue_init");
-    return nullptr;
-  }
-  e->deferred_ = (params.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-  e->ringReady_ = true;
-  e->pool_ = BufferPool::Create(o.poolBuffers ? o.poolBuffers : 2 * o.queueDepth, o.poolBufferBytes, o.largeCacheBytes);
-  if (!e->pool_) {
-    Fail(error, ENOMEM, "open", "cannot allocate the I/O buffer pool");
-    return nullptr;
-  }
+  if (rc < 0) return Fail(error, -rc, "open", "io_uring_queue_init");
+  deferred_ = (params.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+  ringReady_ = true;
+  return true;
+}
+
+// Caller's thread (in Open): allocates the request buffer pool and registers it with the ring when the kernel allows.
+bool Engine::SetUpPool(const EngineOptions& o, EngineError* error) {
+  pool_ = BufferPool::Create(o.poolBuffers ? o.poolBuffers : 2 * o.queueDepth, o.poolBufferBytes, o.largeCacheBytes);
+  if (!pool_) return Fail(error, ENOMEM, "open", "cannot allocate the I/O buffer pool");
   // Fixed buffers spare the kernel pinning pages on every request; without them (memlock limits) plain I/O.
-  iovec region{e->pool_->base(), e->pool_->totalBytes()};
-  e->fixed_ = io_uring_register_buffers(&e->ring_, &region, 1) == 0;
-  e->depth_ = o.queueDepth;
-  e->sqpoll_ = o.sqpoll;
-  e->submitQueueMax_ = o.submitQueueMax;
-  e->spinUs_ = o.spinUs;
-  e->handler_ = std::move(handler);
-  e->scheduler_ = std::make_unique<Scheduler>(o.model, 0, 0, o.submitQueueMax);
-  e->slots_.resize(o.queueDepth);
-  for (unsigned i = o.queueDepth; i > 0; i--) e->freeSlots_.push_back(i - 1);
-  // The thread enables a deferred ring before its loop; Open waits for that to be done.
+  iovec region{pool_->base(), pool_->totalBytes()};
+  fixed_ = io_uring_register_buffers(&ring_, &region, 1) == 0;
+  return true;
+}
+
+// Caller's thread (in Open): copies the limits, makes the scheduler and the request slots.
+void Engine::Configure(const EngineOptions& o, Handler handler) {
+  depth_ = o.queueDepth;
+  sqpoll_ = o.sqpoll;
+  submitQueueMax_ = o.submitQueueMax;
+  spinUs_ = o.spinUs;
+  handler_ = std::move(handler);
+  scheduler_ = std::make_unique<Scheduler>(o.model, 0, 0, o.submitQueueMax);
+  slots_.resize(o.queueDepth);
+  for (unsigned i = o.queueDepth; i > 0; i--) freeSlots_.push_back(i - 1);
+}
+
+// Caller's thread (in Open): starts the engine thread, which enables a deferred ring and runs Loop; waits for the enabling.
+bool Engine::StartThread(EngineError* error) {
   // (The thread holds the promise too: set_value may still touch it after Open has returned.)
   auto enabled = std::make_shared<std::promise<int>>();
   std::future<int> started = enabled->get_future();
-  e->thread_ = std::thread([raw = e.get(), enabled] {
+  thread_ = std::thread([this, enabled] {
     int erc = 0;
-    if (raw->deferred_) erc = int(syscall(__NR_io_uring_register, raw->ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0)) < 0 ? errno : 0;
+    if (deferred_) erc = int(syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0)) < 0 ? errno : 0;
     enabled->set_value(erc);
-    if (erc == 0) raw->Loop();
+    if (erc == 0) Loop();
   });
   if (const int erc = started.get(); erc != 0) {
-    e->thread_.join();
-    Fail(error, erc, "open", "cannot enable the io_uring ring");
-    return nullptr;
+    thread_.join();
+    return Fail(error, erc, "open", "cannot enable the io_uring ring");
   }
-  return e;
+  return true;
 }
 
 Engine::~Engine() {
@@ -248,6 +276,8 @@ void Engine::SubmitBatch(const Request* requests, size_t n, int32_t* rcs) {
       accepted++;
     }
   }
+  POCKET_ASSERT(incoming_.size() + scheduler_->Queued() <= submitQueueMax_, "more requests waiting than the submit queue holds");
+  accepted_ += accepted;
   if (accepted == 0) return;
   submitted_.fetch_add(accepted, std::memory_order_release);
   if (sleeping_) wake_.notify_one();  // a futex call only when the thread is asleep
@@ -300,131 +330,189 @@ void Engine::GetEvents() {
   syscall(__NR_io_uring_enter, ring_.ring_fd, 0, 0, IORING_ENTER_GETEVENTS, nullptr, 0);
 }
 
-// Runs on the engine thread: the polling loop.
+// Engine thread: the polling loop. Each pass takes new requests and schedules them, fails the
+// cancelled ones, submits the ready ones, waits briefly for completions, reaps them and hands them out.
 void Engine::Loop() {
-  std::vector<Request> ready;
-  std::vector<Completion> done;
-  std::vector<Request> cancelled;
-  unsigned inflight = 0;
   for (;;) {
-    ready.clear();
-    cancelled.clear();
-    bool closing;
-    size_t waiting;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      for (const Request& r : incoming_) {
-        // A removed tenant's request, or one whose tenant was removed meanwhile.
-        if (r.tenant == UINT32_MAX || !scheduler_->Enqueue(r)) cancelled.push_back(r);
-      }
-      incoming_.clear();
-      closing = closing_;
-      if (closing) {
-        for (const auto& r : scheduler_->DrainAll()) cancelled.push_back(r);
-      } else {
-        scheduler_->Schedule(NowNs(), depth_ - inflight, &ready);
-      }
-      waiting = scheduler_->Queued();
-      if (closing && inflight == 0 && cancelled.empty() && ready.empty()) {
-        auto onClosed = std::move(onClosed_);
-        lock.unlock();
-        if (onClosed) onClosed();
-        return;
-      }
-      if (ready.empty() && cancelled.empty() && inflight == 0 && waiting == 0 && !closing) {
-        // Idle: poll for a moment (a request usually follows the last completion), then sleep.
-        const uint64_t seen = submitted_.load(std::memory_order_acquire);
-        lock.unlock();
-        const uint64_t until = NowNs() + uint64_t(spinUs_) * 1000;
-        while (submitted_.load(std::memory_order_acquire) == seen && NowNs() < until) {
-        }
-        lock.lock();
-        sleeping_ = true;
-        wake_.wait(lock, [&] { return !incoming_.empty() || closing_; });
-        sleeping_ = false;
-        continue;
-      }
-    }
-    for (const auto& r : cancelled) {
-      Completion c;
-      c.id = r.id;
-      c.op = r.write ? Op::Write : Op::Read;
-      c.result = -ECANCELED;
-      Drop(r);
-      done.push_back(c);
-    }
-    const uint64_t now = NowNs();
-    for (const auto& r : ready) {
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      const unsigned slot = freeSlots_.back();
-      freeSlots_.pop_back();
-      Slot& s = slots_[slot];
-      s.request = r;
-      s.submittedNs = now;
-      if (fixed_ && r.pool >= 0) {
-        if (r.write) io_uring_prep_write_fixed(sqe, fd_, r.buffer, r.length, r.offset, 0);
-        else io_uring_prep_read_fixed(sqe, fd_, r.buffer, r.length, r.offset, 0);
-      } else if (r.write) {
-        io_uring_prep_write(sqe, fd_, r.buffer, r.length, r.offset);
-      } else {
-        io_uring_prep_read(sqe, fd_, r.buffer, r.length, r.offset);
-      }
-      io_uring_sqe_set_data64(sqe, slot);
-      inflight++;
-    }
-    if (!ready.empty()) {
-      const int rc = io_uring_submit(&ring_);
-      (void)rc;  // errors come back per request as completions
-      // Earlier requests' completions are posted too (a steady stream of submissions must not hold them back).
-      if (deferred_ && inflight > ready.size()) GetEvents();
-    }
-    // Reap: poll what is there; wait briefly when I/O is in flight and nothing else is to do.
-    io_uring_cqe* cqe = nullptr;
-    if (inflight > 0 && ready.empty() && cancelled.empty()) {
-      // Poll the completion queue for a moment, then block on it (bounded, so new submissions are seen).
-      const uint64_t seen = submitted_.load(std::memory_order_acquire);
-      const uint64_t until = NowNs() + uint64_t(spinUs_) * 1000;
-      while (io_uring_peek_cqe(&ring_, &cqe) != 0 && submitted_.load(std::memory_order_acquire) == seen && NowNs() < until) {
-        if (deferred_) GetEvents();  // completions are posted only when asked for
-      }
-      if (cqe == nullptr && submitted_.load(std::memory_order_acquire) == seen) {
-        __kernel_timespec ts{0, 200'000};  // 200 µs
-        io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
-      }
-    } else if (inflight == 0 && ready.empty() && cancelled.empty() && waiting > 0) {
-      // Tokens, not the device, hold the queue back: wait a little for them to accrue.
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
-    unsigned head;
-    unsigned seen = 0;
-    const uint64_t reaped = NowNs();
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      const unsigned slot = unsigned(io_uring_cqe_get_data64(cqe));
-      Slot& s = slots_[slot];
-      Completion c;
-      c.id = s.request.id;
-      c.op = s.request.write ? Op::Write : Op::Read;
-      c.result = cqe->res;
-      c.length = s.request.length;
-      c.latencyNs = reaped - s.submittedNs;
-      if (!s.request.write && cqe->res >= 0) {
-        c.buffer = s.request.buffer;  // handed to the receiver
-        c.pool = s.request.pool;
-      } else {
-        Drop(s.request);
-      }
-      freeSlots_.push_back(slot);
-      inflight--;
-      seen++;
-      done.push_back(c);
-    }
-    if (seen) io_uring_cq_advance(&ring_, seen);
-    if (!done.empty()) {
-      completed_ += done.size();
-      handler_(std::move(done));
-      done.clear();
-    }
+    ready_.clear();
+    cancelled_.clear();
+    size_t waiting = 0;
+    const Pass pass = StartPass(&waiting);
+    if (pass == Pass::Closed) return;
+    if (pass == Pass::Slept) continue;
+    FailCancelled();
+    SubmitReady();
+    AwaitCompletions(waiting);
+    Reap();
+    Deliver();
   }
+}
+
+// Engine thread: a pass's start under mu_: takes the work, sets `*waiting` (requests left queued);
+// Closed once closing has nothing left (onClosed has run), Slept after idling, else Work.
+Engine::Pass Engine::StartPass(size_t* waiting) {
+  std::unique_lock<std::mutex> lock(mu_);
+  TakeIncoming();
+  const bool closing = closing_;
+  *waiting = scheduler_->Queued();
+  POCKET_ASSERT(inflight_ + freeSlots_.size() == depth_, "request slots lost or doubled");
+  POCKET_ASSERT(accepted_ == completed_.load(std::memory_order_relaxed) + inflight_ + cancelled_.size() + ready_.size() + *waiting,
+                "an accepted request is neither answered, in the ring, ready, cancelled nor queued");
+  if (closing && inflight_ == 0 && cancelled_.empty() && ready_.empty()) {
+    auto onClosed = std::move(onClosed_);
+    lock.unlock();
+    if (onClosed) onClosed();
+    return Pass::Closed;
+  }
+  if (ready_.empty() && cancelled_.empty() && inflight_ == 0 && *waiting == 0 && !closing) {
+    Idle(lock);
+    return Pass::Slept;
+  }
+  return Pass::Work;
+}
+
+// Engine thread, holding mu_: moves new requests into the scheduler (a removed tenant's to cancelled_),
+// then schedules up to the free ring slots into ready_, or, when closing, cancels everything queued.
+void Engine::TakeIncoming() {
+  for (const Request& r : incoming_) {
+    // A removed tenant's request, or one whose tenant was removed meanwhile.
+    if (r.tenant == UINT32_MAX || !scheduler_->Enqueue(r)) cancelled_.push_back(r);
+  }
+  incoming_.clear();
+  if (closing_) {
+    for (const auto& r : scheduler_->DrainAll()) cancelled_.push_back(r);
+  } else {
+    POCKET_ASSERT(inflight_ <= depth_, "more requests in the ring than the queue depth");
+    scheduler_->Schedule(NowNs(), depth_ - inflight_, &ready_);
+    POCKET_ASSERT(ready_.size() <= depth_ - inflight_, "the scheduler handed out more requests than free ring slots");
+  }
+}
+
+// Engine thread, holding mu_ through `lock`: nothing to do: polls for a moment (a request usually
+// follows the last completion), then sleeps until a request or Close arrives. Returns holding mu_.
+void Engine::Idle(std::unique_lock<std::mutex>& lock) {
+  const uint64_t seen = submitted_.load(std::memory_order_acquire);
+  lock.unlock();
+  const uint64_t until = NowNs() + uint64_t(spinUs_) * 1000;
+  while (submitted_.load(std::memory_order_acquire) == seen && NowNs() < until) {
+  }
+  lock.lock();
+  sleeping_ = true;
+  wake_.wait(lock, [&] { return !incoming_.empty() || closing_; });
+  sleeping_ = false;
+}
+
+// Engine thread: answers each cancelled request with -ECANCELED and gives its memory back.
+void Engine::FailCancelled() {
+  for (const auto& r : cancelled_) {
+    Completion c;
+    c.id = r.id;
+    c.op = r.write ? Op::Write : Op::Read;
+    c.result = -ECANCELED;
+    Drop(r);
+    done_.push_back(c);
+  }
+}
+
+// Engine thread: puts the ready requests in the ring and submits them.
+void Engine::SubmitReady() {
+  const uint64_t now = NowNs();
+  for (const auto& r : ready_) Prepare(r, now);
+  if (!ready_.empty()) {
+    const int rc = io_uring_submit(&ring_);
+    (void)rc;  // errors come back per request as completions
+    // Earlier requests' completions are posted too (a steady stream of submissions must not hold them back).
+    if (deferred_ && inflight_ > ready_.size()) GetEvents();
+  }
+}
+
+// Engine thread: takes a free request slot for `r` and fills a submission queue entry (fixed-buffer I/O when its memory is a registered slot).
+void Engine::Prepare(const Request& r, uint64_t nowNs) {
+  POCKET_ASSERT(!freeSlots_.empty() && inflight_ < depth_, "more requests in flight than the queue depth");
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  POCKET_ASSERT(sqe != nullptr, "the submission queue is full with request slots free");
+  const unsigned slot = freeSlots_.back();
+  freeSlots_.pop_back();
+  Slot& s = slots_[slot];
+  POCKET_ASSERT(!s.busy, "a free request slot is in the ring");
+  s.busy = true;
+  s.request = r;
+  s.submittedNs = nowNs;
+  if (fixed_ && r.pool >= 0) {
+    if (r.write) io_uring_prep_write_fixed(sqe, fd_, r.buffer, r.length, r.offset, 0);
+    else io_uring_prep_read_fixed(sqe, fd_, r.buffer, r.length, r.offset, 0);
+  } else if (r.write) {
+    io_uring_prep_write(sqe, fd_, r.buffer, r.length, r.offset);
+  } else {
+    io_uring_prep_read(sqe, fd_, r.buffer, r.length, r.offset);
+  }
+  io_uring_sqe_set_data64(sqe, slot);
+  inflight_++;
+}
+
+// Engine thread: when only I/O is pending, polls the completion queue for spinUs_, then waits on it
+// (at most 200 µs, so new submissions are seen); when tokens alone hold requests back, sleeps 20 µs.
+void Engine::AwaitCompletions(size_t waiting) {
+  io_uring_cqe* cqe = nullptr;
+  if (inflight_ > 0 && ready_.empty() && cancelled_.empty()) {
+    const uint64_t seen = submitted_.load(std::memory_order_acquire);
+    const uint64_t until = NowNs() + uint64_t(spinUs_) * 1000;
+    while (io_uring_peek_cqe(&ring_, &cqe) != 0 && submitted_.load(std::memory_order_acquire) == seen && NowNs() < until) {
+      if (deferred_) GetEvents();  // completions are posted only when asked for
+    }
+    if (cqe == nullptr && submitted_.load(std::memory_order_acquire) == seen) {
+      __kernel_timespec ts{0, 200'000};  // 200 µs
+      io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+    }
+  } else if (inflight_ == 0 && ready_.empty() && cancelled_.empty() && waiting > 0) {
+    // Tokens, not the device, hold the queue back: wait a little for them to accrue.
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
+// Engine thread: turns every posted completion queue entry into a completion in done_.
+void Engine::Reap() {
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_cqe* cqe = nullptr;
+  const uint64_t reaped = NowNs();
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    done_.push_back(Complete(unsigned(io_uring_cqe_get_data64(cqe)), cqe->res, reaped));
+    seen++;
+  }
+  if (seen) io_uring_cq_advance(&ring_, seen);
+}
+
+// Engine thread: frees the slot of a finished request and makes its completion (a read's memory goes with it to the receiver).
+Completion Engine::Complete(unsigned slot, int32_t result, uint64_t reapedNs) {
+  POCKET_ASSERT(slot < slots_.size(), "a completion for a request slot that does not exist");
+  Slot& s = slots_[slot];
+  POCKET_ASSERT(s.busy && inflight_ > 0, "a completion for a request slot not in the ring");
+  Completion c;
+  c.id = s.request.id;
+  c.op = s.request.write ? Op::Write : Op::Read;
+  c.result = result;
+  c.length = s.request.length;
+  c.latencyNs = reapedNs - s.submittedNs;
+  if (!s.request.write && result >= 0) {
+    c.buffer = s.request.buffer;  // handed to the receiver
+    c.pool = s.request.pool;
+  } else {
+    Drop(s.request);
+  }
+  s.busy = false;
+  freeSlots_.push_back(slot);
+  inflight_--;
+  return c;
+}
+
+// Engine thread: hands the pass's completions to the handler.
+void Engine::Deliver() {
+  if (done_.empty()) return;
+  POCKET_ASSERT(done_.size() <= completionBatchMax(), "a pass answered more requests than the queue and the ring hold");
+  completed_ += done_.size();
+  handler_(std::move(done_));
+  done_.clear();
 }
 
 }  // namespace pocket

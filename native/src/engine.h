@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "assert.h"
 #include "scheduler.h"
 
 namespace pocket {
@@ -63,8 +64,12 @@ class BufferPool {
 
   // A free slot, or -1 when all are taken (the caller allocates instead).
   int32_t Acquire();
+  // A slot from Acquire back (exactly once).
   void Release(int32_t slot);
-  void* At(int32_t slot) const { return static_cast<char*>(base_) + size_t(slot) * bytes_; }
+  void* At(int32_t slot) const {
+    POCKET_ASSERT(slot >= 0 && uint32_t(slot) < count_, "a pool slot outside the pool");
+    return static_cast<char*>(base_) + size_t(slot) * bytes_;
+  }
   // At least `bytes` of aligned memory (up to 16 MiB), reused when the cache has a block of its class; nullptr when out of memory.
   void* TakeLarge(size_t bytes);
   // A block from TakeLarge(bytes) back: cached while under the bound, else freed.
@@ -84,6 +89,7 @@ class BufferPool {
   uint32_t bytes_ = 0;
   std::mutex mu_;
   std::vector<int32_t> free_;  // guarded by mu_
+  std::vector<uint8_t> taken_;  // guarded by mu_: 1 while a slot is handed out (a second Release is a bug)
   static constexpr int kLargeClasses = 25;  // 2^0 .. 2^24 bytes
   std::vector<void*> large_[kLargeClasses];  // guarded by mu_
   size_t largeCached_ = 0;  // guarded by mu_
@@ -146,14 +152,37 @@ class Engine {
   unsigned queueDepth() const { return depth_; }
   bool sqpoll() const { return sqpoll_; }
   uint64_t completed() const { return completed_.load(); }
+  // The most completions one handler call carries: a queue's worth cancelled plus a ring's worth reaped.
+  size_t completionBatchMax() const { return size_t(depth_) + submitQueueMax_; }
 
  private:
   Engine() = default;
+
+  // Open's steps (caller's thread, before the engine thread exists); each false with `error` set when it fails.
+  bool OpenDevice(const EngineOptions& o, EngineError* error);
+  bool SetUpRing(const EngineOptions& o, EngineError* error);
+  bool SetUpPool(const EngineOptions& o, EngineError* error);
+  void Configure(const EngineOptions& o, Handler handler);
+  bool StartThread(EngineError* error);
+
+  // The engine thread's loop and the steps of one pass.
   void Loop();
+  enum class Pass { Work, Slept, Closed };
+  Pass StartPass(size_t* waiting);
+  void TakeIncoming();
+  void Idle(std::unique_lock<std::mutex>& lock);
+  void FailCancelled();
+  void SubmitReady();
+  void Prepare(const Request& r, uint64_t nowNs);
+  void AwaitCompletions(size_t waiting);
+  void Reap();
+  Completion Complete(unsigned slot, int32_t result, uint64_t reapedNs);
+  void Deliver();
 
   struct Slot {
     Request request;
     uint64_t submittedNs = 0;
+    bool busy = false;  // in the ring: taken by Prepare, given back by Complete
   };
   // Engine thread: gives a request's memory back.
   void Drop(const Request& r);
@@ -178,11 +207,17 @@ class Engine {
   bool closing_ = false;  // guarded by mu_
   bool sleeping_ = false;  // guarded by mu_: the engine thread waits on wake_ (only then is a notify needed)
   std::atomic<uint64_t> submitted_{0};  // bumped by Submit and Close: what the spinning thread watches
+  uint64_t accepted_ = 0;  // guarded by mu_: requests Submit/SubmitBatch took, ever (each gets exactly one completion)
   unsigned spinUs_ = 0;
   std::function<void()> onClosed_;  // guarded by mu_
 
   std::vector<Slot> slots_;  // engine thread only
   std::vector<unsigned> freeSlots_;
+  // Engine thread only: one pass's work, and the requests in the ring.
+  std::vector<Request> ready_;      // scheduled this pass, to submit
+  std::vector<Request> cancelled_;  // to fail with ECANCELED this pass
+  std::vector<Completion> done_;    // for the handler at the end of the pass
+  unsigned inflight_ = 0;
   std::atomic<uint64_t> completed_{0};
   std::thread thread_;
 };

@@ -90,6 +90,20 @@ class Scheduler {
   // Takes the tenant's oldest request into `out`.
   void Pop(Tenant& t, std::vector<Request>* out);
   void ScheduleFifo(size_t max, std::vector<Request>* out);
+  // Moves the clock to `nowNs` (never backwards); returns the seconds elapsed since the last round.
+  double Advance(uint64_t nowNs);
+  // One LC tenant's turn: earns at its rate, submits down to its deficit bound, donates beyond its burst bound.
+  void ServeLatencyCritical(Tenant& t, double dt, size_t max, std::vector<Request>* out);
+  // BE tenants share the pool left by reservations and donations, round-robin.
+  void ServeBestEffort(double dt, size_t max, std::vector<Request>* out);
+  // Metered BE: gives each waiting BE tenant an equal share of the pool, up to what its queue needs.
+  void ShareBestEffortPool(const std::vector<Tenant*>& be, size_t start);
+  // Pops from the BE tenants in turn, from `start`, while any can pay (or unmetered: has work) and `out` has room.
+  void RoundRobin(const std::vector<Tenant*>& be, size_t start, bool metered, size_t max, std::vector<Request>* out);
+  // Asserts the accounting after a round: the waiting BE tenants' balances, the BE pool and the reserved rate within bounds.
+  void CheckRound(const std::vector<Tenant*>& be) const;
+  // Rounding tolerance for token sums near `magnitude` (a millionth of it): far above float error, far below a request's cost.
+  static double Slack(double magnitude);
 
   DeviceModel model_;
   double deficitMax_;
@@ -104,6 +118,7 @@ class Scheduler {
   uint64_t lastNs_ = 0;
   bool started_ = false;
   size_t queued_ = 0;
+  double costMax_ = 0;  // the largest cost ever queued: how far past its deficit bound an LC balance can go
   size_t lcTenants_ = 0;
   uint32_t rrNext_ = 0;  // BE round-robin position (tenant id to start from)
   Mode mode_ = Mode::Qos;

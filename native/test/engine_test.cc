@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -276,7 +277,36 @@ static void LargeCache() {
   CHECK(pool->Acquire() >= 0 && pool->Acquire() >= 0 && pool->Acquire() == -1, "slots back after Return");
 }
 
+static void AssertionsAbort() {
+  std::printf("a broken invariant aborts: a pool slot released twice, a slot outside the pool, a bad model\n");
+  auto pool = BufferPool::Create(2, kBlock);
+  CHECK(pool != nullptr, "pool");
+  if (!pool) return;
+  CHECK(Aborts([&] {
+    const int32_t slot = pool->Acquire();
+    pool->Release(slot);
+    pool->Release(slot);
+  }, "pocket assertion failed: taken_[size_t(slot)]: a pool slot released twice"), "a double release did not abort");
+  CHECK(Aborts([&] { pool->Release(2); }, "a pool slot outside the pool released"), "releasing slot 2 of 2 did not abort");
+  CHECK(Aborts([&] { pool->Return(nullptr, -3, kBlock); }, "request memory of an unknown kind"), "an unknown memory kind did not abort");
+  CHECK(Aborts([] {
+    DeviceModel m = Model();
+    m.tokensPerSec = std::nan("");
+    Scheduler s(m);
+  }, "the device model's rate is not a finite non-negative number"), "a NaN model did not abort the scheduler");
+  // Outside input is not an assertion: Open refuses such a model with EINVAL.
+  EngineOptions o = TempOptions(1 << 20, 4);
+  o.model.tokensPerSec = std::nan("");
+  EngineError err;
+  auto e = Engine::Open(o, [](std::vector<Completion>&&) {}, &err);
+  CHECK(!e && err.errnum == EINVAL, "a NaN model: errnum %d", err.errnum);
+  unlink(o.path.c_str());
+  // The pool is still whole after the children's aborts (they had copies).
+  CHECK(pool->Acquire() >= 0 && pool->Acquire() >= 0 && pool->Acquire() == -1, "pool slots");
+}
+
 int main() {
+  AssertionsAbort();
   Integrity();
   ShutdownWithQueue();
   PoolBatches();

@@ -51,6 +51,9 @@ static void AdmissionRefusal() {
   CHECK(why.find("does not fit") != std::string::npos, "why: %s", why.c_str());
   CHECK(!s.AddLatencyCritical(3, Slo{100, 1.0, 100}, &why), "a p95 below the model's should be refused");
   CHECK(!s.AddLatencyCritical(4, Slo{0, 1.0, 1000}, &why), "an SLO without IOPS should be refused");
+  CHECK(!s.AddLatencyCritical(4, Slo{std::nan(""), 1.0, 1000}, &why), "NaN IOPS should be refused");
+  CHECK(!s.AddLatencyCritical(4, Slo{100, std::nan(""), 1000}, &why), "a NaN read ratio should be refused");
+  CHECK(!s.AddLatencyCritical(4, Slo{HUGE_VAL, 1.0, 1000}, &why), "infinite IOPS should be refused");
   // A mixed SLO costs writes at the write price: 400 IOPS × (0.5×100 + 0.5×1000) = 220000.
   CHECK(s.AddLatencyCritical(5, Slo{400, 0.5, 1000}, &why), "%s", why.c_str());
   CHECK(std::abs(s.ReservedTokensPerSec() - 7.2e5) < 1, "reserved %f", s.ReservedTokensPerSec());

@@ -1,4 +1,5 @@
 import { BlockAllocator } from "../../actors/storage/block-allocator";
+import { AssertionError } from "../../lib/assert";
 
 test("runs come from fresh space, then from freed runs: exact fit first, else the smallest longer one, split", () => {
   const a = new BlockAllocator(100);
@@ -52,3 +53,30 @@ test("random allocations and frees never overlap and account every block", () =>
   expect(problems).toEqual([]);
   expect(live.size).toBeGreaterThan(10);
 });
+
+test("a run freed twice, or a run never handed out, is an assertion, and the allocator is left as it was", () => {
+  const a = new BlockAllocator(100);
+  expect(a.allocate(40)).toBe(0);
+  expect(a.allocate(40)).toBe(40);
+  a.free(0, 40);
+  expect(() => a.free(0, 40)).toThrow(AssertionError); // the same run again
+  expect(a.allocate(4)).toBe(0); // the front of the freed run is in use once more
+  expect(() => a.free(0, 40)).toThrow(/freed twice/); // so is this run only partly
+  expect(() => a.free(90, 20)).toThrow(/outside the space handed out/); // past the end of the device
+  expect(() => a.free(80, 5)).toThrow(/outside the space handed out/); // never handed out (past the bump pointer)
+  // The failed frees changed nothing: 44 blocks in use, the other 56 can still be had.
+  expect(a.usedBlocks).toBe(44);
+  expect(a.allocate(36)).toBe(4);
+  expect(a.allocate(20)).toBe(80);
+  expect(a.freeBlocks).toBe(0);
+});
+
+test("bad arguments from a caller are still RangeErrors, not assertions", () => {
+  expect(() => new BlockAllocator(0)).toThrow(RangeError);
+  const a = new BlockAllocator(10);
+  for (const n of [0, -1, 1.5, Number.NaN]) {
+    expect(() => a.allocate(n)).toThrow(RangeError);
+    expect(() => a.allocate(n)).not.toThrow(AssertionError);
+  }
+});
+

@@ -1,4 +1,5 @@
 import { ErrorCode } from "../../schemas/errors";
+import { AssertionError } from "../../lib/assert";
 import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes } from "../../bus/frame";
 
 function frame(id: number, name: string, meta: object, payload?: Buffer): Buffer {
@@ -67,3 +68,36 @@ test("the size of a partial frame is known once its length field has arrived", (
   expect(d.partialFrameBytes).toBe(0);
   expect(frameBytes(whole!)).toBe(f.byteLength);
 });
+
+test("a frame our own code gets wrong is an assertion: an unknown kind, a request id outside 32 bits", () => {
+  const meta = Buffer.from("{}");
+  expect(() => encodeFrame(9 as FrameKind, 1, "x", meta)).toThrow(AssertionError);
+  expect(() => encodeFrame(FrameKind.Request, -1, "x", meta)).toThrow(AssertionError);
+  expect(() => encodeFrame(FrameKind.Request, 2 ** 32, "x", meta)).toThrow(AssertionError);
+  expect(() => encodeFrame(FrameKind.Request, 1.5, "x", meta)).toThrow(AssertionError);
+  expect(() => encodeFrame(FrameKind.Reply, 0xffff_ffff, "", meta)).not.toThrow();
+  // A name too long stays the typed error it was.
+  expect(() => encodeFrame(FrameKind.Request, 1, "n".repeat(65), meta)).toThrow(FrameError);
+});
+
+test("corrupted bytes from a peer are FrameErrors, never assertions", () => {
+  const good = Buffer.concat([frame(1, "a.b", { x: 1 }, Buffer.alloc(300, 5)), frame(2, "c", {}), frame(3, "d.e.f", { y: "z" }, Buffer.alloc(20, 1))]);
+  let x = 12345;
+  const rand = (n: number): number => { x = (x * 1103515245 + 12345) >>> 0; return x % n; };
+  const kinds = new Map<string, number>();
+  for (let round = 0; round < 2000; round++) {
+    const bytes = Buffer.from(good);
+    for (let k = 1 + rand(4); k > 0; k--) bytes[rand(bytes.length)] = rand(256);
+    const d = new FrameDecoder(4096);
+    let outcome = "ok";
+    try {
+      for (let i = 0; i < bytes.length; i += 1 + rand(64)) d.push(bytes.subarray(i, i + 1 + rand(64)));
+    } catch (e) {
+      outcome = e instanceof FrameError ? "FrameError" : `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    kinds.set(outcome, (kinds.get(outcome) ?? 0) + 1);
+  }
+  expect([...kinds.keys()].filter((k) => k !== "ok" && k !== "FrameError")).toEqual([]);
+  expect(kinds.get("FrameError")).toBeGreaterThan(100); // the corruption did reach the checks
+});
+
