@@ -81,7 +81,9 @@ type Rep<K extends keyof typeof ShardOps> = ReplyOf<(typeof ShardOps)[K]>;
  * receipts, commits that make writes visible, and the inline bytes it holds.
  * No I/O: requests and ticks come in, replies come back, and extents to free
  * go to the `frees` sink. Time comes from the injected clock, ids from the
- * injected entropy: the same inputs give the same state.
+ * injected entropy: the same inputs give the same state. A request's token
+ * is checked before anything else in it is looked at: a caller without one
+ * learns nothing from validation errors.
  */
 export class ShardLogic {
   readonly #jobs = new Map<string, JobState>();
@@ -262,14 +264,16 @@ export class ShardLogic {
   }
 
   lookup(req: Req<"objectLookup">): Rep<"objectLookup"> {
+    const job = this.job(req.token);
     const parts = parsePath(req.path);
-    const o = this.job(req.token).ns.getObject(parts);
+    const o = job.ns.getObject(parts);
     return { path: parts.join("/"), size: o.size, version: o.version, extents: o.extents.map((e) => this.ref(e)) };
   }
 
   stat(req: Req<"stat">): Rep<"stat"> {
+    const job = this.job(req.token);
     const parts = parsePath(req.path);
-    const e = this.job(req.token).ns.find(parts);
+    const e = job.ns.find(parts);
     if (!e) throw new NotFoundError(`${parts.join("/")} not found`);
     return e.kind === "object"
       ? { path: parts.join("/"), type: "object" as const, size: e.size, version: e.version, modifiedAtMs: e.modifiedAtMs, children: 0 }
