@@ -485,10 +485,20 @@ export const NodeOps = {
 
 // ---------------------------------------------------------------- heartbeats (published, not requested)
 
+/** Jobs a node names per heartbeat (it names them all over successive heartbeats). */
+export const heartbeatJobIdsMax = 256;
+
 export const NodeHeartbeatSchema = T.Object({
   ...nodeReport,
   /** The node's transport key (the direct transport's handshake proves it). */
   key: TransportKey,
+  /**
+   * Some of the jobs the node holds bytes for, a window that moves on each
+   * heartbeat: the controller drops any that has ended (a drop the node
+   * missed while cut off, or sent by a controller that restarted before it
+   * was confirmed).
+   */
+  jobIds: T.Optional(T.Array(Id, { maxItems: heartbeatJobIdsMax })),
   sentAtMs: Millis,
 });
 export type NodeHeartbeat = Static<typeof NodeHeartbeatSchema>;

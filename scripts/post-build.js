@@ -4,8 +4,31 @@
 const fs = require("node:fs");
 const path = require("node:path");
 
+const { spawnSync } = require("node:child_process");
+
 const root = path.join(__dirname, "..");
 const dist = path.join(root, "dist");
+
+// tsc's incremental build does not write an output it believes current, even when it was deleted from dist/:
+// if any source has no compiled file, build again in full.
+const include = JSON.parse(fs.readFileSync(path.join(root, "tsconfig.json"), "utf8")).include;
+function missingOutputs(dir, out = []) {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (e.name === "node_modules" || e.name.startsWith(".")) continue;
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) missingOutputs(p, out);
+    else if (e.name.endsWith(".ts") && !e.name.endsWith(".d.ts") && !fs.existsSync(path.join(dist, path.relative(root, p)).replace(/\.ts$/, ".js"))) out.push(p);
+  }
+  return out;
+}
+const missing = include.flatMap((d) => (fs.existsSync(path.join(root, d)) ? missingOutputs(path.join(root, d)) : []));
+if (missing.length > 0) {
+  process.stdout.write(`post-build: ${missing.length} source(s) had no compiled file (${path.relative(root, missing[0])}, ...); building in full\n`);
+  fs.rmSync(path.join(dist, ".tsbuildinfo"), { force: true });
+  const r = spawnSync(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
 fs.chmodSync(path.join(dist, "cli", "pocket.js"), 0o755);
 
 let removed = 0;

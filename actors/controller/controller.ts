@@ -203,8 +203,13 @@ export class Controller {
     }
     if (last === undefined && this.#heardMs.size >= Defaults.clusterMembersMax) this.#heardMs.delete(this.#heardMs.keys().next().value!);
     this.#heardMs.set(hb.nodeId, now);
-    const { sentAtMs: _sent, key: _key, ...rest } = hb;
+    const { sentAtMs: _sent, key: _key, jobIds, ...rest } = hb;
     this.#inputs.next({ kind: "node.heartbeat", atMs: now, hb: rest });
+    // Bytes of a job that has ended (or that this controller no longer knows of) are a drop the node missed.
+    for (const jobId of jobIds ?? []) {
+      const j = this.core.job(jobId);
+      if (!j || !this.core.isLive(j)) this.#effects.dropLater(jobId, hb.nodeId);
+    }
   }
 
   #shardHeartbeat(hb: ShardHeartbeat): void {

@@ -3,6 +3,7 @@ import { NodeOps, ShardOps } from "../../schemas/operations";
 import type { TimerClock } from "../../lib/clock";
 import { settleLimit } from "../../lib/concurrency";
 import { errorFields, logger } from "../../lib/log";
+import { retryUntil } from "../../lib/retry";
 import type { Bus, EventSink } from "../../bus/bus";
 import type { Caller } from "../../bus/caller";
 import { Subjects } from "../../bus/subjects";
@@ -169,18 +170,15 @@ export class Effects {
 
   /** Asks every live shard to move its extents off a draining node, until all report none failed (a bounded number of attempts). */
   async #migrate(nodeId: string): Promise<void> {
-    for (let attempt = 1; attempt <= migrateAttemptsMax && !this.c.stopped(); attempt++) {
+    await retryUntil(async (attempt) => {
       const results = await settleLimit(this.c.liveShards(), fanoutMax, (id) =>
         this.c.bus.caller(Subjects.shardControl(id), migrateTimeoutMs).call(ShardOps.migrate, { nodeId }));
       const ok = results.every((r) => r.status === "fulfilled" && r.value.reply.failed === 0);
       const moved = results.reduce((s, r) => s + (r.status === "fulfilled" ? r.value.reply.bytes : 0), 0);
       this.c.events.event("node.migrated", { atMs: this.c.clock.now(), nodeId, bytes: moved, complete: ok, attempt });
-      if (ok) {
-        this.c.input({ kind: "node.migrated", atMs: this.c.clock.now(), nodeId });
-        return;
-      }
-      await this.c.clock.sleep(migrateRetryDelayMs);
-    }
+      if (ok) this.c.input({ kind: "node.migrated", atMs: this.c.clock.now(), nodeId });
+      return ok;
+    }, { attemptsMax: migrateAttemptsMax, delayMs: migrateRetryDelayMs, clock: this.c.clock, stopped: () => this.c.stopped() });
   }
 
   /** Drops a job's namespace on its shard and its bytes on every node; the bytes freed. */
@@ -240,6 +238,11 @@ export class Effects {
     } finally {
       this.#retrying = false;
     }
+  }
+
+  /** A node still holds bytes of an ended job: drop them there on the next retry pass. */
+  dropLater(jobId: string, nodeId: string): void {
+    this.#remember(this.#undropped, jobId, new Set([nodeId]));
   }
 
   /** Adds to a bounded retry map; past unfinishedMax jobs the oldest is given up (logged). */

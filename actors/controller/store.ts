@@ -1,6 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Migration, type MigrationProvider } from "kysely";
+import {
+  Kysely, Migrator, PostgresDialect, SqliteDialect, sql,
+  type ExpressionBuilder, type Migration, type MigrationProvider, type OnConflictDatabase, type OnConflictTables,
+} from "kysely";
 import type { JobHints, Tier, Weight } from "../../schemas/operations";
 import type { AllocationPart, Demand } from "./allocation";
 import type { ControllerCore, CoreMeta, CoreState, Dirty, JobBook, JobUsage, NodeBook } from "./core";
@@ -173,45 +176,42 @@ export class ControllerStore {
   /** Writes what changed, in one transaction. */
   async save(core: ControllerCore, dirty: Dirty, nowMs: number): Promise<void> {
     if (!dirty.meta && dirty.nodes.size === 0 && dirty.jobs.size === 0) return;
+    const nodes = [...dirty.nodes].sort().map((id) => core.node(id)).filter((n): n is NodeBook => n !== undefined).map((n): NodesTable => ({
+      node_id: n.nodeId, tier: n.tier, state: core.nodeState(n), addr: n.addr, capacity_bytes: n.capacityBytes,
+      throughput_bps: n.throughputBps, launched: n.launched ? 1 : 0, used_bytes: n.usedBytes, extents: n.extents,
+      life: JSON.stringify(n.life.context), migrate_requested: n.migrateRequested ? 1 : 0, updated_at_ms: nowMs,
+    }));
+    const jobs = [...dirty.jobs].sort().map((id) => core.job(id)).filter((j): j is JobBook => j !== undefined);
     await this.db.transaction().execute(async (tx) => {
       if (dirty.meta) {
         const value = JSON.stringify(core.meta);
         await tx.insertInto("controller_meta").values({ key: "core", value })
           .onConflict((oc) => oc.column("key").doUpdateSet({ value })).execute();
       }
-      for (const id of [...dirty.nodes].sort()) {
-        const n = core.node(id);
-        if (!n) continue;
-        const row: NodesTable = {
-          node_id: n.nodeId, tier: n.tier, state: core.nodeState(n), addr: n.addr, capacity_bytes: n.capacityBytes,
-          throughput_bps: n.throughputBps, launched: n.launched ? 1 : 0, used_bytes: n.usedBytes, extents: n.extents,
-          life: JSON.stringify(n.life.context), migrate_requested: n.migrateRequested ? 1 : 0, updated_at_ms: nowMs,
-        };
-        const { node_id: _id, ...rest } = row;
-        await tx.insertInto("nodes").values(row).onConflict((oc) => oc.column("node_id").doUpdateSet(rest)).execute();
+      // One statement per table and chunk, not one per row: a tick dirties every node and every live job.
+      for (const rows of chunks(nodes)) {
+        await tx.insertInto("nodes").values(rows).onConflict((oc) => oc.column("node_id").doUpdateSet(excludedOf<"nodes">(rows[0]!, "node_id"))).execute();
       }
-      for (const id of [...dirty.jobs].sort()) {
-        const j = core.job(id);
-        if (!j) continue;
-        const row: JobsTable = {
+      for (const batch of chunks(jobs)) {
+        const ids = batch.map((j) => j.jobId);
+        const rows = batch.map((j): JobsTable => ({
           job_id: j.jobId, name: j.name, shard_id: j.shardId, tier: j.tier, hints: JSON.stringify(j.hints), demand: JSON.stringify(j.demand),
           state: core.jobState(j), life: JSON.stringify(j.life.context), registered_at_ms: j.registeredAtMs, ended_at_ms: j.endedAtMs,
           weights: JSON.stringify(j.weights),
-        };
-        const { job_id: _id, ...rest } = row;
-        await tx.insertInto("jobs").values(row).onConflict((oc) => oc.column("job_id").doUpdateSet(rest)).execute();
-        await tx.deleteFrom("allocations").where("job_id", "=", j.jobId).execute();
-        if (j.parts.length > 0) {
-          await tx.insertInto("allocations").values(j.parts.map((p, seq) => ({ job_id: j.jobId, node_id: p.nodeId, seq, bytes: p.bytes, bps: p.bps }))).execute();
-        }
-        const u = j.usage;
-        const usage: UsageTable = {
-          job_id: j.jobId, tier: j.tier, bytes: u.bytes, byte_seconds: u.byteSeconds, reserved_bps_seconds: u.reservedBpsSeconds,
-          reserved_byte_seconds: u.reservedByteSeconds, requests: u.requests, requests_seen: u.requestsSeen, request_rate: u.requestRate,
-          last_report_ms: u.lastReportMs,
-        };
-        const { job_id: _j, ...urest } = usage;
-        await tx.insertInto("usage").values(usage).onConflict((oc) => oc.column("job_id").doUpdateSet(urest)).execute();
+        }));
+        await tx.insertInto("jobs").values(rows).onConflict((oc) => oc.column("job_id").doUpdateSet(excludedOf<"jobs">(rows[0]!, "job_id"))).execute();
+        await tx.deleteFrom("allocations").where("job_id", "in", ids).execute();
+        const parts = batch.flatMap((j) => j.parts.map((p, seq) => ({ job_id: j.jobId, node_id: p.nodeId, seq, bytes: p.bytes, bps: p.bps })));
+        for (const c of chunks(parts)) await tx.insertInto("allocations").values(c).execute();
+        const usage = batch.map((j): UsageTable => {
+          const u = j.usage;
+          return {
+            job_id: j.jobId, tier: j.tier, bytes: u.bytes, byte_seconds: u.byteSeconds, reserved_bps_seconds: u.reservedBpsSeconds,
+            reserved_byte_seconds: u.reservedByteSeconds, requests: u.requests, requests_seen: u.requestsSeen, request_rate: u.requestRate,
+            last_report_ms: u.lastReportMs,
+          };
+        });
+        await tx.insertInto("usage").values(usage).onConflict((oc) => oc.column("job_id").doUpdateSet(excludedOf<"usage">(usage[0]!, "job_id"))).execute();
       }
     });
   }
@@ -266,4 +266,22 @@ function withStatementCache<D extends { prepare(sql: string): unknown }>(db: D):
       };
     },
   });
+}
+
+/** Rows per statement: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535 at 12 columns a row. */
+const rowsPerStatementMax = 500;
+
+function chunks<T>(rows: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += rowsPerStatementMax) out.push(rows.slice(i, i + rowsPerStatementMax));
+  return out;
+}
+
+/** `SET col = excluded.col` for every column of `row` but the key (SQLite and PostgreSQL both spell it so). */
+function excludedOf<T extends keyof Schema>(row: object, key: string): never {
+  const columns = Object.keys(row).filter((c) => c !== key);
+  const set = (eb: ExpressionBuilder<OnConflictDatabase<Schema, T>, OnConflictTables<T>>): Record<string, unknown> =>
+    Object.fromEntries(columns.map((c) => [c, eb.ref(`excluded.${c}` as never)]));
+  // Column names come from the row's own keys, which the table's type fixes; kysely cannot follow that through Object.keys.
+  return set as never;
 }

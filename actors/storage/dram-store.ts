@@ -17,6 +17,7 @@ export class DramStore implements ExtentStore {
   get usedBytes(): number { return this.#used; }
   get extentCount(): number { return this.#extents; }
   get jobCount(): number { return this.#jobs.size; }
+  jobIds(): IterableIterator<string> { return this.#jobs.keys(); }
 
   async write(jobId: string, extentId: string, bytes: Uint8Array): Promise<void> {
     let job = this.#jobs.get(jobId);

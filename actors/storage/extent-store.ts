@@ -11,6 +11,8 @@ export interface ExtentStore {
   readonly usedBytes: number;
   readonly extentCount: number;
   readonly jobCount: number;
+  /** The jobs it holds bytes for. */
+  jobIds(): IterableIterator<string>;
   /** Stores bytes; throws `AlreadyExists` or `CapacityExceeded`. */
   write(jobId: string, extentId: string, bytes: Uint8Array): Promise<void>;
   /** Reads `[offset, offset+length)`; throws `NotFound` or `InvalidArgument`. */

@@ -1,5 +1,5 @@
 import { AlreadyExistsError, IntegrityError, InvalidArgumentError, TooLargeError, UnknownJobError } from "../../schemas/errors";
-import { NodeOps, type NodeHeartbeat } from "../../schemas/operations";
+import { heartbeatJobIdsMax, NodeOps, type NodeHeartbeat } from "../../schemas/operations";
 import type { ReplyOf, RequestOf } from "../../schemas/operation";
 import { assert } from "../../lib/assert";
 import { BoundedSet } from "../../lib/bounded-set";
@@ -116,9 +116,23 @@ export class NodeLogic {
     const s = this.store;
     return {
       nodeId: this.nodeId, tier: s.tier, addr, key, capacityBytes: s.capacityBytes, usedBytes: s.usedBytes, extents: s.extentCount,
-      ...load, sentAtMs: this.clock.now(),
+      ...load, jobIds: this.#nextJobIds(), sentAtMs: this.clock.now(),
     };
   }
+
+  /** The next window of job ids to name in a heartbeat: every job is named within jobCount / heartbeatJobIdsMax heartbeats. */
+  #nextJobIds(): string[] {
+    const all = [...this.store.jobIds()].sort();
+    if (all.length <= heartbeatJobIdsMax) return all;
+    const start = all.findIndex((id) => id > this.#lastNamedJob);
+    const from = start < 0 ? 0 : start;
+    const out = all.slice(from, from + heartbeatJobIdsMax);
+    this.#lastNamedJob = out[out.length - 1]!;
+    if (from + heartbeatJobIdsMax >= all.length) this.#lastNamedJob = "";
+    return out;
+  }
+
+  #lastNamedJob = "";
 
   /** Extents remembered as freed (bounded by Defaults.freedExtentsRemembered). */
   get freedRemembered(): number {

@@ -54,6 +54,7 @@ export class NvmeStore implements ExtentStore {
   get usedBytes(): number { return this.#used; }
   get extentCount(): number { return this.#extents; }
   get jobCount(): number { return this.#jobs.size; }
+  jobIds(): IterableIterator<string> { return this.#jobs.keys(); }
 
   /**
    * Makes a job a latency-critical tenant with its SLO (before its first

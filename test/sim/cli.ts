@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The seeded simulation of the whole cluster:
- *   npm run sim -- --seeds 10000 [--from 0] [--duration 30000]
+ *   npm run sim -- --seeds 10000 [--from 0] [--duration 30000 | --quick]
  *   npm run sim -- --replay test/replay/sim-<name>.json
  * A failing seed prints its trace (the plan: every client operation and fault
  * with its time), minimised, and saves it with `--save <name>` under
@@ -12,24 +12,25 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { projectRoot } from "../../lib/process";
 import { minimise } from "./minimise";
-import { planFor, type Plan } from "./plan";
+import { planFor, quickShape, type Plan } from "./plan";
 import { runPlan } from "./run";
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       seeds: { type: "string", default: "100" }, from: { type: "string", default: "0" }, duration: { type: "string" },
-      replay: { type: "string" }, save: { type: "string" }, "no-minimise": { type: "boolean", default: false }, verbose: { type: "boolean", default: false },
+      replay: { type: "string" }, save: { type: "string" }, quick: { type: "boolean", default: false }, "no-minimise": { type: "boolean", default: false }, verbose: { type: "boolean", default: false },
     },
   });
   if (!values.verbose) process.env["POCKET_LOG"] = "silent";
   if (values.replay) return replay(values.replay);
   const from = Number(values.from), count = Number(values.seeds);
-  const durationMs = values.duration ? Number(values.duration) : undefined;
+  // --quick: the short plans `npm test` runs (10 s of steps, 6 s to settle before each final check).
+  const shape = values.quick ? quickShape : { ...(values.duration ? { durationMs: Number(values.duration) } : {}) };
   const started = Date.now();
   let events = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const plan = planFor(seed, durationMs === undefined ? {} : { durationMs });
+    const plan = planFor(seed, shape);
     const r = await runPlan(plan);
     events += r.events;
     if (r.failure) return report(plan, r.failure, values.save, !values["no-minimise"]);

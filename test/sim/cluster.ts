@@ -12,6 +12,9 @@ import { StorageNode } from "../../actors/storage/storage-node";
 import { PocketClient } from "../../client/pocket";
 import type { SimBus, SimNetwork } from "./network";
 
+/** Decisions kept per run (the count of late ones is what the invariants read). */
+const eventsKeptMax = 10_000;
+
 export const simSecret = "simulation-secret-0123456789abcdef";
 
 /** Sizes small enough that a few puts fill a node and a put spans several extents. */
@@ -63,6 +66,8 @@ export class SimCluster {
   readonly deadNodes = new Map<string, number>();
   readonly shards = new Map<string, SimShard>();
   readonly events: RecordedEvent[] = [];
+  /** The first decision recorded from a stopped controller incarnation, if any. */
+  lateEvent: RecordedEvent | undefined;
   controller: Controller | undefined;
   #controllerBus: SimBus | undefined;
   readonly controllerClock: OffsetClock;
@@ -86,7 +91,11 @@ export class SimCluster {
     const incarnation = ++this.#incarnation;
     let stopped = false;
     const events: EventSink = {
-      event: (kind) => { this.events.push({ incarnation, kind, afterStop: stopped }); },
+      event: (kind) => {
+        const e = { incarnation, kind, afterStop: stopped };
+        if (this.events.length < eventsKeptMax) this.events.push(e);
+        if (stopped) this.lateEvent ??= e;
+      },
       input: () => undefined,
     };
     const bus = this.net.bus("controller");
@@ -95,7 +104,7 @@ export class SimCluster {
       natsUrl: "", secret: simSecret, jobTokenTtlMs: 3600_000,
       policy: {
         nodeTypes: defaultNodeTypes(SimLimits.nodeCapacityBytes).map((t) => (t.tier === Tier.Dram ? { ...t, minNodes: this.minNodes, maxNodes: 6 } : t)),
-        leaseMs: SimLimits.leaseMs, drainDeadlineMs: 10_000, launchTimeoutMs: 10_000, failedRetentionMs: 30_000,
+        leaseMs: SimLimits.leaseMs, drainDeadlineMs: 10_000, launchTimeoutMs: 10_000, failedRetentionMs: 30_000, startupGraceMs: 1_000,
       },
       heartbeatIntervalMs: SimLimits.heartbeatIntervalMs,
     };
@@ -106,6 +115,25 @@ export class SimCluster {
     c.stop = async () => { await stop(); stopped = true; };
     this.controller = c;
   }
+
+  /**
+   * The controller process dies and comes back `afterMs` later from its
+   * store. One controller at a time: a restart while one is pending replaces
+   * it (two live incarnations would be two leaders, which needs the leader
+   * lease this cluster does not have yet).
+   */
+  async restartController(afterMs: number): Promise<void> {
+    const generation = ++this.#restarts;
+    await this.crashController();
+    this.clock.after(afterMs, () => {
+      if (generation !== this.#restarts) return;
+      void this.startController().catch((e: unknown) => { this.startError ??= e; });
+    });
+  }
+
+  #restarts = 0;
+  /** A controller that failed to start (the run reports it). */
+  startError: unknown;
 
   /** The controller process dies: no graceful stop, its bus goes at once. */
   async crashController(): Promise<void> {

@@ -29,6 +29,9 @@ export interface Plan {
   readonly steps: readonly Step[];
 }
 
+/** The short plans `npm test` runs: 10 s of steps, 6 s to settle before each final check. */
+export const quickShape = { durationMs: 10_000, settleMs: 6_000 } as const;
+
 /** Hosts a fault can name: `node:<i>` is the i-th live storage node (by id) when the fault strikes. */
 const faultHosts = ["controller", "s0", "s1", "lambda", "driver", "node:0", "node:1", "node:2"];
 
@@ -45,8 +48,8 @@ export function planFor(seed: number, options: { durationMs?: number; faults?: b
   const steps: Step[] = [];
   const jobs = rng.int(1, 3);
   for (let job = 0; job < jobs; job++) {
-    // After the controller's startup grace, once its first nodes are up.
-    const at = 5_000 + rng.below(3_000);
+    // After the controller's startup grace (1 s in the simulation), once its first nodes are up.
+    const at = 2_500 + rng.below(2_000);
     // Most jobs renew their lease to the end; some are abandoned by their driver and expire.
     const renewUntil = rng.chance(0.8) ? Infinity : at + rng.below(durationMs / 2);
     steps.push({ at, kind: "register", job, renewUntil: Number.isFinite(renewUntil) ? renewUntil : durationMs * 10 });

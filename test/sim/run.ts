@@ -167,7 +167,7 @@ class Run {
         this.dataLossAtMs = Math.min(this.dataLossAtMs, this.clock.now());
         return void this.cluster.restartShard(`s${s.shard}`);
       case "restart-controller":
-        return void this.cluster.crashController().then(() => this.clock.after(500, () => void this.cluster.startController().catch((e: unknown) => this.fail(e))));
+        return void this.cluster.restartController(500);
       case "corrupt-extent": {
         const ids = [...this.cluster.nodes.keys()].sort();
         const node = ids.length === 0 ? undefined : this.cluster.nodes.get(ids[s.node % ids.length]!);
@@ -361,7 +361,8 @@ class Run {
         }
       }
     }
-    const late = this.cluster.events.find((e) => e.afterStop);
+    if (this.cluster.startError !== undefined) throw this.cluster.startError;
+    const late = this.cluster.lateEvent;
     if (late) throw new InvariantViolation("fenced", `controller incarnation ${late.incarnation} decided ${late.kind} after it stopped`);
   }
 
