@@ -10,6 +10,8 @@ export interface CallOptions {
 export interface CallResult<O extends Operation> {
   readonly reply: ReplyOf<O>;
   readonly payload: Uint8Array | undefined;
+  /** The payload's buffer is this reply's own (a large frame reassembled for it): the caller may keep it without copying. */
+  readonly payloadOwned?: boolean;
 }
 
 /**

@@ -28,7 +28,16 @@ export interface Frame {
   readonly name: string;
   readonly meta: Uint8Array;
   readonly payload: Uint8Array | undefined;
+  /**
+   * The frame's bytes are in a buffer of its own, shared with no other frame
+   * and no socket chunk: a receiver may keep the payload instead of copying it
+   * (a storage node keeps an extent so).
+   */
+  readonly owned?: boolean;
 }
+
+/** Frames at least this large that span socket chunks are reassembled into a buffer of their own (and marked owned). */
+export const ownedFrameBytesMin = 64 * 1024;
 
 const fixedBytes = 4 + 1 + 4 + 1 + 4;
 const nameBytesMax = 64;
@@ -125,7 +134,8 @@ export class FrameDecoder {
       if (length > this.#frameBytesMax) throw new FrameError(`frame of ${length} bytes exceeds the limit of ${this.#frameBytesMax}`, ErrorCode.TooLarge);
       if (length < fixedBytes - 4) throw new FrameError(`frame of ${length} bytes is shorter than its header`);
       if (this.#buffered < 4 + length) break;
-      const frame = parseFrame(this.#take(4 + length));
+      const { bytes, owned } = this.#take(4 + length);
+      const frame = parseFrame(bytes, owned);
       assert(frameBytes(frame) === 4 + length, "decoded frame's parts do not add up to its length", () => ({ length, name: frame.name.length, meta: frame.meta.byteLength, payload: frame.payload?.byteLength }));
       frames.push(frame);
     }
@@ -157,15 +167,18 @@ export class FrameDecoder {
     return four.readUInt32BE(0);
   }
 
-  #take(n: number): Buffer {
+  #take(n: number): { bytes: Buffer; owned: boolean } {
     const first = this.#chunks[this.#head]!;
     let out: Buffer;
+    let owned = false;
     if (first.byteLength >= n) {
       out = first.subarray(0, n);
       if (first.byteLength === n) this.#head++;
       else this.#chunks[this.#head] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      // A large frame gets a buffer of its own (never a slice of the shared pool), which its receiver may keep.
+      owned = n >= ownedFrameBytesMin;
+      out = owned ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n);
       let at = 0;
       while (at < n) {
         const c = this.#chunks[this.#head]!;
@@ -183,11 +196,11 @@ export class FrameDecoder {
     }
     this.#buffered -= n;
     assert(out.byteLength === n, "took the wrong number of bytes", () => ({ want: n, got: out.byteLength }));
-    return out;
+    return { bytes: out, owned };
   }
 }
 
-function parseFrame(buf: Buffer): Frame {
+function parseFrame(buf: Buffer, owned: boolean): Frame {
   const kind = buf.readUInt8(4);
   if (kind !== FrameKind.Request && kind !== FrameKind.Reply && kind !== FrameKind.Error) {
     throw new FrameError(`unknown frame kind ${kind}`);
@@ -206,5 +219,5 @@ function parseFrame(buf: Buffer): Frame {
   assertInRange(requestId, 0, requestIdMax, "requestId");
   assert(name.length === nameLength && nameLength <= nameBytesMax && meta.byteLength === metaLength, "decoded header fields out of bounds",
     () => ({ nameLength, name: name.length, metaLength, meta: meta.byteLength }));
-  return { kind: kind as FrameKind, requestId, name, meta, payload };
+  return owned ? { kind: kind as FrameKind, requestId, name, meta, payload, owned } : { kind: kind as FrameKind, requestId, name, meta, payload };
 }

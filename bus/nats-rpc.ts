@@ -46,7 +46,7 @@ async function handle(router: Router, msg: Msg, name: string, jobId: string | un
     respondError(msg, w.code, w.message);
     return;
   }
-  const result = await router.dispatch(name, body.meta, body.payload, Transport.Nats, jobId);
+  const result = await router.dispatch(name, body.meta, body.payload, Transport.Nats, jobId === undefined ? {} : { jobId });
   if (!result.ok) {
     respondError(msg, result.code, result.message);
     return;

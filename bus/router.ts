@@ -19,6 +19,8 @@ export interface RequestContext {
    * job token refuses one for another job. Undefined on the direct transport.
    */
   readonly jobId?: string;
+  /** The payload's buffer is the request's own (see Frame.owned): the handler may keep it rather than copy it. */
+  readonly payloadOwned?: boolean;
 }
 
 /** A reply with bytes attached (operations whose payload direction is `reply`). */
@@ -35,8 +37,23 @@ export type DispatchResult =
   | { readonly ok: true; readonly meta: Uint8Array; readonly payload: Uint8Array | undefined }
   | { readonly ok: false; readonly code: ErrorCode; readonly message: string };
 
+/** What a transport knows of a request besides its bytes. */
+export interface DispatchExtras {
+  /** The job the bus addressed the request to (a job's NATS subjects). */
+  readonly jobId?: string;
+  /** The payload's buffer is the request's own (see RequestContext.payloadOwned). */
+  readonly payloadOwned?: boolean;
+  /**
+   * The token the connection authenticated with (the direct transport's
+   * session): a request that names no token is that job's.
+   */
+  readonly sessionToken?: string;
+}
+
 interface Route {
   readonly op: Operation;
+  /** The operation's request has a `token` field (a session fills it in when a request leaves it out). */
+  readonly takesToken: boolean;
   readonly check: TypeCheck<TSchema>;
   readonly handler: Handler<Operation>;
 }
@@ -74,7 +91,8 @@ export class Router {
 
   on<O extends Operation>(op: O, handler: Handler<O>): this {
     if (this.#routes.has(op.name)) throw new Error(`operation ${op.name} registered twice`);
-    this.#routes.set(op.name, { op, check: checkerFor(op.request), handler: handler as unknown as Handler<Operation> });
+    const takesToken = (op.request as { properties?: Record<string, unknown> }).properties?.["token"] !== undefined;
+    this.#routes.set(op.name, { op, check: checkerFor(op.request), handler: handler as unknown as Handler<Operation>, takesToken });
     return this;
   }
 
@@ -87,11 +105,15 @@ export class Router {
   }
 
   /** Validates and runs one request. Never throws: failures become error results. */
-  async dispatch(name: string, meta: Uint8Array, payload: Uint8Array | undefined, transport: Transport, jobId?: string): Promise<DispatchResult> {
+  async dispatch(name: string, meta: Uint8Array, payload: Uint8Array | undefined, transport: Transport, extras: DispatchExtras = {}): Promise<DispatchResult> {
+    const { jobId, payloadOwned = false, sessionToken } = extras;
     try {
       const route = this.#routes.get(name);
       if (!route) throw new InvalidArgumentError(`unknown operation ${JSON.stringify(name.slice(0, 64))}`);
       const request = decodeJson(meta);
+      if (sessionToken !== undefined && route.takesToken && typeof request === "object" && request !== null && !("token" in request)) {
+        (request as { token?: string }).token = sessionToken;
+      }
       if (!route.check.Check(request)) {
         throw new InvalidArgumentError(`${name}: ${describeViolation(route.check, request)}`);
       }
@@ -99,7 +121,8 @@ export class Router {
         throw new InvalidArgumentError(`${name} takes no payload`);
       }
       if (jobId !== undefined) this.scope?.(request, jobId);
-      const out = await route.handler(request, jobId === undefined ? { transport, payload } : { transport, payload, jobId });
+      const ctx: RequestContext = jobId === undefined ? { transport, payload, payloadOwned } : { transport, payload, jobId, payloadOwned };
+      const out = await route.handler(request, ctx);
       if (out instanceof WithPayload) return { ok: true, meta: encodeJson(out.reply), payload: out.payload };
       return { ok: true, meta: encodeJson(out), payload: undefined };
     } catch (e) {

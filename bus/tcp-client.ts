@@ -38,6 +38,9 @@ const defaults: Options = {
   requestTimeoutMs: 30_000,
 };
 
+/** How often a connection with requests in flight looks for expired ones: a request times out at most this late. */
+const deadlineSweepMs = 100;
+
 /** The connection could not be opened: the request was never sent, so any request may be retried elsewhere. */
 export class ConnectFailedError extends NodeUnavailableError {}
 
@@ -61,7 +64,10 @@ const helloRefusals = new Set<string>(TransportHello.errors);
 interface Pending {
   resolve(frame: Frame): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout;
+  /** When the caller stops waiting (Date.now() ms); the connection's sweep rejects it then. */
+  readonly deadlineMs: number;
+  readonly timeoutMs: number;
+  readonly name: string;
 }
 
 const Stage = {
@@ -85,6 +91,7 @@ export class TcpConnection {
   readonly #socket: net.Socket;
   readonly #decoder = new FrameDecoder(helloFrameBytesMax);
   readonly #pending = new Map<number, Pending>();
+  #sweep: NodeJS.Timeout | undefined;
   readonly #waiters: Array<() => void> = [];
   readonly #hello: HelloRequest = newHello();
   readonly #helloId = 1;
@@ -94,7 +101,7 @@ export class TcpConnection {
   #stage: Stage = Stage.Connecting;
   #closedError: Error | undefined;
 
-  constructor(readonly addr: string, readonly peer: PeerIdentity, private readonly token: string, private readonly options: Options) {
+  constructor(readonly addr: string, readonly peer: PeerIdentity, readonly token: string, private readonly options: Options) {
     const { host, port } = parseAddr(addr);
     const secure = options.tls !== undefined;
     this.#socket = options.tls
@@ -148,13 +155,9 @@ export class TcpConnection {
     this.#nextId = this.#nextId >= 0xffff_ffff ? 3 : this.#nextId + 1;
     const [head, body] = encodeFrame(FrameKind.Request, id, name, meta, payload);
     const reply = new Promise<Frame>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        this.#wake();
-        reject(new TimeoutError(`${name} to ${this.addr}: no reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#pending.set(id, { resolve, reject, timer });
+      this.#pending.set(id, { resolve, reject, deadlineMs: Date.now() + timeoutMs, timeoutMs, name });
     });
+    this.#sweep ??= setInterval(() => this.#expire(), deadlineSweepMs);
     corkUntilNextTick(this.#socket);
     this.#socket.write(head);
     if (body) this.#socket.write(body);
@@ -241,9 +244,29 @@ export class TcpConnection {
     const p = this.#pending.get(frame.requestId);
     if (!p) return; // timed out already
     this.#pending.delete(frame.requestId);
-    clearTimeout(p.timer);
     this.#wake();
     p.resolve(frame);
+  }
+
+  /**
+   * One deadline sweep per connection, not a timer per request: rejects the
+   * requests whose caller has stopped waiting (up to `deadlineSweepMs` late),
+   * and stops when nothing is in flight.
+   */
+  #expire(): void {
+    const now = Date.now();
+    for (const [id, p] of this.#pending) {
+      if (p.deadlineMs > now) continue;
+      this.#pending.delete(id);
+      this.#wake();
+      p.reject(new TimeoutError(`${p.name} to ${this.addr}: no reply within ${p.timeoutMs} ms`));
+    }
+    if (this.#pending.size === 0) this.#stopSweep();
+  }
+
+  #stopSweep(): void {
+    if (this.#sweep) clearInterval(this.#sweep);
+    this.#sweep = undefined;
   }
 
   #notThePeer(reason: string): PeerIdentityError {
@@ -259,11 +282,9 @@ export class TcpConnection {
     this.#closedError = e;
     clearTimeout(this.#helloTimer);
     this.#socket.destroy();
-    for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(e);
-    }
+    for (const p of this.#pending.values()) p.reject(e);
     this.#pending.clear();
+    this.#stopSweep();
     for (const w of this.#waiters.splice(0)) w();
   }
 }
@@ -338,15 +359,26 @@ class TcpCaller implements Caller {
   constructor(private readonly pool: TcpPool, private readonly addr: string, private readonly peer: PeerIdentity, private readonly token: string) {}
 
   async call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions = {}): Promise<CallResult<O>> {
-    const frame = await this.pool.connection(this.addr, this.peer, this.token).request(
-      op.name, encodeJson(request), options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs,
-    );
+    const connection = this.pool.connection(this.addr, this.peer, this.token);
+    const frame = await connection.request(op.name, encodeJson(withoutSessionToken(request, connection.token)), options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs);
     if (frame.kind === FrameKind.Error) {
       const { code, message } = decodeJson(frame.meta) as { code: string; message: string };
       throw errorFromWire(code, message);
     }
-    return { reply: decodeJson(frame.meta) as CallResult<O>["reply"], payload: frame.payload };
+    const reply = decodeJson(frame.meta) as CallResult<O>["reply"];
+    return frame.owned ? { reply, payload: frame.payload, payloadOwned: true } : { reply, payload: frame.payload };
   }
+}
+
+/**
+ * A request that carries the token its connection authenticated with goes
+ * without it: the server fills in the session's (a token is most of a small
+ * request's bytes). Any other token stays.
+ */
+function withoutSessionToken(request: unknown, sessionToken: string): unknown {
+  if ((request as { token?: unknown }).token !== sessionToken) return request;
+  const { token: _token, ...rest } = request as { token?: unknown };
+  return rest;
 }
 
 /** Decoded JSON, or undefined for bytes that are not JSON. */

@@ -160,6 +160,8 @@ type Phase = (typeof Phase)[keyof typeof Phase];
 /** One client connection: the hello, the token, then requests; reads only while its window, write buffer and the budget allow. */
 class ServerConnection implements BudgetMember {
   #phase: Phase = Phase.Hello;
+  /** The token this connection authenticated with: requests that name none are its job's. */
+  #sessionToken: string | undefined;
   #decoder: FrameDecoder;
   #inflight = 0;
   /** Frames of the last chunk beyond the in-flight window; reading is paused meanwhile, so at most one chunk's frames. */
@@ -275,6 +277,7 @@ class ServerConnection implements BudgetMember {
     }
     if (this.#phase !== Phase.Authenticating) return;
     clearTimeout(this.#helloTimer);
+    this.#sessionToken = token;
     this.#phase = Phase.Open;
     this.#decoder.raiseLimit(this.ctx.options.frameBytesMax);
     this.#send(FrameKind.Reply, requestId, encodeJson({}));
@@ -288,7 +291,7 @@ class ServerConnection implements BudgetMember {
     }
     this.#inflight++;
     const bytes = frameBytes(frame);
-    void this.ctx.router.dispatch(frame.name, frame.meta, frame.payload, Transport.Tcp)
+    void this.ctx.router.dispatch(frame.name, frame.meta, frame.payload, Transport.Tcp, { payloadOwned: frame.owned === true, sessionToken: this.#sessionToken })
       .then((result) => this.#done(frame.requestId, bytes, result));
   }
 

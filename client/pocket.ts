@@ -609,7 +609,7 @@ export class PocketJob {
       try {
         while (next < pieces.length || ahead.length > 0) {
           while (next < pieces.length && ahead.length < self.client.extentsInflightMax) {
-            const p = self.#readPiece(pieces[next++]!);
+            const p = self.#readPiece(pieces[next++]!).then((r) => r.bytes);
             p.catch(() => undefined); // observed below, or abandoned if the consumer stops
             ahead.push(p);
           }
@@ -640,17 +640,22 @@ export class PocketJob {
   }
 
   /** Reads one piece and checks it against its extent's committed crc (IntegrityError otherwise). */
-  async #readPiece(p: Piece): Promise<Buffer> {
+  async #readPiece(p: Piece): Promise<{ bytes: Buffer; owned: boolean }> {
     const whole = p.offset === 0 && p.length === p.ref.length;
     const r = await this.client.callNode(p.ref, NodeOps.extentRead, {
       token: this.token, extentId: p.ref.extentId, offset: whole ? undefined : p.offset, length: whole ? undefined : p.length,
     });
     const got = r.payload ?? new Uint8Array(0);
     checkBytes(`extent ${p.ref.extentId}`, got, { offset: p.offset, length: p.length, total: p.ref.length, crc: p.ref.crc }, r.reply);
-    return Buffer.from(got.buffer, got.byteOffset, got.byteLength);
+    return { bytes: Buffer.from(got.buffer, got.byteOffset, got.byteLength), owned: r.payloadOwned === true };
   }
 
   async #readPieces(pieces: readonly Piece[], length: number): Promise<Buffer> {
+    // One piece in a buffer of its own (a large extent read whole): hand it over as it came, no copy.
+    if (pieces.length === 1 && pieces[0]!.length === length) {
+      const only = await this.#readPiece(pieces[0]!);
+      return only.owned ? only.bytes : Buffer.from(only.bytes);
+    }
     const out = Buffer.allocUnsafe(length);
     const at: number[] = [];
     let pos = 0;
@@ -660,7 +665,7 @@ export class PocketJob {
     }
     if (pos !== length) throw new IntegrityError(`extents cover ${pos} bytes, expected ${length}`);
     await mapLimit(pieces, this.client.extentsInflightMax, async (p, i) => {
-      out.set(await this.#readPiece(p), at[i]!);
+      out.set((await this.#readPiece(p)).bytes, at[i]!);
     });
     return out;
   }

@@ -19,7 +19,7 @@ export class DramStore implements ExtentStore {
   get jobCount(): number { return this.#jobs.size; }
   jobIds(): IterableIterator<string> { return this.#jobs.keys(); }
 
-  async write(jobId: string, extentId: string, bytes: Uint8Array): Promise<void> {
+  async write(jobId: string, extentId: string, bytes: Uint8Array, owned = false): Promise<void> {
     let job = this.#jobs.get(jobId);
     if (job?.has(extentId)) throw new AlreadyExistsError(`extent ${extentId} exists`);
     if (bytes.byteLength === 0) throw new InvalidArgumentError("an extent holds at least one byte");
@@ -27,9 +27,14 @@ export class DramStore implements ExtentStore {
     if (this.#used + bytes.byteLength > this.capacityBytes) {
       throw new CapacityExceededError(`node full: ${bytes.byteLength} bytes do not fit in ${this.capacityBytes - this.#used} free`);
     }
-    // Own copy: the frame's buffer may be shared with other frames.
-    const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
-    copy.set(bytes);
+    // A buffer given up by its caller is kept as it is; any other may be shared with other frames: copy it.
+    let copy: Buffer;
+    if (owned) {
+      copy = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    } else {
+      copy = Buffer.allocUnsafeSlow(bytes.byteLength);
+      copy.set(bytes);
+    }
     if (!job) {
       job = new Map();
       this.#jobs.set(jobId, job);

@@ -13,8 +13,12 @@ export interface ExtentStore {
   readonly jobCount: number;
   /** The jobs it holds bytes for. */
   jobIds(): IterableIterator<string>;
-  /** Stores bytes; throws `AlreadyExists` or `CapacityExceeded`. */
-  write(jobId: string, extentId: string, bytes: Uint8Array): Promise<void>;
+  /**
+   * Stores bytes; throws `AlreadyExists` or `CapacityExceeded`. `owned`: the
+   * caller gives the buffer up (no one else holds or reuses it), so the store
+   * may keep it rather than copy it.
+   */
+  write(jobId: string, extentId: string, bytes: Uint8Array, owned?: boolean): Promise<void>;
   /** Reads `[offset, offset+length)`; throws `NotFound` or `InvalidArgument`. */
   read(jobId: string, extentId: string, offset: number, length: number | undefined): Promise<Uint8Array>;
   /** Frees extents; unknown ids are skipped. Returns bytes freed. */

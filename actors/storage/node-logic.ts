@@ -50,7 +50,7 @@ export class NodeLogic {
    * sender's crc; answers with a receipt the shard requires at commit.
    * Bounds first, then the grant, then the bytes: nothing is stored on any failure.
    */
-  async write(req: Req<"extentWrite">, bytes: Uint8Array): Promise<Rep<"extentWrite">> {
+  async write(req: Req<"extentWrite">, bytes: Uint8Array, owned = false): Promise<Rep<"extentWrite">> {
     const { jobId } = this.tokens.verifyJob(req.token);
     if (this.#droppedJobs.has(jobId)) throw new UnknownJobError(`job ${jobId} has been deregistered`);
     if (this.#freed.has(`${jobId}/${req.extentId}`)) throw new AlreadyExistsError(`extent ${req.extentId} was written and freed; extents are never reused`);
@@ -63,7 +63,7 @@ export class NodeLogic {
     if (crc !== req.crc) {
       throw new IntegrityError(`extent ${req.extentId}: the ${bytes.byteLength} bytes received have crc ${crc}, the sender's is ${req.crc}; nothing stored`);
     }
-    await this.store.write(jobId, req.extentId, bytes);
+    await this.store.write(jobId, req.extentId, bytes, owned);
     this.#checkStore();
     return { length: bytes.byteLength, crc, receipt: this.tokens.issueReceipt({ ...claims, crc }) };
   }

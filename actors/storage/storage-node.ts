@@ -119,7 +119,7 @@ export class StorageNode {
   /** A job's operations: on the direct transport and on the job's bus subjects. */
   router(): Router {
     return new Router(tokenScope(this.#tokens))
-      .on(NodeOps.extentWrite, (req, ctx) => this.logic.write(req, ctx.payload ?? noBytes))
+      .on(NodeOps.extentWrite, (req, ctx) => this.logic.write(req, ctx.payload ?? noBytes, ctx.payloadOwned === true))
       .on(NodeOps.extentRead, (req) => this.logic.read(req));
   }
 

@@ -69,6 +69,8 @@ export interface Destination {
   /** NATS job subjects name a job; a request there with another job's token is refused. */
   readonly subjectJobId?: string;
   readonly transport: "nats" | "tcp";
+  /** The token a direct-transport connection authenticated with: a request that names none is that job's (its session). */
+  readonly sessionToken?: string;
 }
 
 /**
@@ -82,6 +84,9 @@ export function expectRequest(dest: Destination, name: string, meta: Uint8Array,
   if (!op) return invalid(`${JSON.stringify(name.slice(0, 40))} is not served there`);
   const parsed = parseJson(meta);
   if (!parsed.ok) return invalid("meta is not JSON");
+  if (dest.sessionToken !== undefined && takesToken(op) && typeof parsed.value === "object" && parsed.value !== null && !("token" in parsed.value)) {
+    (parsed.value as { token?: string }).token = dest.sessionToken;
+  }
   if (!checkerFor(op.request).Check(parsed.value)) return invalid("meta does not match the request schema");
   if (payload !== undefined && op.payload !== PayloadDirection.Request) return invalid(`${op.name} takes no payload`);
   if (!takesToken(op)) return { kind: "any" };

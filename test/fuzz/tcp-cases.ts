@@ -42,7 +42,7 @@ export interface TcpCase {
   readonly rounds: readonly Buffer[];
   /** The hello and auth the server accepts: their replies carry these request ids (the hello's signed over the nonce). */
   readonly hello: { readonly requestId: number; readonly nonce: string } | undefined;
-  readonly auth: { readonly requestId: number } | undefined;
+  readonly auth: { readonly requestId: number; readonly token: string } | undefined;
   /** Whether those replies must come (they may not when a framing error in the same read comes first). */
   readonly handshakeDue: boolean;
   readonly chunks: readonly Buffer[];
@@ -70,7 +70,7 @@ export function tcpCase(rng: Prng, ctx: GenContext, index: number): TcpCase {
     if (opened.outcome.kind !== "open" || !opened.auth) throw new Error(`a handshake meant to succeed would not: ${JSON.stringify(opened.outcome)}`);
     return {
       kind: "tcp", index, endpoint, rounds: h.frames, hello: opened.hello, auth: opened.auth, handshakeDue: true,
-      chunks: chunked(stream, rng, pieces), ...predictOpen(stream, endpoint, ctx), note: `${endpoint.id}: handshake, ${notes}`,
+      chunks: chunked(stream, rng, pieces), ...predictOpen(stream, endpoint, ctx, opened.auth.token), note: `${endpoint.id}: handshake, ${notes}`,
     };
   }
   const first = opening === Opening.Missing ? Buffer.alloc(0)
@@ -157,7 +157,7 @@ function handshake(rng: Prng, ctx: GenContext, want: "accepted" | "refused"): { 
  * first) or declares a length only the server knows whether it takes (then
  * it may read on, or close).
  */
-function predictOpen(stream: Buffer, endpoint: TcpEndpoint, ctx: GenContext): { requests: TcpRequest[]; outcome: TcpOutcome } {
+function predictOpen(stream: Buffer, endpoint: TcpEndpoint, ctx: GenContext, sessionToken: string): { requests: TcpRequest[]; outcome: TcpOutcome } {
   const strict = readFrames(stream, endpoint.limits);
   const reading = strict.uncertain ? readFrames(stream, { accepted: endpoint.limits.refused, refused: endpoint.limits.refused }) : strict;
   const tokens = tokenOracle(ctx);
@@ -167,7 +167,7 @@ function predictOpen(stream: Buffer, endpoint: TcpEndpoint, ctx: GenContext): { 
   const requests = frames.map((f) => ({
     requestId: f.requestId,
     name: f.name,
-    expect: expectRequest({ service: endpoint.service, transport: "tcp" }, f.name, f.meta, f.payload, tokens),
+    expect: expectRequest({ service: endpoint.service, transport: "tcp", sessionToken }, f.name, f.meta, f.payload, tokens),
     due: open,
   }));
   if (strict.uncertain) return { requests, outcome: { kind: "either" } };
@@ -208,12 +208,13 @@ function predictHandshake(bytes: Buffer, endpoint: TcpEndpoint, ctx: GenContext)
       hello = { requestId: f.requestId, nonce: (parsed.value as { nonce: string }).nonce };
       continue;
     }
-    const cls = tokenOracle(ctx)((parsed.value as { token: string }).token).cls;
+    const token = (parsed.value as { token: string }).token;
+    const cls = tokenOracle(ctx)(token).cls;
     if (cls === TokenClass.Bad || cls === TokenClass.Expired) return close(ErrorCode.Unauthorized, `an auth with a ${cls} token`);
-    const auth = { requestId: f.requestId };
+    const auth = { requestId: f.requestId, token };
     const rest = bytes.subarray(readFrames(bytes, handshakeLimits, i + 1).consumed);
     if (rest.byteLength === 0) return { hello, auth, handshakeDue: true, requests: [], outcome: { kind: "open" } };
-    const pipelined = predictOpen(rest, endpoint, ctx).requests.map((r) => ({ ...r, due: false }));
+    const pipelined = predictOpen(rest, endpoint, ctx, token).requests.map((r) => ({ ...r, due: false }));
     return { hello, auth, handshakeDue: false, requests: pipelined, outcome: { kind: "either" } };
   }
   if (reading.violation !== undefined) return close(reading.violation, "a malformed frame in the handshake");

@@ -103,7 +103,8 @@ test("over the direct transport, job A's token cannot read or overwrite B's exte
     const asA = pool.caller(ext.addr, node, a.token);
     // Extents are kept per job: A's token names none of B's.
     await expectCode(asA.call(NodeOps.extentRead, { token: a.token, extentId: ext.extentId }), ErrorCode.NotFound);
-    await expectUnauthorized(asA.call(NodeOps.extentRead, { extentId: ext.extentId }));
+    // A request that names no token is the connection's session's (A's): B's extent is not found there either.
+    await expectCode(asA.call(NodeOps.extentRead, { extentId: ext.extentId }), ErrorCode.NotFound);
     await expectUnauthorized(asA.call(NodeOps.extentRead, { token: tamper(a.token, (c) => { c["j"] = b.jobId; }), extentId: ext.extentId }));
     // A write needs the shard's grant for that job, node, extent and length: A has none for B's extent.
     const evil = Buffer.from("evil");

@@ -188,7 +188,7 @@ export class SimBus implements Bus {
       const { service, name, jobId } = target;
       net.send(this.host, service.bus.host, () => {
         if (!service.open || !service.bus.open) return;
-        void service.router.dispatch(name, meta, payload, Transport.Nats, jobId).then((result) => {
+        void service.router.dispatch(name, meta, payload, Transport.Nats, jobId === undefined ? {} : { jobId }).then((result) => {
           if (!service.bus.open) return;
           net.send(service.bus.host, this.host, () => {
             if (!this.open) return;
