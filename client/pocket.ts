@@ -450,10 +450,72 @@ class ReceiptBatches {
   }
 }
 
+/** Object sizes a job keeps writes reserved ahead for. */
+const aheadSizesMax = 4;
+/** Reserved writes kept per size. */
+const aheadPerSizeMax = 2;
+/** A reserved write older than this is not used (the shard sweeps pending writes after 120 s by default). */
+const aheadKeptMs = 30_000;
+
+/**
+ * Writes the shard laid out ahead for the next puts of a size that repeats
+ * (a shuffle's partitions): such a put skips object.create and costs one
+ * round trip to the nodes and one to the shard. Bounded in sizes, per size
+ * and in age; an unused one expires at the shard and its room is freed then.
+ */
+class WritesAhead {
+  readonly #bySize = new Map<number, Array<{ readonly writeId: string; readonly extents: readonly ExtentRef[]; readonly atMs: number }>>();
+
+  /** A fresh reserved write of exactly `size` bytes, if one is kept. */
+  take(size: number): { writeId: string; extents: readonly ExtentRef[] } | undefined {
+    const list = this.#bySize.get(size);
+    const now = Date.now();
+    while (list && list.length > 0) {
+      const w = list.shift()!;
+      if (now - w.atMs < aheadKeptMs) return w;
+    }
+    return undefined;
+  }
+
+  /** Whether one more reserved write of `size` would be kept. */
+  wants(size: number): boolean {
+    return (this.#bySize.get(size)?.length ?? 0) < aheadPerSizeMax;
+  }
+
+  keep(size: number, writes: ReadonlyArray<{ writeId: string; extents: readonly ExtentRef[] }> | undefined): void {
+    if (!writes || writes.length === 0) return;
+    let list = this.#bySize.get(size);
+    if (!list) {
+      if (this.#bySize.size >= aheadSizesMax) this.#bySize.delete(this.#bySize.keys().next().value!);
+      this.#bySize.set(size, (list = []));
+    }
+    const now = Date.now();
+    for (const w of writes) if (list.length < aheadPerSizeMax) list.push({ ...w, atMs: now });
+  }
+
+  drop(size: number): void {
+    this.#bySize.delete(size);
+  }
+
+  get empty(): boolean {
+    return this.#bySize.size === 0;
+  }
+
+  /** Every reserved write kept, now no longer kept. */
+  takeAll(): Array<{ writeId: string }> {
+    const all = [...this.#bySize.values()].flat();
+    this.#bySize.clear();
+    return all;
+  }
+}
+
 /** One job's namespace. Paths are relative to the job: `a/b/c`. */
 export class PocketJob {
   readonly jobId: string;
   readonly shardId: string;
+  readonly #ahead = new WritesAhead();
+  /** The size of the last put (laid out on nodes): a size that repeats gets writes reserved ahead. */
+  #lastPutSize = -1;
 
   constructor(private readonly client: PocketClient, readonly token: string) {
     const claims = peekJobClaims(token);
@@ -475,9 +537,46 @@ export class PocketJob {
       const r = await this.#shard(ShardOps.objectPut, request, { payload: bytes });
       return { version: r.reply.version, size: r.reply.size };
     }
-    const { writeId, extents } = (await this.#shard(ShardOps.objectCreate, {
-      token: this.token, path, size: bytes.byteLength, createOnly: options.createOnly,
-    })).reply;
+    const size = bytes.byteLength;
+    const repeated = this.#lastPutSize === size;
+    this.#lastPutSize = size;
+    const reserved = this.#ahead.take(size);
+    if (reserved) {
+      try {
+        return await this.#putInto(reserved, path, bytes, options, { reserved: true, repeated });
+      } catch (e) {
+        // A reservation that lapsed (the shard swept it, or a node finds its grant expired): put it the usual way.
+        if (!isPocketError(e, ErrorCode.NotFound) && !isPocketError(e, ErrorCode.Unauthorized)) throw e;
+        this.#ahead.drop(size);
+      }
+    }
+    const create = (): Promise<CallResult<typeof ShardOps.objectCreate>> => this.#shard(ShardOps.objectCreate, {
+      token: this.token, path, size, createOnly: options.createOnly, ...(repeated && this.#ahead.wants(size) ? { ahead: 1 } : {}),
+    });
+    let created: ReplyOf<typeof ShardOps.objectCreate>;
+    try {
+      created = (await create()).reply;
+    } catch (e) {
+      // Room held by this job's own reserved writes is given back before the put is refused for want of it.
+      if (!isPocketError(e, ErrorCode.CapacityExceeded) || this.#ahead.empty) throw e;
+      const held = this.#ahead.takeAll();
+      for (const w of held) await this.#abort(w.writeId);
+      created = (await create()).reply;
+    }
+    this.#ahead.keep(size, created.ahead);
+    return this.#putInto(created, path, bytes, options, { reserved: false, repeated });
+  }
+
+  /**
+   * Writes `bytes` into a laid-out write and commits it: one round trip to the
+   * nodes, one to the shard. A write reserved ahead names its path at commit;
+   * the commit also reserves the next write of this size while puts of it repeat.
+   */
+  async #putInto(
+    write: { writeId: string; extents: readonly ExtentRef[] }, path: string, bytes: Uint8Array, options: PutOptions,
+    how: { readonly reserved: boolean; readonly repeated: boolean },
+  ): Promise<{ version: number; size: number }> {
+    const { writeId, extents } = write;
     try {
       let offset = 0;
       const slices = extents.map((e) => {
@@ -487,7 +586,13 @@ export class PocketJob {
       });
       const receipts = this.#receipts(writeId);
       await mapLimit(slices, this.client.extentsInflightMax, async (s) => receipts.add(await this.#writeExtent(s.ref, s.bytes)));
-      const done = (await this.#shard(ShardOps.objectCommit, { token: this.token, writeId, receipts: await receipts.rest() })).reply;
+      const size = bytes.byteLength;
+      const done = (await this.#shard(ShardOps.objectCommit, {
+        token: this.token, writeId, receipts: await receipts.rest(),
+        ...(how.reserved ? { path, createOnly: options.createOnly } : {}),
+        ...(how.repeated && this.#ahead.wants(size) ? { ahead: 1, size } : {}),
+      })).reply;
+      this.#ahead.keep(size, done.ahead);
       return { version: done.version, size: done.size };
     } catch (e) {
       await this.#abort(writeId);

@@ -216,6 +216,15 @@ export const ControllerOps = {
 // ---------------------------------------------------------------- metadata shard
 
 const ObjectWrite = T.Object({ writeId: Id, extents: T.Array(ExtentRefSchema) });
+/** Writes reserved ahead at once, at most. */
+export const writesAheadMax = 4;
+/**
+ * Writes of the same size reserved ahead (laid out, with grants, but bound to
+ * no path yet): the next puts of that size skip object.create and name their
+ * path at commit. Unused ones expire like any pending write.
+ */
+const Ahead = T.Integer({ minimum: 0, maximum: writesAheadMax });
+const ObjectWriteAhead = T.Object({ writeId: Id, extents: T.Array(ExtentRefSchema), ahead: T.Optional(T.Array(ObjectWrite, { maxItems: writesAheadMax })) });
 
 export const ShardOps = {
   attachJob: defineOperation({
@@ -290,8 +299,12 @@ export const ShardOps = {
   objectCreate: defineOperation({
     name: "object.create",
     summary: "Starts a put: lays out extents on storage nodes; the object is visible only after commit. Without `size`, a streamed put: extents come from object.extend.",
-    request: T.Object({ ...JobAuth, path: Path, size: T.Optional(Bytes), createOnly: T.Optional(T.Boolean()) }, { additionalProperties: false }),
-    reply: ObjectWrite,
+    request: T.Object({
+      ...JobAuth, path: Path, size: T.Optional(Bytes), createOnly: T.Optional(T.Boolean()),
+      /** Also reserve this many writes of the same `size` ahead (a declared size only). */
+      ahead: T.Optional(Ahead),
+    }, { additionalProperties: false }),
+    reply: ObjectWriteAhead,
     errors: [E.Unauthorized, E.UnknownJob, E.InvalidArgument, E.AlreadyExists, E.CapacityExceeded, E.Busy],
   }),
   objectExtend: defineOperation({
@@ -311,8 +324,15 @@ export const ShardOps = {
       ...JobAuth, writeId: Id,
       /** Receipts not yet handed in with object.written (all of them, for a put of up to 1024 extents). */
       receipts: T.Optional(Receipts),
+      /** The object's path, for a write reserved ahead (it has none yet); for any other write, absent or the same as at create. */
+      path: T.Optional(Path),
+      /** For a write reserved ahead: refuse if the object exists. */
+      createOnly: T.Optional(T.Boolean()),
+      /** Reserve this many writes of `size` ahead, returned with the reply (none if the cluster has no room: the commit still stands). */
+      ahead: T.Optional(Ahead),
+      size: T.Optional(Bytes),
     }, { additionalProperties: false }),
-    reply: T.Object({ path: Path, version: T.Integer({ minimum: 1 }), size: Bytes }),
+    reply: T.Object({ path: Path, version: T.Integer({ minimum: 1 }), size: Bytes, ahead: T.Optional(T.Array(ObjectWrite, { maxItems: writesAheadMax })) }),
     errors: [E.Unauthorized, E.UnknownJob, E.NotFound, E.AlreadyExists, E.InvalidArgument],
   }),
   objectWritten: defineOperation({

@@ -33,7 +33,8 @@ export type PlannedExtent = Omit<Extent, "crc">;
 
 interface PendingWrite {
   readonly writeId: string;
-  readonly parts: readonly string[];
+  /** Undefined for a write reserved ahead: its path comes with the commit. */
+  readonly parts: readonly string[] | undefined;
   /** Declared size; undefined for a streamed put, whose extents grow by object.extend. */
   readonly size: number | undefined;
   readonly createOnly: boolean;
@@ -187,22 +188,48 @@ export class ShardLogic {
     const job = this.job(req.token);
     const parts = parsePath(req.path);
     job.ns.checkPutTarget(parts, req.createOnly ?? false);
+    if ((req.ahead ?? 0) > 0 && req.size === undefined) throw new InvalidArgumentError("writes are reserved ahead for a declared size only");
+    const write = this.#newWrite(job, parts, req.size, req.createOnly ?? false);
+    const ahead = this.#reserveAhead(job, req.size, req.ahead ?? 0);
+    return ahead.length > 0 ? { ...write, ahead } : write;
+  }
+
+  /** Lays out one pending write of `size` bytes (streamed when undefined), with its grants. */
+  #newWrite(job: JobState, parts: readonly string[] | undefined, size: number | undefined, createOnly: boolean): { writeId: string; extents: ExtentRef[] } {
     if (job.pending.size >= (this.limits.pendingWritesPerJobMax ?? Defaults.pendingWritesPerJobMax)) {
       throw new BusyError(`job ${job.jobId} has ${job.pending.size} puts in progress`);
     }
     const lengths: number[] = [];
-    if (req.size !== undefined) {
-      if (Math.ceil(req.size / this.extentBytesMax) > extentsPerWriteMax) throw new TooLargeError(`${req.size} bytes is more than one put may hold`);
-      for (let offset = 0; offset < req.size; offset += this.extentBytesMax) lengths.push(Math.min(this.extentBytesMax, req.size - offset));
+    if (size !== undefined) {
+      if (Math.ceil(size / this.extentBytesMax) > extentsPerWriteMax) throw new TooLargeError(`${size} bytes is more than one put may hold`);
+      for (let offset = 0; offset < size; offset += this.extentBytesMax) lengths.push(Math.min(this.extentBytesMax, size - offset));
     }
     const extents = this.#layout(job, lengths);
     const writeId = this.newId();
     const expiresAtMs = this.clock.now() + this.pendingWriteTtlMs;
     job.pending.set(writeId, {
-      writeId, parts, size: req.size, createOnly: req.createOnly ?? false, extents,
+      writeId, parts, size, createOnly, extents,
       index: new Map(extents.map((e, i) => [e.extentId, i])), crcs: new Map(), expiresAtMs,
     });
     return { writeId, extents: extents.map((e) => this.#writeRef(job, e, expiresAtMs)) };
+  }
+
+  /**
+   * Up to `count` writes of `size` reserved ahead, bound to no path. Best
+   * effort: as many as the job's nodes and its bound on pending writes allow
+   * (none when they allow none); what was asked of the request itself stands.
+   */
+  #reserveAhead(job: JobState, size: number | undefined, count: number): Array<{ writeId: string; extents: ExtentRef[] }> {
+    const out: Array<{ writeId: string; extents: ExtentRef[] }> = [];
+    if (size === undefined) return out;
+    for (let i = 0; i < count; i++) {
+      try {
+        out.push(this.#newWrite(job, undefined, size, false));
+      } catch {
+        break; // no room (or too many pending): reserve no more now; the client creates as usual
+      }
+    }
+    return out;
   }
 
   /** object.extend: more extents for a streamed put, with grants that expire with the write. */
@@ -236,13 +263,14 @@ export class ShardLogic {
   commit(req: Req<"objectCommit">): Rep<"objectCommit"> {
     const job = this.job(req.token);
     const w = this.#pendingWrite(job, req.writeId);
+    const { parts, createOnly } = commitTarget(w, req);
     this.#takeReceipts(job, w, req.receipts ?? []);
     const extents = committedExtents(w);
     job.pending.delete(req.writeId);
     const size = w.size ?? extents.reduce((s, e) => s + e.length, 0);
     let r: ReturnType<Namespace["put"]>;
     try {
-      r = job.ns.put(w.parts, size, extents, w.createOnly);
+      r = job.ns.put(parts, size, extents, createOnly);
     } catch (e) {
       this.frees(job.jobId, w.extents);
       throw e;
@@ -250,7 +278,9 @@ export class ShardLogic {
     this.#addInline(job, -r.replacedInlineBytes);
     // Extent ids are never reused, so a reader still holding the old list gets NotFound, never these bytes.
     this.frees(job.jobId, r.replaced);
-    return { path: w.parts.join("/"), version: r.entry.version, size };
+    const ahead = this.#reserveAhead(job, req.size, req.ahead ?? 0);
+    const done = { path: parts.join("/"), version: r.entry.version, size };
+    return ahead.length > 0 ? { ...done, ahead } : done;
   }
 
   abort(req: Req<"objectAbort">): Rep<"objectAbort"> {
@@ -512,6 +542,20 @@ export class ShardLogic {
     const grant = this.tokens.issueGrant({ jobId: job.jobId, nodeId: e.nodeId, extentId: e.extentId, length: e.length }, expiresAtMs - this.clock.now());
     return { ...this.ref(e), grant };
   }
+}
+
+/** Where a commit puts its object: the path the write was created for, or, for a write reserved ahead, the one the commit names. */
+function commitTarget(w: PendingWrite, req: Req<"objectCommit">): { parts: readonly string[]; createOnly: boolean } {
+  if (w.parts === undefined) {
+    if (req.path === undefined) throw new InvalidArgumentError(`write ${w.writeId} was reserved ahead: its commit names the object's path`);
+    const parts = parsePath(req.path);
+    if (parts.length === 0) throw new InvalidArgumentError("an object needs a name");
+    return { parts, createOnly: req.createOnly ?? false };
+  }
+  if (req.path !== undefined && parsePath(req.path).join("/") !== w.parts.join("/")) {
+    throw new InvalidArgumentError(`write ${w.writeId} is for ${w.parts.join("/")}, not ${req.path}`);
+  }
+  return { parts: w.parts, createOnly: w.createOnly };
 }
 
 /** A pending write's extents with their crcs, or InvalidArgument naming the first extent without a receipt. */
