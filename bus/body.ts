@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "../schemas/errors";
+import { BinaryLayouts, decodeBinary, encodeBinary, fitsLayout, isBinaryMeta } from "../schemas/codec";
 
 /**
  * The body both transports carry: `u32 metaLength | meta (JSON, UTF-8) | payload`.
@@ -21,6 +22,39 @@ export function decodeJson(bytes: Uint8Array): unknown {
   } catch (e) {
     throw new InvalidArgumentError("not valid JSON", { cause: e });
   }
+}
+
+/**
+ * A request's meta as a caller sends it: in its operation's binary layout
+ * when it has one (schemas/codec.ts) and the request fits it, else JSON.
+ */
+export function encodeRequestMeta(name: string, request: unknown): Uint8Array {
+  const layouts = BinaryLayouts[name];
+  if (layouts && fitsLayout(layouts.request, request as Record<string, unknown>)) return encodeBinary(layouts.request, request as Record<string, unknown>);
+  return encodeJson(request);
+}
+
+/** A request's meta as a server reads it: binary for an operation with a layout, else JSON. */
+export function decodeRequestMeta(name: string, meta: Uint8Array): unknown {
+  if (!isBinaryMeta(meta)) return decodeJson(meta);
+  const layouts = BinaryLayouts[name];
+  if (!layouts) throw new InvalidArgumentError(`${name.slice(0, 64)} has no binary layout; send its meta as JSON`);
+  return decodeBinary(layouts.request, meta);
+}
+
+/** A reply's meta, in the form its request came in: binary when the request was and the reply fits its layout. */
+export function encodeReplyMeta(name: string, requestWasBinary: boolean, reply: unknown): Uint8Array {
+  const layouts = requestWasBinary ? BinaryLayouts[name] : undefined;
+  if (layouts && fitsLayout(layouts.reply, reply as Record<string, unknown>)) return encodeBinary(layouts.reply, reply as Record<string, unknown>);
+  return encodeJson(reply);
+}
+
+/** A reply's meta as a caller reads it. */
+export function decodeReplyMeta(name: string, meta: Uint8Array): unknown {
+  if (!isBinaryMeta(meta)) return decodeJson(meta);
+  const layouts = BinaryLayouts[name];
+  if (!layouts) throw new InvalidArgumentError(`a binary reply to ${name.slice(0, 64)}, which has no binary layout`);
+  return decodeBinary(layouts.reply, meta);
 }
 
 /** Encodes a body in one buffer (NATS messages). */

@@ -2,7 +2,7 @@ import { headers, NoRespondersError, PermissionViolationError, RequestError, Tim
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Operation, RequestOf } from "../schemas/operation";
 import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError, UnauthorizedError } from "../schemas/errors";
-import { decodeBody, decodeJson, encodeBody, encodeJson } from "./body";
+import { decodeBody, decodeReplyMeta, encodeBody, encodeJson, encodeRequestMeta } from "./body";
 import type { Bus, ServeOptions } from "./bus";
 import type { Caller, CallOptions, CallResult } from "./caller";
 import { Transport, type Router } from "./router";
@@ -75,14 +75,14 @@ export class NatsCaller implements Caller {
     const timeout = options.timeoutMs ?? this.defaultTimeoutMs;
     let msg: Msg;
     try {
-      msg = await this.nc.request(subject, encodeBody(encodeJson(request), options.payload), { timeout });
+      msg = await this.nc.request(subject, encodeBody(encodeRequestMeta(op.name, request), options.payload), { timeout });
     } catch (e) {
       throw natsRequestError(e, subject, timeout);
     }
     const code = msg.headers?.get(ErrorHeaders.code);
     if (code) throw errorFromWire(code, msg.headers?.get(ErrorHeaders.message) ?? code);
     const body = decodeBody(msg.data);
-    return { reply: decodeJson(body.meta) as CallResult<O>["reply"], payload: body.payload };
+    return { reply: decodeReplyMeta(op.name, body.meta) as CallResult<O>["reply"], payload: body.payload };
   }
 }
 

@@ -3,7 +3,8 @@ import type { TSchema } from "@sinclair/typebox";
 import type { Operation, ReplyOf, RequestOf } from "../schemas/operation";
 import { PayloadDirection } from "../schemas/operation";
 import { ErrorCode, InvalidArgumentError, toWireError } from "../schemas/errors";
-import { decodeJson, encodeJson } from "./body";
+import { decodeRequestMeta, encodeReplyMeta } from "./body";
+import { isBinaryMeta } from "../schemas/codec";
 
 /** Which transport a request came in on. Handlers should not care; logs may. */
 export const Transport = { Nats: "nats", Tcp: "tcp" } as const;
@@ -110,7 +111,8 @@ export class Router {
     try {
       const route = this.#routes.get(name);
       if (!route) throw new InvalidArgumentError(`unknown operation ${JSON.stringify(name.slice(0, 64))}`);
-      const request = decodeJson(meta);
+      const binary = isBinaryMeta(meta);
+      const request = decodeRequestMeta(name, meta);
       if (sessionToken !== undefined && route.takesToken && typeof request === "object" && request !== null && !("token" in request)) {
         (request as { token?: string }).token = sessionToken;
       }
@@ -123,8 +125,8 @@ export class Router {
       if (jobId !== undefined) this.scope?.(request, jobId);
       const ctx: RequestContext = jobId === undefined ? { transport, payload, payloadOwned } : { transport, payload, jobId, payloadOwned };
       const out = await route.handler(request, ctx);
-      if (out instanceof WithPayload) return { ok: true, meta: encodeJson(out.reply), payload: out.payload };
-      return { ok: true, meta: encodeJson(out), payload: undefined };
+      if (out instanceof WithPayload) return { ok: true, meta: encodeReplyMeta(name, binary, out.reply), payload: out.payload };
+      return { ok: true, meta: encodeReplyMeta(name, binary, out), payload: undefined };
     } catch (e) {
       return { ok: false, ...toWireError(e) };
     }

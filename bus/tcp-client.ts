@@ -2,7 +2,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Operation, RequestOf } from "../schemas/operation";
 import { BusyError, errorFromWire, InternalError, InvalidArgumentError, NodeUnavailableError, TimeoutError } from "../schemas/errors";
-import { decodeJson, encodeJson } from "./body";
+import { decodeJson, decodeReplyMeta, encodeJson, encodeRequestMeta } from "./body";
 import type { Caller, CallOptions, CallResult } from "./caller";
 import { encodeFrame, FrameDecoder, FrameError, FrameKind, type Frame } from "./frame";
 import { helloFrameBytesMax, isAuthReply, isTransportKey, newHello, TransportAuth, TransportHello, verifyHello, type HelloRequest, type PeerIdentity } from "./handshake";
@@ -360,12 +360,13 @@ class TcpCaller implements Caller {
 
   async call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions = {}): Promise<CallResult<O>> {
     const connection = this.pool.connection(this.addr, this.peer, this.token);
-    const frame = await connection.request(op.name, encodeJson(withoutSessionToken(request, connection.token)), options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs);
+    const meta = encodeRequestMeta(op.name, withoutSessionToken(request, connection.token));
+    const frame = await connection.request(op.name, meta, options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs);
     if (frame.kind === FrameKind.Error) {
       const { code, message } = decodeJson(frame.meta) as { code: string; message: string };
       throw errorFromWire(code, message);
     }
-    const reply = decodeJson(frame.meta) as CallResult<O>["reply"];
+    const reply = decodeReplyMeta(op.name, frame.meta) as CallResult<O>["reply"];
     return frame.owned ? { reply, payload: frame.payload, payloadOwned: true } : { reply, payload: frame.payload };
   }
 }

@@ -4,7 +4,7 @@ import type { Operation, RequestOf } from "../../schemas/operation";
 import type { ManualClock } from "../../lib/clock";
 import type { Logger } from "../../lib/log";
 import type { Prng } from "../../lib/prng";
-import { decodeJson, encodeJson } from "../../bus/body";
+import { decodeJson, decodeReplyMeta, encodeJson, encodeRequestMeta } from "../../bus/body";
 import type { Bus, Closable, ServeOptions, SubscribeOptions } from "../../bus/bus";
 import type { Caller, CallOptions, CallResult } from "../../bus/caller";
 import { checkerFor, Transport, type Router } from "../../bus/router";
@@ -171,7 +171,7 @@ export class SimBus implements Bus {
    */
   #call<O extends Operation>(subject: string, _op: O, request: RequestOf<O>, timeoutMs: number, options: CallOptions | undefined): Promise<CallResult<O>> {
     const net = this.net;
-    const meta = encodeJson(request);
+    const meta = encodeRequestMeta(_op.name, request);
     const payload = options?.payload === undefined ? undefined : Buffer.from(options.payload);
     return new Promise<CallResult<O>>((resolve, reject) => {
       let settled = false;
@@ -193,7 +193,7 @@ export class SimBus implements Bus {
           net.send(service.bus.host, this.host, () => {
             if (!this.open) return;
             if (!result.ok) return settle(() => reject(errorFromWire(result.code, result.message)));
-            const reply = decodeJson(result.meta) as CallResult<O>["reply"];
+            const reply = decodeReplyMeta(_op.name, result.meta) as CallResult<O>["reply"];
             const bytes = result.payload === undefined ? undefined : Buffer.from(result.payload);
             settle(() => resolve({ reply, payload: bytes }));
           });

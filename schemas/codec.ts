@@ -1,0 +1,206 @@
+import { InvalidArgumentError } from "./errors";
+import { NodeOps, ShardOps } from "./operations";
+
+/*
+ * Binary layouts for the hot operations' request and reply meta (the JSON
+ * object of the body), used instead of JSON by both transports when both
+ * ends know them; every other operation, and any peer that sends JSON, keeps
+ * JSON. A binary meta is told from JSON by its first byte (JSON text never
+ * starts with 0x00):
+ *
+ *   u8  0x00          marker
+ *   u8  version       1
+ *   u16 present       bit i set when field i is present (all fields of a layout, in order)
+ *   …   fields        each present field in layout order
+ *
+ * All integers little-endian. Field types:
+ *   str   u16 byte length, then UTF-8 bytes
+ *   u32   unsigned 32-bit integer (CRC-32s, versions)
+ *   u53   IEEE 754 double holding an integer 0 ..= 2^53 (sizes, offsets)
+ *   bool  u8, 0 or 1
+ *   refs  u16 count, then each extent reference in the `ExtentRef` layout
+ * A decoded meta is then checked against the operation's schema exactly as a
+ * JSON one is: the layouts carry the same fields, not weaker rules.
+ */
+
+export const BinaryMeta = { marker: 0x00, version: 1 } as const;
+
+type FieldType = "str" | "u32" | "u53" | "bool" | "refs";
+type Field = readonly [name: string, type: FieldType];
+export type Layout = readonly Field[];
+
+/** An extent reference (read and write layouts). */
+export const ExtentRefLayout: Layout = [["nodeId", "str"], ["addr", "str"], ["key", "str"], ["extentId", "str"], ["length", "u53"], ["crc", "u32"], ["grant", "str"]];
+
+/** The operations with binary layouts, by name: request and reply field lists. */
+export const BinaryLayouts: Readonly<Record<string, { readonly request: Layout; readonly reply: Layout }>> = {
+  [ShardOps.objectGet.name]: {
+    request: [["token", "str"], ["path", "str"], ["offset", "u53"], ["length", "u53"]],
+    reply: [["path", "str"], ["size", "u53"], ["version", "u53"], ["inline", "bool"], ["extents", "refs"], ["crc", "u32"], ["prefixCrc", "u32"], ["suffixCrc", "u32"]],
+  },
+  [ShardOps.objectPut.name]: {
+    request: [["token", "str"], ["path", "str"], ["createOnly", "bool"], ["crc", "u32"]],
+    reply: [["path", "str"], ["version", "u53"], ["size", "u53"]],
+  },
+  [ShardOps.objectLookup.name]: {
+    request: [["token", "str"], ["path", "str"]],
+    reply: [["path", "str"], ["size", "u53"], ["version", "u53"], ["extents", "refs"]],
+  },
+  [NodeOps.extentRead.name]: {
+    request: [["token", "str"], ["extentId", "str"], ["offset", "u53"], ["length", "u53"]],
+    reply: [["length", "u53"], ["prefixCrc", "u32"], ["suffixCrc", "u32"]],
+  },
+  [NodeOps.extentWrite.name]: {
+    request: [["token", "str"], ["extentId", "str"], ["grant", "str"], ["crc", "u32"]],
+    reply: [["length", "u53"], ["crc", "u32"], ["receipt", "str"]],
+  },
+};
+
+/** True when `meta` is in a binary layout (not JSON). */
+export function isBinaryMeta(meta: Uint8Array): boolean {
+  return meta.byteLength > 0 && meta[0] === BinaryMeta.marker;
+}
+
+/** Encodes `value`'s fields of `layout`; fields it does not name are not sent (callers send only what the layout holds). */
+export function encodeBinary(layout: Layout, value: Record<string, unknown>): Buffer {
+  const w = new Writer();
+  w.u8(BinaryMeta.marker);
+  w.u8(BinaryMeta.version);
+  writeFields(w, layout, value);
+  return w.finish();
+}
+
+/** Decodes a binary meta; InvalidArgument when it is not exactly a value of `layout`. */
+export function decodeBinary(layout: Layout, meta: Uint8Array): Record<string, unknown> {
+  const r = new Reader(meta);
+  if (r.u8() !== BinaryMeta.marker) throw new InvalidArgumentError("not a binary meta");
+  const version = r.u8();
+  if (version !== BinaryMeta.version) throw new InvalidArgumentError(`binary meta version ${version} is not known (this server speaks ${BinaryMeta.version})`);
+  const value = readFields(r, layout);
+  if (!r.done) throw new InvalidArgumentError(`${meta.byteLength - r.at} bytes after the binary meta's last field`);
+  return value;
+}
+
+/** True when every field of `value` has a place in `layout` (else it must travel as JSON). */
+export function fitsLayout(layout: Layout, value: Record<string, unknown>): boolean {
+  for (const k in value) if (value[k] !== undefined && !layout.some(([name]) => name === k)) return false;
+  return true;
+}
+
+function writeFields(w: Writer, layout: Layout, value: Record<string, unknown>): void {
+  let present = 0;
+  layout.forEach(([name], i) => { if (value[name] !== undefined) present |= 1 << i; });
+  w.u16(present);
+  for (const [name, type] of layout) {
+    const v = value[name];
+    if (v === undefined) continue;
+    switch (type) {
+      case "str": w.str(String(v)); break;
+      case "u32": w.u32(v as number); break;
+      case "u53": w.u53(v as number); break;
+      case "bool": w.u8(v ? 1 : 0); break;
+      case "refs": {
+        const refs = v as ReadonlyArray<Record<string, unknown>>;
+        w.u16(refs.length);
+        for (const ref of refs) writeFields(w, ExtentRefLayout, ref);
+        break;
+      }
+    }
+  }
+}
+
+function readFields(r: Reader, layout: Layout): Record<string, unknown> {
+  const present = r.u16();
+  if (present >>> layout.length !== 0) throw new InvalidArgumentError("binary meta names fields its layout does not have");
+  const out: Record<string, unknown> = {};
+  layout.forEach(([name, type], i) => {
+    if ((present & (1 << i)) === 0) return;
+    switch (type) {
+      case "str": out[name] = r.str(); break;
+      case "u32": out[name] = r.u32(); break;
+      case "u53": out[name] = r.u53(); break;
+      case "bool": out[name] = r.bool(); break;
+      case "refs": {
+        const n = r.u16();
+        const refs: Array<Record<string, unknown>> = [];
+        for (let j = 0; j < n; j++) refs.push(readFields(r, ExtentRefLayout));
+        out[name] = refs;
+        break;
+      }
+    }
+  });
+  return out;
+}
+
+/** Appends little-endian fields to a growing buffer. */
+class Writer {
+  #buf = Buffer.allocUnsafe(256);
+  #at = 0;
+
+  #room(n: number): void {
+    if (this.#at + n <= this.#buf.byteLength) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.#buf.byteLength * 2, this.#at + n));
+    this.#buf.copy(bigger, 0, 0, this.#at);
+    this.#buf = bigger;
+  }
+
+  u8(v: number): void { this.#room(1); this.#buf[this.#at++] = v; }
+  u16(v: number): void { this.#room(2); this.#buf.writeUInt16LE(v, this.#at); this.#at += 2; }
+  u32(v: number): void { this.#room(4); this.#buf.writeUInt32LE(v >>> 0, this.#at); this.#at += 4; }
+  u53(v: number): void { this.#room(8); this.#buf.writeDoubleLE(v, this.#at); this.#at += 8; }
+
+  str(s: string): void {
+    const n = Buffer.byteLength(s, "utf8");
+    if (n > 0xffff) throw new InvalidArgumentError(`a string field of ${n} bytes does not fit a binary meta`);
+    this.u16(n);
+    this.#room(n);
+    this.#buf.write(s, this.#at, "utf8");
+    this.#at += n;
+  }
+
+  finish(): Buffer {
+    return this.#buf.subarray(0, this.#at);
+  }
+}
+
+/** Reads little-endian fields, refusing to read past the end. */
+class Reader {
+  readonly #buf: Buffer;
+  at = 0;
+
+  constructor(bytes: Uint8Array) {
+    this.#buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  get done(): boolean { return this.at === this.#buf.byteLength; }
+
+  #need(n: number): void {
+    if (this.at + n > this.#buf.byteLength) throw new InvalidArgumentError("binary meta ends inside a field");
+  }
+
+  u8(): number { this.#need(1); return this.#buf[this.at++]!; }
+  u16(): number { this.#need(2); const v = this.#buf.readUInt16LE(this.at); this.at += 2; return v; }
+  u32(): number { this.#need(4); const v = this.#buf.readUInt32LE(this.at); this.at += 4; return v; }
+
+  u53(): number {
+    this.#need(8);
+    const v = this.#buf.readDoubleLE(this.at);
+    this.at += 8;
+    if (!Number.isSafeInteger(v) || v < 0) throw new InvalidArgumentError("binary meta holds a size that is not a whole number of bytes");
+    return v;
+  }
+
+  bool(): boolean {
+    const v = this.u8();
+    if (v > 1) throw new InvalidArgumentError("binary meta holds a boolean other than 0 or 1");
+    return v === 1;
+  }
+
+  str(): string {
+    const n = this.u16();
+    this.#need(n);
+    const s = this.#buf.toString("utf8", this.at, this.at + n);
+    this.at += n;
+    return s;
+  }
+}
