@@ -10,6 +10,7 @@ import { ControllerOps, NodeHeartbeatSchema, NodeOps, ShardHeartbeatSchema, Shar
 import { ErrorCode } from "../schemas/errors";
 import type { Operation } from "../schemas/operation";
 import { DriverOperations, ErrorHeaders, Subjects } from "../bus/subjects";
+import { BinaryLayouts, BinaryMeta, ExtentRefLayout } from "../schemas/codec";
 
 /** Operations served on a shard's or node's control subjects (only cluster components may send them). */
 const controlOperations = new Set<string>([
@@ -38,6 +39,22 @@ const doc = {
   shard: describe(ShardOps, (op) => (controlOperations.has(op.name) ? Subjects.shardControl("<shardId>") : Subjects.shardJob("<shardId>", "<jobId>"))),
   node: describe(NodeOps, (op) => (controlOperations.has(op.name) ? Subjects.nodeControl("<nodeId>") : Subjects.nodeJob("<nodeId>", "<jobId>"))),
   heartbeats: { node: NodeHeartbeatSchema, shard: ShardHeartbeatSchema },
+  binaryMeta: {
+    $comment: "Optional, for the operations listed: their meta may travel in these layouts instead of JSON (a server answers in the form it was asked in). " +
+      "A binary meta starts with the marker byte (JSON never does), then the version, a u16 presence mask (bit i for field i of the layout), then each present field in order.",
+    marker: BinaryMeta.marker,
+    version: BinaryMeta.version,
+    byteOrder: "little-endian",
+    fieldTypes: {
+      str: "u16 byte length, then UTF-8 bytes",
+      u32: "unsigned 32-bit integer",
+      u53: "IEEE 754 double holding an integer 0 ..= 2^53",
+      bool: "u8, 0 or 1",
+      refs: "u16 count, then each extent reference in the extentRef layout",
+    },
+    extentRef: ExtentRefLayout,
+    operations: BinaryLayouts,
+  },
 };
 const file = path.join(dir, "pocket-operations.json");
 fs.writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
