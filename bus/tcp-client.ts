@@ -356,10 +356,14 @@ export class TcpPool {
 }
 
 class TcpCaller implements Caller {
+  /** The connection this caller last used, reused while it stays open (no pool lookup per call). */
+  #connection: TcpConnection | undefined;
+
   constructor(private readonly pool: TcpPool, private readonly addr: string, private readonly peer: PeerIdentity, private readonly token: string) {}
 
   async call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions = {}): Promise<CallResult<O>> {
-    const connection = this.pool.connection(this.addr, this.peer, this.token);
+    let connection = this.#connection;
+    if (!connection || connection.closed) connection = this.#connection = this.pool.connection(this.addr, this.peer, this.token);
     const meta = encodeRequestMeta(op.name, withoutSessionToken(request, connection.token));
     const frame = await connection.request(op.name, meta, options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs);
     if (frame.kind === FrameKind.Error) {

@@ -287,10 +287,26 @@ export class PocketClient {
     if (this.options.transport === ClientTransport.Nats) {
       return (await this.#jobCaller(Subjects.shardJob(shardId, jobId), jobId)).call(op, request, options);
     }
+    // The job holds its shard's caller once resolved: no lookup, no await before the request goes out.
+    const held = shardLinks.get(job);
+    if (held) {
+      try {
+        return await held.caller.call(op, request, options);
+      } catch (e) {
+        if (!(e instanceof ConnectFailedError || e instanceof ConnectionLostError)) throw e;
+        shardLinks.delete(job);
+        this.#shards.delete(shardId);
+        this.#pool.drop(held.addr);
+        if (!(e instanceof ConnectFailedError)) throw e;
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       const info = await this.shardInfo(shardId, jobId);
       try {
-        return await this.#pool.caller(info.addr, { id: info.shardId, key: info.key }, token).call(op, request, options);
+        const caller = this.#pool.caller(info.addr, { id: info.shardId, key: info.key }, token);
+        const r = await caller.call(op, request, options);
+        shardLinks.set(job, { caller, addr: info.addr });
+        return r;
       } catch (e) {
         // A NodeUnavailable the shard replied with (it cannot reach nodes) says nothing about its address.
         if (!(e instanceof ConnectFailedError || e instanceof ConnectionLostError)) throw e;
@@ -509,6 +525,9 @@ class WritesAhead {
   }
 }
 
+/** Each job's resolved shard caller (direct transport), once a call through it has succeeded. */
+const shardLinks = new WeakMap<PocketJob, { readonly caller: Caller; readonly addr: string }>();
+
 /** One job's namespace. Paths are relative to the job: `a/b/c`. */
 export class PocketJob {
   readonly jobId: string;
@@ -516,6 +535,8 @@ export class PocketJob {
   readonly #ahead = new WritesAhead();
   /** The size of the last put (laid out on nodes): a size that repeats gets writes reserved ahead. */
   #lastPutSize = -1;
+  /** The shard's limits (inline threshold, extent size), asked once. */
+  #limits: ShardInfo | undefined;
 
   constructor(private readonly client: PocketClient, readonly token: string) {
     const claims = peekJobClaims(token);
@@ -531,7 +552,7 @@ export class PocketJob {
   /** Stores an object; it becomes visible, whole, when this resolves. */
   async put(path: string, data: Data, options: PutOptions = {}): Promise<{ version: number; size: number }> {
     const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    const limits = await this.client.shardInfo(this.shardId, this.jobId);
+    const limits = this.#limits ?? (this.#limits = await this.client.shardInfo(this.shardId, this.jobId));
     if (bytes.byteLength <= limits.inlineBytesMax) {
       const request = { token: this.token, path, createOnly: options.createOnly, crc: crc32(bytes) };
       const r = await this.#shard(ShardOps.objectPut, request, { payload: bytes });
