@@ -36,14 +36,22 @@ export type Entry = ObjectEntry | DirEntry;
  * Rejects empty, `.` and `..` segments, NUL and over-long names.
  */
 export function parsePath(path: string): string[] {
-  if (Buffer.byteLength(path, "utf8") > WireLimits.pathBytesMax) throw new InvalidArgumentError(`path longer than ${WireLimits.pathBytesMax} bytes`);
-  const trimmed = path.replace(/^\/+/, "").replace(/\/+$/, "");
-  if (trimmed === "") return [];
-  const parts = trimmed.split("/");
+  // A UTF-16 unit is at most 3 UTF-8 bytes: short strings need no byte count (the common case, on every request).
+  if (path.length * 3 > WireLimits.pathBytesMax && Buffer.byteLength(path, "utf8") > WireLimits.pathBytesMax) {
+    throw new InvalidArgumentError(`path longer than ${WireLimits.pathBytesMax} bytes`);
+  }
+  let from = 0;
+  let to = path.length;
+  while (from < to && path.charCodeAt(from) === 47) from++;
+  while (to > from && path.charCodeAt(to - 1) === 47) to--;
+  if (from === to) return [];
+  const parts = (from === 0 && to === path.length ? path : path.slice(from, to)).split("/");
   for (const p of parts) {
     if (p === "" || p === "." || p === "..") throw new InvalidArgumentError(`bad path ${JSON.stringify(path)}: empty, "." or ".." segment`);
     if (p.includes("\0")) throw new InvalidArgumentError("path contains NUL");
-    if (Buffer.byteLength(p, "utf8") > WireLimits.pathSegmentBytesMax) throw new InvalidArgumentError(`path segment longer than ${WireLimits.pathSegmentBytesMax} bytes`);
+    if (p.length * 3 > WireLimits.pathSegmentBytesMax && Buffer.byteLength(p, "utf8") > WireLimits.pathSegmentBytesMax) {
+      throw new InvalidArgumentError(`path segment longer than ${WireLimits.pathSegmentBytesMax} bytes`);
+    }
   }
   return parts;
 }
