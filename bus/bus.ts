@@ -43,6 +43,8 @@ export interface Bus {
   publish(subject: string, value: unknown): void;
   /** Follows published JSON messages matching `schema` (and their own subject); drops and counts the rest. */
   subscribe<S extends TSchema>(subject: string, schema: S, log: Logger, onMessage: (value: Static<S>) => void, options?: SubscribeOptions<S>): Closable;
+  /** Resolves once the server has every subscription made so far (a service is reachable only then). */
+  flush(): Promise<void>;
   /** Stops everything served and followed on this bus connection, after in-flight replies go out. */
   drain(): Promise<void>;
 }

@@ -30,6 +30,10 @@ export class NatsBus implements Bus {
     return { close: () => sub.unsubscribe() };
   }
 
+  async flush(): Promise<void> {
+    await this.nc.flush();
+  }
+
   async drain(): Promise<void> {
     await this.nc.drain().catch(() => undefined);
   }

@@ -124,7 +124,10 @@ export class Controller {
         ...(config.nodeTls !== undefined ? { tls: config.nodeTls } : {}),
       });
       const env = { bus: new NatsBus(nc), clock, entropy: systemEntropy, events: new EventPublisher(nc, withJetStream), store, orchestrator, ownsStore: true };
-      return await Controller.over(config, env);
+      const c = await Controller.over(config, env);
+      // Ready only once the server has its subscriptions: a caller right after start must not find no responders.
+      await env.bus.flush();
+      return c;
     } catch (e) {
       await orchestrator?.close().catch(() => undefined);
       await nc?.drain().catch(() => undefined);

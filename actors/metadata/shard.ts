@@ -86,6 +86,8 @@ export class MetadataShard {
         tls: config.tls ? readServerTls(config.tls) : undefined,
       });
       shard.#serve();
+      // Ready only once the server has its subscriptions.
+      await shard.env.bus.flush();
     } catch (e) {
       await shard.stop();
       throw e;

@@ -96,6 +96,8 @@ export class StorageNode {
         tls: config.tls ? readServerTls(config.tls) : undefined,
       });
       node.#serve();
+      // Ready only once the server has its subscriptions.
+      await node.env.bus.flush();
     } catch (e) {
       await node.stop().catch(() => undefined);
       throw e;

@@ -160,6 +160,10 @@ export class SimBus implements Bus {
     });
   }
 
+  async flush(): Promise<void> {
+    // Subscriptions on the simulated network take effect at once.
+  }
+
   async drain(): Promise<void> {
     this.net.kill(this);
   }
