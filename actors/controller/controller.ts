@@ -57,6 +57,8 @@ export interface ControllerEnv {
   readonly store: ControllerStore;
   readonly orchestrator: Orchestrator;
   readonly ownsStore: boolean;
+  /** Mints lambda credentials for the jobs it registers; absent on a bus without authentication. */
+  readonly issuer?: CredentialIssuer;
 }
 
 interface ShardRecord {
@@ -84,7 +86,6 @@ export class Controller {
   readonly #inputs = new Subject<ControllerInput>();
   readonly #effects: Effects;
   readonly #served: Closable[] = [];
-  readonly #issuer: CredentialIssuer | undefined;
   readonly #tokens: TokenAuthority;
   #trace: TraceWriter | undefined;
   #rx: RxSubscription | undefined;
@@ -95,8 +96,6 @@ export class Controller {
   #stopped = false;
 
   private constructor(readonly config: ControllerConfig, readonly core: ControllerCore, private readonly env: ControllerEnv) {
-    const ci = config.credentialIssuer;
-    this.#issuer = ci ? CredentialIssuer.fromSeed(ci.account, readPrivateFile(ci.signingSeedFile)) : undefined;
     this.#tokens = new TokenAuthority(config.secret, env.clock);
     this.#effects = new Effects({
       bus: env.bus, clock: env.clock, core, events: env.events, orchestrator: env.orchestrator,
@@ -123,7 +122,10 @@ export class Controller {
         ...(config.natsTlsCa !== undefined ? { natsTlsCa: config.natsTlsCa } : {}),
         ...(config.nodeTls !== undefined ? { tls: config.nodeTls } : {}),
       });
-      const env = { bus: new NatsBus(nc), clock, entropy: systemEntropy, events: new EventPublisher(nc, withJetStream), store, orchestrator, ownsStore: true };
+      const env = {
+        bus: new NatsBus(nc), clock, entropy: systemEntropy, events: new EventPublisher(nc, withJetStream), store, orchestrator, ownsStore: true,
+        ...(issuer ? { issuer } : {}),
+      };
       const c = await Controller.over(config, env);
       // Ready only once the server has its subscriptions: a caller right after start must not find no responders.
       await env.bus.flush();
@@ -190,7 +192,7 @@ export class Controller {
     const shards: ShardView = { pick: () => this.#pickShard(), list: () => this.#shardList() };
     return {
       core: this.core, store: this.env.store, clock: this.env.clock, entropy: this.env.entropy, tokens: this.#tokens, effects: this.#effects, shards,
-      issuer: this.#issuer, jobsMax: this.config.jobsMax ?? Defaults.jobsMax, jobTokenTtlMs: this.config.jobTokenTtlMs ?? Defaults.jobTokenTtlMs,
+      issuer: this.env.issuer, jobsMax: this.config.jobsMax ?? Defaults.jobsMax, jobTokenTtlMs: this.config.jobTokenTtlMs ?? Defaults.jobTokenTtlMs,
       input: (i) => this.#inputs.next(i), flush: () => this.#flush(),
     };
   }

@@ -124,7 +124,8 @@ export class Effects {
           await this.reclaim(d.jobId, d.shardId);
         } catch (e) {
           // Nobody waits on an expiry: retry it on the next ticks until the shard lets the job go.
-          this.#remember(this.#unreclaimed, d.jobId, d.shardId);
+          this.#makeRoom(this.#unreclaimed, d.jobId);
+          this.#unreclaimed.set(d.jobId, d.shardId);
           throw e;
         }
         return;
@@ -200,7 +201,7 @@ export class Effects {
       else missed.add(nodes[i]!.nodeId);
     });
     // A node that did not answer (partitioned, busy) still holds the job's bytes: drop them there once it answers.
-    if (missed.size > 0) this.#remember(this.#undropped, jobId, missed);
+    for (const nodeId of missed) this.dropLater(jobId, nodeId);
     return freed;
   }
 
@@ -242,18 +243,20 @@ export class Effects {
 
   /** A node still holds bytes of an ended job: drop them there on the next retry pass. */
   dropLater(jobId: string, nodeId: string): void {
-    this.#remember(this.#undropped, jobId, new Set([nodeId]));
+    let nodes = this.#undropped.get(jobId);
+    if (!nodes) {
+      this.#makeRoom(this.#undropped, jobId);
+      this.#undropped.set(jobId, (nodes = new Set()));
+    }
+    nodes.add(nodeId);
   }
 
-  /** Adds to a bounded retry map; past unfinishedMax jobs the oldest is given up (logged). */
-  #remember<V>(map: Map<string, V>, jobId: string, value: V): void {
-    if (!map.has(jobId) && map.size >= unfinishedMax) {
-      const oldest = map.keys().next().value!;
-      map.delete(oldest);
-      this.#log.error("too many unfinished job reclaims; giving one up", { jobId: oldest });
-    }
-    if (value instanceof Set && map.get(jobId) instanceof Set) for (const x of value) (map.get(jobId) as Set<unknown>).add(x);
-    else map.set(jobId, value);
+  /** Before a new job enters a retry map: past unfinishedMax jobs the oldest is given up (logged). */
+  #makeRoom(map: Map<string, unknown>, jobId: string): void {
+    if (map.has(jobId) || map.size < unfinishedMax) return;
+    const oldest = map.keys().next().value!;
+    map.delete(oldest);
+    this.#log.error("too many unfinished job reclaims; giving one up", { jobId: oldest });
   }
 
   /** A shard's control operations. */

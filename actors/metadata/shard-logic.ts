@@ -1,5 +1,5 @@
 import {
-  BusyError, CapacityExceededError, IntegrityError, InvalidArgumentError, NodeUnavailableError, NotFoundError, TooLargeError, UnauthorizedError, UnknownJobError,
+  ErrorCode, isPocketError, BusyError, CapacityExceededError, IntegrityError, InvalidArgumentError, NodeUnavailableError, NotFoundError, TooLargeError, UnauthorizedError, UnknownJobError,
 } from "../../schemas/errors";
 import type { ExtentRef, ShardHeartbeat, ShardUsage, Weight, WriteReceipt } from "../../schemas/operations";
 import { ShardOps } from "../../schemas/operations";
@@ -67,6 +67,9 @@ export interface MoveWork {
 
 /** Where extents a shard no longer needs go: the shell frees them on their nodes. */
 export type FreeSink = (jobId: string, extents: ReadonlyArray<Pick<Extent, "nodeId" | "extentId">>) => void;
+
+/** Why a write cannot be laid out now, which a reservation ahead gives way to. */
+const noRoomNow: readonly ErrorCode[] = [ErrorCode.CapacityExceeded, ErrorCode.NodeUnavailable, ErrorCode.Busy];
 
 /** Jobs per usage message. */
 const usageChunk = 1000;
@@ -226,8 +229,10 @@ export class ShardLogic {
     for (let i = 0; i < count; i++) {
       try {
         out.push(this.#newWrite(job, undefined, size, false));
-      } catch {
-        break; // no room (or too many pending): reserve no more now; the client creates as usual
+      } catch (e) {
+        // No room, no node heard from, or too many pending: reserve no more now (the client creates as usual). Anything else is a fault.
+        if (!noRoomNow.some((code) => isPocketError(e, code))) throw e;
+        break;
       }
     }
     return out;

@@ -12,11 +12,12 @@ import { connectAs } from "../../bus/nats-connect";
 import { Role } from "../../bus/credentials";
 import { newTransportIdentity, type TransportIdentity } from "../../bus/handshake";
 import { Router } from "../../bus/router";
-import { TcpServer } from "../../bus/tcp-server";
-import { readServerTls, type ServerTlsFiles } from "../../bus/tls";
+import type { TcpServer } from "../../bus/tcp-server";
+import type { ServerTlsFiles } from "../../bus/tls";
 import { checkSubjectToken, Subjects } from "../../bus/subjects";
 import { TokenAuthority, tokenScope } from "../../bus/tokens";
 import { Defaults, type NatsSettings } from "../runtime/config";
+import { listenDirect } from "../runtime/direct-transport";
 import { NodeDirectory } from "../runtime/node-directory";
 import { FreeQueue } from "./free-queue";
 import { ShardLogic, type MoveWork, type ShardLimits } from "./shard-logic";
@@ -77,14 +78,8 @@ export class MetadataShard {
     const shard = new MetadataShard(config, { bus: new NatsBus(nc, Defaults.rpcTimeoutMs), clock, entropy: systemEntropy });
     try {
       shard.#identity = newTransportIdentity(config.shardId);
-      shard.#tcp = await TcpServer.listen(shard.router(), {
-        host: config.host ?? "127.0.0.1",
-        port: config.port ?? 0,
-        frameBytesMax: shard.logic.inlineBytesMax + 64 * 1024 + receiptsFrameBytesMax,
-        identity: shard.#identity,
-        authenticate: (token) => { shard.#tokens.verifyJob(token); },
-        tls: config.tls ? readServerTls(config.tls) : undefined,
-      });
+      const frameBytesMax = shard.logic.inlineBytesMax + 64 * 1024 + receiptsFrameBytesMax;
+      shard.#tcp = await listenDirect(shard.router(), config, frameBytesMax, shard.#identity, shard.#tokens);
       shard.#serve();
       // Ready only once the server has its subscriptions.
       await shard.env.bus.flush();

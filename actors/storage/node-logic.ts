@@ -120,19 +120,35 @@ export class NodeLogic {
     };
   }
 
-  /** The next window of job ids to name in a heartbeat: every job is named within jobCount / heartbeatJobIdsMax heartbeats. */
+  /**
+   * The next window of job ids to name in a heartbeat: every job is named
+   * within jobCount / heartbeatJobIdsMax heartbeats. A live iterator over the
+   * store's jobs carries the place from one heartbeat to the next (a job
+   * dropped meanwhile is skipped), so a heartbeat costs the window, not a
+   * pass over every job.
+   */
   #nextJobIds(): string[] {
-    const all = [...this.store.jobIds()].sort();
-    if (all.length <= heartbeatJobIdsMax) return all;
-    const start = all.findIndex((id) => id > this.#lastNamedJob);
-    const from = start < 0 ? 0 : start;
-    const out = all.slice(from, from + heartbeatJobIdsMax);
-    this.#lastNamedJob = out[out.length - 1]!;
-    if (from + heartbeatJobIdsMax >= all.length) this.#lastNamedJob = "";
+    if (this.store.jobCount <= heartbeatJobIdsMax) {
+      this.#jobCursor = undefined;
+      return [...this.store.jobIds()];
+    }
+    const out: string[] = [];
+    for (let restarted = false; out.length < heartbeatJobIdsMax;) {
+      this.#jobCursor ??= this.store.jobIds();
+      const next = this.#jobCursor.next();
+      if (!next.done) {
+        out.push(next.value);
+        continue;
+      }
+      // The end of the jobs: this window stops there, and the next starts from the beginning.
+      this.#jobCursor = undefined;
+      if (out.length > 0 || restarted) break;
+      restarted = true;
+    }
     return out;
   }
 
-  #lastNamedJob = "";
+  #jobCursor: Iterator<string> | undefined;
 
   /** Extents remembered as freed (bounded by Defaults.freedExtentsRemembered). */
   get freedRemembered(): number {

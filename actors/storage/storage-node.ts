@@ -10,10 +10,11 @@ import { Role } from "../../bus/credentials";
 import { newTransportIdentity, type TransportIdentity } from "../../bus/handshake";
 import { Router } from "../../bus/router";
 import { checkSubjectToken, Subjects } from "../../bus/subjects";
-import { TcpServer } from "../../bus/tcp-server";
-import { readServerTls, type ServerTlsFiles } from "../../bus/tls";
+import type { TcpServer } from "../../bus/tcp-server";
+import type { ServerTlsFiles } from "../../bus/tls";
 import { TokenAuthority, tokenScope } from "../../bus/tokens";
 import { Defaults, type NatsSettings } from "../runtime/config";
+import { listenDirect } from "../runtime/direct-transport";
 import { DramStore } from "./dram-store";
 import { NvmeStore } from "./nvme-store";
 import type { DeviceModel } from "../../native";
@@ -87,14 +88,7 @@ export class StorageNode {
     const node = new StorageNode(config, store, { bus: new NatsBus(nc, Defaults.rpcTimeoutMs), clock });
     try {
       node.#identity = newTransportIdentity(config.nodeId);
-      node.#tcp = await TcpServer.listen(node.router(), {
-        host: config.host ?? "127.0.0.1",
-        port: config.port ?? 0,
-        frameBytesMax: node.logic.extentBytesMax + 64 * 1024,
-        identity: node.#identity,
-        authenticate: (token) => { node.#tokens.verifyJob(token); },
-        tls: config.tls ? readServerTls(config.tls) : undefined,
-      });
+      node.#tcp = await listenDirect(node.router(), config, node.logic.extentBytesMax + 64 * 1024, node.#identity, node.#tokens);
       node.#serve();
       // Ready only once the server has its subscriptions.
       await node.env.bus.flush();

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { sourceFiles } from "./sources";
 
 /**
  * Tests run from TypeScript sources, but the actor processes they spawn run
@@ -33,17 +34,7 @@ const tscEmittedWithErrors = 2;
 function sources(): string[] {
   const include = (JSON.parse(fs.readFileSync(tsconfig, "utf8")) as { include: string[] }).include;
   const out: string[] = [];
-  const walk = (dir: string): void => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) {
-        if (e.name !== "node_modules") walk(p);
-      } else if (e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")) {
-        out.push(p);
-      }
-    }
-  };
-  for (const dir of include) if (fs.existsSync(path.join(root, dir))) walk(path.join(root, dir));
+  for (const dir of include) if (fs.existsSync(path.join(root, dir))) sourceFiles(path.join(root, dir), out);
   return out;
 }
 

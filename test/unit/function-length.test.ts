@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import ts from "typescript";
 import { projectRoot } from "../../lib/process";
+import { sourceFiles } from "../harness/sources";
 
 /*
  * No function is longer than `functionLinesMax` lines: a longer one does
@@ -78,16 +79,6 @@ export function functionLengths(file: string, source: string): FunctionLength[] 
   };
   visit(sf, undefined);
   return found;
-}
-
-function sourceFiles(dir: string, out: string[] = []): string[] {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (e.name === "node_modules" || e.name === "dist" || e.name.startsWith(".")) continue;
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) sourceFiles(p, out);
-    else if (e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")) out.push(p);
-  }
-  return out;
 }
 
 /** Functions over `max` lines in the project's source folders, longest first. */

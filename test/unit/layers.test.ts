@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { projectRoot } from "../../lib/process";
+import { sourceFiles } from "../harness/sources";
 
 /*
  * Imports point down the layers (README, "Layers"): a module may import its
@@ -33,16 +34,6 @@ const actorLayerOf: Record<string, number> = {
 };
 
 interface Violation { readonly from: string; readonly to: string; readonly why: string }
-
-function sourceFiles(dir: string, out: string[] = []): string[] {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (e.name === "node_modules" || e.name === "dist" || e.name.startsWith(".")) continue;
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) sourceFiles(p, out);
-    else if (e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")) out.push(p);
-  }
-  return out;
-}
 
 const importPattern = /(?:^|[\s;])(?:import|export)\s[^;]*?from\s*["']([^"']+)["']|(?:import|require)\(\s*["']([^"']+)["']\s*\)/gm;
 
