@@ -3,7 +3,8 @@
  * Runs one actor as its own process:
  *   node dist/actors/main.js controller|shard|node
  * with its JSON config in POCKET_ACTOR_CONFIG. Prints one JSON line
- * `{"ready":true,...}` on stdout when serving; stops cleanly on SIGTERM/SIGINT.
+ * `{"ready":true,...}` on stdout when serving (`http`: host:port of its
+ * metrics and probes, "" without); stops cleanly on SIGTERM/SIGINT.
  */
 import { Controller, type ControllerConfig } from "./controller/controller";
 import { MetadataShard, type ShardConfig } from "./metadata/shard";
@@ -21,23 +22,27 @@ async function main(): Promise<void> {
   if (config["secret"] === undefined && process.env["POCKET_SECRET"]) config["secret"] = process.env["POCKET_SECRET"];
   const advertiseHost = process.env["POCKET_ADVERTISE_HOST"];
   if (advertiseHost && config["advertiseAddr"] === undefined && typeof config["port"] === "number") config["advertiseAddr"] = `${advertiseHost}:${config["port"]}`;
+  // In a pod, metrics and probes are scraped from outside the container.
+  if (advertiseHost && config["httpHost"] === undefined) config["httpHost"] = "0.0.0.0";
   let actor: Stoppable;
   let info: Record<string, unknown>;
   switch (role) {
-    case "controller":
-      actor = await Controller.start(config as unknown as ControllerConfig);
-      info = { role };
+    case "controller": {
+      const c = await Controller.start(config as unknown as ControllerConfig);
+      actor = c;
+      info = { role, http: c.httpAddr };
       break;
+    }
     case "shard": {
       const s = await MetadataShard.start(config as unknown as ShardConfig);
       actor = s;
-      info = { role, shardId: s.shardId };
+      info = { role, shardId: s.shardId, http: s.httpAddr };
       break;
     }
     case "node": {
       const n = await StorageNode.start(config as unknown as StorageNodeConfig);
       actor = n;
-      info = { role, nodeId: n.nodeId, addr: n.addr };
+      info = { role, nodeId: n.nodeId, addr: n.addr, http: n.httpAddr };
       void n.retired.then(() => process.exit(0));
       break;
     }

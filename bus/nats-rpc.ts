@@ -20,16 +20,17 @@ export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, 
     callback: (err, msg) => {
       if (err) return; // subscription closed or permissions: nothing to answer
       if (!msg.reply) return; // a publish without reply subject is not a request
-      if (inflight >= inflightMax) {
-        respondError(msg, ErrorCode.Busy, `more than ${inflightMax} requests in flight`);
-        return;
-      }
       let name = msg.subject.slice(cut);
       let jobId: string | undefined;
       if (options.jobScoped) {
         const dot = name.indexOf(".");
         jobId = name.slice(0, dot);
         name = name.slice(dot + 1);
+      }
+      if (inflight >= inflightMax) {
+        router.refused(name, Transport.Nats, ErrorCode.Busy);
+        respondError(msg, ErrorCode.Busy, `more than ${inflightMax} requests in flight`);
+        return;
       }
       inflight++;
       void handle(router, msg, name, jobId).finally(() => { inflight--; });
@@ -43,6 +44,7 @@ async function handle(router: Router, msg: Msg, name: string, jobId: string | un
     body = decodeBody(msg.data);
   } catch (e) {
     const w = toWireError(e);
+    router.refused(name, Transport.Nats, w.code);
     respondError(msg, w.code, w.message);
     return;
   }

@@ -51,12 +51,36 @@ export interface DispatchExtras {
   readonly sessionToken?: string;
 }
 
+/**
+ * Watches the requests a router dispatches (an actor's metrics). `probe` is
+ * asked once per operation and transport when the router learns of either;
+ * the probes it hands out are called on every request, so they must be cheap.
+ */
+export interface DispatchObserver {
+  /** The probe of one operation (`undefined`: any name this router does not serve) on one transport. */
+  probe(operation: string | undefined, transport: Transport): DispatchProbe;
+}
+
+/** Counts one operation's requests on one transport. */
+export interface DispatchProbe {
+  /** A request starts; returns its start time, for `end`. */
+  begin(): number;
+  /** The request that began at `startedMs` ended with `result`; its meta and payload were `requestBytes` long. */
+  end(startedMs: number, requestBytes: number, result: DispatchResult): void;
+  /** A transport refused a request before dispatching it (e.g. `Busy`). */
+  refused(code: ErrorCode): void;
+}
+
+type Probes = Readonly<Record<Transport, DispatchProbe>>;
+
 interface Route {
   readonly op: Operation;
   /** The operation's request has a `token` field (a session fills it in when a request leaves it out). */
   readonly takesToken: boolean;
   readonly check: TypeCheck<TSchema>;
   readonly handler: Handler<Operation>;
+  /** Bound once, when an observer is set. */
+  probes: Probes | undefined;
 }
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
@@ -83,6 +107,9 @@ export function describeViolation(check: TypeCheck<TSchema>, value: unknown): st
  */
 export class Router {
   readonly #routes = new Map<string, Route>();
+  #observer: DispatchObserver | undefined;
+  /** Probes for names this router does not serve (bound once, so remote names never become labels). */
+  #unknown: Probes | undefined;
 
   /**
    * `scope` checks a request the bus addressed to one job (`ctx.jobId`), before
@@ -93,8 +120,22 @@ export class Router {
   on<O extends Operation>(op: O, handler: Handler<O>): this {
     if (this.#routes.has(op.name)) throw new Error(`operation ${op.name} registered twice`);
     const takesToken = (op.request as { properties?: Record<string, unknown> }).properties?.["token"] !== undefined;
-    this.#routes.set(op.name, { op, check: checkerFor(op.request), handler: handler as unknown as Handler<Operation>, takesToken });
+    const probes = this.#observer ? probesOf(this.#observer, op.name) : undefined;
+    this.#routes.set(op.name, { op, check: checkerFor(op.request), handler: handler as unknown as Handler<Operation>, takesToken, probes });
     return this;
+  }
+
+  /** Reports every request, from now on, to `observer` (one probe per operation and transport, bound here). */
+  observe(observer: DispatchObserver): this {
+    this.#observer = observer;
+    this.#unknown = probesOf(observer, undefined);
+    for (const route of this.#routes.values()) route.probes = probesOf(observer, route.op.name);
+    return this;
+  }
+
+  /** Counts a request a transport refused before dispatching it (e.g. `Busy` past its in-flight limit). */
+  refused(name: string, transport: Transport, code: ErrorCode): void {
+    (this.#routes.get(name)?.probes ?? this.#unknown)?.[transport].refused(code);
   }
 
   has(name: string): boolean {
@@ -108,8 +149,11 @@ export class Router {
   /** Validates and runs one request. Never throws: failures become error results. */
   async dispatch(name: string, meta: Uint8Array, payload: Uint8Array | undefined, transport: Transport, extras: DispatchExtras = {}): Promise<DispatchResult> {
     const { jobId, payloadOwned = false, sessionToken } = extras;
+    const route = this.#routes.get(name);
+    const probe = (route ? route.probes : this.#unknown)?.[transport];
+    const startedMs = probe ? probe.begin() : 0;
+    let result: DispatchResult;
     try {
-      const route = this.#routes.get(name);
       if (!route) throw new InvalidArgumentError(`unknown operation ${JSON.stringify(name.slice(0, 64))}`);
       const binary = isBinaryMeta(meta);
       const request = decodeRequestMeta(name, meta);
@@ -125,10 +169,17 @@ export class Router {
       if (jobId !== undefined) this.scope?.(request, jobId);
       const ctx: RequestContext = jobId === undefined ? { transport, payload, payloadOwned } : { transport, payload, jobId, payloadOwned };
       const out = await route.handler(request, ctx);
-      if (out instanceof WithPayload) return { ok: true, meta: encodeReplyMeta(name, binary, out.reply), payload: out.payload };
-      return { ok: true, meta: encodeReplyMeta(name, binary, out), payload: undefined };
+      result = out instanceof WithPayload
+        ? { ok: true, meta: encodeReplyMeta(name, binary, out.reply), payload: out.payload }
+        : { ok: true, meta: encodeReplyMeta(name, binary, out), payload: undefined };
     } catch (e) {
-      return { ok: false, ...toWireError(e) };
+      result = { ok: false, ...toWireError(e) };
     }
+    probe?.end(startedMs, meta.byteLength + (payload?.byteLength ?? 0), result);
+    return result;
   }
+}
+
+function probesOf(observer: DispatchObserver, operation: string | undefined): Probes {
+  return { [Transport.Nats]: observer.probe(operation, Transport.Nats), [Transport.Tcp]: observer.probe(operation, Transport.Tcp) };
 }

@@ -44,6 +44,10 @@ export interface TcpServerStats {
   readonly protocolErrors: number;
   /** Bytes held now: partial frames in decoders plus requests waiting or being handled (whole frames). */
   readonly inflightBytes: number;
+  /** Connections open now, handshakes in progress included (TLS handshakes not yet). */
+  readonly connections: number;
+  /** Request frames being handled or waiting for a connection's in-flight window, now. */
+  readonly inflightFrames: number;
 }
 
 /**
@@ -125,9 +129,11 @@ export class TcpServer {
     return `${a.address}:${a.port}`;
   }
 
-  /** Counters since start, and bytes held now (for heartbeats). */
+  /** Counters since start, and what is held now (for heartbeats and metrics): a pass over the open connections. */
   get stats(): TcpServerStats {
-    return { ...this.#stats, inflightBytes: this.#budget.heldBytes };
+    let inflightFrames = 0;
+    for (const c of this.#connections) inflightFrames += c.requests;
+    return { ...this.#stats, inflightBytes: this.#budget.heldBytes, connections: this.#connections.size, inflightFrames };
   }
 
   async close(): Promise<void> {
@@ -186,6 +192,11 @@ class ServerConnection implements BudgetMember {
 
   destroy(): void {
     this.socket.destroy();
+  }
+
+  /** Requests being handled or waiting for the in-flight window. */
+  get requests(): number {
+    return this.#inflight + this.#waiting.length;
   }
 
   /** The budget has room for this connection again. */

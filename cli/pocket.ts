@@ -220,13 +220,22 @@ async function up(flags: Flags): Promise<void> {
   });
   const env = { ...cluster.driverEnv(), ...(cluster.auth ? { POCKET_ADMIN_CREDS: cluster.credsFile(Role.Operator, "admin")! } : {}) };
   if (!cluster.auth) process.stderr.write("pocket: warning: the bus has no authentication (--nats without --auth-dir): anyone who reaches it can read and forge cluster traffic\n");
-  out(flags, { ...env, natsUrl: cluster.natsUrl, dataDir: cluster.dataDir }, () => Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""));
+  out(flags, { ...env, natsUrl: cluster.natsUrl, dataDir: cluster.dataDir, natsMonitorUrl: cluster.natsMonitorUrl, endpoints: cluster.endpoints() },
+    () => Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""));
+  if (!flags.json) process.stderr.write(describeEndpoints(cluster));
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
   });
   process.stderr.write("pocket: stopping the cluster\n");
   await cluster.stop();
+}
+
+/** Where to scrape and probe the cluster (stderr, so that stdout stays what `eval` takes). */
+function describeEndpoints(cluster: LocalCluster): string {
+  const lines = cluster.endpoints().map((e) => `  ${e.name.padEnd(12)} http://${e.http}/metrics  /healthz  /readyz\n`);
+  if (cluster.natsMonitorUrl) lines.push(`  ${"nats-server".padEnd(12)} ${cluster.natsMonitorUrl}/varz  /connz  /jsz\n`);
+  return lines.length > 0 ? `pocket: metrics and probes (docs/metrics.md):\n${lines.join("")}` : "";
 }
 
 function orchestratorFlag(v: string | undefined): "local" | "events-only" | undefined {

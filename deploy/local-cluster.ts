@@ -79,6 +79,12 @@ export interface LocalClusterOptions {
   readonly store?: string;
   /** Other scaling settings for the controller. */
   readonly policy?: Partial<ScalingPolicy>;
+  /**
+   * Every actor (and every node the controller launches) serves `/metrics`,
+   * `/healthz` and `/readyz` over HTTP on a free port of 127.0.0.1 (default
+   * true); `endpoints()` says where.
+   */
+  readonly http?: boolean;
 }
 
 interface Member {
@@ -87,6 +93,16 @@ interface Member {
   readonly process?: ActorProcess;
   readonly actor?: { stop(): Promise<void> };
   readonly config?: object;
+  /** host:port of its metrics and probes ("" without). */
+  readonly http: string;
+}
+
+/** Where an operator scrapes and probes one actor. */
+export interface ActorEndpoint {
+  readonly name: string;
+  readonly role: "controller" | "shard" | "node";
+  /** host:port of its HTTP server: `/metrics`, `/healthz`, `/readyz`. */
+  readonly http: string;
 }
 
 /**
@@ -147,6 +163,21 @@ export class LocalCluster {
     return this.options.mode ?? LaunchMode.Process;
   }
 
+  /** Base URL of the monitoring endpoints of the nats-server this cluster started (`/varz`, `/connz`, `/jsz`); "" otherwise. */
+  get natsMonitorUrl(): string {
+    return this.#nats?.monitorUrl ?? "";
+  }
+
+  /** Where each actor started here serves its metrics and probes (nodes the controller launches are not listed). */
+  endpoints(): ActorEndpoint[] {
+    return [...this.#members.values()].filter((m) => m.http !== "").map((m) => ({ name: m.name, role: m.role, http: m.http }));
+  }
+
+  /** What every actor's config carries for its metrics and probes. */
+  #http(): { httpPort?: number } {
+    return (this.options.http ?? true) ? { httpPort: 0 } : {};
+  }
+
   /** The CA certificate file clients verify the cluster's servers with; undefined without TLS. */
   get tlsCaFile(): string | undefined {
     return this.tls?.caFile;
@@ -185,7 +216,7 @@ export class LocalCluster {
   async addShard(shardId: string): Promise<void> {
     const config: ShardConfig = {
       natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Shard, shardId), secret: this.secret, shardId,
-      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(),
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(), ...this.#http(),
     };
     await this.#launch(shardId, "shard", config);
   }
@@ -197,7 +228,7 @@ export class LocalCluster {
   async addNode(nodeId: string, capacityBytes = this.options.dramCapacityBytes ?? Defaults.dramCapacityBytes, extra?: { advertiseAddr?: string }): Promise<void> {
     const config: StorageNodeConfig = {
       natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Node, nodeId), secret: this.secret, nodeId, tier: "dram", capacityBytes,
-      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(),
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(), ...this.#http(),
       ...(extra?.advertiseAddr !== undefined ? { advertiseAddr: extra.advertiseAddr } : {}),
     };
     await this.#launch(nodeId, "node", config);
@@ -209,7 +240,7 @@ export class LocalCluster {
     const config: StorageNodeConfig = {
       natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Node, nodeId), secret: this.secret, nodeId, tier: "nvme", capacityBytes: sizeBytes,
       nvme: { path: device ?? LocalOrchestrator.nvmeFile(this.dataDir, nodeId), sizeBytes: device ? undefined : sizeBytes, model: this.options.nvmeModel },
-      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(),
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(), ...this.#http(),
     };
     await this.#launch(nodeId, "node", config);
   }
@@ -261,11 +292,12 @@ export class LocalCluster {
       const actor = role === "controller" ? await Controller.start(config as ControllerConfig)
         : role === "shard" ? await MetadataShard.start(config as ShardConfig)
           : await StorageNode.start(config as StorageNodeConfig);
-      this.#members.set(name, { name, role, actor });
+      this.#members.set(name, { name, role, actor, http: actor.httpAddr });
       return;
     }
     const p = await spawnActor(role, name, config, path.join(this.dataDir, "logs"), this.options.readyTimeoutMs ?? 15_000);
-    this.#members.set(name, { name, role, process: p });
+    const ready = JSON.parse(p.readyLine) as { http?: unknown };
+    this.#members.set(name, { name, role, process: p, http: typeof ready.http === "string" ? ready.http : "" });
   }
 
   /** Stops every actor (nodes and shards first), then nats-server if it started one. */
@@ -290,7 +322,8 @@ export class LocalCluster {
     const capacityBytes = o.dramCapacityBytes ?? Defaults.dramCapacityBytes;
     return {
       natsUrl: this.natsUrl, secret: this.secret, heartbeatIntervalMs: o.heartbeatIntervalMs, extentBytesMax: o.extentBytesMax,
-      natsCreds: this.credsFile(Role.Controller, "controller"),
+      natsCreds: this.credsFile(Role.Controller, "controller"), ...this.#http(),
+      ...((o.http ?? true) ? { nodeHttpPort: 0 } : {}),
       ...(this.auth ? { credentialIssuer: { account: this.auth.account, signingSeedFile: this.auth.signingSeedFile } } : {}),
       ...(this.tls ? { natsTlsCa: this.tls.caFile, nodeTls: this.tls.server } : {}),
       store: o.store ?? path.join(this.dataDir, "controller.sqlite"),

@@ -24,6 +24,11 @@ export interface NatsServerOptions {
   readonly include?: string;
   /** Serve clients over TLS only, with this certificate and key (`ClusterTls`); clients then need the CA. */
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
+  /**
+   * Port of nats-server's HTTP monitoring (`/varz`, `/connz`, `/subsz`,
+   * `/jsz`, `/healthz`), on `host`: -1 (default) picks a free one, 0 turns it off.
+   */
+  readonly monitorPort?: number;
 }
 
 /** Seconds a client has to complete the TLS handshake. */
@@ -58,6 +63,7 @@ export function natsServerBinary(): string {
 export class NatsServer {
   #child: ChildProcess | undefined;
   #url = "";
+  #monitorUrl = "";
   #exited: Promise<void> = Promise.resolve();
 
   private constructor(readonly dir: string, private readonly ownsDir: boolean, private readonly options: NatsServerOptions) {}
@@ -67,21 +73,23 @@ export class NatsServer {
     const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "pocket-nats-"));
     fs.mkdirSync(dir, { recursive: true });
     const s = new NatsServer(dir, ownsDir, options);
-    await s.#spawn(options.port ?? -1);
+    await s.#spawn(options.port ?? -1, options.monitorPort ?? -1);
     return s;
   }
 
   get url(): string { return this.#url; }
+  /** Base URL of the HTTP monitoring endpoints, e.g. `${monitorUrl}/varz` ("" when off). */
+  get monitorUrl(): string { return this.#monitorUrl; }
   get port(): number { return Number(new URL(this.#url).port); }
   get pid(): number | undefined { return this.#child?.pid; }
 
-  async #spawn(port: number): Promise<void> {
+  async #spawn(port: number, monitorPort: number): Promise<void> {
     const bin = natsServerBinary();
     const portsDir = path.join(this.dir, "ports");
     fs.rmSync(portsDir, { recursive: true, force: true });
     fs.mkdirSync(portsDir, { recursive: true });
     const conf = path.join(this.dir, "nats.conf");
-    fs.writeFileSync(conf, this.#config(port, portsDir));
+    fs.writeFileSync(conf, this.#config(port, monitorPort, portsDir));
     const log = fs.openSync(path.join(this.dir, "nats.log"), "a");
     const child = spawn(bin, ["-c", conf], { stdio: ["ignore", log, log] });
     fs.closeSync(log);
@@ -94,11 +102,12 @@ export class NatsServer {
     for (;;) {
       if (exitCode !== undefined) throw new Error(`nats-server exited with ${exitCode}; see ${path.join(this.dir, "nats.log")}`);
       if (fs.existsSync(portsFile)) {
-        const ports = JSON.parse(fs.readFileSync(portsFile, "utf8")) as { nats: string[] };
-        if (ports.nats?.[0]) {
+        const ports = JSON.parse(fs.readFileSync(portsFile, "utf8")) as { nats?: string[]; monitoring?: string[] };
+        if (ports.nats?.[0] && (monitorPort === 0 || ports.monitoring?.[0])) {
           this.#url = ports.nats[0];
-          // Pin the port it chose: nats-server restarted from its own config comes back where the cluster looks for it.
-          if (port === -1 || port === 0) fs.writeFileSync(conf, this.#config(this.port, portsDir));
+          this.#monitorUrl = ports.monitoring?.[0] ?? "";
+          // Pin the ports it chose: nats-server restarted from its own config comes back where the cluster (and its scraper) looks for it.
+          fs.writeFileSync(conf, this.#config(this.port, this.monitorPort, portsDir));
           return;
         }
       }
@@ -110,10 +119,16 @@ export class NatsServer {
     }
   }
 
-  #config(port: number, portsDir: string): string {
+  /** The monitoring port in use (0: off). */
+  get monitorPort(): number {
+    return this.#monitorUrl ? Number(new URL(this.#monitorUrl).port) : 0;
+  }
+
+  #config(port: number, monitorPort: number, portsDir: string): string {
     const o = this.options;
     const lines = [
       `listen: "${o.host ?? "127.0.0.1"}:${port}"`,
+      ...(monitorPort !== 0 ? [`http: "${o.host ?? "127.0.0.1"}:${monitorPort}"`] : []),
       `ports_file_dir: "${portsDir}"`,
       `max_payload: ${o.maxPayloadBytes ?? 8 * 1024 * 1024}`,
       `max_pending: ${64 * 1024 * 1024}`,
@@ -144,8 +159,9 @@ export class NatsServer {
   /** Stops and starts again on the same port and store. */
   async restart(): Promise<void> {
     const port = this.port;
+    const monitorPort = this.monitorPort;
     await this.stop({ keepDir: true });
-    await this.#spawn(port);
+    await this.#spawn(port, monitorPort);
   }
 }
 

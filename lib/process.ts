@@ -17,6 +17,8 @@ export function projectRoot(): string {
 export interface ReadyProcess {
   readonly child: ChildProcess;
   readonly exited: Promise<void>;
+  /** The first line it printed (its ready line). */
+  readonly readyLine: string;
 }
 
 export interface SpawnReadyOptions {
@@ -45,10 +47,10 @@ export async function spawnReady(script: string, args: readonly string[], option
   fs.closeSync(log);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const name = path.basename(logPath, ".log");
-  await new Promise<void>((resolve, reject) => {
+  const readyLine = await new Promise<string>((resolve, reject) => {
     const lines = readline.createInterface({ input: child.stdout! });
     const timer = setTimeout(() => reject(new Error(`${name} not ready within ${readyTimeoutMs} ms; see ${logPath}`)), readyTimeoutMs);
-    lines.once("line", () => { clearTimeout(timer); lines.close(); resolve(); });
+    lines.once("line", (line) => { clearTimeout(timer); lines.close(); resolve(line); });
     child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${name} exited with ${code}; see ${logPath}`)); });
   }).catch((e: unknown) => {
     child.kill("SIGKILL");
@@ -56,7 +58,7 @@ export async function spawnReady(script: string, args: readonly string[], option
   });
   // Nothing more is read from stdout; do not let a full pipe block the child.
   child.stdout!.resume();
-  return { child, exited };
+  return { child, exited, readyLine };
 }
 
 /** Stops a child: SIGTERM, SIGKILL after `graceMs`. */

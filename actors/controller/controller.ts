@@ -15,7 +15,10 @@ import type { ServerTlsFiles } from "../../bus/tls";
 import { TokenAuthority } from "../../bus/tokens";
 import { createOrchestrator, type Orchestrator, type OrchestratorConfig } from "../orchestrator";
 import { Defaults, type NatsSettings } from "../runtime/config";
+import { ActorOps, type OpsHttpConfig } from "../runtime/http-ops";
+import type { ActorMetrics } from "../runtime/metrics";
 import { adminRouter, driverRouter, type ApiContext, type ShardView } from "./api";
+import { registerControllerMetrics, type ControllerCounters } from "./controller-metrics";
 import { ControllerCore } from "./core";
 import { Effects } from "./effects";
 import type { ControllerInput, Decision } from "./inputs";
@@ -23,7 +26,7 @@ import { policyWith, type ScalingPolicy } from "./policy";
 import { ControllerStore } from "./store";
 import { TraceWriter } from "./trace";
 
-export interface ControllerConfig extends NatsSettings {
+export interface ControllerConfig extends NatsSettings, OpsHttpConfig {
   readonly heartbeatIntervalMs?: number;
   readonly heartbeatsMissedMax?: number;
   readonly jobTokenTtlMs?: number;
@@ -38,6 +41,8 @@ export interface ControllerConfig extends NatsSettings {
   readonly traceFile?: string;
   /** Passed to the storage nodes the orchestrator launches. */
   readonly extentBytesMax?: number;
+  /** The port storage nodes the orchestrator launches serve metrics and probes on (0 picks a free one); none without it. */
+  readonly nodeHttpPort?: number;
   /**
    * How the controller mints NATS credentials: a lambda credential for each job
    * it registers, and its own for each node it launches. The account's public
@@ -87,6 +92,9 @@ export class Controller {
   readonly #effects: Effects;
   readonly #served: Closable[] = [];
   readonly #tokens: TokenAuthority;
+  /** Metrics, readiness and the HTTP server operators scrape and probe. */
+  readonly #ops: ActorOps;
+  readonly #counters: ControllerCounters;
   #trace: TraceWriter | undefined;
   #rx: RxSubscription | undefined;
   #tick: Timer | undefined;
@@ -95,21 +103,30 @@ export class Controller {
   #lastPruneMs = 0;
   #stopped = false;
 
-  private constructor(readonly config: ControllerConfig, readonly core: ControllerCore, private readonly env: ControllerEnv) {
+  private constructor(readonly config: ControllerConfig, readonly core: ControllerCore, private readonly env: ControllerEnv, ops: ActorOps) {
     this.#tokens = new TokenAuthority(config.secret, env.clock);
+    this.#ops = ops;
     this.#effects = new Effects({
       bus: env.bus, clock: env.clock, core, events: env.events, orchestrator: env.orchestrator,
       input: (i) => this.#inputs.next(i), liveShards: () => this.#liveShards(), stopped: () => this.#stopped,
+      carriedOut: (kind, outcome) => this.#counters.carriedOut(kind, outcome),
     });
+    this.#counters = registerControllerMetrics(ops.metrics, { core, effects: this.#effects, shardStates: () => this.#shardList().map((s) => s.state) });
   }
 
   /** A controller on NATS, with its event stream, store and orchestrator: what an actor process runs. */
   static async start(config: ControllerConfig, clock: TimerClock = systemClock): Promise<Controller> {
-    const store = await ControllerStore.open(config.store ?? "pocket-controller.sqlite");
+    // Probes answer (not ready) while the controller opens its store and connects.
+    const ops = await ActorOps.start(config, "controller", "controller");
+    const store = await ControllerStore.open(config.store ?? "pocket-controller.sqlite").catch(async (e: unknown) => {
+      await ops.close();
+      throw e;
+    });
     let nc;
     let orchestrator: Orchestrator | undefined;
     try {
       nc = await connectAs(config, Role.Controller, "controller", { name: "pocket-controller" });
+      ops.followNats(nc);
       const withJetStream = await ensureEventStream(nc).catch((e: unknown) => {
         logger("controller").warn("event stream unavailable; events go out as plain messages", errorFields(e));
         return false;
@@ -121,32 +138,35 @@ export class Controller {
         ...(issuer ? { nodeCredentials: (nodeId: string) => issuer.node(nodeId) } : {}),
         ...(config.natsTlsCa !== undefined ? { natsTlsCa: config.natsTlsCa } : {}),
         ...(config.nodeTls !== undefined ? { tls: config.nodeTls } : {}),
+        ...(config.nodeHttpPort !== undefined ? { httpPort: config.nodeHttpPort } : {}),
       });
       const env = {
         bus: new NatsBus(nc), clock, entropy: systemEntropy, events: new EventPublisher(nc, withJetStream), store, orchestrator, ownsStore: true,
         ...(issuer ? { issuer } : {}),
       };
-      const c = await Controller.over(config, env);
+      const c = await Controller.over(config, env, ops);
       // Ready only once the server has its subscriptions: a caller right after start must not find no responders.
       await env.bus.flush();
+      ops.serving();
       return c;
     } catch (e) {
       await orchestrator?.close().catch(() => undefined);
       await nc?.drain().catch(() => undefined);
       await store.close();
+      await ops.close();
       throw e;
     }
   }
 
   /** A controller over the given bus, clock, store and orchestrator (the simulation runs these). */
-  static async over(config: ControllerConfig, env: ControllerEnv): Promise<Controller> {
+  static async over(config: ControllerConfig, env: ControllerEnv, ops = ActorOps.detached("controller", "controller")): Promise<Controller> {
     const policy = policyWith({
       ...config.policy,
       heartbeatIntervalMs: config.heartbeatIntervalMs ?? config.policy?.heartbeatIntervalMs ?? Defaults.heartbeatIntervalMs,
       heartbeatsMissedMax: config.heartbeatsMissedMax ?? config.policy?.heartbeatsMissedMax ?? Defaults.heartbeatsMissedMax,
     });
     const state = await env.store.load();
-    const c = new Controller(config, new ControllerCore(policy, state), env);
+    const c = new Controller(config, new ControllerCore(policy, state), env, ops);
     if (state) c.#log.info("state loaded", { store: env.store.location, jobs: state.jobs.length, nodes: state.nodes.length });
     c.#start();
     return c;
@@ -157,6 +177,9 @@ export class Controller {
   get store(): ControllerStore { return this.env.store; }
   /** Effects queued or running. */
   get effectsPending(): number { return this.#effects.pending; }
+  /** host:port of the HTTP server for metrics and probes ("" without one). */
+  get httpAddr(): string { return this.#ops.httpAddr; }
+  get metrics(): ActorMetrics { return this.#ops.metrics; }
 
   #start(): void {
     const { bus, clock } = this.env;
@@ -183,8 +206,8 @@ export class Controller {
       subjectOf: (hb) => Subjects.shardHeartbeat(hb.shardId),
     }));
     const api = this.#api();
-    this.#served.push(bus.serve(Subjects.controllerDriver, driverRouter(api)));
-    this.#served.push(bus.serve(Subjects.controllerAdmin, adminRouter(api)));
+    this.#served.push(bus.serve(Subjects.controllerDriver, driverRouter(api).observe(this.metrics.requests)));
+    this.#served.push(bus.serve(Subjects.controllerAdmin, adminRouter(api).observe(this.metrics.requests)));
     this.#tick = clock.every(this.heartbeatIntervalMs, () => this.tick());
   }
 
@@ -244,6 +267,7 @@ export class Controller {
     const decisions = this.core.apply(input);
     for (const d of decisions) {
       events.event(d.kind, d);
+      this.#counters.decided(d);
       if (d.kind === "node.failed") this.#log.warn("storage node failed: heartbeats missed", { nodeId: d.nodeId });
       else if (d.kind.startsWith("scale.") || d.kind.startsWith("node.")) this.#log.info(d.kind, d);
       this.#effects.enqueue(d);
@@ -294,6 +318,7 @@ export class Controller {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#ops.stopping();
     this.#tick?.cancel();
     this.#rx?.unsubscribe();
     for (const s of this.#served) s.close();
@@ -303,5 +328,6 @@ export class Controller {
     await this.#trace?.close();
     await this.env.bus.drain();
     if (this.env.ownsStore) await this.env.store.close();
+    await this.#ops.close();
   }
 }

@@ -41,6 +41,8 @@ export interface EffectsContext {
   liveShards(): string[];
   /** True once the controller is stopping: nothing more is carried out. */
   stopped(): boolean;
+  /** How a decision's effect ended (metrics); a decision without an effect is done at once. */
+  carriedOut?(kind: Decision["kind"], outcome: "done" | "failed" | "dropped"): void;
 }
 
 /**
@@ -78,6 +80,7 @@ export class Effects {
   enqueue(d: Decision): void {
     if (this.#queue.length >= effectsQueueMax) {
       this.#log.error("effect queue full; decision not carried out", { kind: d.kind });
+      this.c.carriedOut?.(d.kind, "dropped");
       return;
     }
     this.#queue.push(d);
@@ -89,7 +92,10 @@ export class Effects {
       const d = this.#queue.shift()!;
       this.#running++;
       this.#carryOut(d)
-        .catch((e: unknown) => this.#log.warn("decision not carried out", { kind: d.kind, ...errorFields(e) }))
+        .then(() => this.c.carriedOut?.(d.kind, "done"), (e: unknown) => {
+          this.c.carriedOut?.(d.kind, "failed");
+          this.#log.warn("decision not carried out", { kind: d.kind, ...errorFields(e) });
+        })
         .finally(() => { this.#running--; this.#pump(); });
     }
   }

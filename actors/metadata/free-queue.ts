@@ -15,6 +15,7 @@ export class FreeQueue {
   readonly #log = logger("free-queue");
   readonly #backlog: Batch[] = [];
   #inflight = 0;
+  #dropped = 0;
   #idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -25,6 +26,21 @@ export class FreeQueue {
 
   get pending(): number {
     return this.#backlog.length + this.#inflight;
+  }
+
+  /** Batches waiting for a slot. */
+  get queued(): number {
+    return this.#backlog.length;
+  }
+
+  /** Batches being sent. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /** Extents not freed because the backlog was full, since start. */
+  get dropped(): number {
+    return this.#dropped;
   }
 
   enqueue(jobId: string, extents: ReadonlyArray<Pick<Extent, "nodeId" | "extentId">>): void {
@@ -38,6 +54,7 @@ export class FreeQueue {
       for (let i = 0; i < ids.length; i += WireLimits.extentIdsPerFreeMax) {
         if (this.#backlog.length >= this.backlogMax) {
           this.#log.warn("free backlog full; extents stay until the job ends", { nodeId, jobId, extents: ids.length - i });
+          this.#dropped += ids.length - i;
           break;
         }
         this.#backlog.push({ nodeId, jobId, extentIds: ids.slice(i, i + WireLimits.extentIdsPerFreeMax) });

@@ -115,6 +115,11 @@ export class ShardLogic {
   get inlineBytes(): number { return this.#inlineBytes; }
   get jobCount(): number { return this.#jobs.size; }
 
+  /** Every job the shard holds, in no particular order (metrics read them on a scrape). */
+  jobs(): IterableIterator<JobState> {
+    return this.#jobs.values();
+  }
+
   /** The job's state, if the shard holds it (the simulation reads it to check invariants). */
   jobState(jobId: string): JobState | undefined {
     return this.#jobs.get(jobId);

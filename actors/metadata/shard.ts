@@ -18,11 +18,14 @@ import { checkSubjectToken, Subjects } from "../../bus/subjects";
 import { TokenAuthority, tokenScope } from "../../bus/tokens";
 import { Defaults, type NatsSettings } from "../runtime/config";
 import { listenDirect } from "../runtime/direct-transport";
+import { ActorOps, type OpsHttpConfig } from "../runtime/http-ops";
+import type { ActorMetrics } from "../runtime/metrics";
 import { NodeDirectory } from "../runtime/node-directory";
 import { FreeQueue } from "./free-queue";
+import { registerShardMetrics } from "./shard-metrics";
 import { ShardLogic, type MoveWork, type ShardLimits } from "./shard-logic";
 
-export interface ShardConfig extends NatsSettings, ShardLimits {
+export interface ShardConfig extends NatsSettings, ShardLimits, OpsHttpConfig {
   /** Interface and port of the direct transport (port 0 picks a free one). */
   readonly host?: string;
   readonly port?: number;
@@ -58,24 +61,37 @@ export class MetadataShard {
   readonly #served: Closable[] = [];
   readonly #timers: Timer[] = [];
   readonly #tokens: TokenAuthority;
+  /** Metrics, readiness and the HTTP server operators scrape and probe. */
+  readonly #ops: ActorOps;
   #tcp: TcpServer | undefined;
   /** Proves this shard's identity to clients of its direct transport. */
   #identity: TransportIdentity | undefined;
   #stopped = false;
 
-  private constructor(readonly config: ShardConfig, private readonly env: ShardEnv) {
+  private constructor(readonly config: ShardConfig, private readonly env: ShardEnv, ops = ActorOps.detached("shard", config.shardId)) {
     checkSubjectToken("shard", config.shardId);
+    this.#ops = ops;
     this.#tokens = new TokenAuthority(config.secret, env.clock);
     this.nodes = new NodeDirectory(env.clock, this.heartbeatIntervalMs);
     this.#frees = new FreeQueue((nodeId) => env.bus.caller(Subjects.nodeControl(nodeId), Defaults.rpcTimeoutMs), Defaults.freeInflightMax, Defaults.freeQueueMax);
     this.logic = new ShardLogic(config, this.#tokens, env.clock, this.nodes, (jobId, extents) => this.#frees.enqueue(jobId, extents), env.entropy);
+    registerShardMetrics(ops.metrics, { logic: this.logic, frees: this.#frees, nodes: this.nodes, tcp: () => this.#tcp?.stats });
   }
 
   /** A shard on NATS and the direct transport: what an actor process runs. */
   static async start(config: ShardConfig, clock: TimerClock = systemClock): Promise<MetadataShard> {
     checkSubjectToken("shard", config.shardId);
-    const nc: NatsConnection = await connectAs(config, Role.Shard, config.shardId, { name: `pocket-shard-${config.shardId}` });
-    const shard = new MetadataShard(config, { bus: new NatsBus(nc, Defaults.rpcTimeoutMs), clock, entropy: systemEntropy });
+    // Probes answer (not ready) while the shard connects.
+    const ops = await ActorOps.start(config, "shard", config.shardId);
+    let nc: NatsConnection;
+    try {
+      nc = await connectAs(config, Role.Shard, config.shardId, { name: `pocket-shard-${config.shardId}` });
+    } catch (e) {
+      await ops.close();
+      throw e;
+    }
+    ops.followNats(nc);
+    const shard = new MetadataShard(config, { bus: new NatsBus(nc, Defaults.rpcTimeoutMs), clock, entropy: systemEntropy }, ops);
     try {
       shard.#identity = newTransportIdentity(config.shardId);
       const frameBytesMax = shard.logic.inlineBytesMax + 64 * 1024 + receiptsFrameBytesMax;
@@ -87,6 +103,7 @@ export class MetadataShard {
       await shard.stop();
       throw e;
     }
+    ops.serving();
     return shard;
   }
 
@@ -101,6 +118,9 @@ export class MetadataShard {
   get heartbeatIntervalMs(): number { return this.config.heartbeatIntervalMs ?? Defaults.heartbeatIntervalMs; }
   /** host:port of the direct transport ("" without one). */
   get addr(): string { return this.#tcp?.address ?? ""; }
+  /** host:port of the HTTP server for metrics and probes ("" without one). */
+  get httpAddr(): string { return this.#ops.httpAddr; }
+  get metrics(): ActorMetrics { return this.#ops.metrics; }
 
   #serve(): void {
     const { bus, clock } = this.env;
@@ -116,7 +136,7 @@ export class MetadataShard {
   /** Cluster-only operations: served on the shard's control subjects, which only the controller may publish to. */
   controlRouter(): Router {
     const l = this.logic;
-    return new Router()
+    return new Router().observe(this.metrics.requests)
       .on(ShardOps.attachJob, (req) => l.attachJob(req))
       .on(ShardOps.detachJob, (req) => l.detachJob(req))
       .on(ShardOps.setWeights, (req) => l.setWeights(req))
@@ -126,7 +146,7 @@ export class MetadataShard {
   /** A job's operations: on the direct transport and on the job's bus subjects. */
   router(): Router {
     const l = this.logic;
-    return new Router(tokenScope(this.#tokens))
+    return new Router(tokenScope(this.#tokens)).observe(this.metrics.requests)
       .on(ShardOps.info, () => ({
         shardId: this.shardId, addr: this.addr, key: this.#identity?.publicKey ?? "", inlineBytesMax: l.inlineBytesMax, extentBytesMax: l.extentBytesMax,
       }))
@@ -216,10 +236,12 @@ export class MetadataShard {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#ops.stopping();
     for (const t of this.#timers) t.cancel();
     for (const s of this.#served) s.close();
     await this.#tcp?.close();
     this.nodes.stop();
     await this.env.bus.drain();
+    await this.#ops.close();
   }
 }

@@ -39,6 +39,7 @@ export class LocalOrchestrator implements Orchestrator {
       host: this.config.host, heartbeatIntervalMs: this.ctx.heartbeatIntervalMs, extentBytesMax: this.ctx.extentBytesMax,
       ...(this.ctx.natsTlsCa !== undefined ? { natsTlsCa: this.ctx.natsTlsCa } : {}),
       ...(this.ctx.tls !== undefined ? { tls: this.ctx.tls } : {}),
+      ...(this.ctx.httpPort !== undefined ? { httpPort: this.ctx.httpPort } : {}),
       ...(spec.tier === "nvme" ? { nvme: { path: LocalOrchestrator.nvmeFile(this.config.dataDir, spec.nodeId), sizeBytes: spec.capacityBytes } } : {}),
     };
     if (this.config.inline) {

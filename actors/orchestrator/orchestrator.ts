@@ -20,6 +20,8 @@ export interface LaunchContext {
   readonly tls?: ServerTlsFiles;
   readonly heartbeatIntervalMs?: number;
   readonly extentBytesMax?: number;
+  /** The port a launched node serves its metrics and probes on (0 picks a free one); none without it. */
+  readonly httpPort?: number;
 }
 
 /**

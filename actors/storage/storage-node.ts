@@ -15,13 +15,16 @@ import type { ServerTlsFiles } from "../../bus/tls";
 import { TokenAuthority, tokenScope } from "../../bus/tokens";
 import { Defaults, type NatsSettings } from "../runtime/config";
 import { listenDirect } from "../runtime/direct-transport";
+import { ActorOps, type OpsHttpConfig } from "../runtime/http-ops";
+import type { ActorMetrics } from "../runtime/metrics";
 import { DramStore } from "./dram-store";
 import { NvmeStore } from "./nvme-store";
 import type { DeviceModel } from "../../native";
 import type { ExtentStore } from "./extent-store";
 import { NodeLogic, type NodeLoad } from "./node-logic";
+import { registerNodeMetrics } from "./node-metrics";
 
-export interface StorageNodeConfig extends NatsSettings {
+export interface StorageNodeConfig extends NatsSettings, OpsHttpConfig {
   readonly nodeId: string;
   readonly tier: Tier;
   /** DRAM: bytes held at most. NVMe: the device file's size when `nvme.sizeBytes` is not given. */
@@ -58,6 +61,8 @@ export class StorageNode {
   readonly logic: NodeLogic;
   readonly #tokens: TokenAuthority;
   readonly #served: Closable[] = [];
+  /** Metrics, readiness and the HTTP server operators scrape and probe. */
+  readonly #ops: ActorOps;
   #timer: Timer | undefined;
   #tcp: TcpServer | undefined;
   /** Proves this node's identity to clients of its direct transport. */
@@ -68,24 +73,31 @@ export class StorageNode {
   /** Resolves when the controller has retired the node (it has stopped serving). */
   readonly retired = new Promise<void>((resolve) => { this.#retire = resolve; });
 
-  private constructor(readonly config: StorageNodeConfig, store: ExtentStore, private readonly env: NodeEnv) {
+  private constructor(readonly config: StorageNodeConfig, store: ExtentStore, private readonly env: NodeEnv, ops = ActorOps.detached("node", config.nodeId)) {
     checkSubjectToken("node", config.nodeId);
+    this.#ops = ops;
     this.#tokens = new TokenAuthority(config.secret, env.clock);
     this.logic = new NodeLogic(config.nodeId, store, this.#tokens, env.clock, config.extentBytesMax ?? Defaults.extentBytesMax);
+    registerNodeMetrics(ops.metrics, { logic: this.logic, nvmePath: config.nvme?.path, tcp: () => this.#tcp?.stats });
   }
 
   /** A node on NATS and the direct transport, with the store its tier names: what an actor process runs. */
   static async start(config: StorageNodeConfig, clock: TimerClock = systemClock): Promise<StorageNode> {
     checkSubjectToken("node", config.nodeId);
-    const store = openStore(config);
+    // Probes answer (not ready) while the node opens its store and connects.
+    const ops = await ActorOps.start(config, "node", config.nodeId);
+    let store: ExtentStore | undefined;
     let nc: NatsConnection | undefined;
     try {
+      store = openStore(config);
       nc = await connectAs(config, Role.Node, config.nodeId, { name: `pocket-node-${config.nodeId}` });
     } catch (e) {
-      await store.close();
+      await store?.close();
+      await ops.close();
       throw e;
     }
-    const node = new StorageNode(config, store, { bus: new NatsBus(nc, Defaults.rpcTimeoutMs), clock });
+    ops.followNats(nc);
+    const node = new StorageNode(config, store, { bus: new NatsBus(nc, Defaults.rpcTimeoutMs), clock }, ops);
     try {
       node.#identity = newTransportIdentity(config.nodeId);
       node.#tcp = await listenDirect(node.router(), config, node.logic.extentBytesMax + 64 * 1024, node.#identity, node.#tokens);
@@ -96,7 +108,8 @@ export class StorageNode {
       await node.stop().catch(() => undefined);
       throw e;
     }
-    node.#log.info("storage node up", { nodeId: node.nodeId, addr: node.addr });
+    ops.serving();
+    node.#log.info("storage node up", { nodeId: node.nodeId, addr: node.addr, http: ops.httpAddr });
     return node;
   }
 
@@ -111,10 +124,13 @@ export class StorageNode {
   /** host:port of the direct transport ("" without one). */
   get addr(): string { return this.config.advertiseAddr ?? this.#tcp?.address ?? ""; }
   get extentBytesMax(): number { return this.logic.extentBytesMax; }
+  /** host:port of the HTTP server for metrics and probes ("" without one). */
+  get httpAddr(): string { return this.#ops.httpAddr; }
+  get metrics(): ActorMetrics { return this.#ops.metrics; }
 
   /** A job's operations: on the direct transport and on the job's bus subjects. */
   router(): Router {
-    return new Router(tokenScope(this.#tokens))
+    return new Router(tokenScope(this.#tokens)).observe(this.metrics.requests)
       .on(NodeOps.extentWrite, (req, ctx) => this.logic.write(req, ctx.payload ?? noBytes, ctx.payloadOwned === true))
       .on(NodeOps.extentRead, (req) => this.logic.read(req));
   }
@@ -125,7 +141,7 @@ export class StorageNode {
    */
   controlRouter(): Router {
     const store = this.logic.store;
-    return new Router()
+    return new Router().observe(this.metrics.requests)
       .on(NodeOps.extentFree, (req) => this.logic.free(req))
       .on(NodeOps.jobDrop, (req) => this.logic.dropJob(req))
       .on(NodeOps.jobQos, (req) => {
@@ -175,11 +191,13 @@ export class StorageNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#ops.stopping();
     this.#timer?.cancel();
     for (const s of this.#served) s.close();
     await this.#tcp?.close();
     await this.env.bus.drain();
     await this.logic.store.close();
+    await this.#ops.close();
   }
 }
 
