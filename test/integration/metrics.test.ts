@@ -3,6 +3,9 @@ import path from "node:path";
 import { NotFoundError } from "../../schemas/errors";
 import { ClientTransport } from "../../client/pocket";
 import { Transport } from "../../bus/router";
+import { encodeBody, encodeJson } from "../../bus/body";
+import { ErrorHeaders, Subjects } from "../../bus/subjects";
+import { UnknownOperation } from "../../actors/runtime/metrics";
 import { blockDeviceOf } from "../../actors/storage/node-metrics";
 import { jobsReportedMax } from "../../actors/metadata/shard-metrics";
 import { connectJob, eventually, patternBytes, Role, startNats, startTestCluster, type TestCluster } from "../harness/cluster";
@@ -107,6 +110,23 @@ test("an NVMe node counts extent writes; its gauges match its stats; its device 
   expect(dram.one("pocket_node_tier_info", { tier: "dram" })).toBe(1);
   expect(dram.find("pocket_nvme_queue_depth")).toHaveLength(0);
   await j.close();
+});
+
+test("an unreadable body and an unknown operation are counted as errors; the unknown name never becomes a label", async () => {
+  const node = http("dram-0");
+  const control = Subjects.nodeControl("dram-0");
+  const before = await scrape(node);
+  // Sent as the controller (the only one, with shards, that may publish on a node's control subjects).
+  const short = await t.inspect.request(`${control}.node.stats`, new Uint8Array([1, 2]), { timeout: 5_000 });
+  expect(short.headers?.get(ErrorHeaders.code)).toBe("InvalidArgument");
+  const unknown = await t.inspect.request(`${control}.no.such.operation`, encodeBody(encodeJson({})), { timeout: 5_000 });
+  expect(unknown.headers?.get(ErrorHeaders.code)).toBe("InvalidArgument");
+  const after = await scrape(node);
+  const errors = (operation: string): number => after.sum("pocket_request_errors_total", { operation, transport: Transport.Nats, code: "InvalidArgument" })
+    - before.sum("pocket_request_errors_total", { operation, transport: Transport.Nats, code: "InvalidArgument" });
+  expect(errors("node.stats")).toBe(1);
+  expect(errors(UnknownOperation)).toBe(1);
+  expect(after.samples.some((x) => Object.values(x.labels).some((v) => v.includes("no.such")))).toBe(false);
 });
 
 test("the controller counts decisions and effects, and knows nodes by tier and state, jobs and shards", async () => {
