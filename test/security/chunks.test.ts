@@ -14,24 +14,29 @@ import { Echo } from "../harness/echo";
 
 /*
  * The chunking of long bodies over NATS, at the bus: a nats-server with a
- * 16 KiB max_payload, a node identity serving an echo operation on job
- * subjects with small bounds, and two jobs' lambda credentials. Chunks are
- * written here by hand, from the protocol (docs/contract.md), not with the
- * code's own helpers.
+ * 16 KiB max_payload, two node identities serving an echo operation on job
+ * subjects with small bounds (one keeps idle streams for the default 30 s,
+ * the other drops them soon, for the expiry tests), and two jobs' lambda
+ * credentials. Chunks are written here by hand, from the protocol
+ * (docs/contract.md), not with the code's own helpers.
  */
 
 const KiB = 1024;
 const maxPayloadBytes = 16 * KiB;
 /** L: the body bytes one message carries (max_payload − 4096). */
 const L = maxPayloadBytes - 4096;
-const limits = { streamsMax: 2, repliesMax: 1, bodyBytesMax: 256 * KiB, heldBytesMax: 400 * KiB, idleMs: 400 };
-const nodeId = "n1";
+const limits = { streamsMax: 2, repliesMax: 1, bodyBytesMax: 256 * KiB, heldBytesMax: 400 * KiB };
+const nodes = { patient: "n1", impatient: "n2" } as const;
+/** How soon the impatient node drops an idle stream or held reply: long enough for the steps a test takes before it. */
+const impatientIdleMs = 2_000;
+/** The node the requests below go to. */
+let nodeId: string = nodes.patient;
 const seeds = { sizes: 7, a: 11, b: 13 } as const;
 
 let nats: NatsServer;
 let auth: ClusterAuth;
-let server: NatsConnection;
-let served: Subscription;
+const servers: NatsConnection[] = [];
+const served: Subscription[] = [];
 let jobA: NatsConnection;
 let jobB: NatsConnection;
 let wiretap: NatsConnection;
@@ -42,23 +47,26 @@ beforeAll(async () => {
   auth = ClusterAuth.open(fs.mkdtempSync(path.join(os.tmpdir(), "pocket-chunks-auth-")));
   nats = await NatsServer.start({ jetstream: false, include: auth.serverConfigFile, maxPayloadBytes });
   const connect = (creds: string, name: string): Promise<NatsConnection> => connectWithCreds(nats.url, creds, undefined, { name, maxReconnectAttempts: 1 });
-  server = await connect(auth.credentials(Role.Node, nodeId), "chunks-node");
   const router = new Router().on(Echo, (req, ctx) => new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0)));
-  served = serveOnNats(server, Subjects.nodeJobs(nodeId), router, { jobScoped: true, chunks: limits });
-  await server.flush();
+  for (const [node, idleMs] of [[nodes.patient, 30_000], [nodes.impatient, impatientIdleMs]] as const) {
+    const nc = await connect(auth.credentials(Role.Node, node), `chunks-${node}`);
+    servers.push(nc);
+    served.push(serveOnNats(nc, Subjects.nodeJobs(node), router, { jobScoped: true, chunks: { ...limits, idleMs } }));
+    await nc.flush();
+  }
   const expires = Date.now() + 3_600_000;
   jobA = await connect(auth.issuer.lambda("job-a", "s0", expires), "chunks-a");
   jobB = await connect(auth.issuer.lambda("job-b", "s0", expires), "chunks-b");
   wiretap = await connect(wiretapCredentials(auth), "chunks-wiretap");
-  wiretap.subscribe(`${Subjects.node(nodeId)}.>`, {
+  wiretap.subscribe(`${Subjects.node(nodes.patient)}.>`, {
     callback: (err, msg) => { if (!err) seen.push([msg.subject, msg.headers?.get("Pocket-Chunk") ?? "", msg.headers?.get("Pocket-Reply-Chunk") ?? ""]); },
   });
   await wiretap.flush();
 }, 30_000);
 
 afterAll(async () => {
-  served?.unsubscribe();
-  for (const nc of [jobA, jobB, wiretap, server]) await nc?.close();
+  for (const sub of served) sub.unsubscribe();
+  for (const nc of [jobA, jobB, wiretap, ...servers]) await nc?.close();
   await nats?.stop();
   if (auth) fs.rmSync(auth.dir, { recursive: true, force: true });
 });
@@ -187,6 +195,13 @@ describe("chunks that break the protocol get typed errors", () => {
       expect(errorOf(await send(jobA, subjectOf("job-a"), body.subarray(0, L), ["Pocket-Chunk", bad]))).toBe(ErrorCode.InvalidArgument);
     }
   });
+
+});
+
+describe("bounds, and what expires", () => {
+  beforeAll(() => { nodeId = nodes.impatient; });
+  afterAll(() => { nodeId = nodes.patient; });
+  const body = echoBody(2, patternBytes(3 * L, seeds.b));
 
   test("over the bounds: a body over the limit is TooLarge; more open streams than allowed, Busy; both expire when left", async () => {
     expect(errorOf(await chunk(jobA, "job-a", streamId(7), body, 0, undefined, limits.bodyBytesMax + 1))).toBe(ErrorCode.TooLarge);
