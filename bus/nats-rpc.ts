@@ -1,22 +1,30 @@
 import { headers, NoRespondersError, PermissionViolationError, RequestError, TimeoutError as NatsTimeoutError } from "@nats-io/transport-node";
-import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Operation, RequestOf } from "../schemas/operation";
 import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError, UnauthorizedError } from "../schemas/errors";
 import { decodeBody, decodeReplyMeta, encodeBody, encodeJson, encodeRequestMeta } from "./body";
 import type { Bus, ServeOptions } from "./bus";
 import type { Caller, CallOptions, CallResult } from "./caller";
+import { chunkBytesOf, ChunkStreams, defaultChunkLimits, fetchReplyChunks, isChunkedReply, sendChunked, type ChunkLimits, type ReceivedBody } from "./nats-chunks";
 import { Transport, type Router } from "./router";
 import { DriverOperations, ErrorHeaders, operationSubject, Subjects } from "./subjects";
 
+export interface NatsServeOptions extends ServeOptions {
+  /** Bounds on chunked requests and replies (bodies longer than one message carries). */
+  readonly chunks?: Partial<ChunkLimits>;
+}
+
 /**
  * Serves a router's operations on NATS under `prefix` (`<prefix>.<operation>`).
+ * Bodies longer than one message carries come and go in chunks (nats-chunks.ts).
  * Returns the subscription; drain or unsubscribe it to stop.
  */
-export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, options: ServeOptions = {}): Subscription {
+export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, options: NatsServeOptions = {}): Subscription {
   const inflightMax = options.inflightMax ?? 1024;
   let inflight = 0;
   const cut = prefix.length + 1;
-  return nc.subscribe(options.jobScoped ? `${prefix}.*.>` : `${prefix}.>`, {
+  const chunks = new ChunkStreams(nc, { ...defaultChunkLimits, ...options.chunks });
+  const sub = nc.subscribe(options.jobScoped ? `${prefix}.*.>` : `${prefix}.>`, {
     callback: (err, msg) => {
       if (err) return; // subscription closed or permissions: nothing to answer
       if (!msg.reply) return; // a publish without reply subject is not a request
@@ -33,27 +41,38 @@ export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, 
         return;
       }
       inflight++;
-      void handle(router, msg, name, jobId).finally(() => { inflight--; });
+      void handle(router, chunks, msg, name, jobId).finally(() => { inflight--; });
     },
   });
+  void sub.closed.then(() => chunks.close());
+  return sub;
 }
 
-async function handle(router: Router, msg: Msg, name: string, jobId: string | undefined): Promise<void> {
+async function handle(router: Router, chunks: ChunkStreams, msg: Msg, name: string, jobId: string | undefined): Promise<void> {
+  let received: ReceivedBody | undefined;
   let body;
   try {
-    body = decodeBody(msg.data);
+    received = chunks.receive(msg);
+    if (received === undefined) return; // a chunk, answered
+    body = decodeBody(received.body);
   } catch (e) {
     const w = toWireError(e);
     router.refused(name, Transport.Nats, w.code);
     respondError(msg, w.code, w.message);
     return;
   }
-  const result = await router.dispatch(name, body.meta, body.payload, Transport.Nats, jobId === undefined ? {} : { jobId });
+  const extras = received.owned ? { jobId, payloadOwned: true } : jobId === undefined ? {} : { jobId };
+  const result = await router.dispatch(name, body.meta, body.payload, Transport.Nats, extras);
   if (!result.ok) {
     respondError(msg, result.code, result.message);
     return;
   }
-  msg.respond(encodeBody(result.meta, result.payload));
+  try {
+    chunks.reply(msg, encodeBody(result.meta, result.payload));
+  } catch (e) {
+    const w = toWireError(e);
+    respondError(msg, w.code, w.message);
+  }
 }
 
 function respondError(msg: Msg, code: ErrorCode, message: string): void {
@@ -75,16 +94,25 @@ export class NatsCaller implements Caller {
   async call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions = {}): Promise<CallResult<O>> {
     const subject = operationSubject(this.prefix, op.name);
     const timeout = options.timeoutMs ?? this.defaultTimeoutMs;
-    let msg: Msg;
-    try {
-      msg = await this.nc.request(subject, encodeBody(encodeRequestMeta(op.name, request), options.payload), { timeout });
-    } catch (e) {
-      throw natsRequestError(e, subject, timeout);
-    }
+    // A body longer than one message carries goes in chunks, and a reply that long comes in chunks, all within `timeout`.
+    const deadline = Date.now() + timeout;
+    const send = (data: Uint8Array, h?: MsgHdrs): Promise<Msg> => this.#request(subject, data, h, h ? Math.max(1, deadline - Date.now()) : timeout, timeout);
+    const msg = await sendChunked(send, encodeBody(encodeRequestMeta(op.name, request), options.payload), chunkBytesOf(this.nc));
     const code = msg.headers?.get(ErrorHeaders.code);
     if (code) throw errorFromWire(code, msg.headers?.get(ErrorHeaders.message) ?? code);
-    const body = decodeBody(msg.data);
-    return { reply: decodeReplyMeta(op.name, body.meta) as CallResult<O>["reply"], payload: body.payload };
+    const whole = isChunkedReply(msg) ? await fetchReplyChunks(send, msg) : undefined;
+    const body = decodeBody(whole ?? msg.data);
+    const reply = decodeReplyMeta(op.name, body.meta) as CallResult<O>["reply"];
+    return whole ? { reply, payload: body.payload, payloadOwned: true } : { reply, payload: body.payload };
+  }
+
+  /** One request message of a call; NATS failures become Pocket's typed errors. */
+  async #request(subject: string, data: Uint8Array, h: MsgHdrs | undefined, timeoutMs: number, callTimeoutMs: number): Promise<Msg> {
+    try {
+      return await this.nc.request(subject, data, h ? { timeout: timeoutMs, headers: h } : { timeout: timeoutMs });
+    } catch (e) {
+      throw natsRequestError(e, subject, callTimeoutMs);
+    }
   }
 }
 

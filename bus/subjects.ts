@@ -76,3 +76,19 @@ export const DriverOperations: ReadonlySet<string> = new Set(["job.register", "j
 
 /** NATS header names for errors carried in replies. */
 export const ErrorHeaders = { code: "Pocket-Error", message: "Pocket-Message" } as const;
+
+/**
+ * NATS header names of chunked messages (bus/nats-chunks.ts): a body longer
+ * than the connection's `max_payload` minus `chunkHeadroomBytes` travels as
+ * several requests, and a reply that long is fetched a chunk at a time.
+ */
+export const ChunkHeaders = {
+  /** On each request chunk: `<streamId>;<index>;<count>;<totalBytes>`. */
+  chunk: "Pocket-Chunk",
+  /** On the server's answer to request chunks 0 .. count-2: `<index>`. */
+  chunkAck: "Pocket-Chunk-Ack",
+  /** On a reply that carries only its first chunk: `<streamId>;<count>;<totalBytes>`. */
+  replyChunks: "Pocket-Reply-Chunks",
+  /** On a request for a held reply's chunk: `<streamId>;<index>`. */
+  replyChunk: "Pocket-Reply-Chunk",
+} as const;

@@ -11,7 +11,11 @@ export interface NatsServerOptions {
   /** Client port; -1 (default) picks a free one. */
   readonly port?: number;
   readonly jetstream?: boolean;
-  /** Largest message; object extents over NATS need more than the 1 MB default. */
+  /**
+   * Largest message (`max_payload`); nats-server's own default (1 MiB) when
+   * absent. Bodies longer than a message carries travel in chunks
+   * (bus/nats-chunks.ts), so any value of 5 KiB or more works.
+   */
   readonly maxPayloadBytes?: number;
   readonly serverName?: string;
   readonly cluster?: { readonly name: string; readonly port: number; readonly routes: readonly number[] };
@@ -130,9 +134,9 @@ export class NatsServer {
       `listen: "${o.host ?? "127.0.0.1"}:${port}"`,
       ...(monitorPort !== 0 ? [`http: "${o.host ?? "127.0.0.1"}:${monitorPort}"`] : []),
       `ports_file_dir: "${portsDir}"`,
-      `max_payload: ${o.maxPayloadBytes ?? 8 * 1024 * 1024}`,
       `max_pending: ${64 * 1024 * 1024}`,
     ];
+    if (o.maxPayloadBytes !== undefined) lines.push(`max_payload: ${o.maxPayloadBytes}`);
     if (o.serverName) lines.push(`server_name: "${o.serverName}"`);
     if (o.include) lines.push(`include "${path.relative(this.dir, o.include)}"`);
     if (o.tls) lines.push(`tls { cert_file: "${o.tls.certFile}", key_file: "${o.tls.keyFile}", timeout: ${tlsHandshakeTimeoutS} }`);

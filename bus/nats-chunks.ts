@@ -1,0 +1,383 @@
+import { randomBytes } from "node:crypto";
+import { headers, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { BusyError, errorFromWire, InternalError, InvalidArgumentError, TooLargeError } from "../schemas/errors";
+import { ChunkHeaders, ErrorHeaders } from "./subjects";
+
+/*
+ * Bodies longer than one NATS message may carry, over any nats-server (its
+ * default `max_payload` is 1 MiB). With L = the connection's `max_payload`
+ * minus `chunkHeadroomBytes`:
+ *
+ * - A request body longer than L travels as n = ceil(length / L) requests to
+ *   the same subject, in order, each sent once the previous one is answered.
+ *   Chunk i carries bytes [i·L, min(length, (i+1)·L)) and the header
+ *   `Pocket-Chunk: <streamId>;<i>;<n>;<length>` (streamId: 32 lowercase hex
+ *   digits, random per request). Chunks 0 .. n-2 are answered with an empty
+ *   body and `Pocket-Chunk-Ack: <i>`; the last one with the operation's reply.
+ * - A reply body longer than the server's L comes as its first L bytes with
+ *   `Pocket-Reply-Chunks: <streamId>;<n>;<length>`; the caller asks for chunks
+ *   1 .. n-1 in order, each with an empty request to the same subject carrying
+ *   `Pocket-Reply-Chunk: <streamId>;<i>`, answered with that chunk's bytes.
+ *
+ * Every chunk is a request of its own because a responder may answer each
+ * request once (credentials' `resp` permission). Streams are keyed by subject
+ * and stream id: a job's subjects are its own, so no job reaches another's.
+ * A body that fits one message goes as it always did: no headers, no state.
+ */
+
+/** Bytes of `max_payload` left for headers: a chunk carries at most `max_payload − chunkHeadroomBytes` bytes of body. */
+export const chunkHeadroomBytes = 4096;
+
+/** The smallest chunk this code sends or accepts as chunk 0: a server whose `max_payload` is below headroom plus this is refused. */
+const chunkBytesMin = 1024;
+
+/** nats-server's own default `max_payload`, assumed while a connection has not heard the server's INFO. */
+const natsDefaultMaxPayload = 1024 * 1024;
+
+/** What one served prefix holds for chunked requests and replies. */
+export interface ChunkLimits {
+  /** Request streams partly received at once. */
+  readonly streamsMax: number;
+  /** Replies held for their callers to fetch. */
+  readonly repliesMax: number;
+  /** Largest body one request stream may declare (and one caller accepts as a reply). */
+  readonly bodyBytesMax: number;
+  /** Bytes of partial request streams (as declared) and held replies together. */
+  readonly heldBytesMax: number;
+  /** A partial stream not continued, or a held reply not fetched, for this long is dropped. */
+  readonly idleMs: number;
+}
+
+export const defaultChunkLimits: ChunkLimits = {
+  streamsMax: 64,
+  repliesMax: 64,
+  // An extent of the largest size a node accepts plus its meta, as the direct transport's clients allow.
+  bodyBytesMax: 72 * 1024 * 1024,
+  heldBytesMax: 256 * 1024 * 1024,
+  idleMs: 30_000,
+};
+
+/** L: the body bytes one message of this connection carries (`max_payload` minus the headroom for headers). */
+export function chunkBytesOf(nc: NatsConnection): number {
+  const maxPayload = nc.info?.max_payload ?? natsDefaultMaxPayload;
+  const l = maxPayload - chunkHeadroomBytes;
+  if (l < chunkBytesMin) throw new InvalidArgumentError(`nats-server's max_payload of ${maxPayload} bytes leaves no room for chunks; it must be at least ${chunkHeadroomBytes + chunkBytesMin}`);
+  return l;
+}
+
+/** A fresh stream id: 16 random bytes as 32 lowercase hex digits. */
+export function newStreamId(): string {
+  return randomBytes(16).toString("hex");
+}
+
+export interface ChunkHeader {
+  readonly streamId: string;
+  readonly index: number;
+  readonly count: number;
+  readonly totalBytes: number;
+}
+
+const streamIdPattern = /^[0-9a-f]{32}$/;
+const decimalPattern = /^(0|[1-9][0-9]{0,15})$/;
+
+function decimal(s: string | undefined): number | undefined {
+  if (s === undefined || !decimalPattern.test(s)) return undefined;
+  const v = Number(s);
+  return Number.isSafeInteger(v) ? v : undefined;
+}
+
+/** `<streamId>;<index>;<count>;<totalBytes>`, or undefined when it is not one (index < count ≤ totalBytes). */
+export function parseChunkHeader(value: string): ChunkHeader | undefined {
+  const [streamId, i, n, t, extra] = value.split(";");
+  const index = decimal(i);
+  const count = decimal(n);
+  const totalBytes = decimal(t);
+  if (extra !== undefined || streamId === undefined || !streamIdPattern.test(streamId)) return undefined;
+  if (index === undefined || count === undefined || totalBytes === undefined) return undefined;
+  if (index >= count || count > totalBytes) return undefined;
+  return { streamId, index, count, totalBytes };
+}
+
+/** `<streamId>;<count>;<totalBytes>` of a reply sent in chunks, or undefined (at least 2 chunks, at most one per byte). */
+export function parseReplyChunksHeader(value: string): Omit<ChunkHeader, "index"> | undefined {
+  const [streamId, n, t, extra] = value.split(";");
+  const count = decimal(n);
+  const totalBytes = decimal(t);
+  if (extra !== undefined || streamId === undefined || !streamIdPattern.test(streamId)) return undefined;
+  if (count === undefined || totalBytes === undefined || count < 2 || count > totalBytes) return undefined;
+  return { streamId, count, totalBytes };
+}
+
+/** `<streamId>;<index>` of a held reply's chunk, or undefined (index ≥ 1). */
+export function parseReplyChunkHeader(value: string): { readonly streamId: string; readonly index: number } | undefined {
+  const [streamId, i, extra] = value.split(";");
+  const index = decimal(i);
+  if (extra !== undefined || streamId === undefined || !streamIdPattern.test(streamId) || index === undefined || index < 1) return undefined;
+  return { streamId, index };
+}
+
+function oneHeader(name: string, value: string): MsgHdrs {
+  const h = headers();
+  h.set(name, value);
+  return h;
+}
+
+// ---------------------------------------------------------------- the caller's side
+
+/** Sends one message of a call (with headers, for chunks) and returns its reply; throws the call's typed errors. */
+export type SendMessage = (data: Uint8Array, headers?: MsgHdrs) => Promise<Msg>;
+
+/**
+ * Sends a request body: in one message when it fits `chunkBytes`, else in
+ * chunks, each once the previous one is acknowledged. Resolves to the answer
+ * to the last message sent: the operation's reply, or the error a chunk was
+ * refused with (in its headers, as any reply's).
+ */
+export function sendChunked(send: SendMessage, body: Uint8Array, chunkBytes: number): Promise<Msg> {
+  if (body.byteLength <= chunkBytes) return send(body);
+  return sendInChunks(send, body, chunkBytes);
+}
+
+async function sendInChunks(send: SendMessage, body: Uint8Array, chunkBytes: number): Promise<Msg> {
+  const streamId = newStreamId();
+  const count = Math.ceil(body.byteLength / chunkBytes);
+  for (let index = 0; ; index++) {
+    const from = index * chunkBytes;
+    const h = oneHeader(ChunkHeaders.chunk, `${streamId};${index};${count};${body.byteLength}`);
+    const answer = await send(body.subarray(from, Math.min(body.byteLength, from + chunkBytes)), h);
+    if (index === count - 1 || answer.headers?.get(ErrorHeaders.code)) return answer;
+    const ack = answer.headers?.get(ChunkHeaders.chunkAck);
+    if (ack !== String(index)) throw new InternalError(`chunk ${index} of ${count} was answered without its acknowledgement (${JSON.stringify(ack ?? "").slice(0, 40)})`);
+  }
+}
+
+/** True when a reply carries only its first chunk (the rest is fetched with `fetchReplyChunks`). */
+export function isChunkedReply(msg: Msg): boolean {
+  return msg.headers !== undefined && msg.headers.get(ChunkHeaders.replyChunks) !== "";
+}
+
+/**
+ * The whole body of a reply sent in chunks: its first chunk, then each
+ * further one asked for in order. Returns a buffer of its own.
+ */
+export async function fetchReplyChunks(send: SendMessage, first: Msg, bodyBytesMax = defaultChunkLimits.bodyBytesMax): Promise<Buffer> {
+  const declared = parseReplyChunksHeader(first.headers?.get(ChunkHeaders.replyChunks) ?? "");
+  if (!declared) throw new InternalError(`a reply with a malformed ${ChunkHeaders.replyChunks} header`);
+  const { streamId, count, totalBytes } = declared;
+  if (totalBytes > bodyBytesMax) throw new TooLargeError(`a reply of ${totalBytes} bytes is over this caller's limit of ${bodyBytesMax}`);
+  const chunkBytes = first.data.byteLength;
+  if (chunkBytes === 0 || count !== Math.ceil(totalBytes / chunkBytes)) {
+    throw new InternalError(`a first reply chunk of ${chunkBytes} bytes does not make ${count} chunks of ${totalBytes} bytes`);
+  }
+  const out = Buffer.allocUnsafeSlow(totalBytes);
+  out.set(first.data, 0);
+  let at = chunkBytes;
+  for (let index = 1; index < count; index++) {
+    const answer = await send(new Uint8Array(0), oneHeader(ChunkHeaders.replyChunk, `${streamId};${index}`));
+    const code = answer.headers?.get(ErrorHeaders.code);
+    if (code) throw errorFromWire(code, answer.headers?.get(ErrorHeaders.message) || code);
+    const want = index === count - 1 ? totalBytes - at : chunkBytes;
+    if (answer.data.byteLength !== want) throw new InternalError(`reply chunk ${index} of ${count} has ${answer.data.byteLength} bytes, expected ${want}`);
+    out.set(answer.data, at);
+    at += want;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- the server's side
+
+/** A request body as the server hands it on: `owned` when it was reassembled into a buffer of its own. */
+export interface ReceivedBody {
+  readonly body: Uint8Array;
+  readonly owned: boolean;
+}
+
+interface PartialStream {
+  readonly count: number;
+  readonly totalBytes: number;
+  /** Length of chunk 0, which every chunk but the last has. */
+  readonly chunkBytes: number;
+  readonly buffer: Buffer;
+  next: number;
+  received: number;
+  readonly timer: NodeJS.Timeout;
+}
+
+interface HeldReply {
+  readonly body: Uint8Array;
+  readonly count: number;
+  readonly chunkBytes: number;
+  next: number;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * One served prefix's chunked requests and replies, bounded in streams,
+ * replies and bytes; what is not continued within `idleMs` is dropped.
+ */
+export class ChunkStreams {
+  readonly #partial = new Map<string, PartialStream>();
+  readonly #held = new Map<string, HeldReply>();
+  #heldBytes = 0;
+
+  constructor(private readonly nc: NatsConnection, readonly limits: ChunkLimits = defaultChunkLimits) {}
+
+  /** Partial request streams and held replies, now. */
+  get open(): { readonly streams: number; readonly replies: number; readonly bytes: number } {
+    return { streams: this.#partial.size, replies: this.#held.size, bytes: this.#heldBytes };
+  }
+
+  /**
+   * A request's body: `msg.data` when it came whole. For a chunk: undefined
+   * once it is acknowledged, or the whole body with the last one. For a
+   * request of a held reply's chunk: undefined once answered. Throws typed
+   * errors (and drops the stream) for chunks that do not follow the protocol.
+   */
+  receive(msg: Msg): ReceivedBody | undefined {
+    const h = msg.headers;
+    const chunk = h?.get(ChunkHeaders.chunk) ?? "";
+    const fetch = h?.get(ChunkHeaders.replyChunk) ?? "";
+    if (chunk === "" && fetch === "") return { body: msg.data, owned: false };
+    if (chunk !== "" && fetch !== "") throw new InvalidArgumentError(`a request may not carry both ${ChunkHeaders.chunk} and ${ChunkHeaders.replyChunk}`);
+    if (chunk !== "") {
+      const c = parseChunkHeader(chunk);
+      if (!c) throw new InvalidArgumentError(`malformed ${ChunkHeaders.chunk} header: want <32 hex digits>;<index>;<count>;<totalBytes> with index < count <= totalBytes`);
+      return this.#chunk(msg, c);
+    }
+    const f = parseReplyChunkHeader(fetch);
+    if (!f) throw new InvalidArgumentError(`malformed ${ChunkHeaders.replyChunk} header: want <32 hex digits>;<index ≥ 1>`);
+    this.#fetch(msg, keyOf(msg.subject, f.streamId), f.index);
+    return undefined;
+  }
+
+  /**
+   * Answers `msg` with a reply body: as is when it fits one message, else its
+   * first chunk, holding the rest for the caller to fetch. Throws Busy when
+   * no more replies may be held (the operation has run; only its reply is lost).
+   */
+  reply(msg: Msg, body: Uint8Array): void {
+    const chunkBytes = chunkBytesOf(this.nc);
+    if (body.byteLength <= chunkBytes) {
+      msg.respond(body);
+      return;
+    }
+    const { repliesMax, heldBytesMax } = this.limits;
+    if (this.#held.size >= repliesMax || this.#heldBytes + body.byteLength > heldBytesMax) {
+      throw new BusyError(`${this.#held.size} replies (${this.#heldBytes} bytes) already held for callers to fetch; limits ${repliesMax} and ${heldBytesMax} bytes`);
+    }
+    const streamId = newStreamId();
+    const key = keyOf(msg.subject, streamId);
+    const count = Math.ceil(body.byteLength / chunkBytes);
+    this.#held.set(key, { body, count, chunkBytes, next: 1, timer: this.#expire(() => this.#dropHeld(key)) });
+    this.#heldBytes += body.byteLength;
+    msg.respond(body.subarray(0, chunkBytes), { headers: oneHeader(ChunkHeaders.replyChunks, `${streamId};${count};${body.byteLength}`) });
+  }
+
+  /** Drops everything held (the subscription is closed). */
+  close(): void {
+    for (const key of [...this.#partial.keys()]) this.#dropPartial(key);
+    for (const key of [...this.#held.keys()]) this.#dropHeld(key);
+  }
+
+  #chunk(msg: Msg, c: ChunkHeader): ReceivedBody | undefined {
+    const key = keyOf(msg.subject, c.streamId);
+    if (c.index === 0) return this.#open(msg, key, c);
+    const s = this.#partial.get(key);
+    if (!s) throw new InvalidArgumentError(`chunk ${c.index} of stream ${c.streamId}, which is not open on ${msg.subject} (never opened here, failed, complete or expired)`);
+    const data = msg.data;
+    try {
+      if (c.count !== s.count || c.totalBytes !== s.totalBytes) {
+        throw new InvalidArgumentError(`chunk ${c.index} declares ${c.count} chunks of ${c.totalBytes} bytes; chunk 0 declared ${s.count} of ${s.totalBytes}`);
+      }
+      if (c.index !== s.next) throw new InvalidArgumentError(`chunk ${c.index} out of order: chunk ${s.next} comes next`);
+      const want = c.index === s.count - 1 ? s.totalBytes - s.received : s.chunkBytes;
+      if (data.byteLength !== want) throw new InvalidArgumentError(`chunk ${c.index} of ${data.byteLength} bytes; it must have ${want}`);
+    } catch (e) {
+      this.#dropPartial(key);
+      throw e;
+    }
+    s.buffer.set(data, s.received);
+    s.received += data.byteLength;
+    s.next++;
+    if (s.next === s.count) {
+      this.#dropPartial(key);
+      return { body: s.buffer, owned: true };
+    }
+    s.timer.refresh();
+    acknowledge(msg, c.index);
+    return undefined;
+  }
+
+  /** Chunk 0: checks what it declares against its own length and the bounds, and opens the stream. */
+  #open(msg: Msg, key: string, c: ChunkHeader): ReceivedBody | undefined {
+    if (this.#partial.has(key)) {
+      this.#dropPartial(key);
+      throw new InvalidArgumentError(`chunk 0 of stream ${c.streamId} again: a stream id is used once`);
+    }
+    const { streamsMax, bodyBytesMax, heldBytesMax } = this.limits;
+    if (c.totalBytes > bodyBytesMax) throw new TooLargeError(`a request of ${c.totalBytes} bytes is over the limit of ${bodyBytesMax}`);
+    const data = msg.data;
+    if (data.byteLength < Math.min(chunkBytesMin, c.totalBytes) || c.count !== Math.ceil(c.totalBytes / data.byteLength)) {
+      throw new InvalidArgumentError(`chunk 0 of ${data.byteLength} bytes does not make ${c.count} chunks of ${c.totalBytes} bytes`);
+    }
+    if (c.count === 1) return { body: data, owned: false };
+    if (this.#partial.size >= streamsMax || this.#heldBytes + c.totalBytes > heldBytesMax) {
+      throw new BusyError(`${this.#partial.size} chunked requests (${this.#heldBytes} bytes held) are open; limits ${streamsMax} and ${heldBytesMax} bytes`);
+    }
+    const buffer = Buffer.allocUnsafeSlow(c.totalBytes);
+    buffer.set(data, 0);
+    this.#heldBytes += c.totalBytes;
+    this.#partial.set(key, {
+      count: c.count, totalBytes: c.totalBytes, chunkBytes: data.byteLength, buffer, next: 1, received: data.byteLength,
+      timer: this.#expire(() => this.#dropPartial(key)),
+    });
+    acknowledge(msg, 0);
+    return undefined;
+  }
+
+  #fetch(msg: Msg, key: string, index: number): void {
+    const r = this.#held.get(key);
+    if (!r) throw new InvalidArgumentError(`no reply held for this stream on ${msg.subject} (never held here, fetched, failed or expired)`);
+    if (index !== r.next || msg.data.byteLength > 0) {
+      this.#dropHeld(key);
+      throw new InvalidArgumentError(msg.data.byteLength > 0 ? "a request for a reply chunk carries no body" : `reply chunk ${index} out of order: chunk ${r.next} comes next`);
+    }
+    const from = index * r.chunkBytes;
+    const bytes = r.body.subarray(from, Math.min(r.body.byteLength, from + r.chunkBytes));
+    r.next++;
+    if (r.next === r.count) this.#dropHeld(key);
+    else r.timer.refresh();
+    msg.respond(bytes);
+  }
+
+  #expire(drop: () => void): NodeJS.Timeout {
+    const t = setTimeout(drop, this.limits.idleMs);
+    t.unref();
+    return t;
+  }
+
+  #dropPartial(key: string): void {
+    const s = this.#partial.get(key);
+    if (!s) return;
+    clearTimeout(s.timer);
+    this.#partial.delete(key);
+    this.#heldBytes -= s.totalBytes;
+  }
+
+  #dropHeld(key: string): void {
+    const r = this.#held.get(key);
+    if (!r) return;
+    clearTimeout(r.timer);
+    this.#held.delete(key);
+    this.#heldBytes -= r.body.byteLength;
+  }
+}
+
+/** Streams are per subject: a job's subjects are its own, so its stream ids mean nothing on another job's. */
+function keyOf(subject: string, streamId: string): string {
+  return `${subject} ${streamId}`;
+}
+
+function acknowledge(msg: Msg, index: number): void {
+  msg.respond(new Uint8Array(0), { headers: oneHeader(ChunkHeaders.chunkAck, String(index)) });
+}
