@@ -133,6 +133,10 @@ export class KubernetesOrchestrator implements Orchestrator {
   async launch(spec: NodeLaunchSpec): Promise<void> {
     const template = this.templates.get(spec.tier);
     if (template === undefined) throw new InvalidArgumentError(`no pod template for ${spec.tier} nodes: set the orchestrator's manifests.${spec.tier}`);
+    if (!this.ctx.nodeCredentials && template.includes("${CREDS_SECRET}")) {
+      // The pod would wait for a Secret no one makes.
+      throw new InvalidArgumentError(`the ${spec.tier} pod template mounts the node's NATS credential, but the controller mints none: give it a credentialIssuer`);
+    }
     const values = storageNodeValues(spec, this.ctx, this.image, this.natsUrl);
     const body = this.k8s.loadYaml<PodBody>(renderManifest(template, values));
     const pod = await this.api.createNamespacedPod({ namespace: this.namespace, body });
