@@ -17,6 +17,8 @@ import { natsServerBinary } from "../../deploy/nats-server";
 import { freePort } from "../../lib/ports";
 import { projectRoot } from "../../lib/process";
 import { eventually } from "../harness/cluster";
+import { fakeKubernetesApi, writeKubeconfig, type Seen } from "../harness/kubernetes-api";
+import { PostgresServer } from "../harness/postgres-server";
 import { within } from "../harness/wait";
 import { expandEnv, manifestsDir, named, parseManifests, podsOf, renderKustomization, secretValues, type Container, type Manifest } from "../harness/manifests";
 
@@ -72,11 +74,17 @@ async function httpStatus(port: number, probePath: string): Promise<number> {
   return res.status;
 }
 
-beforeAll(async () => {
+/**
+ * Starts the three servers on free ports and waits for the manifest's
+ * readiness probe on each. Another process may take a port between its pick
+ * and its bind (the server then exits): that start is given up, its logs
+ * kept in the error, and tried again with fresh ports.
+ */
+async function startServers(attempt: number): Promise<void> {
   const ports = [];
   for (let i = 0; i < 3; i++) ports.push({ client: await freePort(), http: await freePort(), route: await freePort() });
   for (let i = 0; i < 3; i++) {
-    const dir = path.join(tmp, `nats-${i}`);
+    const dir = path.join(tmp, `nats-${attempt}-${i}`);
     fs.mkdirSync(path.join(dir, "auth"), { recursive: true });
     fs.writeFileSync(path.join(dir, "auth", "nats-auth.conf"), secret(KubernetesSecret.nats)["nats-auth.conf"]!);
     fs.writeFileSync(path.join(dir, "nats.conf"), natsConf(dir, ports[i]!));
@@ -86,20 +94,41 @@ beforeAll(async () => {
     servers.push({ child, clientPort: ports[i]!.client, httpPort: ports[i]!.http, routePort: ports[i]!.route });
   }
   const readiness = natsContainer.readinessProbe!.httpGet!.path;
-  await eventually(async () => (await Promise.all(servers.map((s) => httpStatus(s.httpPort, readiness).catch(() => 0)))).every((c) => c === 200), 30_000, "three nats-servers ready by the manifest's readiness probe");
+  const exited = (): boolean => servers.some((s) => s.child.exitCode !== null);
+  const ready = await eventually(async () => exited() || (await Promise.all(servers.map((s) => httpStatus(s.httpPort, readiness).catch(() => 0)))).every((c) => c === 200),
+    30_000, "three nats-servers ready by the manifest's readiness probe").then(() => !exited(), () => false);
+  if (!ready) {
+    const logs = [0, 1, 2].map((i) => fs.readFileSync(path.join(tmp, `nats-${attempt}-${i}`, "nats.log"), "utf8").split("\n").slice(-3).join("\n")).join("\n");
+    for (const s of servers.splice(0)) await stopChild(s.child);
+    throw new Error(`the nats-servers did not all come up within 30 s:\n${logs}`);
+  }
+}
+
+beforeAll(async () => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await startServers(attempt);
+      break;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+  }
   nc = await connectWithCreds(servers.map((s) => `nats://127.0.0.1:${s.clientPort}`), secret(KubernetesSecret.controller)["controller.creds"], undefined, { name: "test-controller", timeoutMs: 5_000 });
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await nc?.close();
-  for (const c of [...children, ...servers.map((s) => s.child)]) {
-    if (c.exitCode === null && c.signalCode === null) {
-      c.kill("SIGTERM");
-      await new Promise((r) => c.once("exit", r));
-    }
-  }
+  for (const c of [...children, ...servers.map((s) => s.child)]) await stopChild(c);
   fs.rmSync(tmp, { recursive: true, force: true });
 });
+
+/** Stops a child process (SIGTERM) and waits for it to exit. */
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const exited = new Promise((r) => c.once("exit", r));
+  c.kill("SIGTERM");
+  await exited;
+}
 
 /** What a route's CONNECT gets from server 0's cluster port, with `password`. */
 async function routeConnect(password: string): Promise<string> {
@@ -155,7 +184,7 @@ function mountSecret(dir: string, files: Readonly<Record<string, string>>): void
  * Secrets), the configuration's addresses and pod paths moved to this
  * machine, and `files` mounted where the pod mounts its Secrets.
  */
-async function runActor(role: string, c: Container, fromPod: Record<string, string>, files: Record<string, string>, place: (config: Record<string, unknown>) => void): Promise<{ ready: Record<string, unknown>; privateDir: string }> {
+async function runActor(role: string, c: Container, fromPod: Record<string, string>, files: Record<string, string>, place: (config: Record<string, unknown>) => void): Promise<{ ready: Record<string, unknown>; privateDir: string; stop(): Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(tmp, `${role}-`));
   const secretsDir = path.join(dir, "secrets");
   const privateDir = path.join(dir, "private");
@@ -181,8 +210,11 @@ async function runActor(role: string, c: Container, fromPod: Record<string, stri
     readline.createInterface({ input: child.stdout! }).once("line", resolve);
     child.once("exit", (code) => reject(new Error(`${role} exited with ${code}`)));
   }), 20_000, `the ${role}'s ready line`);
-  return { ready: JSON.parse(line) as Record<string, unknown>, privateDir };
+  return { ready: JSON.parse(line) as Record<string, unknown>, privateDir, stop: () => stopChild(child) };
 }
+
+/** Where runActor put the pod's private copies (beside the NATS credential). */
+const privateDirOf = (config: Record<string, unknown>): string => path.dirname(config["natsCreds"] as string);
 
 /** The first heartbeat on `subject`, seen by an operator. */
 async function heartbeat(subject: string): Promise<Record<string, unknown>> {
@@ -199,13 +231,14 @@ async function heartbeat(subject: string): Promise<Record<string, unknown>> {
 test("a shard runs from its StatefulSet's configuration through the image's entrypoint, with its pod's credential among all the shards'", async () => {
   const c = podsOf([named(manifests, "StatefulSet", KubernetesNames.shardStatefulSet)])[0]!.spec.containers[0]!;
   const port = await freePort();
-  const { ready, privateDir } = await runActor("shard", c, { POD_NAME: "pocket-shard-1", POCKET_ADVERTISE_HOST: "127.0.0.1", POCKET_SECRET: secret(KubernetesSecret.cluster)["secret"]! },
+  const { ready, privateDir, stop } = await runActor("shard", c, { POD_NAME: "pocket-shard-1", POCKET_ADVERTISE_HOST: "127.0.0.1", POCKET_SECRET: secret(KubernetesSecret.cluster)["secret"]! },
     secret(KubernetesSecret.shards), (config) => { config["port"] = port; });
   expect(ready).toMatchObject({ ready: true, role: "shard", shardId: "pocket-shard-1" });
   for (const f of fs.readdirSync(privateDir)) expect((fs.statSync(path.join(privateDir, f)).mode & 0o777).toString(8)).toBe("600");
   expect(fs.readdirSync(privateDir).sort()).toEqual(Object.keys(secret(KubernetesSecret.shards)).sort());
   const hb = await within(heartbeat(Subjects.shardHeartbeat("pocket-shard-1")), 10_000, "the shard's heartbeat");
   expect(hb["addr"]).toBe(`127.0.0.1:${port}`);
+  await stop();
 }, 40_000);
 
 test("a storage node runs from the DRAM pod template as the controller renders it, with the credential Secret it creates", async () => {
@@ -217,9 +250,59 @@ test("a storage node runs from the DRAM pod template as the controller renders i
   const pod = parseManifests(renderManifest(template, values), "storage-node-dram.yaml")[0]!;
   const c = podsOf([pod])[0]!.spec.containers[0]!;
   const port = await freePort();
-  const { ready } = await runActor("node", c, { POCKET_ADVERTISE_HOST: "127.0.0.1", POCKET_SECRET: secret(KubernetesSecret.cluster)["secret"]! },
+  const { ready, stop } = await runActor("node", c, { POCKET_ADVERTISE_HOST: "127.0.0.1", POCKET_SECRET: secret(KubernetesSecret.cluster)["secret"]! },
     { [nodeCredsKey]: ctx.nodeCredentials(spec.nodeId) }, (config) => { config["port"] = port; config["host"] = "127.0.0.1"; });
   expect(ready).toMatchObject({ ready: true, role: "node", nodeId: "dram-auto-3", addr: `127.0.0.1:${port}` });
   const hb = await within(heartbeat(Subjects.nodeHeartbeat("dram-auto-3")), 10_000, "the node's heartbeat");
   expect(hb["addr"]).toBe(`127.0.0.1:${port}`);
+  await stop();
 }, 40_000);
+
+test("the controller runs from its StatefulSet's configuration: PostgreSQL from the Secret's URL, its credential and signing key, and it launches its minimum of DRAM nodes as pods with their credentials", async () => {
+  const pg = await PostgresServer.start();
+  const api = await fakeKubernetesApi();
+  let stopController = (): Promise<void> => Promise.resolve();
+  try {
+    const sts = named(manifests, "StatefulSet", "pocket-controller");
+    const pod = podsOf([sts])[0]!;
+    const c = pod.spec.containers[0]!;
+    // The files of the Secret volume mounted at the secrets folder, as its items pick them.
+    const volume = pod.spec.volumes!.find((v) => v.name === c.volumeMounts!.find((m) => m.mountPath === PodPaths.secretsDir)!.name)!.secret!;
+    const all = secret(volume.secretName);
+    const files = Object.fromEntries(volume.items!.map((i) => [i.path, all[i.key]!]));
+    const templates = (named(manifests, "ConfigMap", "pocket-node-templates")["data"] as Record<string, string>);
+    const templatesDir = fs.mkdtempSync(path.join(tmp, "templates-"));
+    for (const [k, v] of Object.entries(templates)) fs.writeFileSync(path.join(templatesDir, k), v);
+    const kubeconfig = writeKubeconfig(path.join(tmp, "kubeconfig"), api.url, "unused");
+    const controller = await runActor("controller", c, {
+      POD_NAMESPACE: "pocket-deploy-test", POCKET_SECRET: secret(KubernetesSecret.cluster)["secret"]!,
+      POCKET_STORE_URL: await pg.createDatabase("pocket"), POCKET_NATS_ACCOUNT: all["account"]!,
+    }, files, (config) => {
+      const issuer = config["credentialIssuer"] as { signingSeedFile: string };
+      issuer.signingSeedFile = issuer.signingSeedFile.replace(PodPaths.privateDir, privateDirOf(config));
+      const o = config["orchestrator"] as { manifests: Record<string, string>; kubeconfig?: string };
+      for (const tier of Object.keys(o.manifests)) o.manifests[tier] = path.join(templatesDir, path.basename(o.manifests[tier]!));
+      o.kubeconfig = kubeconfig;
+    });
+    stopController = controller.stop;
+    expect(controller.ready).toMatchObject({ ready: true, role: "controller" });
+    expect(fs.readdirSync(controller.privateDir).sort()).toEqual(Object.keys(files).sort());
+    const minDram = ((JSON.parse(c.env!.find((e) => e.name === "POCKET_ACTOR_CONFIG")!.value!) as { policy: { nodeTypes: Array<{ tier: string; minNodes: number }> } })
+      .policy.nodeTypes.find((t) => t.tier === "dram")!.minNodes);
+    expect(minDram).toBeGreaterThan(0);
+    const created = (kind: string): Seen[] => api.seen.filter((s) => s.method === "POST" && s.url === `/api/v1/namespaces/pocket-deploy-test/${kind}`);
+    await eventually(() => created("secrets").length >= minDram, 20_000, `${minDram} storage-node pods and their Secrets`);
+    for (const p of created("pods")) {
+      const body = p.body as { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ image: string }>; volumes: Array<{ name: string; secret?: { secretName: string } }> } };
+      expect(body.metadata.labels["pocket/tier"]).toBe("dram");
+      expect(body.spec.containers[0]!.image).toBe(c.image);
+      const secretName = body.spec.volumes.find((v) => v.name === "secrets")!.secret!.secretName;
+      expect(created("secrets").map((s) => (s.body!["metadata"] as { name: string }).name)).toContain(secretName);
+    }
+  } finally {
+    // The controller first: it holds connections to PostgreSQL.
+    await stopController();
+    api.close();
+    await pg.stop();
+  }
+}, 60_000);

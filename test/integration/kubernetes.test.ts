@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { PodPaths, defaultPodTemplate, nodeCredsKey, podNameFor, renderManifest, storageNodeValues } from "../../actors/orchestrator/kubernetes";
 import { projectRoot } from "../../lib/process";
+import { fakeKubernetesApi as fakeApi, writeKubeconfig } from "../harness/kubernetes-api";
 import { named, parseManifests } from "../harness/manifests";
 
 const ctx = { natsUrl: "nats://nats:4222", secret: "not-in-the-manifest", heartbeatIntervalMs: 1000 };
@@ -35,53 +35,10 @@ test("the pod manifests are filled in completely, per tier, and the secret never
   expect(volume.ephemeral!.volumeClaimTemplate.spec.resources.requests.storage).toBe("11Gi");
 });
 
-interface Seen { readonly method: string; readonly url: string; readonly body: Record<string, unknown> | undefined }
-
-/**
- * An HTTP endpoint speaking the Kubernetes API's pods and secrets (no cluster
- * is available here): it records what the real client library sends. It
- * refuses the Secret of node `dram-auto-8`, and knows pods it created.
- */
-async function fakeApi(): Promise<{ url: string; seen: Seen[]; close(): void }> {
-  const seen: Seen[] = [];
-  const pods = new Set<string>();
-  const server = http.createServer((req, res) => {
-    let data = "";
-    req.on("data", (c: Buffer) => { data += c.toString(); });
-    req.on("end", () => {
-      const body = data ? JSON.parse(data) as Record<string, unknown> : undefined;
-      const url = req.url!.split("?")[0]!;
-      seen.push({ method: req.method!, url, body });
-      res.setHeader("content-type", "application/json");
-      const name = (body?.["metadata"] as { name?: string } | undefined)?.name ?? "";
-      const reply = (code: number, json: object): void => { res.statusCode = code; res.end(JSON.stringify(json)); };
-      if (req.method === "POST" && url.endsWith("/pods")) {
-        pods.add(name);
-        return reply(201, { ...body, metadata: { ...(body!["metadata"] as object), uid: `uid-${name}` } });
-      }
-      if (req.method === "POST" && url.endsWith("/secrets")) {
-        if (name.startsWith("pocket-dram-auto-8")) return reply(403, { kind: "Status", apiVersion: "v1", status: "Failure", reason: "Forbidden", code: 403 });
-        return reply(201, body!);
-      }
-      const pod = url.split("/").pop()!;
-      if (req.method === "DELETE" && pods.delete(pod)) return reply(200, { kind: "Pod", metadata: { name: pod } });
-      reply(404, { kind: "Status", apiVersion: "v1", status: "Failure", reason: "NotFound", code: 404 });
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, seen, close: () => server.close() };
-}
-
 /** Runs `body` against the orchestrator built from dist/ in its own process (the client library is an ES module); returns its stdout. */
 async function withOrchestrator(apiUrl: string, body: string, options: { credentials: boolean } = { credentials: true }): Promise<string> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pocket-k8s-"));
-  const kubeconfig = path.join(tmp, "kubeconfig");
-  fs.writeFileSync(kubeconfig, [
-    "apiVersion: v1", "kind: Config", "current-context: t",
-    "clusters:", `- name: t`, `  cluster: { server: "${apiUrl}", insecure-skip-tls-verify: true }`,
-    "users:", "- name: u", "  user: { token: test-token }",
-    "contexts:", "- name: t", "  context: { cluster: t, user: u, namespace: pocket-test }",
-  ].join("\n"));
+  const kubeconfig = writeKubeconfig(path.join(tmp, "kubeconfig"), apiUrl, "pocket-test");
   const script = `
     const { KubernetesOrchestrator } = require(${JSON.stringify(path.join(projectRoot(), "dist", "actors", "orchestrator", "kubernetes.js"))});
     (async () => {
