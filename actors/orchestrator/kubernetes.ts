@@ -2,18 +2,54 @@ import fs from "node:fs";
 import path from "node:path";
 import { projectRoot } from "../../lib/process";
 import { errorFields, logger } from "../../lib/log";
+import { InvalidArgumentError } from "../../schemas/errors";
+import { Tier } from "../../schemas/operations";
+import type { StorageNodeConfig } from "../storage/storage-node";
 import { OrchestratorKind, type LaunchContext, type NodeLaunchSpec, type Orchestrator, type OrchestratorConfig } from "./orchestrator";
 
 type KubernetesConfig = Extract<OrchestratorConfig, { kind: "kubernetes" }>;
 type K8s = typeof import("@kubernetes/client-node", { with: { "resolution-mode": "import" } });
 type CoreV1Api = InstanceType<K8s["CoreV1Api"]>;
+type PodBody = Parameters<CoreV1Api["createNamespacedPod"]>[0]["body"];
 
 /** Port storage-node pods listen on for the direct transport. */
 export const podDataPort = 7400;
+/** Port every actor's pod serves GET /metrics, /healthz and /readyz on. */
+export const podHttpPort = 9464;
+
+/**
+ * Where things are inside an actor's pod; the manifests mount them there.
+ * Kubernetes mounts Secrets readable by the pod's group, and the actors
+ * refuse a secret file others can read, so the image's entrypoint copies
+ * every file of `secretsDir` into `privateDir` (an in-memory emptyDir), 0600,
+ * before the actor starts: configurations name the copies.
+ */
+export const PodPaths = {
+  secretsDir: "/etc/pocket/secrets",
+  privateDir: "/run/pocket/private",
+  /** An NVMe node's volume (from a StorageClass on the host's NVMe drives); its device file lives there. */
+  nvmeDir: "/var/lib/pocket/nvme",
+} as const;
+
+/** The key of a launched node's NATS credential in its Secret. */
+export const nodeCredsKey = "node.creds";
+
+/** What a storage-node pod's POCKET_ACTOR_CONFIG holds: a node's configuration without the cluster secret (POCKET_SECRET carries it). */
+export type NodePodConfig = Omit<StorageNodeConfig, "secret"> & { readonly httpHost: string; readonly httpPort: number };
 
 /** A pod name for a node id (DNS-1123: lower case, digits and '-'). */
 export function podNameFor(nodeId: string): string {
   return `pocket-${nodeId.toLowerCase().replace(/[^a-z0-9-]/g, "-")}`.slice(0, 63).replace(/-+$/, "");
+}
+
+/** The Secret holding a launched node's NATS credential (deleted with its pod, which owns it). */
+export function credsSecretFor(nodeId: string): string {
+  return `${podNameFor(nodeId)}-nats`;
+}
+
+/** The pod template of a tier shipped in the project (`deploy/kubernetes/storage-node-<tier>.yaml`). */
+export function defaultPodTemplate(tier: Tier): string {
+  return path.join(projectRoot(), "deploy", "kubernetes", `storage-node-${tier}.yaml`);
 }
 
 /**
@@ -29,28 +65,44 @@ export function renderManifest(template: string, values: Readonly<Record<string,
   });
 }
 
+/** A launched node's configuration, as its pod sees it (paths are inside the pod). */
+export function nodePodConfig(spec: NodeLaunchSpec, ctx: LaunchContext, natsUrl: string): NodePodConfig {
+  return {
+    natsUrl, nodeId: spec.nodeId, tier: spec.tier, capacityBytes: spec.capacityBytes, host: "0.0.0.0", port: podDataPort,
+    httpHost: "0.0.0.0", httpPort: podHttpPort,
+    heartbeatIntervalMs: ctx.heartbeatIntervalMs, extentBytesMax: ctx.extentBytesMax,
+    ...(ctx.nodeCredentials ? { natsCreds: `${PodPaths.privateDir}/${nodeCredsKey}` } : {}),
+    // The cluster's TLS files: the pod template mounts them where the controller's pod has them.
+    ...(ctx.natsTlsCa !== undefined ? { natsTlsCa: ctx.natsTlsCa } : {}),
+    ...(ctx.tls !== undefined ? { tls: ctx.tls } : {}),
+    ...(spec.tier === Tier.Nvme ? { nvme: { path: `${PodPaths.nvmeDir}/extents.img`, sizeBytes: spec.capacityBytes } } : {}),
+  };
+}
+
 /** The values a storage-node pod manifest is filled with. */
 export function storageNodeValues(spec: NodeLaunchSpec, ctx: LaunchContext, image: string, natsUrl: string): Record<string, string> {
-  const actorConfig = {
-    natsUrl, nodeId: spec.nodeId, tier: spec.tier, capacityBytes: spec.capacityBytes, host: "0.0.0.0", port: podDataPort,
-    heartbeatIntervalMs: ctx.heartbeatIntervalMs, extentBytesMax: ctx.extentBytesMax,
-  };
   const mib = Math.ceil(spec.capacityBytes / 2 ** 20);
+  const dram = spec.tier === Tier.Dram;
   return {
     NODE_ID: spec.nodeId,
     NODE_NAME: podNameFor(spec.nodeId).slice("pocket-".length),
     TIER: spec.tier,
     IMAGE: image,
-    ACTOR_CONFIG: JSON.stringify(actorConfig),
-    MEMORY_REQUEST: `${spec.tier === "dram" ? mib + 256 : 512}Mi`,
-    MEMORY_LIMIT: `${spec.tier === "dram" ? mib + 512 : 1024}Mi`,
+    ACTOR_CONFIG: JSON.stringify(nodePodConfig(spec, ctx, natsUrl)),
+    CREDS_SECRET: credsSecretFor(spec.nodeId),
+    MEMORY_REQUEST: `${dram ? mib + 256 : 512}Mi`,
+    MEMORY_LIMIT: `${dram ? mib + 512 : 1024}Mi`,
+    // The device file plus room for the filesystem's own metadata.
+    NVME_VOLUME_SIZE: `${Math.ceil(spec.capacityBytes / 2 ** 30) + 1}Gi`,
   };
 }
 
 /**
- * Storage nodes as pods: `launch` creates a pod from the manifest template,
- * `remove` deletes it. The pod's node registers itself by heartbeat like any
- * other; the controller's lifecycle machine does the rest.
+ * Storage nodes as pods: `launch` creates a pod from its tier's manifest
+ * template and, on an authenticated bus, a Secret with the node's own NATS
+ * credential, owned by the pod (Kubernetes deletes it with the pod);
+ * `remove` deletes the pod. The pod's node registers itself by heartbeat
+ * like any other; the controller's lifecycle machine does the rest.
  */
 export class KubernetesOrchestrator implements Orchestrator {
   readonly kind = OrchestratorKind.Kubernetes;
@@ -59,7 +111,7 @@ export class KubernetesOrchestrator implements Orchestrator {
   private constructor(
     private readonly api: CoreV1Api,
     private readonly namespace: string,
-    private readonly template: string,
+    private readonly templates: ReadonlyMap<Tier, string>,
     private readonly image: string,
     private readonly natsUrl: string,
     private readonly ctx: LaunchContext,
@@ -71,19 +123,52 @@ export class KubernetesOrchestrator implements Orchestrator {
     const kc = new k8s.KubeConfig();
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromDefault();
-    const manifest = config.manifest ?? path.join(projectRoot(), "deploy", "kubernetes", "storage-node-pod.yaml");
     const namespace = config.namespace ?? (kc.getContextObject(kc.getCurrentContext())?.namespace || "default");
     return new KubernetesOrchestrator(
-      kc.makeApiClient(k8s.CoreV1Api), namespace, fs.readFileSync(manifest, "utf8"),
+      kc.makeApiClient(k8s.CoreV1Api), namespace, readTemplates(config),
       config.image ?? "pocket-on-nats:latest", config.natsUrl ?? ctx.natsUrl, ctx, k8s,
     );
   }
 
   async launch(spec: NodeLaunchSpec): Promise<void> {
-    const yaml = renderManifest(this.template, storageNodeValues(spec, this.ctx, this.image, this.natsUrl));
-    const body = this.k8s.loadYaml<Parameters<CoreV1Api["createNamespacedPod"]>[0]["body"]>(yaml);
-    await this.api.createNamespacedPod({ namespace: this.namespace, body });
-    this.#log.info("storage-node pod created", { nodeId: spec.nodeId, pod: body.metadata?.name, namespace: this.namespace });
+    const template = this.templates.get(spec.tier);
+    if (template === undefined) throw new InvalidArgumentError(`no pod template for ${spec.tier} nodes: set the orchestrator's manifests.${spec.tier}`);
+    if (!this.ctx.nodeCredentials && template.includes("${CREDS_SECRET}")) {
+      // The pod would wait for a Secret no one makes.
+      throw new InvalidArgumentError(`the ${spec.tier} pod template mounts the node's NATS credential, but the controller mints none: give it a credentialIssuer`);
+    }
+    const values = storageNodeValues(spec, this.ctx, this.image, this.natsUrl);
+    const body = this.k8s.loadYaml<PodBody>(renderManifest(template, values));
+    const pod = await this.api.createNamespacedPod({ namespace: this.namespace, body });
+    if (this.ctx.nodeCredentials) {
+      try {
+        await this.#createCredentials(spec.nodeId, pod);
+      } catch (e) {
+        // A pod without its credential would wait for it forever.
+        await this.remove(spec.nodeId);
+        throw e;
+      }
+    }
+    this.#log.info("storage-node pod created", { nodeId: spec.nodeId, pod: pod.metadata?.name, namespace: this.namespace });
+  }
+
+  /** The node's NATS credential as a Secret its pod mounts; owned by the pod, so it goes when the pod does. */
+  async #createCredentials(nodeId: string, pod: PodBody): Promise<void> {
+    const uid = pod.metadata?.uid;
+    const name = pod.metadata?.name;
+    if (!uid || !name) throw new Error(`the Kubernetes API answered the creation of pod ${podNameFor(nodeId)} without its name and uid`);
+    await this.api.createNamespacedSecret({
+      namespace: this.namespace,
+      body: {
+        apiVersion: "v1", kind: "Secret", type: "Opaque",
+        metadata: {
+          name: credsSecretFor(nodeId),
+          labels: { "app.kubernetes.io/name": "pocket-storage-node", "app.kubernetes.io/part-of": "pocket", "pocket/node-id": nodeId },
+          ownerReferences: [{ apiVersion: "v1", kind: "Pod", name, uid }],
+        },
+        stringData: { [nodeCredsKey]: this.ctx.nodeCredentials!(nodeId) },
+      },
+    });
   }
 
   async remove(nodeId: string): Promise<void> {
@@ -99,4 +184,15 @@ export class KubernetesOrchestrator implements Orchestrator {
   }
 
   close(): Promise<void> { return Promise.resolve(); }
+}
+
+/** Each tier's pod template: the configured file (which must exist), else the project's own when it has one. */
+function readTemplates(config: KubernetesConfig): Map<Tier, string> {
+  const templates = new Map<Tier, string>();
+  for (const tier of Object.values(Tier)) {
+    const configured = config.manifests?.[tier];
+    if (configured !== undefined) templates.set(tier, fs.readFileSync(configured, "utf8"));
+    else if (fs.existsSync(defaultPodTemplate(tier))) templates.set(tier, fs.readFileSync(defaultPodTemplate(tier), "utf8"));
+  }
+  return templates;
 }

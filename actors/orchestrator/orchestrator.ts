@@ -52,8 +52,11 @@ export type OrchestratorConfig =
   | {
     readonly kind: "kubernetes";
     readonly namespace?: string;
-    /** Pod manifest template; `deploy/kubernetes/storage-node-pod.yaml` by default. */
-    readonly manifest?: string;
+    /**
+     * Pod manifest template per tier (`${NAME}` placeholders, see kubernetes.ts);
+     * `deploy/kubernetes/storage-node-<tier>.yaml` by default.
+     */
+    readonly manifests?: { readonly [T in Tier]?: string };
     readonly image?: string;
     /** NATS URL as seen from inside the cluster (the controller's own by default). */
     readonly natsUrl?: string;

@@ -1,67 +1,52 @@
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { podNameFor, renderManifest, storageNodeValues } from "../../actors/orchestrator/kubernetes";
+import { parse as parseYaml } from "yaml";
+import { PodPaths, defaultPodTemplate, nodeCredsKey, podNameFor, renderManifest, storageNodeValues } from "../../actors/orchestrator/kubernetes";
 import { projectRoot } from "../../lib/process";
+import { fakeKubernetesApi as fakeApi, writeKubeconfig } from "../harness/kubernetes-api";
+import { named, parseManifests } from "../harness/manifests";
 
-const template = fs.readFileSync(path.join(projectRoot(), "deploy", "kubernetes", "storage-node-pod.yaml"), "utf8");
 const ctx = { natsUrl: "nats://nats:4222", secret: "not-in-the-manifest", heartbeatIntervalMs: 1000 };
 
-test("the pod manifest is filled in completely, and the secret never appears in it", () => {
-  const values = storageNodeValues({ nodeId: "dram-auto-7", tier: "dram", capacityBytes: 2 ** 30 }, ctx, "pocket:1", ctx.natsUrl);
-  const yaml = renderManifest(template, values);
+test("the pod manifests are filled in completely, per tier, and the secret never appears in them", () => {
+  const dram = storageNodeValues({ nodeId: "dram-auto-7", tier: "dram", capacityBytes: 2 ** 30 }, { ...ctx, nodeCredentials: () => "creds" }, "pocket:1", ctx.natsUrl);
+  const yaml = renderManifest(fs.readFileSync(defaultPodTemplate("dram"), "utf8"), dram);
   expect(yaml).not.toMatch(/\$\{/);
   expect(yaml).not.toContain(ctx.secret);
   expect(yaml).toContain("name: pocket-dram-auto-7");
   const config = JSON.parse(/value: '(\{.*\})'/.exec(yaml)![1]!) as Record<string, unknown>;
-  expect(config).toMatchObject({ nodeId: "dram-auto-7", tier: "dram", capacityBytes: 2 ** 30, port: 7400, host: "0.0.0.0", natsUrl: "nats://nats:4222" });
-  expect(values["MEMORY_REQUEST"]).toBe("1280Mi");
-  expect(() => renderManifest("x: ${NOPE}", values)).toThrow(/NOPE/);
+  expect(config).toMatchObject({
+    nodeId: "dram-auto-7", tier: "dram", capacityBytes: 2 ** 30, port: 7400, host: "0.0.0.0", natsUrl: "nats://nats:4222",
+    natsCreds: `${PodPaths.privateDir}/${nodeCredsKey}`,
+  });
+  expect(config["nvme"]).toBeUndefined();
+  expect(dram["MEMORY_REQUEST"]).toBe("1280Mi");
+  expect(() => renderManifest("x: ${NOPE}", dram)).toThrow(/NOPE/);
   expect(podNameFor("Dram_Auto.9")).toBe("pocket-dram-auto-9");
+
+  const nvme = storageNodeValues({ nodeId: "nvme-auto-1", tier: "nvme", capacityBytes: 10 * 2 ** 30 }, ctx, "pocket:1", ctx.natsUrl);
+  const pod = parseManifests(renderManifest(fs.readFileSync(defaultPodTemplate("nvme"), "utf8"), nvme), "nvme")[0]!;
+  const nvmeConfig = JSON.parse(nvme["ACTOR_CONFIG"]!) as { nvme: { path: string; sizeBytes: number }; natsCreds?: string };
+  expect(nvmeConfig.nvme).toEqual({ path: `${PodPaths.nvmeDir}/extents.img`, sizeBytes: 10 * 2 ** 30 });
+  expect(nvmeConfig.natsCreds).toBeUndefined();
+  const volume = (pod["spec"] as { volumes: Array<{ name: string; ephemeral?: { volumeClaimTemplate: { spec: { resources: { requests: { storage: string } } } } } }> }).volumes.find((v) => v.name === "nvme")!;
+  expect(volume.ephemeral!.volumeClaimTemplate.spec.resources.requests.storage).toBe("11Gi");
 });
 
-/**
- * The orchestrator against an HTTP endpoint speaking the Kubernetes pods API
- * (no cluster is available here): what the real client library sends.
- */
-test("launch creates the pod through the Kubernetes API and remove deletes it (a missing pod is not an error)", async () => {
-  const seen: Array<{ method: string; url: string; body: unknown }> = [];
-  const server = http.createServer((req, res) => {
-    let data = "";
-    req.on("data", (c: Buffer) => { data += c.toString(); });
-    req.on("end", () => {
-      const body = data ? JSON.parse(data) as unknown : undefined;
-      seen.push({ method: req.method!, url: req.url!, body });
-      res.setHeader("content-type", "application/json");
-      if (req.method === "POST") { res.statusCode = 201; res.end(JSON.stringify(body)); return; }
-      if (req.method === "DELETE" && req.url!.endsWith("/pocket-dram-auto-7")) { res.end(JSON.stringify({ kind: "Pod", metadata: { name: "pocket-dram-auto-7" } })); return; }
-      res.statusCode = 404;
-      res.end(JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", reason: "NotFound", code: 404 }));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
+/** Runs `body` against the orchestrator built from dist/ in its own process (the client library is an ES module); returns its stdout. */
+async function withOrchestrator(apiUrl: string, body: string, options: { credentials: boolean } = { credentials: true }): Promise<string> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pocket-k8s-"));
-  const kubeconfig = path.join(tmp, "kubeconfig");
-  fs.writeFileSync(kubeconfig, [
-    "apiVersion: v1", "kind: Config", "current-context: t",
-    "clusters:", `- name: t`, `  cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true }`,
-    "users:", "- name: u", "  user: { token: test-token }",
-    "contexts:", "- name: t", "  context: { cluster: t, user: u, namespace: pocket-test }",
-  ].join("\n"));
+  const kubeconfig = writeKubeconfig(path.join(tmp, "kubeconfig"), apiUrl, "pocket-test");
+  const script = `
+    const { KubernetesOrchestrator } = require(${JSON.stringify(path.join(projectRoot(), "dist", "actors", "orchestrator", "kubernetes.js"))});
+    (async () => {
+      const ctx = { ...${JSON.stringify(ctx)}, ${options.credentials ? `nodeCredentials: (id) => "creds of " + id` : ""} };
+      const o = await KubernetesOrchestrator.create({ kind: "kubernetes", kubeconfig: ${JSON.stringify(kubeconfig)}, image: "pocket:test" }, ctx);
+      ${body}
+    })().catch((e) => { console.error(e); process.exit(1); });`;
   try {
-    // The client library is an ES module: run the orchestrator from the built code in its own process.
-    const script = `
-      const { KubernetesOrchestrator } = require(${JSON.stringify(path.join(projectRoot(), "dist", "actors", "orchestrator", "kubernetes.js"))});
-      (async () => {
-        const o = await KubernetesOrchestrator.create({ kind: "kubernetes", kubeconfig: ${JSON.stringify(kubeconfig)}, image: "pocket:test" }, ${JSON.stringify(ctx)});
-        await o.launch({ nodeId: "dram-auto-7", tier: "dram", capacityBytes: 1073741824 });
-        await o.remove("dram-auto-7");
-        await o.remove("dram-auto-404");
-        console.log("done");
-      })().catch((e) => { console.error(e); process.exit(1); });`;
     const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, POCKET_LOG: "error" } });
     let out = "", err = "";
     child.stdout.on("data", (c: Buffer) => { out += c.toString(); });
@@ -69,20 +54,82 @@ test("launch creates the pod through the Kubernetes API and remove deletes it (a
     const code = await new Promise<number | null>((r) => child.once("exit", r));
     expect(err).toBe("");
     expect(code).toBe(0);
-    expect(out.trim()).toBe("done");
-    expect(seen.map((s) => `${s.method} ${s.url.split("?")[0]}`)).toEqual([
+    return out.trim();
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+test("launch creates the pod and its credential's Secret, owned by the pod; remove deletes the pod (a missing one is not an error); the Role allows exactly that", async () => {
+  const api = await fakeApi();
+  try {
+    const out = await withOrchestrator(api.url, `
+      await o.launch({ nodeId: "dram-auto-7", tier: "dram", capacityBytes: 1073741824 });
+      await o.remove("dram-auto-7");
+      await o.remove("dram-auto-404");
+      console.log("done");`);
+    expect(out).toBe("done");
+    expect(api.seen.map((s) => `${s.method} ${s.url}`)).toEqual([
       "POST /api/v1/namespaces/pocket-test/pods",
+      "POST /api/v1/namespaces/pocket-test/secrets",
       "DELETE /api/v1/namespaces/pocket-test/pods/pocket-dram-auto-7",
       "DELETE /api/v1/namespaces/pocket-test/pods/pocket-dram-auto-404",
     ]);
-    const pod = seen[0]!.body as { metadata: { name: string; labels: Record<string, string> }; spec: { containers: Array<{ image: string; env: Array<{ name: string; value?: string }> }> } };
+    const pod = api.seen[0]!.body as { metadata: { name: string; labels: Record<string, string> }; spec: { containers: Array<{ image: string; env: Array<{ name: string; value?: string }> }>; volumes: Array<{ name: string; secret?: { secretName: string } }> } };
     expect(pod.metadata.name).toBe("pocket-dram-auto-7");
     expect(pod.metadata.labels["pocket/node-id"]).toBe("dram-auto-7");
     expect(pod.spec.containers[0]!.image).toBe("pocket:test");
     const cfg = JSON.parse(pod.spec.containers[0]!.env.find((e) => e.name === "POCKET_ACTOR_CONFIG")!.value!) as { nodeId: string };
     expect(cfg.nodeId).toBe("dram-auto-7");
+    const secret = api.seen[1]!.body as { metadata: { name: string; ownerReferences: Array<Record<string, string>> }; stringData: Record<string, string> };
+    expect(pod.spec.volumes.find((v) => v.name === "secrets")!.secret!.secretName).toBe(secret.metadata.name);
+    expect(secret.metadata.ownerReferences).toEqual([{ apiVersion: "v1", kind: "Pod", name: "pocket-dram-auto-7", uid: "uid-pocket-dram-auto-7" }]);
+    expect(secret.stringData).toEqual({ [nodeCredsKey]: "creds of dram-auto-7" });
+
+    // What the controller's Role grants, against what the orchestrator called.
+    const controllerYaml = fs.readFileSync(path.join(projectRoot(), "deploy", "kubernetes", "controller.yaml"), "utf8");
+    const role = named(parseManifests(controllerYaml, "controller.yaml"), "Role", "pocket-controller") as unknown as { rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> };
+    const granted = new Set(role.rules.flatMap((r) => r.resources.flatMap((res) => r.verbs.map((v) => `${r.apiGroups.join(",")}/${res} ${v}`))));
+    const verb: Record<string, string> = { POST: "create", DELETE: "delete", GET: "get", PUT: "update", PATCH: "patch" };
+    const called = new Set(api.seen.map((s) => `/${/^\/api\/v1\/namespaces\/[^/]+\/(\w+)/.exec(s.url)![1]} ${verb[s.method]}`));
+    expect([...granted].sort()).toEqual([...called].sort());
   } finally {
-    server.close();
-    fs.rmSync(tmp, { recursive: true, force: true });
+    api.close();
   }
 }, 30_000);
+
+test("a node whose credential cannot be stored is not left behind: its pod is deleted and the launch fails", async () => {
+  const api = await fakeApi();
+  try {
+    const out = await withOrchestrator(api.url, `
+      const failed = await o.launch({ nodeId: "dram-auto-8", tier: "dram", capacityBytes: 1073741824 }).then(() => "launched", (e) => "failed: " + e.code);
+      console.log(failed);`);
+    expect(out).toBe("failed: 403");
+    expect(api.seen.map((s) => `${s.method} ${s.url}`)).toEqual([
+      "POST /api/v1/namespaces/pocket-test/pods",
+      "POST /api/v1/namespaces/pocket-test/secrets",
+      "DELETE /api/v1/namespaces/pocket-test/pods/pocket-dram-auto-8",
+    ]);
+  } finally {
+    api.close();
+  }
+}, 30_000);
+
+test("the shipped templates need the node's credential: without a credential issuer the launch is refused before any call", async () => {
+  const api = await fakeApi();
+  try {
+    const out = await withOrchestrator(api.url, `
+      const failed = await o.launch({ nodeId: "dram-auto-9", tier: "dram", capacityBytes: 1073741824 }).then(() => "launched", (e) => "failed: " + e.constructor.name);
+      console.log(failed);`, { credentials: false });
+    expect(out).toBe("failed: InvalidArgumentError");
+    expect(api.seen).toEqual([]);
+  } finally {
+    api.close();
+  }
+}, 30_000);
+
+test("the templates the image carries are the ones the kustomization mounts for the controller", () => {
+  const k = parseYaml(fs.readFileSync(path.join(projectRoot(), "deploy", "kubernetes", "kustomization.yaml"), "utf8")) as { configMapGenerator: Array<{ name: string; files: string[] }> };
+  const files = k.configMapGenerator.find((g) => g.name === "pocket-node-templates")!.files;
+  expect(files.map((f) => path.join(projectRoot(), "deploy", "kubernetes", f)).sort()).toEqual([defaultPodTemplate("dram"), defaultPodTemplate("nvme")].sort());
+});
