@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { errorFields, logger } from "../../lib/log";
 import {
   Kysely, Migrator, PostgresDialect, SqliteDialect, sql,
   type ExpressionBuilder, type Migration, type MigrationProvider, type OnConflictDatabase, type OnConflictTables,
@@ -8,6 +9,8 @@ import type { JobHints, Tier, Weight } from "../../schemas/operations";
 import type { AllocationPart, Demand } from "./allocation";
 import type { ControllerCore, CoreMeta, CoreState, Dirty, JobBook, JobUsage, NodeBook } from "./core";
 import { restoreJobLife, restoreNodeLife, type JobLifeContext, type JobState, type NodeLifeContext, type NodeState } from "./machines";
+
+const log = logger("store");
 
 interface MetaTable { key: string; value: string }
 interface NodesTable {
@@ -110,7 +113,12 @@ export class ControllerStore {
     let db: Kysely<Schema>;
     if (/^postgres(ql)?:\/\//.test(location)) {
       const { Pool } = await import("pg");
-      db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: location, max: 4 }) }) });
+      const pool = new Pool({ connectionString: location, max: 4 });
+      // An idle connection that breaks (the server restarts, the network drops) is reported here and
+      // discarded by the pool; the next query opens a new one or fails with its own error. Unheard,
+      // the event would end the process.
+      pool.on("error", (e) => log.warn("store connection lost", errorFields(e)));
+      db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
     } else {
       const { default: Database } = await import("better-sqlite3");
       fs.mkdirSync(path.dirname(path.resolve(location)), { recursive: true });

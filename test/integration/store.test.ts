@@ -2,6 +2,7 @@ import { ControllerCore } from "../../actors/controller/core";
 import type { ControllerInput } from "../../actors/controller/inputs";
 import { policyWith } from "../../actors/controller/policy";
 import { ControllerStore } from "../../actors/controller/store";
+import { eventually } from "../harness/cluster";
 import { StoreKinds, testStores } from "../harness/stores";
 
 const GB = 1e9;
@@ -87,4 +88,37 @@ describe.each(StoreKinds)("controller store on %s", (kind) => {
     const bad = kind === "sqlite" ? "/etc/hostname/under-a-file.sqlite" : "postgres://nobody@127.0.0.1:1/none";
     await expect(ControllerStore.open(bad)).rejects.toThrow();
   });
+});
+
+test("a PostgreSQL store outlives its connections being cut by the server", async () => {
+  const location = await stores.location("postgres");
+  const core = busyCore();
+  const store = await ControllerStore.open(location);
+  await store.save(core, core.takeDirty(), 1); // the pool now holds idle connections
+  const { Client } = await import("pg");
+  const admin = new Client({ connectionString: location });
+  await admin.connect();
+  try {
+    // What a server restart or a dropped link does to idle connections: the server ends them.
+    const cut = await admin.query(
+      "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    expect(cut.rows.length).toBeGreaterThan(0);
+    // The pool hears of it (an unheard pool error would end the process and fail this test), drops them,
+    // and the store keeps working on fresh connections.
+    core.apply({ kind: "job.renew", atMs: 5_003_000, jobId: "j-a" });
+    await eventually(async () => {
+      try {
+        await store.save(core, core.takeDirty(), 2);
+        return true;
+      } catch {
+        return false; // a query raced the cut on a connection not yet dropped: the next one gets a new connection
+      }
+    }, 10_000, "a save after the cut");
+    const restored = new ControllerCore(policy, await store.load());
+    expect(restored.job("j-a")).toBeDefined();
+  } finally {
+    await admin.end();
+    await store.close();
+  }
 });
