@@ -19,6 +19,7 @@ from .checksum import crc32, crc32_combine
 from .client import JobHints, PocketClient, Transport
 from .credentials import credentials_from_env, tls_ca_from_env
 from .errors import (
+    ERROR_CLASSES,
     AlreadyExistsError,
     BusyError,
     CapacityExceededError,
@@ -41,7 +42,7 @@ from .layout import Count, Deleted, ListEntry, ListPage, PutResult, RegisteredJo
 from .tcp import ConnectFailedError, ConnectionLostError, PeerIdentityError
 
 __all__ = [
-    "AlreadyExistsError", "BusyError", "CapacityExceededError", "ConnectFailedError", "ConnectionLostError", "Count",
+    "ERROR_CLASSES", "AlreadyExistsError", "BusyError", "CapacityExceededError", "ConnectFailedError", "ConnectionLostError", "Count",
     "Deleted", "ErrorCode", "IntegrityError", "InternalError", "InvalidArgumentError", "JobHints", "ListEntry", "ListPage",
     "NodeUnavailableError", "NotEmptyError", "NotFoundError", "PeerIdentityError", "PocketClient", "PocketError", "PocketJob",
     "PutResult", "RegisteredJob", "Stat", "TimeoutError", "TooLargeError", "Transport", "UnauthorizedError", "UnknownJobError",
