@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,6 @@ from .wire import Ops, Subjects
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-log = logging.getLogger("pocket")
 
 #: Jobs whose lambda credential one client keeps a NATS connection open with.
 JOB_CONNECTIONS_MAX = 64

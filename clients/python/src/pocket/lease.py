@@ -36,8 +36,12 @@ _PASSING = (TimeoutError, NodeUnavailableError, BusyError, InternalError)
 class LeaseKeeper:
     """One background task per job this client registered, renewing its lease."""
 
-    def __init__(self, renew: Callable[[str], Awaitable[dict[str, Any]]]) -> None:
+    def __init__(self, renew: Callable[[str], Awaitable[dict[str, Any]]], *, attempts_max: int = RENEW_ATTEMPTS_MAX,
+                 backoff_s: float = RENEW_BACKOFF_S, period_min_s: float = RENEW_PERIOD_MIN_S) -> None:
         self._renew = renew
+        self._attempts_max = attempts_max
+        self._backoff_s = backoff_s
+        self._period_min_s = period_min_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._errors: dict[str, PocketError] = {}
 
@@ -73,7 +77,7 @@ class LeaseKeeper:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, token: str, lease_ms: int, expires_at_ms: int) -> None:
-        period = max(RENEW_PERIOD_MIN_S, lease_ms / 3000)
+        period = max(self._period_min_s, lease_ms / 3000)
         while True:
             await asyncio.sleep(period)
             try:
@@ -91,13 +95,13 @@ class LeaseKeeper:
             self._errors.pop(token, None)
 
     async def _renew_once(self, token: str) -> dict[str, Any]:
-        for attempt in range(RENEW_ATTEMPTS_MAX):
+        for attempt in range(self._attempts_max):
             try:
                 return await self._renew(token)
             except _PASSING:
-                if attempt + 1 >= RENEW_ATTEMPTS_MAX:
+                if attempt + 1 >= self._attempts_max:
                     raise
-                await asyncio.sleep(RENEW_BACKOFF_S * 2**attempt)
+                await asyncio.sleep(self._backoff_s * 2**attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _record(self, token: str, e: PocketError, what: str) -> None:
