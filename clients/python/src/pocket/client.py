@@ -15,10 +15,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import NodeUnavailableError, PocketError
+from .credentials import credentials_from_env, tls_ca_from_env
+from .errors import InvalidArgumentError, NodeUnavailableError, PocketError
 from .job import PocketJob
 from .layout import ExtentRef, RegisteredJob, ShardInfo
 from .lease import LeaseKeeper
@@ -110,6 +112,15 @@ class PocketClient:
         link = await connect_nats(servers, credentials, tls_ca=tls_ca, name=name)
         return cls(link, servers, tls_ca=tls_ca, transport=transport, extents_inflight_max=extents_inflight_max,
                    request_timeout=request_timeout, name=name, shard_cache_max=shard_cache_max)
+
+    @classmethod
+    async def connect_from_env(cls, **options: Any) -> "PocketClient":
+        """Connects with what a lambda's environment holds: ``POCKET_NATS_URL``, the credential
+        (``POCKET_CREDS`` or the file ``POCKET_NATS_CREDS`` names) and ``POCKET_TLS_CA``; ``options`` as for ``connect``."""
+        url = os.environ.get("POCKET_NATS_URL")
+        if not url:
+            raise InvalidArgumentError("POCKET_NATS_URL is not set")
+        return await cls.connect(url, credentials=credentials_from_env(), tls_ca=tls_ca_from_env(), **options)
 
     async def __aenter__(self) -> "PocketClient":
         return self
