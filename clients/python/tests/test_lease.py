@@ -4,11 +4,8 @@ real cluster, a driver's renewals keeping an idle job alive while a job left alo
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
-
-import pytest
 
 from pocket import NodeUnavailableError, PocketClient, PocketError, TimeoutError, UnknownJobError, credentials_from_env, tls_ca_from_env
 from pocket.lease import RENEW_ATTEMPTS_MAX, LeaseKeeper
@@ -72,12 +69,8 @@ async def test_renewal_stops_once_the_lease_has_run_out() -> None:
     await keeper.close()
 
 
-async def test_a_driver_keeps_its_idle_job_alive_and_an_unrenewed_one_lapses() -> None:
-    url = os.environ.get("POCKET_NATS_URL")
-    if not url:
-        if os.environ.get("POCKET_CONFORMANCE_REQUIRED") == "1":
-            pytest.fail("POCKET_CONFORMANCE_REQUIRED=1 but POCKET_NATS_URL is not set")
-        pytest.skip("no cluster: set POCKET_NATS_URL and a driver's POCKET_NATS_CREDS")
+async def test_a_driver_keeps_its_idle_job_alive_and_an_unrenewed_one_lapses(nats_url: str) -> None:
+    url = nats_url
     async with await PocketClient.connect(url, credentials=credentials_from_env(), tls_ca=tls_ca_from_env()) as driver:
         kept = await driver.register_job("lease-kept", lease_ms=1000)
         lapsed = await driver.register_job("lease-lapsed", lease_ms=1000, renew=False)

@@ -24,10 +24,10 @@ from .errors import InvalidArgumentError, NodeUnavailableError, PocketError
 from .job import PocketJob
 from .layout import ExtentRef, RegisteredJob, ShardInfo
 from .lease import LeaseKeeper
-from .nats_transport import ControllerCaller, NatsCaller, NatsLink, Reply, connect_nats
+from .nats_transport import ControllerCaller, NatsCaller, NatsLink, connect_nats
 from .tcp import ConnectFailedError, ConnectionLostError, TcpOptions, TcpPool
 from .tokens import peek_job_claims
-from .wire import Ops, Subjects
+from .wire import Ops, Reply, Subjects
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable

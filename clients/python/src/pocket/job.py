@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .checksum import check_bytes, crc32
 from .errors import IntegrityError, NodeUnavailableError, NotFoundError
 from .layout import Count, Deleted, ExtentRef, ListEntry, ListPage, Piece, PutResult, ShardInfo, Stat, clamp_range, pieces_for
-from .nats_transport import Reply
 from .stream_put import StreamPut
-from .wire import Ops, WireLimits
+from .wire import Ops, Reply, WireLimits
 
 if TYPE_CHECKING:
     from .client import PocketClient

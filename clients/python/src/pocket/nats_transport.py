@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import ssl
-from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -22,7 +20,8 @@ from nats.aio.client import RawCredentials
 from .chunking import Message, chunk_bytes, raise_if_error, receive_reply, send_request
 from .credentials import NkeySigner, inbox_of_creds, user_jwt_of_creds
 from .errors import NodeUnavailableError, TimeoutError, UnauthorizedError
-from .wire import DRIVER_OPERATIONS, Subjects, decode_body, decode_reply_meta, encode_body, encode_json, operation_subject
+from .tls import tls_context
+from .wire import DRIVER_OPERATIONS, Reply, Subjects, decode_body, decode_reply_meta, encode_body, encode_json, operation_subject
 
 log = logging.getLogger("pocket")
 
@@ -42,14 +41,6 @@ _CREDENTIAL_REFUSALS = frozenset({"authorization violation", "user authenticatio
                                   "account authentication expired", "authentication timeout"})
 #: How nats-py words a protocol ``-ERR`` line it raises: ``nats: '<text>'``.
 _PROTOCOL_ERROR = re.compile(r"nats: '([^']*)'")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An operation's reply: its meta (a JSON object) and its payload bytes, if any."""
-
-    meta: dict[str, Any]
-    payload: memoryview | None
 
 
 class _CredsClient(NatsClient):
@@ -134,11 +125,6 @@ class NatsLink:
             await self.nc.drain()
         except nats.errors.Error as e:
             log.debug("draining a NATS connection: %s", e)
-
-
-def tls_context(ca_pem: str) -> ssl.SSLContext:
-    """A TLS client context that trusts only the cluster's CA."""
-    return ssl.create_default_context(cadata=ca_pem)
 
 
 async def connect_nats(

@@ -17,8 +17,8 @@ from typing import Any
 from .errors import BusyError, ErrorCode, InternalError, NodeUnavailableError, PocketError, TimeoutError, error_from_wire
 from .frame import Frame, FrameError, FrameKind, encode_frame, parse_frame, read_frame
 from .handshake import AUTH, HELLO, HELLO_FRAME_BYTES_MAX, HELLO_REFUSALS, is_transport_key, new_hello, verify_hello
-from .nats_transport import Reply, tls_context
-from .wire import decode_json, decode_reply_meta, encode_json
+from .tls import tls_context
+from .wire import Reply, decode_json, decode_reply_meta, encode_json
 
 #: Where a client is told to find the cluster's CA.
 TLS_CA_HINT = "give the client the cluster's CA (tls_ca or POCKET_TLS_CA)"

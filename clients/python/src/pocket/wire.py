@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InternalError, InvalidArgumentError
@@ -85,6 +86,14 @@ class WireLimits:
     LIST_LIMIT_MAX = 10_000
     RECEIPTS_PER_CALL_MAX = 1024
     OBJECT_BYTES_MAX = 2**40
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An operation's reply, over either transport: its meta (a JSON object) and its payload bytes, if any."""
+
+    meta: dict[str, Any]
+    payload: memoryview | None
 
 
 #: Largest meta a body may declare (``metaBytesMax``).
