@@ -155,17 +155,22 @@ async def connect_nats(
         options["tls"] = tls_context(tls_ca)
     try:
         await nc.connect(**options)
-    except nats.errors.AuthorizationError as e:
-        raise UnauthorizedError(f"NATS refused the credential: {e}") from e
-    except nats.errors.Error as e:
-        if _refuses_credential(e):
+    except (nats.errors.Error, OSError, asyncio.TimeoutError) as e:
+        await _abandon(nc)
+        if isinstance(e, nats.errors.AuthorizationError) or _refuses_credential(e):
             raise UnauthorizedError(f"NATS refused the credential: {e}") from e
-        raise NodeUnavailableError(f"cannot reach NATS at {servers}: {e}") from e
-    except (OSError, asyncio.TimeoutError) as e:
         raise NodeUnavailableError(f"cannot reach NATS at {servers}: {e}") from e
     # Connected: from now on the connection comes back after a loss, as the TypeScript SDK's does.
     nc.options.update(allow_reconnect=True, max_reconnect_attempts=RECONNECT_ATTEMPTS_MAX, reconnect_time_wait=RECONNECT_WAIT_S)
     return NatsLink(nc, denials)
+
+
+async def _abandon(nc: NatsClient) -> None:
+    """Closes what a failed connect left open."""
+    try:
+        await nc.close()
+    except nats.errors.Error as e:
+        log.debug("closing a connection that failed to open: %s", e)
 
 
 def _refuses_credential(e: Exception) -> bool:
