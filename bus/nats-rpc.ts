@@ -4,7 +4,7 @@ import type { Operation, RequestOf } from "../schemas/operation";
 import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError, UnauthorizedError } from "../schemas/errors";
 import { decodeBody, decodeReplyMeta, encodeBody, encodeJson, encodeRequestMeta } from "./body";
 import type { Bus, ServeOptions } from "./bus";
-import type { Caller, CallOptions, CallResult } from "./caller";
+import { abortReason, raceSignal, type Caller, type CallOptions, type CallResult } from "./caller";
 import { Transport, type Router } from "./router";
 import { DriverOperations, ErrorHeaders, operationSubject, Subjects } from "./subjects";
 
@@ -74,10 +74,13 @@ export class NatsCaller implements Caller {
     const subject = operationSubject(this.prefix, op.name);
     const timeout = options.timeoutMs ?? this.defaultTimeoutMs;
     let msg: Msg;
+    const { signal } = options;
+    if (signal?.aborted) throw abortReason(signal);
     try {
-      msg = await this.nc.request(subject, encodeBody(encodeRequestMeta(op.name, request), options.payload), { timeout });
+      // NATS requests cannot be recalled: an aborted one is no longer waited for, and its mux entry lapses at `timeout`.
+      msg = await raceSignal(this.nc.request(subject, encodeBody(encodeRequestMeta(op.name, request), options.payload), { timeout }), signal);
     } catch (e) {
-      throw natsRequestError(e, subject, timeout);
+      throw signal?.aborted ? abortReason(signal) : natsRequestError(e, subject, timeout);
     }
     const code = msg.headers?.get(ErrorHeaders.code);
     if (code) throw errorFromWire(code, msg.headers?.get(ErrorHeaders.message) ?? code);
@@ -103,12 +106,15 @@ export class ControllerCaller implements Caller {
   }
 }
 
+/** No service listened on the request's subject: nothing received it, so any request may be sent again. */
+export class NoResponderError extends NodeUnavailableError {}
+
 /** Maps the NATS client's request failures onto Pocket's error classes. */
 export function natsRequestError(e: unknown, subject: string, timeoutMs: number): Error {
   const denied = e instanceof PermissionViolationError ? e : e instanceof Error && e.cause instanceof PermissionViolationError ? e.cause : undefined;
   if (denied) return new UnauthorizedError(`this connection's credential may not send to ${subject}`, { cause: e });
   if (e instanceof NoRespondersError || (e instanceof RequestError && e.isNoResponders())) {
-    return new NodeUnavailableError(`no service answers on ${subject}`, { cause: e });
+    return new NoResponderError(`no service answers on ${subject}`, { cause: e });
   }
   if (e instanceof NatsTimeoutError || (e instanceof RequestError && e.cause instanceof NatsTimeoutError)) {
     return new TimeoutError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: e });
