@@ -35,22 +35,22 @@ export interface PocketOptions {
    * job's registration), a driver's or an operator's. `credentialsFromEnv()`
    * reads it from `POCKET_CREDS` or the file named by `POCKET_NATS_CREDS`.
    */
-  readonly credentials?: string;
+  readonly credentials?: string | undefined;
   /**
    * The cluster's CA certificate (PEM text) for a cluster that runs TLS:
    * NATS and the direct transport are then reached over TLS only, and each
    * server's certificate must verify with it. `tlsCaFromEnv()` reads it from
    * the file named by `POCKET_TLS_CA`.
    */
-  readonly tlsCa?: string;
-  readonly transport?: ClientTransport;
+  readonly tlsCa?: string | undefined;
+  readonly transport?: ClientTransport | undefined;
   /** Extents moved at once per put or get. */
-  readonly extentsInflightMax?: number;
-  readonly requestTimeoutMs?: number;
+  readonly extentsInflightMax?: number | undefined;
+  readonly requestTimeoutMs?: number | undefined;
   /** Name shown in the NATS server's connection list. */
-  readonly name?: string;
+  readonly name?: string | undefined;
   /** Shards whose address and limits are remembered. */
-  readonly shardCacheMax?: number;
+  readonly shardCacheMax?: number | undefined;
   /**
    * Every call's retry policy (a call's `retry` option overrides it field by
    * field); `false` for none. Default: `defaultRetryPolicy` (3 attempts).

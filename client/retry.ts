@@ -85,7 +85,7 @@ export function mayRetry(kind: Retry, e: unknown): boolean {
 /** The policy for one call: the call's options over the client's (undefined: no retry). */
 export function resolvePolicy(client: RetryOptions | false | undefined, call: RetryOptions | false | undefined): RetryPolicy | undefined {
   if (call === false || (client === false && call === undefined)) return undefined;
-  const policy = { ...defaultRetryPolicy, ...(client || {}), ...(call ?? {}) };
+  const policy = { ...defaultRetryPolicy, ...defined(client || {}), ...defined(call ?? {}) };
   for (const k of ["attemptsMax", "backoffInitialMs", "backoffMaxMs", "totalMs"] as const) {
     const v = policy[k];
     if (typeof v !== "number" || !Number.isFinite(v) || v < (k === "attemptsMax" ? 1 : 0)) throw new InvalidArgumentError(`retry.${k} must be a number${k === "attemptsMax" ? " of at least 1" : " of ms, 0 or more"}, not ${String(v)}`);
@@ -93,6 +93,11 @@ export function resolvePolicy(client: RetryOptions | false | undefined, call: Re
   if (policy.attemptsMax > 100) throw new InvalidArgumentError(`retry.attemptsMax must be at most 100, not ${policy.attemptsMax}`);
   if (policy.onRetry !== undefined && typeof policy.onRetry !== "function") throw new TypeError("retry.onRetry must be a function");
   return policy.attemptsMax > 1 ? policy : undefined;
+}
+
+/** The fields of `options` that are set (an `undefined` field leaves the default). */
+function defined(options: RetryOptions): RetryOptions {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
 }
 
 /** The wait after failed attempt `n` (from 1): exponential, capped, with "equal jitter" (half fixed, half random) so retrying clients spread out. */
