@@ -458,7 +458,8 @@ function checkRange(range: Range, what: string): void {
 /**
  * Reads `source` chunk by chunk into `take`, which may wait (backpressure).
  * An aborted call stops waiting for the next chunk at once and releases the
- * source (a Readable's iterator destroys it), as a failure does.
+ * source, as a failure does: its iterator is returned, and a stream is
+ * destroyed (an iterator waiting for data would return only once data came).
  */
 async function readSource(source: AsyncIterable<unknown>, scope: CallScope, take: (bytes: Uint8Array) => Promise<void>): Promise<void> {
   const it = source[Symbol.asyncIterator]();
@@ -473,6 +474,10 @@ async function readSource(source: AsyncIterable<unknown>, scope: CallScope, take
       await take(chunkBytes(next.value, i));
     }
   } finally {
-    if (!done) it.return?.().catch(() => undefined);
+    if (!done) {
+      it.return?.().catch(() => undefined);
+      const stream = source as { destroy?: unknown };
+      if (typeof stream.destroy === "function") (stream.destroy as () => void).call(source);
+    }
   }
 }
