@@ -1,5 +1,5 @@
 import { InvalidArgumentError, TimeoutError } from "../schemas/errors";
-import { AbortError, raceSignal, type CallOptions } from "../bus/caller";
+import { AbortError, type CallOptions } from "../bus/caller";
 import type { RetryOptions } from "./retry";
 
 /**
@@ -31,52 +31,65 @@ export interface OperationOptions {
 }
 
 /**
- * One call's signal and deadline: the user's signal and `timeoutMs` folded
- * into one signal that every request of the call carries. `close()` when
- * the call has settled: it removes the listener on the user's signal, stops
- * the deadline's timer, and abandons whatever of the call is still in flight.
+ * One call's signal and deadline. Requests carry the user's signal (not
+ * while a change is on its way: see `committing`) and a timeout capped by
+ * what is left of the deadline; the call itself ends at once when either
+ * fires (`race`). No AbortController is made per call, and a call with
+ * neither a signal nor a deadline costs nothing here. `close()` when the
+ * call has settled: it removes the listener on the user's signal and stops
+ * the deadline's timer.
  */
 export class CallScope {
-  readonly #controller = new AbortController();
   readonly #user: AbortSignal | undefined;
-  readonly #timer: NodeJS.Timeout | undefined;
+  #timer: NodeJS.Timeout | undefined;
   readonly #deadlineMs: number | undefined;
+  /** Why the call ended early, once it has: an AbortError or a TimeoutError. */
+  #reason: Error | undefined;
+  /** Told when the call ends early. */
+  readonly #waiters = new Set<(reason: Error) => void>();
   /** Changes on their way that an abort must not interrupt (see `committing`). */
   #committing = 0;
   /** An abort that came while a change was on its way: applied if the change fails. */
   #deferred: AbortError | undefined;
 
-  constructor(options: OperationOptions, readonly what: string, readonly requestTimeoutMs: number) {
+  /** `op` and `path` name the call in errors (e.g. `get "a/b"`). */
+  constructor(options: OperationOptions, readonly op: string, readonly path: string | undefined, readonly requestTimeoutMs: number) {
     const { signal, timeoutMs } = options;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`${what}: options.signal must be an AbortSignal`);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`${this.what}: options.signal must be an AbortSignal`);
     if (timeoutMs !== undefined && !(typeof timeoutMs === "number" && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
-      throw new InvalidArgumentError(`${what}: options.timeoutMs must be a number of ms from 1 to ${2 ** 31 - 1}, not ${String(timeoutMs)}`);
+      throw new InvalidArgumentError(`${this.what}: options.timeoutMs must be a number of ms from 1 to ${2 ** 31 - 1}, not ${String(timeoutMs)}`);
     }
-    this.#user = signal;
-    if (signal?.aborted) this.#controller.abort(this.#aborted(signal));
-    else signal?.addEventListener("abort", this.#onUserAbort, { once: true });
-    if (timeoutMs !== undefined && !this.aborted) {
+    if (signal?.aborted) {
+      this.#reason = this.#aborted(signal);
+      return;
+    }
+    if (signal) {
+      this.#user = signal;
+      signal.addEventListener("abort", this.#onUserAbort, { once: true });
+    }
+    if (timeoutMs !== undefined) {
       this.#deadlineMs = Date.now() + timeoutMs;
-      this.#timer = setTimeout(() => this.#controller.abort(new TimeoutError(`${what}: no result within ${timeoutMs} ms`)), timeoutMs);
+      this.#timer = setTimeout(() => this.#end(new TimeoutError(`${this.what}: no result within ${timeoutMs} ms`)), timeoutMs);
     }
   }
 
-  /** Aborted by the user's signal or by the deadline. */
-  get signal(): AbortSignal {
-    return this.#controller.signal;
+  /** The call, as errors name it. */
+  get what(): string {
+    return this.path === undefined ? this.op : `${this.op} ${JSON.stringify(this.path)}`;
   }
 
+  /** The call has ended early: aborted, or past its deadline. */
   get aborted(): boolean {
-    return this.#controller.signal.aborted;
+    return this.#reason !== undefined;
   }
 
-  /** What the call rejects with once aborted: an AbortError or a TimeoutError. */
+  /** What the call rejects with once it has ended early. */
   get reason(): Error {
-    return this.#controller.signal.reason as Error;
+    return this.#reason!;
   }
 
   throwIfAborted(): void {
-    if (this.aborted) throw this.reason;
+    if (this.#reason !== undefined) throw this.#reason;
   }
 
   /** Ms left before the deadline (undefined: no deadline). */
@@ -84,20 +97,44 @@ export class CallScope {
     return this.#deadlineMs === undefined ? undefined : Math.max(0, this.#deadlineMs - Date.now());
   }
 
-  /** Options for one request of the call; throws instead once the call is aborted (nothing more is sent). */
+  /** Options for one request of the call; throws instead once the call has ended (nothing more is sent). */
   request(payload?: Uint8Array): CallOptions {
     this.throwIfAborted();
     const left = this.remainingMs();
     const timeoutMs = left === undefined ? this.requestTimeoutMs : Math.max(1, Math.min(this.requestTimeoutMs, Math.ceil(left)));
-    return payload === undefined ? { signal: this.signal, timeoutMs } : { signal: this.signal, timeoutMs, payload };
+    // A change on its way is not recalled.
+    const signal = this.#committing > 0 ? undefined : this.#user;
+    if (signal === undefined) return payload === undefined ? { timeoutMs } : { timeoutMs, payload };
+    return payload === undefined ? { signal, timeoutMs } : { signal, timeoutMs, payload };
   }
 
-  /** `promise`, or the call's abort reason as soon as it is aborted. */
+  /** `promise`, or the call's reason as soon as it ends early (the promise's own outcome is then dropped). */
   race<T>(promise: Promise<T>): Promise<T> {
-    return raceSignal(promise, this.signal);
+    if (this.#reason !== undefined) {
+      promise.catch(() => undefined); // abandoned: its failure has no one to go to
+      return Promise.reject(this.#reason);
+    }
+    if (this.#user === undefined && this.#timer === undefined) return promise;
+    return new Promise<T>((resolve, reject) => {
+      this.#waiters.add(reject);
+      promise.then(
+        (value) => { this.#waiters.delete(reject); resolve(value); },
+        (e: unknown) => { this.#waiters.delete(reject); reject(e); },
+      );
+    });
   }
 
-  /** Waits `ms`, or rejects with the abort reason as soon as the call is aborted. */
+  /** Calls `then` with the reason if the call ends early; returns what stops that. */
+  onEnd(then: (reason: Error) => void): () => void {
+    if (this.#reason !== undefined) {
+      then(this.#reason);
+      return () => undefined;
+    }
+    this.#waiters.add(then);
+    return () => { this.#waiters.delete(then); };
+  }
+
+  /** Waits `ms`, or rejects with the call's reason as soon as it ends early. */
   sleep(ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const slept = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); });
@@ -105,10 +142,11 @@ export class CallScope {
   }
 
   /**
-   * Runs the request that makes a change (a commit): an abort of the user's
-   * signal while it is on its way waits for its outcome. If it succeeds the
-   * abort came too late and is dropped; if it fails, the call is aborted
-   * then. The deadline is not deferred: a TimeoutError leaves the outcome unknown.
+   * Runs the request that makes a change (a commit): it goes without the
+   * user's signal, and an abort while it is on its way waits for its
+   * outcome. If it succeeds the abort came too late and is dropped; if it
+   * fails, the call is aborted then. The deadline is not deferred: a
+   * TimeoutError leaves the outcome unknown.
    */
   async committing<T>(change: () => Promise<T>): Promise<T> {
     this.throwIfAborted();
@@ -120,21 +158,30 @@ export class CallScope {
       return result;
     } finally {
       this.#committing--;
-      if (!done && this.#committing === 0 && this.#deferred && !this.aborted) this.#controller.abort(this.#deferred);
+      if (!done && this.#committing === 0 && this.#deferred) this.#end(this.#deferred);
     }
   }
 
-  /** Ends the scope: no listener on the user's signal, no timer, and anything of the call still in flight is abandoned. */
+  /** Ends the scope: no listener on the user's signal, no timer. */
   close(): void {
     this.#user?.removeEventListener("abort", this.#onUserAbort);
     clearTimeout(this.#timer);
-    if (!this.aborted) this.#controller.abort(new AbortError(`${this.what} has ended`));
+    this.#waiters.clear();
+  }
+
+  #end(reason: Error): void {
+    if (this.#reason !== undefined) return;
+    this.#reason = reason;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const w of [...this.#waiters]) w(reason);
+    this.#waiters.clear();
   }
 
   readonly #onUserAbort = (): void => {
     const e = this.#aborted(this.#user!);
     if (this.#committing > 0) this.#deferred ??= e;
-    else if (!this.aborted) this.#controller.abort(e);
+    else this.#end(e);
   };
 
   #aborted(signal: AbortSignal): AbortError {

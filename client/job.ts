@@ -112,7 +112,7 @@ export class PocketJob {
     checkOptions(options, "put(path, data, options)");
     const attempt: PutAttempt = { committed: false };
     const retryable = (e: unknown): boolean => mayRetry(options.createOnly === true && attempt.committed ? Retry.Once : Retry.Idempotent, e);
-    return this.client.runCall(options, `put ${JSON.stringify(path)}`, retryable, async (scope) => {
+    return this.client.runCall(options, "put", path, retryable, async (scope) => {
       attempt.committed = false;
       return this.#putOnce(path, bytes, options, scope, attempt);
     });
@@ -206,7 +206,7 @@ export class PocketJob {
     const chunks = checkSource(source);
     checkOptions(options, "putStream(path, source, options)");
     checkByteCount(options.size, "size", `putStream ${JSON.stringify(path)}`);
-    return this.client.runCall(options, `putStream ${JSON.stringify(path)}`, Retry.Never, (scope) => this.#putStreamOnce(path, chunks, options, scope));
+    return this.client.runCall(options, "putStream", path, Retry.Never, (scope) => this.#putStreamOnce(path, chunks, options, scope));
   }
 
   async #putStreamOnce(path: string, source: AsyncIterable<unknown>, options: StreamPutOptions, scope: CallScope): Promise<PutResult> {
@@ -254,7 +254,7 @@ export class PocketJob {
     checkPath(path, "get(path)");
     checkOptions(options, "get(path, options)");
     checkRange(options, `get ${JSON.stringify(path)}`);
-    return this.client.runCall(options, `get ${JSON.stringify(path)}`, Retry.Idempotent, (scope) => this.#getOnce(path, options, scope));
+    return this.client.runCall(options, "get", path, Retry.Idempotent, (scope) => this.#getOnce(path, options, scope));
   }
 
   async #getOnce(path: string, range: Range, scope: CallScope): Promise<Buffer> {
@@ -291,15 +291,13 @@ export class PocketJob {
     checkPath(path, "getStream(path)");
     checkOptions(options, "getStream(path, options)");
     checkRange(options, `getStream ${JSON.stringify(path)}`);
-    const { scope, policy } = this.client.callScope(options, `getStream ${JSON.stringify(path)}`);
+    const { scope, policy } = this.client.callScope(options, "getStream", path);
     const lookup = (): Promise<CallResult<typeof ShardOps.objectGet>> => withRetry(scope, policy, (e) => mayRetry(Retry.Idempotent, e), () =>
       this.#shard(ShardOps.objectGet, { token: this.token, path, offset: options.offset, length: options.length }, scope.request()));
     const stream = Readable.from(this.#chunks(lookup, options, scope), { objectMode: false, highWaterMark: 1 });
-    const onAbort = (): void => { stream.destroy(scope.reason); };
-    if (scope.aborted) stream.destroy(scope.reason);
-    else scope.signal.addEventListener("abort", onAbort, { once: true });
+    const stop = scope.onEnd((reason) => stream.destroy(reason));
     stream.once("close", () => {
-      scope.signal.removeEventListener("abort", onAbort);
+      stop();
       scope.close();
     });
     return stream;
@@ -390,7 +388,7 @@ export class PocketJob {
   async stat(path: string, options: OperationOptions = {}): Promise<ObjectStat> {
     checkPath(path, "stat(path)");
     checkOptions(options, "stat(path, options)");
-    return this.client.runCall(options, `stat ${JSON.stringify(path)}`, Retry.Idempotent, async (scope) =>
+    return this.client.runCall(options, "stat", path, Retry.Idempotent, async (scope) =>
       (await this.#shard(ShardOps.stat, { token: this.token, path }, scope.request())).reply);
   }
 
@@ -398,14 +396,14 @@ export class PocketJob {
   async delete(path: string, options: RecursiveOptions = {}): Promise<{ objects: number; bytes: number }> {
     checkPath(path, "delete(path)");
     checkOptions(options, "delete(path, options)");
-    return this.client.runCall(options, `delete ${JSON.stringify(path)}`, Retry.Once, (scope) => scope.committing(async () =>
+    return this.client.runCall(options, "delete", path, Retry.Once, (scope) => scope.committing(async () =>
       (await this.#shard(ShardOps.delete, { token: this.token, path, recursive: options.recursive }, scope.request())).reply));
   }
 
   async mkdir(path: string, options: OperationOptions = {}): Promise<void> {
     checkPath(path, "mkdir(path)");
     checkOptions(options, "mkdir(path, options)");
-    await this.client.runCall(options, `mkdir ${JSON.stringify(path)}`, Retry.Once, (scope) => scope.committing(() =>
+    await this.client.runCall(options, "mkdir", path, Retry.Once, (scope) => scope.committing(() =>
       this.#shard(ShardOps.mkdir, { token: this.token, path }, scope.request())));
   }
 
@@ -414,7 +412,7 @@ export class PocketJob {
     checkPath(path, "list(path)");
     checkOptions(options, "list(path, options)");
     if (options.limit !== undefined && !(Number.isSafeInteger(options.limit) && options.limit >= 1)) throw new InvalidArgumentError(`limit must be a whole number, at least 1, not ${String(options.limit)}`);
-    return this.client.runCall(options, `list ${JSON.stringify(path)}`, Retry.Idempotent, async (scope) =>
+    return this.client.runCall(options, "list", path, Retry.Idempotent, async (scope) =>
       (await this.#shard(ShardOps.list, { token: this.token, path, after: options.after, limit: options.limit }, scope.request())).reply);
   }
 
@@ -433,7 +431,7 @@ export class PocketJob {
   async count(path = "", options: RecursiveOptions = {}): Promise<DirectoryCount> {
     checkPath(path, "count(path)");
     checkOptions(options, "count(path, options)");
-    return this.client.runCall(options, `count ${JSON.stringify(path)}`, Retry.Idempotent, async (scope) =>
+    return this.client.runCall(options, "count", path, Retry.Idempotent, async (scope) =>
       (await this.#shard(ShardOps.count, { token: this.token, path, recursive: options.recursive }, scope.request())).reply);
   }
 

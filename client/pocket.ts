@@ -138,6 +138,8 @@ export class PocketClient {
   readonly #jobConnections = new Map<string, Promise<NatsConnection>>();
   readonly controller: Caller;
   readonly #nc: NatsConnection | undefined;
+  /** The client's retry policy, checked once (undefined: none). */
+  readonly #retry: RetryPolicy | undefined;
   /** The bus every call goes over, for a client made with `over` (the simulation's). */
   readonly #bus: Pick<Bus, "caller"> | undefined;
 
@@ -146,6 +148,7 @@ export class PocketClient {
     this.#bus = bus;
     this.#pool = new TcpPool({ requestTimeoutMs: this.requestTimeoutMs, tls: options.tlsCa !== undefined ? { ca: options.tlsCa } : undefined });
     this.controller = new ControllerCaller(bus ?? nc!, this.requestTimeoutMs);
+    this.#retry = resolvePolicy(options.retry, undefined);
   }
 
   /** How long one request waits for its reply. */
@@ -229,7 +232,7 @@ export class PocketClient {
     checkOptions(hints, "registerJob(name, hints)");
     checkOptions(options, "registerJob(name, hints, options)");
     const request = { name, hints, ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}) };
-    const reg = await this.runCall(options, `registerJob ${JSON.stringify(name)}`, Retry.Once, (scope) => scope.committing(async () =>
+    const reg = await this.runCall(options, "registerJob", name, Retry.Once, (scope) => scope.committing(async () =>
       (await this.controller.call(ControllerOps.jobRegister, request, scope.request())).reply));
     if (options.renew !== false && !this.#bus) this.#keepAlive(reg.token, reg.leaseMs);
     if (reg.credentials !== undefined) this.#rememberCredentials(reg.jobId, reg.credentials);
@@ -240,7 +243,7 @@ export class PocketClient {
   async renewLease(token: string, options: OperationOptions = {}): Promise<{ jobId: string; leaseExpiresAtMs: number }> {
     checkToken(token, "renewLease(token)");
     checkOptions(options, "renewLease(token, options)");
-    return this.runCall(options, "renewLease", Retry.Idempotent, async (scope) =>
+    return this.runCall(options, "renewLease", undefined, Retry.Idempotent, async (scope) =>
       (await this.controller.call(ControllerOps.jobRenew, { token }, scope.request())).reply);
   }
 
@@ -272,7 +275,7 @@ export class PocketClient {
     checkToken(token, "deregisterJob(token)");
     checkOptions(options, "deregisterJob(token, options)");
     try {
-      const r = await this.runCall(options, "deregisterJob", Retry.Once, (scope) => scope.committing(async () =>
+      const r = await this.runCall(options, "deregisterJob", undefined, Retry.Once, (scope) => scope.committing(async () =>
         (await this.controller.call(ControllerOps.jobDeregister, { token }, scope.request())).reply));
       this.#forgetJob(token);
       return r;
@@ -294,8 +297,10 @@ export class PocketClient {
    * a scope, its attempts under the retry policy while `retryable` (a kind
    * of call, or a test of the failure) says a failure may be run again.
    */
-  async runCall<T>(options: OperationOptions, what: string, retryable: Retry | ((e: unknown) => boolean), attempt: (scope: CallScope) => Promise<T>): Promise<T> {
-    const { scope, policy } = this.callScope(options, what);
+  async runCall<T>(
+    options: OperationOptions, op: string, path: string | undefined, retryable: Retry | ((e: unknown) => boolean), attempt: (scope: CallScope) => Promise<T>,
+  ): Promise<T> {
+    const { scope, policy } = this.callScope(options, op, path);
     try {
       const may = typeof retryable === "function" ? retryable : (e: unknown): boolean => mayRetry(retryable, e);
       return await scope.race(withRetry(scope, policy, may, () => attempt(scope)));
@@ -305,9 +310,9 @@ export class PocketClient {
   }
 
   /** A scope for one call (its signal and deadline; `close()` it when the call settles) and the call's retry policy. */
-  callScope(options: OperationOptions, what: string): { scope: CallScope; policy: RetryPolicy | undefined } {
-    const policy = resolvePolicy(this.options.retry, options.retry);
-    return { scope: new CallScope(options, what, this.requestTimeoutMs), policy };
+  callScope(options: OperationOptions, op: string, path?: string): { scope: CallScope; policy: RetryPolicy | undefined } {
+    const policy = options.retry === undefined ? this.#retry : resolvePolicy(this.options.retry, options.retry);
+    return { scope: new CallScope(options, op, path, this.requestTimeoutMs), policy };
   }
 
   #rememberCredentials(jobId: string, credentials: string): void {
@@ -405,15 +410,15 @@ export class PocketClient {
   }
 
   async listJobs(options: OperationOptions = {}): Promise<ReplyOf<typeof ControllerOps.jobList>["jobs"]> {
-    return this.runCall(options, "listJobs", Retry.Idempotent, async (scope) => (await this.controller.call(ControllerOps.jobList, {}, scope.request())).reply.jobs);
+    return this.runCall(options, "listJobs", undefined, Retry.Idempotent, async (scope) => (await this.controller.call(ControllerOps.jobList, {}, scope.request())).reply.jobs);
   }
 
   async listNodes(options: OperationOptions = {}): Promise<NodeInfo[]> {
-    return this.runCall(options, "listNodes", Retry.Idempotent, async (scope) => (await this.controller.call(ControllerOps.nodeList, {}, scope.request())).reply.nodes);
+    return this.runCall(options, "listNodes", undefined, Retry.Idempotent, async (scope) => (await this.controller.call(ControllerOps.nodeList, {}, scope.request())).reply.nodes);
   }
 
   async listShards(options: OperationOptions = {}): Promise<ReplyOf<typeof ControllerOps.shardList>["shards"]> {
-    return this.runCall(options, "listShards", Retry.Idempotent, async (scope) => (await this.controller.call(ControllerOps.shardList, {}, scope.request())).reply.shards);
+    return this.runCall(options, "listShards", undefined, Retry.Idempotent, async (scope) => (await this.controller.call(ControllerOps.shardList, {}, scope.request())).reply.shards);
   }
 
   get extentsInflightMax(): number {

@@ -6,6 +6,7 @@ import { ConnectFailedError } from "../../bus/tcp-client";
 import { NoResponderError } from "../../bus/nats-rpc";
 import { AlreadyExistsError, BusyError, ErrorCode, InvalidArgumentError, isPocketError, NodeUnavailableError, NotFoundError, TimeoutError } from "../../schemas/errors";
 import { PocketClient, type PocketJob, type RegisteredJob } from "../../client/pocket";
+import { CallScope } from "../../client/call-scope";
 import { backoffMs, defaultRetryPolicy, mayRetry, resolvePolicy, Retry, type RetryEvent } from "../../client/retry";
 import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
 import { TcpProxy } from "../harness/proxy";
@@ -382,6 +383,31 @@ describe("which failures a policy retries", () => {
         expect(d).toBeGreaterThanOrEqual(full / 2);
         expect(d).toBeLessThanOrEqual(full);
       }
+    }
+  });
+});
+
+describe("an abort while a change is on its way", () => {
+  test("the change goes without the signal and is waited for: one that succeeds is reported, one that fails ends the call with AbortError", async () => {
+    for (const committed of [true, false]) {
+      const ac = new AbortController();
+      const scope = new CallScope({ signal: ac.signal }, "put", "x", 1_000);
+      let finish!: () => void;
+      const change = new Promise<string>((resolve, reject) => { finish = () => (committed ? resolve("committed") : reject(new NodeUnavailableError("the commit was lost"))); });
+      let sentWith: AbortSignal | undefined = ac.signal;
+      const call = scope.race(scope.committing(() => {
+        sentWith = scope.request().signal;
+        return change;
+      }));
+      ac.abort();
+      expect(sentWith).toBeUndefined();
+      expect(scope.aborted).toBe(false);
+      finish();
+      if (committed) expect(await call).toBe("committed");
+      else expect(await failure(call)).toBeInstanceOf(AbortError);
+      expect(scope.aborted).toBe(!committed);
+      scope.close();
+      expect(getEventListeners(ac.signal, "abort")).toEqual([]);
     }
   });
 });
