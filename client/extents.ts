@@ -12,8 +12,8 @@ import { crc32, crc32Combine, isCrc32 } from "../lib/checksum";
 
 /** A byte range of an object: `length` bytes from `offset` (to the end when absent). */
 export interface Range {
-  readonly offset?: number;
-  readonly length?: number;
+  readonly offset?: number | undefined;
+  readonly length?: number | undefined;
 }
 
 export interface Piece {

@@ -55,7 +55,7 @@ export interface PocketOptions {
    * Every call's retry policy (a call's `retry` option overrides it field by
    * field); `false` for none. Default: `defaultRetryPolicy` (3 attempts).
    */
-  readonly retry?: RetryOptions | false;
+  readonly retry?: RetryOptions | false | undefined;
 }
 
 /** Options of `registerJob`. */
@@ -162,7 +162,7 @@ export class PocketClient {
    * not retry unless given a policy (a seeded run replays its faults as they came).
    */
   static over(bus: Pick<Bus, "caller">, options: Omit<PocketOptions, "servers" | "transport"> = {}): PocketClient {
-    return new PocketClient(undefined, { retry: false, ...options, servers: [], transport: ClientTransport.Nats }, bus);
+    return new PocketClient(undefined, { ...options, retry: options.retry ?? false, servers: [], transport: ClientTransport.Nats }, bus);
   }
 
   /** This client's own NATS connection. */
@@ -296,6 +296,7 @@ export class PocketClient {
    * Runs one call of the SDK (PocketJob's too): its signal and deadline in
    * a scope, its attempts under the retry policy while `retryable` (a kind
    * of call, or a test of the failure) says a failure may be run again.
+   * @internal
    */
   async runCall<T>(
     options: OperationOptions, op: string, path: string | undefined, retryable: Retry | ((e: unknown) => boolean), attempt: (scope: CallScope) => Promise<T>,
@@ -309,7 +310,10 @@ export class PocketClient {
     }
   }
 
-  /** A scope for one call (its signal and deadline; `close()` it when the call settles) and the call's retry policy. */
+  /**
+   * A scope for one call (its signal and deadline; `close()` it when the call settles) and the call's retry policy.
+   * @internal
+   */
   callScope(options: OperationOptions, op: string, path?: string): { scope: CallScope; policy: RetryPolicy | undefined } {
     const policy = options.retry === undefined ? this.#retry : resolvePolicy(this.options.retry, options.retry);
     return { scope: new CallScope(options, op, path, this.requestTimeoutMs), policy };
