@@ -4,7 +4,7 @@ import type { Operation, RequestOf } from "../schemas/operation";
 import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError, UnauthorizedError } from "../schemas/errors";
 import { decodeBody, decodeReplyMeta, encodeBody, encodeJson, encodeRequestMeta } from "./body";
 import type { Bus, ServeOptions } from "./bus";
-import type { Caller, CallOptions, CallResult } from "./caller";
+import { abortReason, raceSignal, type Caller, type CallOptions, type CallResult } from "./caller";
 import { chunkBytesOf, ChunkStreams, defaultChunkLimits, fetchReplyChunks, isChunkedReply, sendChunked, type ChunkLimits, type ReceivedBody } from "./nats-chunks";
 import { Transport, type Router } from "./router";
 import { DriverOperations, ErrorHeaders, operationSubject, Subjects } from "./subjects";
@@ -94,9 +94,12 @@ export class NatsCaller implements Caller {
   async call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions = {}): Promise<CallResult<O>> {
     const subject = operationSubject(this.prefix, op.name);
     const timeout = options.timeoutMs ?? this.defaultTimeoutMs;
+    const { signal } = options;
+    if (signal?.aborted) throw abortReason(signal);
     // A body longer than one message carries goes in chunks, and a reply that long comes in chunks, all within `timeout`.
     const deadline = Date.now() + timeout;
-    const send = (data: Uint8Array, h?: MsgHdrs): Promise<Msg> => this.#request(subject, data, h, h ? Math.max(1, deadline - Date.now()) : timeout, timeout);
+    const send = (data: Uint8Array, h?: MsgHdrs): Promise<Msg> =>
+      this.#request(subject, data, h, h ? Math.max(1, deadline - Date.now()) : timeout, timeout, signal);
     const msg = await sendChunked(send, encodeBody(encodeRequestMeta(op.name, request), options.payload), chunkBytesOf(this.nc));
     const code = msg.headers?.get(ErrorHeaders.code);
     if (code) throw errorFromWire(code, msg.headers?.get(ErrorHeaders.message) ?? code);
@@ -107,11 +110,14 @@ export class NatsCaller implements Caller {
   }
 
   /** One request message of a call; NATS failures become Pocket's typed errors. */
-  async #request(subject: string, data: Uint8Array, h: MsgHdrs | undefined, timeoutMs: number, callTimeoutMs: number): Promise<Msg> {
+  async #request(
+    subject: string, data: Uint8Array, h: MsgHdrs | undefined, timeoutMs: number, callTimeoutMs: number, signal: AbortSignal | undefined,
+  ): Promise<Msg> {
     try {
-      return await this.nc.request(subject, data, h ? { timeout: timeoutMs, headers: h } : { timeout: timeoutMs });
+      // NATS requests cannot be recalled: an aborted one is no longer waited for, and its mux entry lapses at its timeout.
+      return await raceSignal(this.nc.request(subject, data, h ? { timeout: timeoutMs, headers: h } : { timeout: timeoutMs }), signal);
     } catch (e) {
-      throw natsRequestError(e, subject, callTimeoutMs);
+      throw signal?.aborted ? abortReason(signal) : natsRequestError(e, subject, callTimeoutMs);
     }
   }
 }
@@ -133,12 +139,15 @@ export class ControllerCaller implements Caller {
   }
 }
 
+/** No service listened on the request's subject: nothing received it, so any request may be sent again. */
+export class NoResponderError extends NodeUnavailableError {}
+
 /** Maps the NATS client's request failures onto Pocket's error classes. */
 export function natsRequestError(e: unknown, subject: string, timeoutMs: number): Error {
   const denied = e instanceof PermissionViolationError ? e : e instanceof Error && e.cause instanceof PermissionViolationError ? e.cause : undefined;
   if (denied) return new UnauthorizedError(`this connection's credential may not send to ${subject}`, { cause: e });
   if (e instanceof NoRespondersError || (e instanceof RequestError && e.isNoResponders())) {
-    return new NodeUnavailableError(`no service answers on ${subject}`, { cause: e });
+    return new NoResponderError(`no service answers on ${subject}`, { cause: e });
   }
   if (e instanceof NatsTimeoutError || (e instanceof RequestError && e.cause instanceof NatsTimeoutError)) {
     return new TimeoutError(`no reply on ${subject} within ${timeoutMs} ms`, { cause: e });

@@ -3,7 +3,7 @@ import tls from "node:tls";
 import type { Operation, RequestOf } from "../schemas/operation";
 import { BusyError, errorFromWire, InternalError, InvalidArgumentError, NodeUnavailableError, TimeoutError } from "../schemas/errors";
 import { decodeJson, decodeReplyMeta, encodeJson, encodeRequestMeta } from "./body";
-import type { Caller, CallOptions, CallResult } from "./caller";
+import { abortReason, type Caller, type CallOptions, type CallResult } from "./caller";
 import { encodeFrame, FrameDecoder, FrameError, FrameKind, type Frame } from "./frame";
 import { helloFrameBytesMax, isAuthReply, isTransportKey, newHello, TransportAuth, TransportHello, verifyHello, type HelloRequest, type PeerIdentity } from "./handshake";
 import { corkUntilNextTick } from "./tcp-server";
@@ -143,19 +143,25 @@ export class TcpConnection {
     return this.#waiters.length;
   }
 
-  /** Sends one request and resolves with its reply frame (an error frame rejects). */
-  async request(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number): Promise<Frame> {
+  /**
+   * Sends one request and resolves with its reply frame (an error frame
+   * rejects). Once `signal` fires, a request still waiting for a slot is not
+   * sent, and one in flight frees its slot and its reply is dropped.
+   */
+  async request(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Frame> {
     for (;;) {
+      if (signal?.aborted) throw abortReason(signal);
       if (this.#closedError) throw this.#closedError;
       if (this.#stage === Stage.Open && this.#pending.size < this.options.inflightMax) break;
       if (this.#waiters.length >= this.options.waitersMax) throw new BusyError(`more than ${this.options.waitersMax} requests queued for ${this.addr}`);
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      await this.#slot(signal);
     }
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffff_ffff ? 3 : this.#nextId + 1;
     const [head, body] = encodeFrame(FrameKind.Request, id, name, meta, payload);
     const reply = new Promise<Frame>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, deadlineMs: Date.now() + timeoutMs, timeoutMs, name });
+      const pending = { resolve, reject, deadlineMs: Date.now() + timeoutMs, timeoutMs, name };
+      this.#pending.set(id, signal ? this.#abandonedOnAbort(id, pending, signal) : pending);
     });
     this.#sweep ??= setInterval(() => this.#expire(), deadlineSweepMs);
     corkUntilNextTick(this.#socket);
@@ -166,6 +172,42 @@ export class TcpConnection {
 
   close(): void {
     this.#fail(new NodeUnavailableError(`connection to ${this.addr} closed by the client`));
+  }
+
+  /** Waits to be woken for a slot; a caller whose signal fires leaves the queue. */
+  #slot(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (!signal) {
+        this.#waiters.push(resolve);
+        return;
+      }
+      const wake = (): void => { signal.removeEventListener("abort", leave); resolve(); };
+      const leave = (): void => {
+        const i = this.#waiters.indexOf(wake);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        resolve();
+      };
+      signal.addEventListener("abort", leave, { once: true });
+      this.#waiters.push(wake);
+    });
+  }
+
+  /** `pending`, given up when `signal` fires (its slot goes to the next caller); the listener goes when it settles. */
+  #abandonedOnAbort(id: number, pending: Pending, signal: AbortSignal): Pending {
+    const onAbort = (): void => {
+      if (this.#pending.get(id) === settled) {
+        this.#pending.delete(id);
+        this.#wake();
+      }
+      pending.reject(abortReason(signal));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    const settled: Pending = {
+      ...pending,
+      resolve: (frame) => { signal.removeEventListener("abort", onAbort); pending.resolve(frame); },
+      reject: (e) => { signal.removeEventListener("abort", onAbort); pending.reject(e); },
+    };
+    return settled;
   }
 
   #write(id: number, name: string, meta: unknown): void {
@@ -365,7 +407,7 @@ class TcpCaller implements Caller {
     let connection = this.#connection;
     if (!connection || connection.closed) connection = this.#connection = this.pool.connection(this.addr, this.peer, this.token);
     const meta = encodeRequestMeta(op.name, withoutSessionToken(request, connection.token));
-    const frame = await connection.request(op.name, meta, options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs);
+    const frame = await connection.request(op.name, meta, options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs, options.signal);
     if (frame.kind === FrameKind.Error) {
       const { code, message } = decodeJson(frame.meta) as { code: string; message: string };
       throw errorFromWire(code, message);
