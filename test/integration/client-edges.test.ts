@@ -1,4 +1,5 @@
 import { getEventListeners } from "node:events";
+import http from "node:http";
 import net from "node:net";
 import { Readable } from "node:stream";
 import { AbortError } from "../../bus/caller";
@@ -102,7 +103,8 @@ beforeAll(async () => {
   let servers: net.Server[];
   try {
     await t.cluster.addNode("dram-gated", 256 * MiB, { advertiseAddr: gate.addr });
-    servers = listen.mock.contexts as net.Server[];
+    // Its direct transport: the one plain TCP server (its metrics server speaks HTTP).
+    servers = (listen.mock.contexts as net.Server[]).filter((s) => !(s instanceof http.Server));
   } finally {
     listen.mockRestore();
   }
