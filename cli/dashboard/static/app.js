@@ -116,28 +116,28 @@
       parts.push(`weights ${ev.weights.map((w) => `${w.nodeId} ${Number(w.weight).toFixed(2)}`).join(", ") || "none"}`);
     }
     if (typeof ev.launch === "number") parts.push(`launching ${ev.launch}`);
-    if (ev.reason !== undefined) parts.push(`: ${ev.reason}`);
-    if (ev.message !== undefined) parts.push(`: ${ev.message}`);
-    return parts.join(" ");
+    const why = [ev.reason, ev.message].filter((x) => x !== undefined).map(String).join("; ");
+    return why ? `${parts.join(" ")}: ${why}` : parts.join(" ");
   }
 
   // ------------------------------------------------------------ header
 
   function renderStatus(st) {
-    const s = byId("status");
     if (st.controller.ok) {
-      s.dataset.state = "live";
-      s.textContent = `Live · updated ${clockTime(st.atMs)}`;
+      setConnection("live", "Live");
+      byId("updated").textContent = ` · updated ${clockTime(st.atMs)}`;
     } else {
-      s.dataset.state = "error";
-      s.textContent = `The controller has not answered since ${clockTime(st.controller.sinceMs)} (${st.controller.code}: ${st.controller.message}); showing what it said last.`;
+      setConnection("error", `The controller has not answered since ${clockTime(st.controller.sinceMs)} ` +
+        `(${st.controller.code}: ${st.controller.message}); showing what it said last.`);
+      byId("updated").textContent = "";
     }
   }
 
+  /** The connection's state, in a live region: changed only when the state does, so that it is not read out every second. */
   function setConnection(state, text) {
     const s = byId("status");
     s.dataset.state = state;
-    s.textContent = text;
+    if (s.textContent !== text) s.textContent = text;
   }
 
   function renderSummary(st) {
@@ -521,9 +521,11 @@
       if (source.readyState === EventSource.CLOSED) {
         // Refused (too many pages) or gone: try again in a while.
         setConnection("error", `Not connected to the dashboard server; retrying in ${RETRY_MS / 1000} s.`);
+        byId("updated").textContent = "";
         setTimeout(connect, RETRY_MS);
       } else {
         setConnection("connecting", "Reconnecting…");
+        byId("updated").textContent = "";
       }
     });
   }
