@@ -133,6 +133,17 @@ export const NodeInfoSchema = T.Object({
 });
 export type NodeInfo = Static<typeof NodeInfoSchema>;
 
+/**
+ * One tier's utilisation as the autoscaler judges it: serving (active) nodes,
+ * their mean CPU, network and capacity use, and the share of the tier's
+ * throughput and capacity that live jobs reserved, all as fractions.
+ */
+export const TierMeasurementsSchema = T.Object({
+  nodes: T.Integer({ minimum: 0 }),
+  cpu: T.Number(), network: T.Number(), capacity: T.Number(),
+  reservedThroughput: T.Number(), reservedCapacity: T.Number(),
+});
+
 const Empty = T.Object({}, { additionalProperties: false });
 /** Optional in the schema so that a request without one is `Unauthorized`, not `InvalidArgument`. */
 const JobAuth = {
@@ -250,6 +261,23 @@ export const ControllerOps = {
     summary: "Lists storage nodes with their state and last reported stats.",
     request: Empty,
     reply: T.Object({ nodes: field(T.Array(NodeInfoSchema), "Every storage node the controller knows.") }),
+    errors: [],
+  }),
+  scalingStatus: defineOperation({
+    name: "scaling.status",
+    summary: "The autoscaling band and, per tier, the utilisation the controller judges against it and the tier's node bounds.",
+    request: Empty,
+    reply: T.Object({
+      atMs: Millis,
+      /** Whether the controller adds and drains nodes on utilisation (false: it keeps only each tier's minimum). */
+      scaling: T.Boolean(),
+      /** The target band, as fractions: above bandHigh for sustainMs a tier grows, below bandLow it shrinks. */
+      bandLow: T.Number(), bandHigh: T.Number(),
+      windowMs: Millis, sustainMs: Millis, cooldownMs: Millis,
+      tiers: T.Array(T.Object({
+        tier: TierSchema, minNodes: T.Integer({ minimum: 0 }), maxNodes: T.Integer({ minimum: 0 }), measurements: TierMeasurementsSchema,
+      })),
+    }),
     errors: [],
   }),
   shardList: defineOperation({

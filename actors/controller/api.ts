@@ -87,7 +87,7 @@ async function register(c: ApiContext, req: RequestOf<typeof ControllerOps.jobRe
   };
 }
 
-/** What operators may call (on `pocket.ctl.admin.*`): lists, usage, retiring nodes. */
+/** What operators may call (on `pocket.ctl.admin.*`): lists, usage, the scaling band, retiring nodes. */
 export function adminRouter(c: ApiContext): Router {
   const core = c.core;
   return new Router()
@@ -111,7 +111,18 @@ export function adminRouter(c: ApiContext): Router {
       c.input({ kind: "node.retire", atMs: c.clock.now(), nodeId: req.nodeId });
       return { nodeId: req.nodeId, state: core.nodeState(n) };
     })
-    .on(ControllerOps.shardList, () => ({ shards: c.shards.list() }));
+    .on(ControllerOps.shardList, () => ({ shards: c.shards.list() }))
+    .on(ControllerOps.scalingStatus, () => scalingStatus(c));
+}
+
+/** The band and each tier's utilisation as the autoscaler sees them now (what `pocket dashboard` charts). */
+function scalingStatus(c: ApiContext) {
+  const p = c.core.policy;
+  return {
+    atMs: c.clock.now(), scaling: p.scaling, bandLow: p.bandLow, bandHigh: p.bandHigh,
+    windowMs: p.windowMs, sustainMs: p.sustainMs, cooldownMs: p.cooldownMs,
+    tiers: p.nodeTypes.map((t) => ({ tier: t.tier, minNodes: t.minNodes, maxNodes: t.maxNodes, measurements: c.core.measurements(t.tier) })),
+  };
 }
 
 function liveJob(c: ApiContext, jobId: string): JobBook {
