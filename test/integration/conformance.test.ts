@@ -11,13 +11,13 @@ import { loadCases, runCase, type RunEnv } from "../conformance/runner";
  * Both SDKs pass the same conformance cases (test/conformance/cases.json)
  * against one real cluster, over both transports: the TypeScript SDK here,
  * the Python SDK (clients/python) as a pytest run in a child process given
- * the cluster's coordinates. Python 3.11 with the package installed
- * (`python3 -m pip install -e 'clients/python[test]'`) is required: without
- * it the Python test fails, saying so.
+ * the cluster's coordinates. It runs on the checkout's environment that
+ * `scripts/provision-python.sh` makes (`npm test` runs it first), or on the
+ * interpreter POCKET_PYTHON names; without one the Python test fails, saying so.
  */
 
 const { cluster, cases } = loadCases();
-const python = process.env["POCKET_PYTHON"] ?? "python3";
+const python = process.env["POCKET_PYTHON"] ?? path.join(projectRoot(), ".pocket", "python", "bin", "python");
 /** Output of the child kept for the failure message (its tail). */
 const outputBytesMax = 256 * 1024;
 const pytestDeadlineMs = 90_000;
@@ -64,7 +64,7 @@ async function requirePython(): Promise<void> {
   if (probe.code !== 0) {
     throw new Error(
       `the Python SDK's conformance run needs ${python} (3.11 or later) with the package and its test extras: ` +
-      `python3 -m pip install -e 'clients/python[test]' (POCKET_PYTHON names another interpreter).\n${probe.output}`,
+      `bash scripts/provision-python.sh (POCKET_PYTHON names another interpreter).\n${probe.output}`,
     );
   }
 }
