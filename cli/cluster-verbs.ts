@@ -2,14 +2,17 @@ import { Option } from "commander";
 import { ControllerOps } from "../schemas/operations";
 import { formatBytes } from "../lib/units";
 import { Role } from "../bus/credentials";
-import { LocalCluster } from "../deploy/local-cluster";
-import { ClusterAuth } from "../deploy/cluster-auth";
-import { readDeviceModel } from "../native/calibrate";
+import type { LocalCluster } from "../deploy/local-cluster";
 import { As, withClient } from "./connect";
 import { bytes, connectionOptions, count, jsonOption, list, output, pct, table, VerbGroup, type Flags, type Verb } from "./verb";
 
-/** Starts the cluster `pocket up` describes with its flags. */
+/**
+ * Starts the cluster `pocket up` describes with its flags. The launcher (and
+ * the native engine's wrapper) load only here: the other verbs start faster.
+ */
 function startCluster(flags: Flags): Promise<LocalCluster> {
+  const { LocalCluster } = require("../deploy/local-cluster") as typeof import("../deploy/local-cluster");
+  const { readDeviceModel } = require("../native/calibrate") as typeof import("../native/calibrate");
   return LocalCluster.start({
     natsUrl: flags.nats,
     authDir: flags.authDir,
@@ -85,6 +88,7 @@ export const authInit: Verb = {
   env: [],
   examples: ["pocket auth init ./auth"],
   run: async ([dir], flags) => {
+    const { ClusterAuth } = require("../deploy/cluster-auth") as typeof import("../deploy/cluster-auth");
     const auth = ClusterAuth.open(dir!);
     output(flags, { dir: auth.dir, serverConfig: auth.serverConfigFile }, () =>
       `bus identities in ${auth.dir}\nadd to the nats-server config:  include "${auth.serverConfigFile}"\nthen: pocket up --nats URL --auth-dir ${auth.dir}\n`);

@@ -2,9 +2,7 @@ import fs from "node:fs";
 import { Option } from "commander";
 import { readEvents } from "../bus/events";
 import { SubjectRoot } from "../bus/subjects";
-import { decisionLine, describeDecision, diffLines, readExpected, replayInputs, replayTrace } from "../actors/controller/replay";
 import type { ControllerInput, Decision } from "../actors/controller/inputs";
-import { calibrate } from "../native/calibrate";
 import { connectAdmin } from "./connect";
 import { bytes, connectionOptions, jsonOption, output, positive, UsageError, VerbGroup, type Flags, type Verb } from "./verb";
 
@@ -23,6 +21,7 @@ export const events: Verb = {
   env: ["POCKET_NATS_URL", "POCKET_ADMIN_CREDS", "POCKET_TLS_CA"],
   examples: ["pocket events --follow", "pocket events --json | jq .kind"],
   run: async (_args, flags) => {
+    const { describeDecision } = require("../actors/controller/replay") as typeof import("../actors/controller/replay");
     const nc = await connectAdmin(flags);
     const ac = new AbortController();
     const stop = (): void => ac.abort();
@@ -65,6 +64,7 @@ async function streamInputs(flags: Flags): Promise<ControllerInput[]> {
 
 /** Prints the difference between replayed and expected decisions; exit code 1 when there is one. */
 function printDiff(expectFile: string, lines: readonly string[]): void {
+  const { diffLines, readExpected } = require("../actors/controller/replay") as typeof import("../actors/controller/replay");
   const diff = diffLines(readExpected(expectFile), [...lines]);
   if (diff.length === 0) {
     process.stdout.write(`${lines.length} decisions, as expected\n`);
@@ -95,6 +95,8 @@ export const replay: Verb = {
   run: async ([trace], flags) => {
     if (trace === undefined && !flags.stream) throw new UsageError("give a TRACE file or --stream");
     if (trace !== undefined && flags.stream) throw new UsageError("give a TRACE file or --stream, not both");
+    // The controller's core loads only for the verbs that replay it.
+    const { decisionLine, describeDecision, replayInputs, replayTrace } = require("../actors/controller/replay") as typeof import("../actors/controller/replay");
     const { decisions } = flags.stream ? replayInputs(await streamInputs(flags)) : await replayTrace(trace!);
     const lines = decisions.map(decisionLine);
     if (flags.write) fs.writeFileSync(flags.write, lines.map((l) => `${l}\n`).join(""));
@@ -126,6 +128,7 @@ export const calibrateVerb: Verb = {
   env: [],
   examples: ["pocket calibrate --device /var/tmp/pocket-nvme.img --size 1GiB"],
   run: async (_args, flags) => {
+    const { calibrate } = require("../native/calibrate") as typeof import("../native/calibrate");
     const model = await calibrate({
       path: flags.device!, sizeBytes: flags.size, latencyLimitUs: flags.latency!, stepSeconds: flags.seconds!, readRatio: 0.8,
     }, (p) => process.stderr.write(`calibrate: ${p.workload.padEnd(5)} offered ${String(p.offeredIops).padStart(7)} IOPS → ${String(Math.round(p.achievedIops)).padStart(7)} IOPS, p95 ${p.p95Us.toFixed(0)} µs\n`));

@@ -156,3 +156,4 @@ export function table(rows: string[][]): string {
 export function pct(x: number): string {
   return `${(x * 100).toFixed(0)}%`;
 }
+
