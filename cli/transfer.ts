@@ -29,6 +29,7 @@ export class InterruptedError extends Error {
 class TransferProgress {
   #bar: ProgressBar | undefined;
   #done = 0;
+  readonly #startMs = Date.now();
 
   constructor(private readonly label: string, private readonly total: number | undefined, private readonly forced: boolean | undefined) {
     if (this.#wanted(total ?? 0)) this.#bar = new ProgressBar(label, { total });
@@ -47,7 +48,7 @@ class TransferProgress {
   add(n: number): void {
     this.#done += n;
     if (!this.#bar && this.total === undefined && this.#wanted(this.#done)) {
-      this.#bar = new ProgressBar(this.label, {});
+      this.#bar = new ProgressBar(this.label, { startMs: this.#startMs });
       this.#bar.add(this.#done);
       return;
     }
@@ -141,7 +142,9 @@ export async function getToFile(job: PocketJob, key: string, dest: string, optio
   const target = (await isDirectory(dest)) ? path.join(dest, path.posix.basename(key)) : dest;
   const progress = new TransferProgress("get", await sizeForProgress(job, key, options.progress), options.progress);
   const temp = path.join(path.dirname(target), `.${path.basename(target)}.pocket-${randomBytes(6).toString("hex")}.part`);
-  const fh = await fs.promises.open(temp, "wx", 0o666);
+  const fh = await fs.promises.open(temp, "wx", 0o666).catch((e: unknown) => {
+    throw new Error(`cannot write ${target}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  });
   try {
     await interruptible(async (signal) => {
       // The stream closes the file once every byte is in and synced (flush), or when the pipeline fails.

@@ -16,6 +16,8 @@ export interface ProgressOptions {
   readonly redraw?: boolean;
   /** The clock, in milliseconds; Date.now by default. */
   readonly now?: () => number;
+  /** When the work began (by `now`), if before the bar was made: rates and ETAs count from it. Default: now. */
+  readonly startMs?: number;
 }
 
 /** Least time between two redraws of a terminal line. */
@@ -44,14 +46,16 @@ export class ProgressBar {
   #total: number | undefined;
   #done = 0;
   #lastDrawMs = -Infinity;
-  #lastDecile = -1;
+  #lastDecile = 0;
+  /** What the last line printed (log form) showed as done. */
+  #printedDone = -1;
   #ended = false;
 
   constructor(private readonly label: string, options: ProgressOptions = {}) {
     this.#out = options.out ?? process.stderr;
     this.#redraw = options.redraw ?? this.#out.isTTY === true;
     this.#now = options.now ?? Date.now;
-    this.#startMs = this.#now();
+    this.#startMs = options.startMs ?? this.#now();
     this.#unit = options.unit ?? "bytes";
     this.#total = options.total;
   }
@@ -101,10 +105,11 @@ export class ProgressBar {
       this.#out.write(`${this.line(now)}\n`);
       return;
     }
-    // A line per tenth; the finished line once; a failure's line wherever it stopped.
+    // A line per tenth; at the end (finished or failed), one more unless the last line already showed it.
     const decile = Math.floor(this.#fraction() * 10);
-    if (decile <= this.#lastDecile && !(force && this.#done < this.#total)) return;
+    if (decile <= this.#lastDecile && !(force && this.#done !== this.#printedDone)) return;
     this.#lastDecile = decile;
+    this.#printedDone = this.#done;
     this.#out.write(`${this.line(now)}\n`);
   }
 
