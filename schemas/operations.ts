@@ -139,9 +139,12 @@ export type NodeInfo = Static<typeof NodeInfoSchema>;
  * throughput and capacity that live jobs reserved, all as fractions.
  */
 export const TierMeasurementsSchema = T.Object({
-  nodes: T.Integer({ minimum: 0 }),
-  cpu: T.Number(), network: T.Number(), capacity: T.Number(),
-  reservedThroughput: T.Number(), reservedCapacity: T.Number(),
+  nodes: field(T.Integer({ minimum: 0 }), "Active nodes of the tier the measurements are over."),
+  cpu: field(T.Number(), "Mean CPU use of the tier's nodes, as a fraction of their cores."),
+  network: field(T.Number(), "Bytes in and out per second over the tier's throughput, as a fraction."),
+  capacity: field(T.Number(), "Bytes stored over the tier's capacity, as a fraction."),
+  reservedThroughput: field(T.Number(), "Throughput the registered jobs' hints reserve over the tier's, as a fraction."),
+  reservedCapacity: field(T.Number(), "Capacity the registered jobs' hints reserve over the tier's, as a fraction."),
 });
 
 const Empty = T.Object({}, { additionalProperties: false });
@@ -268,15 +271,19 @@ export const ControllerOps = {
     summary: "The autoscaling band and, per tier, the utilisation the controller judges against it and the tier's node bounds.",
     request: Empty,
     reply: T.Object({
-      atMs: Millis,
-      /** Whether the controller adds and drains nodes on utilisation (false: it keeps only each tier's minimum). */
-      scaling: T.Boolean(),
-      /** The target band, as fractions: above bandHigh for sustainMs a tier grows, below bandLow it shrinks. */
-      bandLow: T.Number(), bandHigh: T.Number(),
-      windowMs: Millis, sustainMs: Millis, cooldownMs: Millis,
-      tiers: T.Array(T.Object({
-        tier: TierSchema, minNodes: T.Integer({ minimum: 0 }), maxNodes: T.Integer({ minimum: 0 }), measurements: TierMeasurementsSchema,
-      })),
+      atMs: field(Millis, "When the controller measured (ms since the epoch)."),
+      scaling: field(T.Boolean(), "Whether the controller adds and drains nodes on utilisation (false: it keeps only each tier's minimum)."),
+      bandLow: field(T.Number(), "Lower edge of the target band, as a fraction: a tier below it for sustainMs shrinks."),
+      bandHigh: field(T.Number(), "Upper edge of the target band, as a fraction: a tier above it for sustainMs grows."),
+      windowMs: field(Millis, "Utilisation is averaged over this window."),
+      sustainMs: field(Millis, "How long a tier must stay out of the band before the controller acts."),
+      cooldownMs: field(Millis, "No other scaling decision in a tier for this long after one."),
+      tiers: field(T.Array(T.Object({
+        tier: field(TierSchema, "The tier."),
+        minNodes: field(T.Integer({ minimum: 0 }), "Fewest nodes the controller keeps in it."),
+        maxNodes: field(T.Integer({ minimum: 0 }), "Most nodes the controller runs in it."),
+        measurements: field(TierMeasurementsSchema, "What the controller judges against the band."),
+      })), "Each tier with nodes or bounds."),
     }),
     errors: [],
   }),

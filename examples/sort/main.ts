@@ -17,7 +17,7 @@ import { Role } from "../../bus/credentials";
 import { readEvents } from "../../bus/events";
 import { timelineChart, TimelineRecorder, type Mark, type Phase } from "./timeline";
 import { LocalCluster } from "../../deploy/local-cluster";
-import { ProgressBar } from "../progress";
+import { ProgressBar } from "../../lib/progress";
 import { formatBytes, parseBytes } from "../../lib/units";
 import { ControllerOps, type NodeInfo } from "../../schemas/operations";
 import type { ReplyOf } from "../../schemas/operation";
@@ -80,7 +80,7 @@ class TaskFailed extends Error {
 
 /** Runs tasks on the worker pool, one per worker at a time, retrying a failed task up to `retriesMax` times. */
 async function runPhase(name: string, workers: Worker[], tasks: Task[], progressTotal: number): Promise<{ stats: PhaseStats; results: Map<number, TaskResult> }> {
-  const bar = new ProgressBar(name, progressTotal);
+  const bar = new ProgressBar(name, { total: progressTotal });
   const start = process.hrtime.bigint();
   const results = new Map<number, TaskResult>();
   const queue = [...tasks];

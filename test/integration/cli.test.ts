@@ -1,19 +1,19 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 import { projectRoot } from "../../lib/process";
+import { verbs } from "../../cli/program";
+import { EnvVars } from "../../cli/env-vars";
 import { patternBytes } from "../harness/cluster";
+import { pocketCli, pocketUp, registerJob, runPocket, type PocketUp } from "../harness/pocket-cli";
 
-const cli = path.join(projectRoot(), "dist", "cli", "pocket.js");
-let up: ChildProcess;
-let env: NodeJS.ProcessEnv;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pocket-cli-"));
+let up: PocketUp;
+let env: NodeJS.ProcessEnv;
 
-function pocket(args: string[], input?: Buffer): { status: number | null; stdout: Buffer; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, ...args], { env, input, maxBuffer: 64 * 1024 * 1024 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+function pocket(args: string[], input?: Buffer): ReturnType<typeof runPocket> {
+  return runPocket(args, env, input);
 }
 
 /** Runs `fn` with one variable taken out of the CLI's environment. */
@@ -29,44 +29,96 @@ function withoutEnv<T>(name: string, fn: () => T): T {
 }
 
 beforeAll(async () => {
-  up = spawn(process.execPath, [cli, "up", "--dram", "2", "--shards", "1", "--data-dir", path.join(tmp, "cluster")], { stdio: ["ignore", "pipe", "pipe"] });
-  // `pocket up` prints the NATS URL, a job driver's creds file and an operator's, one per line, when ready.
-  const wanted = ["POCKET_NATS_URL", "POCKET_NATS_CREDS", "POCKET_ADMIN_CREDS"];
-  const vars = await new Promise<Record<string, string>>((resolve, reject) => {
-    const got: Record<string, string> = {};
-    const timer = setTimeout(() => reject(new Error(`pocket up printed ${Object.keys(got).join(", ") || "nothing"} within 30 s`)), 30_000);
-    readline.createInterface({ input: up.stdout! }).on("line", (l) => {
-      const eq = l.indexOf("=");
-      if (eq > 0) got[l.slice(0, eq)] = l.slice(eq + 1);
-      if (wanted.every((k) => k in got)) {
-        clearTimeout(timer);
-        resolve(got);
-      }
-    });
-    up.once("exit", (code) => reject(new Error(`pocket up exited with ${code}`)));
-  });
-  expect(vars["POCKET_NATS_URL"]).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
-  for (const k of ["POCKET_NATS_CREDS", "POCKET_ADMIN_CREDS"]) expect(fs.statSync(vars[k]!).mode & 0o077).toBe(0);
-  env = { ...process.env, ...vars };
+  up = await pocketUp(["--dram", "2", "--shards", "1", "--data-dir", path.join(tmp, "cluster")]);
+  expect(up.env["POCKET_NATS_URL"]).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+  for (const k of ["POCKET_NATS_CREDS", "POCKET_ADMIN_CREDS"]) expect(fs.statSync(up.env[k]!).mode & 0o077).toBe(0);
+  env = up.env;
 }, 40_000);
 
 afterAll(async () => {
-  if (up && up.exitCode === null) {
-    const exited = new Promise((r) => up.once("exit", r));
-    up.kill("SIGINT");
-    await exited;
-  }
+  await up?.stop();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
+describe("help", () => {
+  test("every verb has its own help: usage, arguments, each of its flags, the environment it reads, an example", () => {
+    const words = (text: string): string => text.replace(/\s+/g, " ");
+    for (const verb of verbs) {
+      const name = verb.words.join(" ");
+      const help = pocket(["help", ...verb.words]);
+      expect({ name, status: help.status }).toEqual({ name, status: 0 });
+      const text = help.stdout.toString();
+      expect(text.startsWith(`Usage: pocket ${name} `)).toBe(true);
+      // Help wraps long lines: compare with whitespace runs as one space.
+      for (const a of verb.args) expect(words(text)).toContain(words(a.description));
+      for (const o of verb.options) expect(text).toContain(o.flags);
+      expect(text).toMatch(verb.env.length > 0 ? /\nEnvironment:\n/ : /^(?![\s\S]*\nEnvironment:)/);
+      for (const v of verb.env) expect(text).toMatch(new RegExp(`^ {2}${v} `, "m"));
+      expect(verb.examples.length).toBeGreaterThan(0);
+      for (const e of verb.examples) expect(text).toContain(`$ ${e}`);
+    }
+    // `pocket VERB --help` is the same text.
+    for (const w of [["put"], ["job", "register"]]) expect(pocket([...w, "--help"]).stdout.toString()).toBe(pocket(["help", ...w]).stdout.toString());
+  });
+
+  test("a verb's help shows its flags and not another's", () => {
+    const put = pocket(["put", "--help"]).stdout.toString();
+    expect(put).toMatch(/^Usage: pocket put \[options\] <job> <key> <file>\n/);
+    expect(put).toMatch(/Environment:\n {2}POCKET_NATS_URL/);
+    expect(put).toContain("$ pocket put $POCKET_JOB data/in.bin ./in.bin");
+    expect(put).toContain("--create-only");
+    expect(put).not.toContain("--recursive");
+    expect(put).not.toContain("--dram");
+    const upHelp = pocket(["help", "up"]).stdout.toString();
+    expect(upHelp).toContain("--dram <n>");
+    expect(upHelp).toContain("POCKET_NATS_SERVER");
+    expect(upHelp).not.toContain("--token");
+    expect(pocket(["help", "job", "register"]).stdout.toString()).toMatch(/^Usage: pocket job register \[options\] <name>\n[\s\S]*--lambdas <n>/);
+  });
+
+  test("the program's help, --version, and help env with every variable", () => {
+    const bare = pocket([]);
+    expect(bare.status).toBe(0);
+    expect(bare.stdout.toString()).toMatch(/^Usage: pocket /);
+    for (const v of verbs.filter((x) => x.words.length === 1)) expect(bare.stdout.toString()).toContain(`  ${v.words[0]} `);
+    const version = JSON.parse(fs.readFileSync(path.join(projectRoot(), "package.json"), "utf8")) as { version: string };
+    const v = pocket(["--version"]);
+    expect(v.status).toBe(0);
+    expect(v.stdout.toString().trim()).toBe(version.version);
+    const envHelp = pocket(["help", "env"]);
+    expect(envHelp.status).toBe(0);
+    for (const e of EnvVars) expect(envHelp.stdout.toString()).toContain(e.name);
+  });
+
+  test("usage errors exit 2 with the verb's usage: a flag of another verb, a missing or extra argument, a bad value", () => {
+    const cases: Array<{ args: string[]; says: string; usage: string }> = [
+      { args: ["put", "j-1", "k", "f", "--recursive"], says: "unknown option '--recursive'", usage: "Usage: pocket put [options] <job> <key> <file>" },
+      { args: ["ls", "j-1", "--dram", "3"], says: "unknown option '--dram'", usage: "Usage: pocket ls [options] <job> [dir]" },
+      { args: ["nodes", "--token", "x"], says: "unknown option '--token'", usage: "Usage: pocket nodes [options]" },
+      { args: ["up", "--follow"], says: "unknown option '--follow'", usage: "Usage: pocket up [options]" },
+      { args: ["put", "j-1", "k"], says: "missing required argument 'file'", usage: "Usage: pocket put" },
+      { args: ["stat", "j-1", "k", "extra"], says: "too many arguments", usage: "Usage: pocket stat" },
+      { args: ["job", "register", "x", "--lambdas", "many"], says: "takes a whole number", usage: "Usage: pocket job register" },
+      { args: ["up", "--orchestrator", "kubernetes"], says: "Allowed choices are local, events-only", usage: "Usage: pocket up" },
+      { args: ["frobnicate"], says: "unknown command 'frobnicate'", usage: "pocket help" },
+      { args: ["help", "frobnicate"], says: "no verb \"frobnicate\"", usage: "pocket help" },
+    ];
+    for (const c of cases) {
+      const r = pocket(c.args);
+      expect({ args: c.args, status: r.status }).toEqual({ args: c.args, status: 2 });
+      expect(r.stderr).toContain(c.says);
+      expect(r.stderr).toContain(c.usage);
+      expect(r.stdout.byteLength).toBe(0);
+    }
+  });
+});
+
 test("register, put, get, ls, stat, rm, deregister from the command line", () => {
-  const reg = pocket(["job", "register", "cli-job", "--lambdas", "4", "--capacity", "1GiB", "--throughput", "1Gbps"]);
-  expect(reg.status).toBe(0);
-  const vars = Object.fromEntries(reg.stdout.toString().trim().split("\n").map((l) => l.split("=") as [string, string]));
-  const jobId = vars["POCKET_JOB"]!;
+  const job = registerJob(env, "cli-job", "--lambdas", "4", "--capacity", "1GiB", "--throughput", "1Gbps");
+  const jobId = job.jobId;
   // A lambda gets the token and its job's credential, nothing more.
-  expect(vars["POCKET_CREDS"]).toMatch(/^[A-Za-z0-9_-]+$/);
-  env = { ...env, POCKET_TOKEN: vars["POCKET_TOKEN"], POCKET_CREDS: vars["POCKET_CREDS"] };
+  expect(job.env["POCKET_CREDS"]).toMatch(/^[A-Za-z0-9_-]+$/);
+  env = job.env;
 
   const file = path.join(tmp, "in.bin");
   const data = patternBytes(3 * 1024 * 1024 + 11, 5);
@@ -77,6 +129,12 @@ test("register, put, get, ls, stat, rm, deregister from the command line", () =>
   const outFile = path.join(tmp, "out.bin");
   expect(pocket(["get", jobId, "stdin", outFile]).status).toBe(0);
   expect(fs.readFileSync(outFile, "utf8")).toBe("from stdin");
+  // A directory as the destination: the key's last segment names the file.
+  expect(pocket(["get", jobId, "dir/in.bin", tmp]).status).toBe(0);
+  expect(fs.readFileSync(path.join(tmp, "in.bin")).equals(data)).toBe(true);
+  const again = pocket(["put", jobId, "stdin", "-", "--create-only"], Buffer.from("twice"));
+  expect(again.status).toBe(1);
+  expect(again.stderr).toMatch(/^error AlreadyExists: /m);
 
   expect(pocket(["ls", jobId]).stdout.toString()).toBe("dir/\nstdin\t10\n");
   expect(JSON.parse(pocket(["stat", jobId, "dir/in.bin", "--json"]).stdout.toString())).toMatchObject({ type: "object", size: data.byteLength });
@@ -86,32 +144,28 @@ test("register, put, get, ls, stat, rm, deregister from the command line", () =>
   expect(pocket(["jobs"]).stdout.toString()).toContain(jobId);
   expect(pocket(["nodes"]).stdout.toString()).toMatch(/^dram: .* of 2\.00 GiB used \(.*%\) on 2 active node\(s\)$/m);
 
-  const missing = pocket(["get", jobId, "nope"]);
-  expect(missing.status).toBe(1);
-  expect(missing.stderr).toContain("NotFound");
-  expect(pocket(["rm", jobId, "dir"]).stderr).toContain("NotEmpty");
+  expect(pocket(["rm", jobId, "dir"]).stderr).toMatch(/^error NotEmpty: /m);
   expect(pocket(["rm", jobId, "dir", "--recursive"]).status).toBe(0);
   expect(pocket(["get", "j-someone-else", "stdin"]).status).toBe(2);
-  expect(pocket(["frobnicate"]).status).toBe(2);
   // Each verb speaks with its own credential: a driver's cannot reach the job's objects, none cannot reach the bus.
   const asDriver = withoutEnv("POCKET_CREDS", () => pocket(["ls", jobId]));
   expect(asDriver.status).toBe(1);
-  expect(asDriver.stderr).toContain("Unauthorized");
+  expect(asDriver.stderr).toMatch(/^error Unauthorized: /m);
   const anonymous = withoutEnv("POCKET_ADMIN_CREDS", () => pocket(["nodes"]));
   expect(anonymous.status).toBe(1);
-  expect(anonymous.stderr).toContain("Unauthorized");
+  expect(anonymous.stderr).toMatch(/^error Unauthorized: /m);
 
   const dereg = pocket(["job", "deregister", jobId]);
   expect(dereg.status).toBe(0);
   expect(dereg.stdout.toString()).toContain(`deregistered ${jobId}`);
-  expect(pocket(["get", jobId, "stdin"]).stderr).toContain("UnknownJob");
+  expect(pocket(["get", jobId, "stdin"]).stderr).toMatch(/^error UnknownJob: /m);
 
   // What the job used, after it ended.
   const usage = pocket(["usage", jobId]);
   expect(usage.status).toBe(0);
   expect(usage.stdout.toString()).toMatch(new RegExp(`^job ${jobId} \\(cli-job\\): ended, dram`, "m"));
   expect(usage.stdout.toString()).toMatch(/cost {7}\$[\d.]+ at \$0\.3\/node-hour/);
-  expect(pocket(["usage", "j-0000000000000000"]).stderr).toContain("UnknownJob");
+  expect(pocket(["usage", "j-0000000000000000"]).stderr).toMatch(/^error UnknownJob: /m);
 
   // The controller's decisions are on the event stream.
   const events = pocket(["events", "--json"]).stdout.toString().trim().split("\n").map((l) => JSON.parse(l) as { kind: string; jobId?: string; seq: number });
@@ -119,6 +173,20 @@ test("register, put, get, ls, stat, rm, deregister from the command line", () =>
   expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
   expect(pocket(["events"]).stdout.toString()).toMatch(/job\.registered\s+j-\w+ \(cli-job\) on dram/);
 
-  expect(pocket(["node", "retire", "no-such-node"]).stderr).toContain("NotFound");
+  expect(pocket(["node", "retire", "no-such-node"]).stderr).toMatch(/^error NotFound: /m);
   expect(pocket(["nodes"]).stdout.toString()).toMatch(/^NODE\s+TIER\s+STATE\s+ADDR\s+USED\s+CAPACITY\s+CPU\s+NET\s+CAP\s+RESERVED\s+WEIGHTS$/m);
 });
+
+test("pocket up says which field of which actor's config is wrong when an actor refuses its config", async () => {
+  // The CLI takes any byte count; the node's config schema is what refuses a capacity of 0.
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [pocketCli, "up", "--dram", "1", "--shards", "1", "--dram-capacity", "0", "--data-dir", path.join(tmp, "bad")], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => { stderr += d.toString(); });
+    child.once("exit", (code) => resolve({ code, stderr }));
+  });
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/^error: node config: \/capacityBytes must be ≥ 1 \(dram-0 exited with 2; see .*dram-0\.log\)$/m);
+}, 30_000);

@@ -62,8 +62,8 @@ async function main(dual: boolean): Promise<void> {
   try {
     const job = pocket.job(process.env["POCKET_TOKEN"]!);
     const objects = [];
-    for (const size of ${JSON.stringify(sizes)}) objects.push(await roundTrip(job, process.env["PREFIX"] + "/" + size, size));
-    const missing = await job.get(process.env["PREFIX"] + "/missing").then(() => "found", (e: unknown) => e instanceof NotFoundError && isPocketError(e, ErrorCode.NotFound) ? "NotFoundError" : String(e));
+    for (const size of ${JSON.stringify(sizes)}) objects.push(await roundTrip(job, process.env["POCKET_SDK_TEST_PREFIX"] + "/" + size, size));
+    const missing = await job.get(process.env["POCKET_SDK_TEST_PREFIX"] + "/missing").then(() => "found", (e: unknown) => e instanceof NotFoundError && isPocketError(e, ErrorCode.NotFound) ? "NotFoundError" : String(e));
     console.log(JSON.stringify({ objects, missing, dual }));
   } finally {
     await pocket.close();
@@ -188,7 +188,7 @@ test("an ESM and a CommonJS consumer type-check (strict) and round-trip objects 
   const flavours = [["esm", "esm.mjs"], ["cjs", "cjs.cjs"]] as const;
   // Both at once, as two lambdas of one job would.
   const runs = await Promise.all(flavours.map(([flavour, file]) => {
-    const env = { ...process.env, POCKET_NATS_URL: t.nats.url, POCKET_CREDS: reg.credentials!, POCKET_TOKEN: reg.token, PREFIX: flavour };
+    const env = { ...process.env, POCKET_NATS_URL: t.nats.url, POCKET_CREDS: reg.credentials!, POCKET_TOKEN: reg.token, POCKET_SDK_TEST_PREFIX: flavour };
     return run(process.execPath, [path.join(consumer, "out", file)], { cwd: consumer, env, timeoutMs: 30_000 });
   }));
   for (const [i, [flavour]] of flavours.entries()) {
