@@ -76,7 +76,7 @@ async function startActor(kind: ActorKind, env: NodeJS.ProcessEnv): Promise<{ ac
     case ActorKind.Node: {
       const n = await StorageNode.start(configFromEnv(kind, env));
       void n.retired.then(() => process.exit(0));
-      return { actor: n, info: { role: kind, nodeId: n.nodeId, addr: n.addr, http: n.httpAddr } };
+      return { actor: n, info: { role: kind, nodeId: n.nodeId, addr: n.addr, listen: n.listenAddr, http: n.httpAddr } };
     }
   }
 }

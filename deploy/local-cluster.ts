@@ -97,6 +97,12 @@ interface Member {
   readonly http: string;
 }
 
+/** What a started storage node says of itself. */
+export interface LaunchedNode {
+  /** host:port its direct transport listens on (it may advertise another, `advertiseAddr`). */
+  readonly listen: string;
+}
+
 /** Where an operator scrapes and probes one actor. */
 export interface ActorEndpoint {
   readonly name: string;
@@ -225,13 +231,13 @@ export class LocalCluster {
    * Starts one more DRAM storage node. `extra.advertiseAddr`: the address
    * clients are told instead of the bound one (a proxy in front of the node).
    */
-  async addNode(nodeId: string, capacityBytes = this.options.dramCapacityBytes ?? Defaults.dramCapacityBytes, extra?: { advertiseAddr?: string }): Promise<void> {
+  async addNode(nodeId: string, capacityBytes = this.options.dramCapacityBytes ?? Defaults.dramCapacityBytes, extra?: { advertiseAddr?: string }): Promise<LaunchedNode> {
     const config: StorageNodeConfig = {
       natsUrl: this.natsUrl, natsCreds: this.credsFile(Role.Node, nodeId), secret: this.secret, nodeId, tier: "dram", capacityBytes,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs, extentBytesMax: this.options.extentBytesMax, ...this.#serverTls(), ...this.#http(),
       ...(extra?.advertiseAddr !== undefined ? { advertiseAddr: extra.advertiseAddr } : {}),
     };
-    await this.#launch(nodeId, "node", config);
+    return this.#launch(nodeId, "node", config);
   }
 
   /** Starts one more NVMe storage node, on a file under the data directory unless `device` is given. */
@@ -287,17 +293,18 @@ export class LocalCluster {
     throw new Error(`cluster not ready: ${last}; logs in ${path.join(this.dataDir, "logs")}`);
   }
 
-  async #launch(name: string, role: "controller" | "shard" | "node", config: ControllerConfig | ShardConfig | StorageNodeConfig): Promise<void> {
+  async #launch(name: string, role: "controller" | "shard" | "node", config: ControllerConfig | ShardConfig | StorageNodeConfig): Promise<LaunchedNode> {
     if (this.mode === LaunchMode.Inline) {
       const actor = role === "controller" ? await Controller.start(config as ControllerConfig)
         : role === "shard" ? await MetadataShard.start(config as ShardConfig)
           : await StorageNode.start(config as StorageNodeConfig);
       this.#members.set(name, { name, role, actor, http: actor.httpAddr });
-      return;
+      return { listen: actor instanceof StorageNode ? actor.listenAddr : "" };
     }
     const p = await spawnActor(role, name, config, path.join(this.dataDir, "logs"), this.options.readyTimeoutMs ?? 15_000);
-    const ready = JSON.parse(p.readyLine) as { http?: unknown };
+    const ready = JSON.parse(p.readyLine) as { http?: unknown; listen?: unknown };
     this.#members.set(name, { name, role, process: p, http: typeof ready.http === "string" ? ready.http : "" });
+    return { listen: typeof ready.listen === "string" ? ready.listen : "" };
   }
 
   /** Stops every actor (nodes and shards first), then nats-server if it started one. */

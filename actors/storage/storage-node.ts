@@ -123,6 +123,8 @@ export class StorageNode {
   get nodeId(): string { return this.config.nodeId; }
   /** host:port of the direct transport ("" without one). */
   get addr(): string { return this.config.advertiseAddr ?? this.#tcp?.address ?? ""; }
+  /** host:port its direct transport listens on ("" without one): `addr` unless it advertises another (a proxy, a NAT). */
+  get listenAddr(): string { return this.#tcp?.address ?? ""; }
   get extentBytesMax(): number { return this.logic.extentBytesMax; }
   /** host:port of the HTTP server for metrics and probes ("" without one). */
   get httpAddr(): string { return this.#ops.httpAddr; }

@@ -1,10 +1,10 @@
-import net from "node:net";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
 import { ErrorCode, isPocketError, type PocketError } from "../../schemas/errors";
 import { NodeOps, ShardOps, type ExtentRef, type WriteReceipt } from "../../schemas/operations";
 import { crc32 } from "../../lib/checksum";
 import type { PocketJob } from "../../client/pocket";
 import { NatsCaller } from "../../bus/nats-rpc";
+import { parseAddr } from "../../bus/tcp-client";
 import { Subjects } from "../../bus/subjects";
 import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
 import { nodeStats } from "../harness/nodes";
@@ -88,18 +88,9 @@ class ReplyFlipper extends Transform {
 
 /** Starts a DRAM node that advertises `proxy`, and points the proxy at the node's own address. */
 async function startBehindProxy(t: TestCluster, nodeId: string, proxy: FlipProxy): Promise<void> {
-  // The node tells everyone the proxy's address; its own shows only as the one server that listens while it starts.
-  const listen = jest.spyOn(net.Server.prototype, "listen");
-  let servers: net.Server[];
-  try {
-    await t.cluster.addNode(nodeId, 256 * MiB, { advertiseAddr: proxy.addr });
-    servers = listen.mock.contexts as net.Server[];
-  } finally {
-    listen.mockRestore();
-  }
-  if (servers.length !== 1) throw new Error(`expected node ${nodeId} to listen once, saw ${servers.length}`);
-  const a = servers[0]!.address() as net.AddressInfo;
-  proxy.target = { host: a.address, port: a.port };
+  // The node tells everyone the proxy's address, and the proxy forwards to where the node listens.
+  const { listen } = await t.cluster.addNode(nodeId, 256 * MiB, { advertiseAddr: proxy.addr });
+  proxy.target = parseAddr(listen);
 }
 
 async function failure(p: Promise<unknown>): Promise<PocketError> {
