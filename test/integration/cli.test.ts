@@ -5,7 +5,8 @@ import path from "node:path";
 import { projectRoot } from "../../lib/process";
 import { verbs } from "../../cli/program";
 import { EnvVars } from "../../cli/env-vars";
-import { patternBytes } from "../harness/cluster";
+import { parseAllDocuments } from "yaml";
+import { eventually, patternBytes } from "../harness/cluster";
 import { pocketCli, pocketUp, registerJob, runPocket, type PocketUp } from "../harness/pocket-cli";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pocket-cli-"));
@@ -190,3 +191,54 @@ test("pocket up says which field of which actor's config is wrong when an actor 
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(/^error: node config: \/capacityBytes must be ≥ 1 \(dram-0 exited with 2; see .*dram-0\.log\)$/m);
 }, 30_000);
+
+test("pocket dashboard serves the live cluster until interrupted", async () => {
+  const d = spawn(process.execPath, [pocketCli, "dashboard", "--port", "0"], { env: up.env, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  d.stderr!.on("data", (b: Buffer) => { stderr += b.toString(); });
+  const exited = new Promise<number | null>((resolve) => d.once("exit", (code) => resolve(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      d.stdout!.on("data", (b: Buffer) => {
+        out += b.toString();
+        const m = /pocket dashboard: (http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      void exited.then((code) => reject(new Error(`pocket dashboard exited with ${code}: ${stderr}`)));
+    });
+    const page = await fetch(url);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("<html");
+    // The snapshot is the cluster's: the two DRAM nodes `pocket up` started.
+    await eventually(async () => {
+      const snap = await (await fetch(new URL("api/snapshot", url))).json() as { nodes?: Array<{ nodeId: string }> };
+      return (snap.nodes ?? []).length === 2;
+    }, 10_000, "the snapshot listing both nodes");
+  } finally {
+    d.kill("SIGINT");
+  }
+  expect(await exited).toBe(0);
+});
+
+test("pocket k8s secrets prints the cluster's Secrets from its auth directory, the same ones each time", () => {
+  const authDir = path.join(tmp, "k8s-auth");
+  const args = ["k8s", "secrets", "--auth-dir", authDir, "--shards", "2", "--driver", "etl"];
+  const first = pocket(args);
+  expect(first.stderr).toBe("");
+  expect(first.status).toBe(0);
+  type Secret = { kind: string; metadata: { name: string; namespace: string }; data: Record<string, string> };
+  const secretsOf = (out: Buffer): Secret[] => parseAllDocuments(out.toString()).map((d) => d.toJS() as Secret);
+  const docs = secretsOf(first.stdout);
+  expect(new Set(docs.map((d) => d.kind))).toEqual(new Set(["Secret"]));
+  expect(docs.map((d) => d.metadata.name)).toEqual(expect.arrayContaining(["pocket-cluster", "pocket-driver-etl"]));
+  expect(docs.every((d) => d.metadata.namespace === "pocket")).toBe(true);
+  // The auth directory keeps the keys and secrets: rendering again is the same cluster (credentials are minted anew).
+  const again = secretsOf(pocket(args).stdout);
+  const cluster = (s: Secret[]): Record<string, string> | undefined => s.find((d) => d.metadata.name === "pocket-cluster")?.data;
+  expect(cluster(docs)).toBeDefined();
+  expect(cluster(again)).toEqual(cluster(docs));
+  const missing = pocket(["k8s", "secrets"]);
+  expect(missing.status).toBe(2);
+  expect(missing.stderr).toContain("--auth-dir");
+});
