@@ -81,15 +81,23 @@ export function decodeBinary(layout: Layout, meta: Uint8Array): Record<string, u
   return value;
 }
 
+/** Each layout's field names, made once (a check per message is then a set lookup per field). */
+const layoutNames = new WeakMap<Layout, ReadonlySet<string>>();
+
 /** True when every field of `value` has a place in `layout` (else it must travel as JSON). */
 export function fitsLayout(layout: Layout, value: Record<string, unknown>): boolean {
-  for (const k in value) if (value[k] !== undefined && !layout.some(([name]) => name === k)) return false;
+  let names = layoutNames.get(layout);
+  if (names === undefined) {
+    names = new Set(layout.map(([name]) => name));
+    layoutNames.set(layout, names);
+  }
+  for (const k in value) if (value[k] !== undefined && !names.has(k)) return false;
   return true;
 }
 
 function writeFields(w: Writer, layout: Layout, value: Record<string, unknown>): void {
   let present = 0;
-  layout.forEach(([name], i) => { if (value[name] !== undefined) present |= 1 << i; });
+  for (let i = 0; i < layout.length; i++) if (value[layout[i]![0]] !== undefined) present |= 1 << i;
   w.u16(present);
   for (const [name, type] of layout) {
     const v = value[name];
@@ -113,8 +121,9 @@ function readFields(r: Reader, layout: Layout): Record<string, unknown> {
   const present = r.u16();
   if (present >>> layout.length !== 0) throw new InvalidArgumentError("binary meta names fields its layout does not have");
   const out: Record<string, unknown> = {};
-  layout.forEach(([name, type], i) => {
-    if ((present & (1 << i)) === 0) return;
+  for (let i = 0; i < layout.length; i++) {
+    if ((present & (1 << i)) === 0) continue;
+    const [name, type] = layout[i]!;
     switch (type) {
       case "str": out[name] = r.str(); break;
       case "u32": out[name] = r.u32(); break;
@@ -128,7 +137,7 @@ function readFields(r: Reader, layout: Layout): Record<string, unknown> {
         break;
       }
     }
-  });
+  }
   return out;
 }
 
