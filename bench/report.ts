@@ -99,12 +99,16 @@ function bars(measures: readonly MeasureSummary[]): Bar[] {
   return [...held, ...kv];
 }
 
-/** Writes latest.json and latest.svg (overwritten) and appends to history.ndjson, under `outDir`; returns the paths. */
+/**
+ * Writes latest.json and latest.svg (overwritten) and appends to history.ndjson, under `outDir`; returns the paths.
+ * A quick run writes latest-quick.* and history-quick.ndjson instead (not kept in git): the README shows full runs.
+ */
 export function writeResults(outDir: string, r: RunReport): string[] {
   fs.mkdirSync(outDir, { recursive: true });
-  const json = path.join(outDir, "latest.json");
-  const svg = path.join(outDir, "latest.svg");
-  const history = path.join(outDir, "history.ndjson");
+  const suffix = r.mode === "full" ? "" : `-${r.mode}`;
+  const json = path.join(outDir, `latest${suffix}.json`);
+  const svg = path.join(outDir, `latest${suffix}.svg`);
+  const history = path.join(outDir, `history${suffix}.ndjson`);
   fs.writeFileSync(json, `${JSON.stringify(r, null, 2)}\n`);
   fs.appendFileSync(history, `${historyLine(r)}\n`);
   fs.writeFileSync(svg, ratioChart(
