@@ -45,7 +45,7 @@ maybe("npm run bench -- --quick reports every measure over its rounds, each read
     const r = spawnSync(process.execPath, [path.join(projectRoot(), "dist", "bench", "run.js"), "--quick", "--out", out], { encoding: "utf8", timeout: 420_000 });
     expect(r.stderr).not.toContain("bench: failed");
     expect(r.status).toBe(0);
-    const json = JSON.parse(fs.readFileSync(path.join(out, "latest.json"), "utf8")) as Report;
+    const json = JSON.parse(fs.readFileSync(path.join(out, "latest-quick.json"), "utf8")) as Report;
     expect(json.mode).toBe("quick");
     expect(json.rounds.map((x) => x.order[0])).toEqual(["pocket", "redis"]);
     for (const x of json.rounds) expect(Number.isFinite(x.loadAvg1m)).toBe(true);
@@ -59,13 +59,13 @@ maybe("npm run bench -- --quick reports every measure over its rounds, each read
       }
     }
     expect(byName.get("1 KB GET p50")!.median["nats-kv"]).toBeGreaterThan(0);
-    const history = fs.readFileSync(path.join(out, "history.ndjson"), "utf8").trim().split("\n");
+    const history = fs.readFileSync(path.join(out, "history-quick.ndjson"), "utf8").trim().split("\n");
     expect(history).toHaveLength(1);
     const line = JSON.parse(history[0]!) as { mode: string; commit: string; ratios: Record<string, number> };
     expect(line.mode).toBe("quick");
     expect(line.commit).toBe(json.commit);
     expect(Object.keys(line.ratios)).toContain("1 KB GET p50");
-    expect(fs.readFileSync(path.join(out, "latest.svg"), "utf8")).toContain("<svg");
+    expect(fs.readFileSync(path.join(out, "latest-quick.svg"), "utf8")).toContain("<svg");
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
