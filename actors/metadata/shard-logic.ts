@@ -443,8 +443,12 @@ export class ShardLogic {
   /** Where an extent is, for a layout; with its committed crc once it has one (read layouts). */
   ref(e: PlannedExtent & { readonly crc?: number }): ExtentRef {
     const hb = this.nodes.get(e.nodeId)?.heartbeat;
-    const ref: ExtentRef = { nodeId: e.nodeId, extentId: e.extentId, length: e.length, addr: hb?.addr ?? "", key: hb?.key ?? "" };
-    return e.crc === undefined ? ref : { ...ref, crc: e.crc };
+    const addr = hb?.addr ?? "";
+    const key = hb?.key ?? "";
+    // Literal objects (no spread): a read layout builds one per extent on every lookup.
+    return e.crc === undefined
+      ? { nodeId: e.nodeId, extentId: e.extentId, length: e.length, addr, key }
+      : { nodeId: e.nodeId, extentId: e.extentId, length: e.length, addr, key, crc: e.crc };
   }
 
   newId(): string {
