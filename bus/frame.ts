@@ -153,6 +153,30 @@ export class FrameDecoder {
     return frames;
   }
 
+  /**
+   * Hands over the large frame (≥ `ownedFrameBytesMin`) being reassembled, if
+   * one is: a buffer of its own, sized to the whole frame, holding the bytes
+   * that have arrived (`at`); the decoder then holds nothing. The rest of the
+   * frame may then be read straight into `buf.subarray(at)` (see FrameReader)
+   * and handed back to `completeFrame`. Call only after a `push` that did not
+   * throw (the frame's length has been checked).
+   */
+  takeLargePartial(): { buf: Buffer; at: number } | undefined {
+    const total = this.partialFrameBytes;
+    if (total < ownedFrameBytesMin || this.#buffered >= total) return undefined;
+    const buf = Buffer.allocUnsafeSlow(total);
+    let at = 0;
+    for (let i = this.#head; i < this.#chunks.length; i++) {
+      buf.set(this.#chunks[i]!, at);
+      at += this.#chunks[i]!.byteLength;
+    }
+    assert(at === this.#buffered, "a partial frame's bytes", () => ({ at, buffered: this.#buffered }));
+    this.#chunks = [];
+    this.#head = 0;
+    this.#buffered = 0;
+    return { buf, at };
+  }
+
   #peekLength(): number {
     const first = this.#chunks[this.#head]!;
     if (first.byteLength >= 4) return first.readUInt32BE(0);
@@ -197,6 +221,66 @@ export class FrameDecoder {
     this.#buffered -= n;
     assert(out.byteLength === n, "took the wrong number of bytes", () => ({ want: n, got: out.byteLength }));
     return { bytes: out, owned };
+  }
+}
+
+/** A whole frame handed back by `takeLargePartial`, filled: the frame it holds (owned). */
+export function completeFrame(buf: Buffer): Frame {
+  return parseFrame(buf, true);
+}
+
+/** Bytes of the buffer a FrameReader reads into between large frames. */
+export const readScratchBytes = 64 * 1024;
+
+/**
+ * A socket's reads into memory chosen per read (Node's `onread` option of
+ * `net.connect`): the rest of a large frame in progress is read straight into
+ * that frame's own buffer (no per-read allocation, no copy when it is put
+ * together), and anything else into one reused scratch buffer, whose bytes are
+ * copied out before the next read (small frames into the shared pool).
+ *
+ * @example
+ *   const reader = new FrameReader(new FrameDecoder(max));
+ *   net.connect({ host, port, onread: { buffer: () => reader.target(), callback: (n, buf) => { for (const f of reader.landed(n, buf)) ... } } });
+ */
+export class FrameReader {
+  readonly #scratch = Buffer.allocUnsafeSlow(readScratchBytes);
+  #partial: { buf: Buffer; at: number } | undefined;
+
+  constructor(readonly decoder: FrameDecoder) {}
+
+  /** Bytes held for frames not yet complete. */
+  get bufferedBytes(): number {
+    return this.#partial ? this.#partial.at : this.decoder.bufferedBytes;
+  }
+
+  /** Where the next read goes. */
+  target(): Buffer {
+    const p = this.#partial;
+    return p ? p.buf.subarray(p.at) : this.#scratch;
+  }
+
+  /**
+   * `n` bytes were read into `into` (what `target()` returned); returns the
+   * frames they complete. Throws FrameError on malformed input.
+   */
+  landed(n: number, into: Buffer): Frame[] {
+    const p = this.#partial;
+    if (p) {
+      assert(into.buffer === p.buf.buffer && into.byteOffset === p.buf.byteOffset + p.at && n <= p.buf.byteLength - p.at,
+        "a read landed outside the frame it was given", () => ({ n, at: p.at, size: p.buf.byteLength }));
+      p.at += n;
+      if (p.at < p.buf.byteLength) return [];
+      this.#partial = undefined;
+      return [completeFrame(p.buf)];
+    }
+    assert(into === this.#scratch && n <= this.#scratch.byteLength, "a read landed outside the scratch buffer", () => ({ n }));
+    // The scratch buffer is read into again next time: what the decoder keeps must be a copy.
+    const copy = Buffer.allocUnsafe(n);
+    this.#scratch.copy(copy, 0, 0, n);
+    const frames = this.decoder.push(copy);
+    this.#partial = this.decoder.takeLargePartial();
+    return frames;
   }
 }
 

@@ -4,7 +4,7 @@ import type { Operation, RequestOf } from "../schemas/operation";
 import { BusyError, errorFromWire, InternalError, InvalidArgumentError, NodeUnavailableError, TimeoutError } from "../schemas/errors";
 import { decodeJson, decodeReplyMeta, encodeJson, encodeRequestMeta } from "./body";
 import { abortReason, type Caller, type CallOptions, type CallResult } from "./caller";
-import { encodeFrame, FrameDecoder, FrameError, FrameKind, type Frame } from "./frame";
+import { encodeFrame, FrameDecoder, FrameError, FrameKind, FrameReader, type Frame } from "./frame";
 import { helloFrameBytesMax, isAuthReply, isTransportKey, newHello, TransportAuth, TransportHello, verifyHello, type HelloRequest, type PeerIdentity } from "./handshake";
 import { corkUntilNextTick } from "./tcp-server";
 import { looksLikeTls, tlsCaHint, tlsFailure } from "./tls";
@@ -90,6 +90,8 @@ type Stage = (typeof Stage)[keyof typeof Stage];
 export class TcpConnection {
   readonly #socket: net.Socket;
   readonly #decoder = new FrameDecoder(helloFrameBytesMax);
+  /** Plain TCP reads through it: a large reply lands straight in a buffer of its own (TLS sockets give chunks instead). */
+  readonly #reader = new FrameReader(this.#decoder);
   readonly #pending = new Map<number, Pending>();
   #sweep: NodeJS.Timeout | undefined;
   readonly #waiters: Array<() => void> = [];
@@ -107,7 +109,10 @@ export class TcpConnection {
     this.#socket = options.tls
       // SNI takes DNS names only; an IP address is checked against the certificate's IP entries all the same.
       ? tls.connect({ host, port, ca: options.tls.ca, ...(net.isIP(host) === 0 ? { servername: host } : {}) })
-      : net.connect({ host, port, noDelay: true });
+      : net.connect({
+        host, port, noDelay: true,
+        onread: { buffer: () => this.#reader.target(), callback: (n: number, into: Uint8Array) => { this.#onRead(n, into as Buffer); return true; } },
+      });
     this.#socket.setNoDelay(true);
     this.#helloTimer = setTimeout(() => {
       this.#fail(new ConnectFailedError(`connect and handshake with ${addr} did not complete within ${options.connectTimeoutMs} ms`));
@@ -116,7 +121,7 @@ export class TcpConnection {
       this.#stage = Stage.Hello;
       this.#write(this.#helloId, TransportHello.name, this.#hello);
     });
-    this.#socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    if (secure) this.#socket.on("data", (chunk: Buffer) => this.#onBytes(chunk, () => this.#decoder.push(chunk)));
     this.#socket.on("error", (e) => {
       if (this.#stage === Stage.Open) this.#fail(new ConnectionLostError(`connection to ${addr} failed: ${e.message}`, { cause: e }));
       else this.#fail(new ConnectFailedError(`connection to ${addr} failed: ${tlsFailure(e) ?? e.message}`, { cause: e }));
@@ -214,14 +219,19 @@ export class TcpConnection {
     this.#socket.write(encodeFrame(FrameKind.Request, id, name, encodeJson(meta))[0]);
   }
 
-  #onData(chunk: Buffer): void {
-    if (this.#stage === Stage.Hello && this.#decoder.bufferedBytes === 0 && looksLikeTls(chunk)) {
+  #onRead(n: number, into: Buffer): void {
+    this.#onBytes(into.subarray(0, n), () => this.#reader.landed(n, into));
+  }
+
+  /** Bytes arrived (`bytes`, for the TLS check); `decode` gives the frames they complete. */
+  #onBytes(bytes: Buffer, decode: () => Frame[]): void {
+    if (this.#stage === Stage.Hello && this.#reader.bufferedBytes === 0 && looksLikeTls(bytes)) {
       this.#fail(new ConnectFailedError(`${this.addr} answered in TLS: it serves the direct transport over TLS only; ${tlsCaHint}`));
       return;
     }
     let frames: Frame[];
     try {
-      frames = this.#decoder.push(chunk);
+      frames = decode();
     } catch (e) {
       const why = `bad frame from ${this.addr}: ${e instanceof FrameError ? e.message : String(e)}`;
       this.#fail(this.#stage === Stage.Open ? new InternalError(why) : this.#stage === Stage.Hello ? this.#notThePeer(why) : new ConnectFailedError(why));

@@ -1,6 +1,6 @@
 import { ErrorCode } from "../../schemas/errors";
 import { AssertionError } from "../../lib/assert";
-import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes } from "../../bus/frame";
+import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes, FrameReader, ownedFrameBytesMin, readScratchBytes, type Frame } from "../../bus/frame";
 
 function frame(id: number, name: string, meta: object, payload?: Buffer): Buffer {
   const [head, body] = encodeFrame(FrameKind.Request, id, name, Buffer.from(JSON.stringify(meta)), payload);
@@ -101,3 +101,49 @@ test("corrupted bytes from a peer are FrameErrors, never assertions", () => {
   expect(kinds.get("FrameError")).toBeGreaterThan(100); // the corruption did reach the checks
 });
 
+
+/** Reads `stream` through a FrameReader as a socket would: each read takes at most `readMax` bytes into the reader's target. */
+function readThrough(stream: Buffer, readMax: (i: number) => number): { frames: Frame[]; inPlaceReads: number; reads: number } {
+  const reader = new FrameReader(new FrameDecoder(1 << 22));
+  const frames: Frame[] = [];
+  let inPlaceReads = 0;
+  let reads = 0;
+  for (let at = 0; at < stream.length; reads++) {
+    const target = reader.target();
+    if (target.byteLength !== readScratchBytes) inPlaceReads++;
+    const n = Math.min(target.byteLength, readMax(reads), stream.length - at);
+    stream.copy(target, 0, at, at + n);
+    at += n;
+    frames.push(...reader.landed(n, target));
+  }
+  expect(reader.bufferedBytes).toBe(0);
+  return { frames, inPlaceReads, reads };
+}
+
+test("a frame reader puts frames together from reads of any size, the rest of a large one read straight into its own buffer", () => {
+  const big = Buffer.alloc(3 * ownedFrameBytesMin + 17);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+  const small = Buffer.alloc(100, 9);
+  const stream = Buffer.concat([frame(1, "a", { x: 1 }, small), frame(2, "b", {}, big), frame(3, "c", { y: 2 }), frame(4, "d", {}, big), frame(5, "e", {}, small)]);
+  for (const readMax of [() => 1, () => 7, () => 4096, () => readScratchBytes, (i: number) => 1 + ((i * 7919) % 70_000)]) {
+    const { frames, inPlaceReads } = readThrough(stream, readMax);
+    expect(frames.map((f) => f.requestId)).toEqual([1, 2, 3, 4, 5]);
+    expect(Buffer.from(frames[1]!.payload!).equals(big)).toBe(true);
+    expect(Buffer.from(frames[3]!.payload!).equals(big)).toBe(true);
+    expect(Buffer.from(frames[4]!.payload!).equals(small)).toBe(true);
+    expect(JSON.parse(Buffer.from(frames[2]!.meta).toString())).toEqual({ y: 2 });
+    // The large frames are their own buffers, exactly their size, and most of their bytes were read in place.
+    for (const f of [frames[1]!, frames[3]!]) {
+      expect(f.owned).toBe(true);
+      expect(f.payload!.buffer.byteLength).toBe(frameBytes(f));
+    }
+    expect(inPlaceReads).toBeGreaterThan(0);
+  }
+});
+
+test("what a frame reader hands out does not change when its scratch buffer is read into again", () => {
+  const stream = Buffer.concat(Array.from({ length: 50 }, (_, i) => frame(i + 1, "x", { i }, Buffer.alloc(200, i))));
+  const { frames } = readThrough(stream, () => 1000);
+  expect(frames.map((f) => JSON.parse(Buffer.from(f.meta).toString()).i)).toEqual([...Array(50).keys()]);
+  frames.forEach((f, i) => expect(Buffer.from(f.payload!).equals(Buffer.alloc(200, i))).toBe(true));
+});
