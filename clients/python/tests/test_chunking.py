@@ -12,9 +12,10 @@ import re
 
 import pytest
 
-from pocket import InternalError, NotFoundError
+from pocket import InternalError, InvalidArgumentError, NotFoundError
 from pocket.chunking import (
     CHUNK_ACK_HEADER,
+    CHUNK_BYTES_MIN,
     CHUNK_HEADER,
     HEADER_ROOM_BYTES,
     REPLY_CHUNK_HEADER,
@@ -27,7 +28,8 @@ from pocket.chunking import (
     send_request,
 )
 
-LIMIT = 1000
+#: The smallest chunk servers take.
+LIMIT = CHUNK_BYTES_MIN
 
 
 class ChunkingServer:
@@ -67,15 +69,29 @@ class ChunkingServer:
         return Message(headers={REPLY_CHUNKS_HEADER: f"{self.reply_stream};{count};{len(self.reply)}"}, data=self.reply[: self.limit])
 
 
-def test_chunk_bytes_leaves_room_for_headers() -> None:
+def test_chunk_bytes_leaves_room_for_headers_and_refuses_chunks_servers_refuse() -> None:
     assert chunk_bytes(8 * 1024 * 1024) == 8 * 1024 * 1024 - HEADER_ROOM_BYTES
-    with pytest.raises(InternalError):
-        chunk_bytes(HEADER_ROOM_BYTES)
+    assert chunk_bytes(HEADER_ROOM_BYTES + 1024) == 1024
+    for max_payload in (HEADER_ROOM_BYTES, HEADER_ROOM_BYTES + 1, HEADER_ROOM_BYTES + 1023):
+        with pytest.raises(InvalidArgumentError, match=f"must be at least {HEADER_ROOM_BYTES + 1024}"):
+            chunk_bytes(max_payload)
+
+
+async def test_a_body_that_needs_chunks_under_the_minimum_is_refused_before_anything_is_sent() -> None:
+    server = ChunkingServer(LIMIT - 1, b"ok")
+    with pytest.raises(InvalidArgumentError):
+        await send_request(server.send, b"x" * LIMIT, LIMIT - 1)
+    assert server.requests == []
+    # A body that fits one message needs no chunks: any limit carries it.
+    assert (await send_request(server.send, b"x" * 10, LIMIT - 1)).data == b"ok"
+
+
+L = LIMIT
 
 
 @pytest.mark.parametrize(("total", "ranges"), [
-    (0, [(0, 0)]), (1000, [(0, 1000)]), (1001, [(0, 1000), (1000, 1001)]),
-    (3000, [(0, 1000), (1000, 2000), (2000, 3000)]), (2999, [(0, 1000), (1000, 2000), (2000, 2999)]),
+    (0, [(0, 0)]), (L, [(0, L)]), (L + 1, [(0, L), (L, L + 1)]),
+    (3 * L, [(0, L), (L, 2 * L), (2 * L, 3 * L)]), (3 * L - 1, [(0, L), (L, 2 * L), (2 * L, 3 * L - 1)]),
 ])
 def test_request_chunks_cover_the_body_in_order(total: int, ranges: list[tuple[int, int]]) -> None:
     assert request_chunks(total, LIMIT) == ranges

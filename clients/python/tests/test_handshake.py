@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -44,16 +45,36 @@ def test_verify_hello_accepts_only_the_expected_id_and_key() -> None:
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter, list[dict[str, object]]], Awaitable[None]]
 
 
+@dataclass
+class Served:
+    """A server of this test: where it listens, what it received, and the task serving each connection it took."""
+
+    addr: str
+    received: list[dict[str, object]] = field(default_factory=list)
+    handlers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def finished(self) -> None:
+        """Waits until every connection taken so far has been served to its end (the client's EOF ends each)."""
+        await asyncio.wait_for(asyncio.gather(*self.handlers), HANDLER_END_TIMEOUT_S)
+
+
+#: Seconds a server's handler may take to see the client's EOF.
+HANDLER_END_TIMEOUT_S = 5.0
+
+
 @pytest.fixture
-async def server() -> AsyncIterator[Callable[[Serve], Awaitable[tuple[str, list[dict[str, object]]]]]]:
+async def server() -> AsyncIterator[Callable[[Serve], Awaitable[Served]]]:
     servers: list[asyncio.base_events.Server] = []
 
-    async def start(serve: Serve) -> tuple[str, list[dict[str, object]]]:
-        received: list[dict[str, object]] = []
+    async def start(serve: Serve) -> Served:
+        served = Served(addr="")
 
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            served.handlers.append(task)
             try:
-                await serve(reader, writer, received)
+                await serve(reader, writer, served.received)
             except (asyncio.IncompleteReadError, ConnectionError):
                 pass
             finally:
@@ -61,7 +82,8 @@ async def server() -> AsyncIterator[Callable[[Serve], Awaitable[tuple[str, list[
 
         s = await asyncio.start_server(on_client, "127.0.0.1", 0)
         servers.append(s)
-        return f"127.0.0.1:{s.sockets[0].getsockname()[1]}", received
+        served.addr = f"127.0.0.1:{s.sockets[0].getsockname()[1]}"
+        return served
 
     yield start
     for s in servers:
@@ -88,16 +110,18 @@ async def test_an_impostor_never_receives_the_token(server) -> None:  # type: ig
         _reply(writer, rid, _signed(impostor, "dram-0", str(hello["nonce"])))
         await _read_request(reader, received)  # whatever comes next: the test checks there is nothing
 
-    addr, received = await server(serve)
+    served = await server(serve)
     pool = TcpPool(TcpOptions(connect_timeout=2))
     try:
         with pytest.raises(PeerIdentityError):
-            await pool.caller(addr, "dram-0", _public(real), "secret-token").call("extent.read", {"token": "secret-token", "extentId": "x"})
+            await pool.caller(served.addr, "dram-0", _public(real), "secret-token").call("extent.read", {"token": "secret-token", "extentId": "x"})
     finally:
         pool.close()
-    await asyncio.sleep(0.05)
-    assert [r["name"] for r in received] == ["transport.hello"]
-    assert "secret-token" not in json.dumps(received)
+    # Everything the client ever sent has been read once the server has seen its end.
+    await served.finished()
+    assert len(served.handlers) == 1
+    assert [r["name"] for r in served.received] == ["transport.hello"]
+    assert "secret-token" not in json.dumps(served.received)
 
 
 async def test_an_honest_server_gets_the_token_then_requests_without_it(server) -> None:  # type: ignore[no-untyped-def]
@@ -112,10 +136,11 @@ async def test_an_honest_server_gets_the_token_then_requests_without_it(server) 
             rid, request = await _read_request(reader, received)
             _reply(writer, rid, {"echo": request})
 
-    addr, received = await server(serve)
+    served = await server(serve)
+    received = served.received
     pool = TcpPool(TcpOptions(connect_timeout=2))
     try:
-        caller = pool.caller(addr, "s0", _public(key), "tok-1")
+        caller = pool.caller(served.addr, "s0", _public(key), "tok-1")
         replies = await asyncio.gather(*(caller.call("object.stat", {"token": "tok-1", "path": f"p{i}"}) for i in range(20)))
         other = await caller.call("object.stat", {"token": "tok-2", "path": "q"})
     finally:
@@ -137,8 +162,8 @@ async def test_a_refused_token_is_unauthorized_and_a_silent_port_fails_to_connec
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, received: list[dict[str, object]]) -> None:
         await _read_request(reader, received)
 
-    refusing, _ = await server(refuse)
-    silent, _ = await server(hang_up)
+    refusing = (await server(refuse)).addr
+    silent = (await server(hang_up)).addr
     pool = TcpPool(TcpOptions(connect_timeout=2))
     try:
         with pytest.raises(UnauthorizedError):

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from pocket import NodeUnavailableError, PocketClient, PocketError, TimeoutError, UnknownJobError, credentials_from_env, tls_ca_from_env
+from pocket import InternalError, NodeUnavailableError, PocketClient, PocketError, TimeoutError, UnknownJobError, credentials_from_env, tls_ca_from_env
 from pocket.lease import RENEW_ATTEMPTS_MAX, LeaseKeeper
 
 
@@ -66,6 +66,38 @@ async def test_renewal_stops_once_the_lease_has_run_out() -> None:
     await _until(lambda: not keeper.renewing("tok"))
     assert isinstance(keeper.lease_error("tok"), NodeUnavailableError)
     assert len(controller.calls) <= 2 * RENEW_ATTEMPTS_MAX
+    await keeper.close()
+
+
+async def test_jobs_whose_renewal_ended_leave_room_for_new_ones_and_keep_their_last_error() -> None:
+    controller = Controller([UnknownJobError("gone")] * 3)
+    keeper = LeaseKeeper(controller.renew, backoff_s=0.01, period_min_s=0.02, leases_max=2, errors_max=2)
+    try:
+        for token in ("a", "b"):
+            assert keeper.keep(token, 60, int(time.time() * 1000) + 60_000)
+        await _until(lambda: not keeper.renewing("a") and not keeper.renewing("b"))
+        # Both renewals ended: the bound counts only jobs still renewed.
+        assert keeper.keep("c", 60, int(time.time() * 1000) + 60_000)
+        assert keeper.keep("d", 60, int(time.time() * 1000) + 60_000)
+        assert not keeper.keep("e", 60, int(time.time() * 1000) + 60_000)
+        assert keeper.renewing("c") and keeper.renewing("d") and not keeper.renewing("e")
+        await _until(lambda: keeper.lease_error("c") is not None)
+        # The last failure of at most errors_max jobs is kept, the oldest forgotten first.
+        assert keeper.lease_error("a") is None
+        assert isinstance(keeper.lease_error("b"), UnknownJobError) and isinstance(keeper.lease_error("c"), UnknownJobError)
+    finally:
+        await keeper.close()
+
+
+async def test_a_renewal_that_fails_unexpectedly_ends_with_an_internal_error_and_frees_its_place() -> None:
+    async def malformed(token: str) -> dict[str, Any]:
+        return {"jobId": "j", "leaseExpiresAtMs": "not a number"}
+
+    keeper = LeaseKeeper(malformed, backoff_s=0.01, period_min_s=0.02, leases_max=1)
+    keeper.keep("tok", 60, int(time.time() * 1000) + 60_000)
+    await _until(lambda: not keeper.renewing("tok"))
+    assert isinstance(keeper.lease_error("tok"), InternalError)
+    assert keeper.keep("other", 60, int(time.time() * 1000) + 60_000)
     await keeper.close()
 
 

@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from .errors import InternalError, error_from_wire
+from .errors import InternalError, InvalidArgumentError, error_from_wire
 from .wire import ErrorHeaders
 
 CHUNK_HEADER = "Pocket-Chunk"
@@ -35,6 +35,9 @@ REPLY_CHUNKS_HEADER = "Pocket-Reply-Chunks"
 REPLY_CHUNK_HEADER = "Pocket-Reply-Chunk"
 #: Bytes of ``max_payload`` left for headers in each chunk.
 HEADER_ROOM_BYTES = 4096
+#: The smallest chunk sent (servers refuse a first chunk shorter than this): a ``max_payload`` below
+#: HEADER_ROOM_BYTES + CHUNK_BYTES_MIN cannot carry chunked bodies (``chunkBytesMin`` of bus/nats-chunks.ts).
+CHUNK_BYTES_MIN = 1024
 
 _STREAM_ID = re.compile(r"[0-9a-f]{32}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,15}")
@@ -52,10 +55,12 @@ Send = Callable[[dict[str, str] | None, bytes | memoryview], Awaitable[Message]]
 
 
 def chunk_bytes(max_payload: int) -> int:
-    """``L``: the bytes of a body one message carries on a connection with this ``max_payload``."""
+    """``L``: the bytes of a body one message carries on a connection with this ``max_payload``;
+    InvalidArgumentError when that is under CHUNK_BYTES_MIN."""
     limit = max_payload - HEADER_ROOM_BYTES
-    if limit <= 0:
-        raise InternalError(f"the NATS server's max_payload of {max_payload} bytes leaves no room for a body")
+    if limit < CHUNK_BYTES_MIN:
+        raise InvalidArgumentError(f"nats-server's max_payload of {max_payload} bytes leaves no room for chunks; "
+                                   f"it must be at least {HEADER_ROOM_BYTES + CHUNK_BYTES_MIN}")
     return limit
 
 
@@ -78,11 +83,16 @@ def raise_if_error(headers: Mapping[str, str] | None) -> None:
 
 
 async def send_request(send: Send, body: bytes | memoryview, limit: int) -> Message:
-    """Sends a request body, in chunks when it is longer than ``limit``; returns the operation's reply."""
+    """Sends a request body, in chunks when it is longer than ``limit``; returns the operation's reply.
+
+    Chunks are views of ``body``, not copies. InvalidArgumentError for chunks under CHUNK_BYTES_MIN.
+    """
     view = memoryview(body)
     ranges = request_chunks(len(view), limit)
     if len(ranges) == 1:
         return await send(None, view)
+    if limit < CHUNK_BYTES_MIN:
+        raise InvalidArgumentError(f"chunks of {limit} bytes are under the {CHUNK_BYTES_MIN} bytes servers take")
     stream_id = new_stream_id()
     count = len(ranges)
     for index, (start, stop) in enumerate(ranges):

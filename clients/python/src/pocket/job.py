@@ -85,13 +85,13 @@ class ReceiptBatches:
             return self._batch
 
 
-def _checked_inline(r: Reply, offset: int | None, length: int | None) -> bytes:
-    """An inline object's bytes from object.get, checked against its committed crc."""
+def _checked_inline(r: Reply, offset: int | None, length: int | None) -> memoryview:
+    """An inline object's bytes from object.get (a view of the reply, not a copy), checked against its committed crc."""
     got = r.payload if r.payload is not None else memoryview(b"")
     start, n = clamp_range(r.meta["size"], offset, length)
     check_bytes(f"inline object {r.meta.get('path')}", got, offset=start, length=n, total=r.meta["size"], crc=r.meta.get("crc"),
                 prefix_crc=r.meta.get("prefixCrc"), suffix_crc=r.meta.get("suffixCrc"))
-    return bytes(got)
+    return got
 
 
 class PocketJob:
@@ -193,10 +193,13 @@ class PocketJob:
 
     # ------------------------------------------------------------------ reads
 
-    async def get(self, path: str, *, offset: int | None = None, length: int | None = None) -> bytes:
+    async def get(self, path: str, *, offset: int | None = None, length: int | None = None) -> bytearray:
         """Reads a whole object, or ``length`` bytes from ``offset`` (to the end when ``length`` is None).
 
-        Never returns a mix of versions, nor bytes that do not match the committed checksums.
+        Returns a ``bytearray`` of the caller's own, the only whole copy made:
+        an object of several extents is read into it in place, each extent
+        straight from its reply. Never a mix of versions, nor bytes that do not
+        match the committed checksums.
         """
         integrity_retries = 0
         attempt = 0
@@ -204,7 +207,7 @@ class PocketJob:
             r = await self._shard(Ops.OBJECT_GET, {"path": path, "offset": offset, "length": length})
             try:
                 if r.meta.get("inline"):
-                    return _checked_inline(r, offset, length)
+                    return bytearray(_checked_inline(r, offset, length))
                 start, n = clamp_range(r.meta["size"], offset, length)
                 extents = [ExtentRef.from_wire(e) for e in r.meta["extents"]]
                 return await self._read_pieces(pieces_for(extents, start, n), n)
@@ -218,8 +221,11 @@ class PocketJob:
                     raise
             attempt += 1
 
-    async def get_stream(self, path: str, *, offset: int | None = None, length: int | None = None) -> AsyncIterator[bytes]:
-        """Reads an object (or a range) as an async iterator of byte chunks, at most ``extents_inflight_max`` extents ahead.
+    async def get_stream(self, path: str, *, offset: int | None = None, length: int | None = None) -> AsyncIterator[memoryview]:
+        """Reads an object (or a range) as an async iterator of chunks, at most ``extents_inflight_max`` extents ahead.
+
+        Each chunk is a ``memoryview`` of the bytes as they were received and
+        checked (one extent's, or an inline object's), not a copy.
 
         A consumer that stops early should close it (``contextlib.aclosing``)
         to release what was fetched ahead. An object overwritten while it
@@ -228,7 +234,7 @@ class PocketJob:
         r = await self._shard(Ops.OBJECT_GET, {"path": path, "offset": offset, "length": length})
         if r.meta.get("inline"):
             data = _checked_inline(r, offset, length)
-            if data:
+            if len(data) > 0:
                 yield data
             return
         start, n = clamp_range(r.meta["size"], offset, length)
@@ -240,7 +246,7 @@ class PocketJob:
                 while following < len(pieces) and len(ahead) < self.client.extents_inflight_max:
                     ahead.append(asyncio.ensure_future(self.read_piece(pieces[following])))
                     following += 1
-                yield bytes(await ahead.pop(0))
+                yield await ahead.pop(0)
         finally:
             for fetch in ahead:
                 fetch.cancel()
@@ -256,11 +262,12 @@ class PocketJob:
                     prefix_crc=r.meta.get("prefixCrc"), suffix_crc=r.meta.get("suffixCrc"))
         return got
 
-    async def _read_pieces(self, pieces: list[Piece], length: int) -> bytes:
+    async def _read_pieces(self, pieces: list[Piece], length: int) -> bytearray:
+        """The pieces' bytes in one buffer of ``length`` bytes, each copied into it once from its reply."""
         if sum(p.length for p in pieces) != length:
             raise IntegrityError(f"extents cover {sum(p.length for p in pieces)} bytes, expected {length}")
         if len(pieces) == 1:
-            return bytes(await self.read_piece(pieces[0]))
+            return bytearray(await self.read_piece(pieces[0]))
         out = bytearray(length)
         starts: list[int] = []
         at = 0
@@ -272,7 +279,7 @@ class PocketJob:
             out[starts[i] : starts[i] + p.length] = await self.read_piece(p)
 
         await map_limit(pieces, self.client.extents_inflight_max, read)
-        return bytes(out)
+        return out
 
     # ------------------------------------------------------------------ namespace
 

@@ -98,11 +98,14 @@ class NatsLink:
         self._denials = denials
         self._window = asyncio.Semaphore(REQUESTS_INFLIGHT_MAX)
 
-    async def request(self, subject: str, data: bytes | memoryview, headers: dict[str, str] | None, timeout: float) -> Message:
-        """One request message and its reply; NATS failures become typed errors."""
+    async def request(self, subject: str, data: bytes | bytearray | memoryview, headers: dict[str, str] | None, timeout: float,
+                      *, call_timeout: float | None = None) -> Message:
+        """One request message and its reply within ``timeout`` seconds (of a call allowed ``call_timeout`` in all);
+        NATS failures become typed errors. ``data`` goes to nats-py as it is (it takes any bytes-like body), not copied."""
         async with self._window:
             denied = self._denials.watch(subject)
-            sent = asyncio.ensure_future(self.nc.request(subject, bytes(data), timeout=timeout, headers=headers))
+            # nats-py's type hint says bytes; it only takes len() of the body and adds it to bytes, as any buffer allows.
+            sent = asyncio.ensure_future(self.nc.request(subject, data, timeout=timeout, headers=headers))  # type: ignore[arg-type]
             try:
                 done, _ = await asyncio.wait({sent, denied}, return_when=asyncio.FIRST_COMPLETED)
                 if denied in done:
@@ -111,7 +114,7 @@ class NatsLink:
             except nats.errors.NoRespondersError as e:
                 raise NodeUnavailableError(f"no service answers on {subject}") from e
             except nats.errors.TimeoutError as e:
-                raise TimeoutError(f"no reply on {subject} within {timeout:g} s") from e
+                raise TimeoutError(f"no reply on {subject} within {call_timeout or timeout:g} s") from e
             except nats.errors.Error as e:
                 raise NodeUnavailableError(f"request on {subject} failed: {e}") from e
             finally:
@@ -160,6 +163,10 @@ async def connect_nats(
         if isinstance(e, nats.errors.AuthorizationError) or _refuses_credential(e):
             raise UnauthorizedError(f"NATS refused the credential: {e}") from e
         raise NodeUnavailableError(f"cannot reach NATS at {servers}: {e}") from e
+    except BaseException:
+        # Cancelled (the client closing) or failing otherwise: nothing half-open stays behind.
+        await _abandon(nc)
+        raise
     # Connected: from now on the connection comes back after a loss, as the TypeScript SDK's does.
     nc.options.update(allow_reconnect=True, max_reconnect_attempts=RECONNECT_ATTEMPTS_MAX, reconnect_time_wait=RECONNECT_WAIT_S)
     return NatsLink(nc, denials)
@@ -188,11 +195,17 @@ class NatsCaller:
         self._timeout = timeout
 
     async def call(self, operation: str, request: dict[str, Any], payload: bytes | bytearray | memoryview | None = None) -> Reply:
+        """One operation: every message of it (a body or a reply in chunks) within one deadline, ``timeout`` from now."""
         subject = operation_subject(self._prefix, operation)
         body = encode_body(encode_json(request), payload)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
 
         async def send(headers: dict[str, str] | None, data: bytes | memoryview) -> Message:
-            return await self._link.request(subject, data, headers, self._timeout)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"{operation[:64]} on {subject}: no reply within {self._timeout:g} s")
+            return await self._link.request(subject, data, headers, left, call_timeout=self._timeout)
 
         limit = chunk_bytes(self._link.nc.max_payload)
         reply = await send_request(send, body, limit)

@@ -127,13 +127,14 @@ def decode_reply_meta(operation: str, meta: bytes | memoryview) -> dict[str, Any
 
 
 def encode_body(meta: bytes, payload: bytes | bytearray | memoryview | None = None) -> bytes:
-    """One buffer: ``u32 metaLength | meta | payload`` (NATS messages)."""
+    """One buffer: ``u32 metaLength | meta | payload`` (NATS messages): the payload's one copy on its way out,
+    sent on (and cut into chunks) as views of it."""
     if payload is None or len(payload) == 0:
         return _U32.pack(len(meta)) + meta
     return b"".join((_U32.pack(len(meta)), meta, payload))
 
 
-def decode_body(data: bytes | memoryview) -> tuple[memoryview, memoryview | None]:
+def decode_body(data: bytes | bytearray | memoryview) -> tuple[memoryview, memoryview | None]:
     """Splits a body without copying: (meta, payload or None). InvalidArgument on a malformed one."""
     view = memoryview(data)
     if len(view) < 4:
