@@ -29,15 +29,15 @@ import { ChunkHeaders, ErrorHeaders } from "./subjects";
  * partial stream holds the bytes it has received (never what it declares),
  * chunk 0 must be at least half the server's L (or the whole body), and a
  * stream or held reply lives at most `lifetimeMs` however it is continued.
- * Busy is answered only before an operation runs; a reply that ran but
- * cannot be held is Timeout (its outcome is for the caller unknown).
+ * Busy is answered only before an operation runs; the reply of one that
+ * ran but cannot be held is Timeout (the caller cannot know the outcome).
  */
 
 /** Bytes of `max_payload` left for headers: a chunk carries at most `max_payload − chunkHeadroomBytes` bytes of body. */
 export const chunkHeadroomBytes = 4096;
 
-/** The smallest chunk this code sends or accepts as chunk 0: a server whose `max_payload` is below headroom plus this is refused. */
-const chunkBytesMin = 1024;
+/** The least L, and the floor of `firstChunkBytesMin`: a server whose `max_payload` is below headroom plus this is refused. */
+export const chunkBytesMin = 1024;
 
 /** nats-server's own default `max_payload`, assumed while a connection has not heard the server's INFO. */
 const natsDefaultMaxPayload = 1024 * 1024;
@@ -45,8 +45,8 @@ const natsDefaultMaxPayload = 1024 * 1024;
 /**
  * What one served prefix holds for chunked requests and replies. The bounds
  * named `job…` apply to each job of a job-scoped prefix (`<prefix>.<jobId>.…`)
- * on its own; the others to all jobs together (and alone where the prefix
- * names no job).
+ * on its own, the others to all jobs together; on a prefix that names no
+ * job, only the others apply.
  */
 export interface ChunkLimits {
   /** Largest body one request stream may declare (and one caller accepts as a reply). */
@@ -70,8 +70,10 @@ export interface ChunkLimits {
 export const defaultChunkLimits: ChunkLimits = {
   // An extent of the largest size a node accepts plus its meta, as the direct transport's clients allow.
   bodyBytesMax: 72 * 1024 * 1024,
-  streamsMax: 64,
-  jobStreamsMax: 8,
+  // A partial stream holds what it was sent, so counts bound bookkeeping more than memory: a job's lambdas may
+  // each have several extents on the way to one node, and it takes eight jobs to fill the node's streams.
+  streamsMax: 256,
+  jobStreamsMax: 32,
   // serveOnNats's default in-flight bound: a held reply is rarely refused for its count.
   repliesMax: 1024,
   heldBytesMax: 256 * 1024 * 1024,
