@@ -398,6 +398,26 @@ describe("one job's streams are not another's", () => {
       .toEqual({ n: 4, bytes: data.byteLength });
   });
 
+  test("a reply whose chunks cannot be fetched (its server went away after the operation ran) is Timeout to the caller, not 'no responder'", async () => {
+    const nc = await connectWithCreds(nats.url, auth.credentials(Role.Node, "n3"), undefined, { name: "chunks-n3", maxReconnectAttempts: 1 });
+    let runs = 0;
+    // The operation runs, and its server stops listening before the caller can fetch the rest of the reply.
+    const router = new Router().on(Echo, (req, ctx) => {
+      runs++;
+      sub.unsubscribe();
+      return new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0));
+    });
+    const sub = serveOnNats(nc, Subjects.nodeJobs("n3"), router, { jobScoped: true, chunks: limits });
+    await nc.flush();
+    try {
+      const e = await new NatsCaller(jobA, Subjects.nodeJob("n3", "job-a"), 5_000)
+        .call(Echo, { n: 10 }, { payload: patternBytes(2 * L, seeds.a) }).catch((err: unknown) => err);
+      expect([runs, isPocketError(e, ErrorCode.Timeout), notCarriedOut(e), mayRetry(Retry.Once, e)]).toEqual([1, true, false, false]);
+    } finally {
+      await nc.close();
+    }
+  });
+
   test("errors the SDK's caller meets mid-stream come back typed", async () => {
     const caller = new NatsCaller(jobA, Subjects.nodeJob(nodeId, "job-a"), 5_000);
     const e = await caller.call(Echo, { n: 5 }, { payload: patternBytes(limits.bodyBytesMax, seeds.a) }).catch((err: unknown) => err);
