@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { headers, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { BusyError, errorFromWire, InternalError, InvalidArgumentError, TooLargeError } from "../schemas/errors";
+import { BusyError, errorFromWire, InternalError, InvalidArgumentError, TimeoutError, TooLargeError } from "../schemas/errors";
 import { ChunkHeaders, ErrorHeaders } from "./subjects";
 
 /*
@@ -23,39 +23,75 @@ import { ChunkHeaders, ErrorHeaders } from "./subjects";
  * request once (credentials' `resp` permission). Streams are keyed by subject
  * and stream id: a job's subjects are its own, so no job reaches another's.
  * A body that fits one message goes as it always did: no headers, no state.
+ *
+ * What a server holds is bounded for all jobs together and for each job on
+ * its own (`ChunkLimits`), so one job cannot take every other job's room: a
+ * partial stream holds the bytes it has received (never what it declares),
+ * chunk 0 must be at least half the server's L (or the whole body), and a
+ * stream or held reply lives at most `lifetimeMs` however it is continued.
+ * Busy is answered only before an operation runs; the reply of one that
+ * ran but cannot be held is Timeout (the caller cannot know the outcome).
  */
 
 /** Bytes of `max_payload` left for headers: a chunk carries at most `max_payload − chunkHeadroomBytes` bytes of body. */
 export const chunkHeadroomBytes = 4096;
 
-/** The smallest chunk this code sends or accepts as chunk 0: a server whose `max_payload` is below headroom plus this is refused. */
-const chunkBytesMin = 1024;
+/** The least L, and the floor of `firstChunkBytesMin`: a server whose `max_payload` is below headroom plus this is refused. */
+export const chunkBytesMin = 1024;
 
 /** nats-server's own default `max_payload`, assumed while a connection has not heard the server's INFO. */
 const natsDefaultMaxPayload = 1024 * 1024;
 
-/** What one served prefix holds for chunked requests and replies. */
+/**
+ * What one served prefix holds for chunked requests and replies. The bounds
+ * named `job…` apply to each job of a job-scoped prefix (`<prefix>.<jobId>.…`)
+ * on its own, the others to all jobs together; on a prefix that names no
+ * job, only the others apply.
+ */
 export interface ChunkLimits {
-  /** Request streams partly received at once. */
-  readonly streamsMax: number;
-  /** Replies held for their callers to fetch. */
-  readonly repliesMax: number;
   /** Largest body one request stream may declare (and one caller accepts as a reply). */
   readonly bodyBytesMax: number;
-  /** Bytes of partial request streams (as declared) and held replies together. */
+  /** Request streams partly received at once, all jobs together. */
+  readonly streamsMax: number;
+  /** Request streams partly received at once for one job. */
+  readonly jobStreamsMax: number;
+  /** Replies held for their callers to fetch, all jobs together (`serveOnNats` makes it its in-flight bound unless given). */
+  readonly repliesMax: number;
+  /** Bytes held, all jobs together: what partial request streams have received so far, and held replies. */
   readonly heldBytesMax: number;
+  /** Bytes held for one job, the same way: its share of `heldBytesMax`, at least `bodyBytesMax` so its largest body fits. */
+  readonly jobHeldBytesMax: number;
   /** A partial stream not continued, or a held reply not fetched, for this long is dropped. */
   readonly idleMs: number;
+  /** A partial stream or a held reply is dropped this long after its first chunk, however often it is continued. */
+  readonly lifetimeMs: number;
 }
 
 export const defaultChunkLimits: ChunkLimits = {
-  streamsMax: 64,
-  repliesMax: 64,
   // An extent of the largest size a node accepts plus its meta, as the direct transport's clients allow.
   bodyBytesMax: 72 * 1024 * 1024,
+  // A partial stream holds what it was sent, so counts bound bookkeeping more than memory: a job's lambdas may
+  // each have several extents on the way to one node, and it takes eight jobs to fill the node's streams.
+  streamsMax: 256,
+  jobStreamsMax: 32,
+  // serveOnNats's default in-flight bound: a held reply is rarely refused for its count.
+  repliesMax: 1024,
   heldBytesMax: 256 * 1024 * 1024,
+  // Three jobs at their full share still leave room for a fourth.
+  jobHeldBytesMax: 80 * 1024 * 1024,
   idleMs: 30_000,
+  lifetimeMs: 60_000,
 };
+
+/**
+ * The shortest chunk 0 a server with chunk length `l` accepts for a body
+ * longer than it: half its own L (a caller whose nats-server has a
+ * `max_payload` down to about half this one's still gets through), and at
+ * least `chunkBytesMin`. So a stream has at most about 2·n / L chunks.
+ */
+export function firstChunkBytesMin(l: number): number {
+  return Math.max(chunkBytesMin, Math.floor(l / 2));
+}
 
 /** L: the body bytes one message of this connection carries (`max_payload` minus the headroom for headers). */
 export function chunkBytesOf(nc: NatsConnection): number {
@@ -192,48 +228,122 @@ export interface ReceivedBody {
   readonly owned: boolean;
 }
 
+/** What a server holds for chunked requests and replies (all jobs, or one). */
+export interface ChunksHeld {
+  /** Request streams partly received. */
+  readonly streams: number;
+  /** Replies held for their callers to fetch. */
+  readonly replies: number;
+  /** Bytes of the buffers they hold, counted from the buffers themselves. */
+  readonly bytes: number;
+}
+
+/**
+ * When a partial stream or a held reply is dropped: `idleMs` after it was
+ * last used, and `lifetimeMs` after it opened whatever happens.
+ */
+class Expiry {
+  readonly #idle: NodeJS.Timeout;
+  readonly #end: NodeJS.Timeout;
+  readonly #endsAtMs: number;
+
+  constructor(drop: () => void, limits: Pick<ChunkLimits, "idleMs" | "lifetimeMs">) {
+    this.#idle = setTimeout(drop, limits.idleMs);
+    this.#end = setTimeout(drop, limits.lifetimeMs);
+    this.#idle.unref();
+    this.#end.unref();
+    this.#endsAtMs = Date.now() + limits.lifetimeMs;
+  }
+
+  /** Its lifetime is over (its timer may not have run yet). */
+  get over(): boolean {
+    return Date.now() >= this.#endsAtMs;
+  }
+
+  /** Used now: the idle countdown starts again (the lifetime's does not). */
+  touch(): void {
+    this.#idle.refresh();
+  }
+
+  cancel(): void {
+    clearTimeout(this.#idle);
+    clearTimeout(this.#end);
+  }
+}
+
 interface PartialStream {
+  /** The job the stream's subject names ("" on a prefix that names none). */
+  readonly jobId: string;
   readonly count: number;
   readonly totalBytes: number;
   /** Length of chunk 0, which every chunk but the last has. */
   readonly chunkBytes: number;
-  readonly buffer: Buffer;
-  next: number;
+  /** Each chunk received, copied: the stream holds what it was sent, not what it declared. */
+  readonly chunks: Buffer[];
   received: number;
-  readonly timer: NodeJS.Timeout;
+  readonly expiry: Expiry;
 }
 
 interface HeldReply {
+  readonly jobId: string;
   readonly body: Uint8Array;
   readonly count: number;
   readonly chunkBytes: number;
   next: number;
-  readonly timer: NodeJS.Timeout;
+  readonly expiry: Expiry;
+}
+
+/** What one job holds now: an entry lives while either is above 0. */
+interface JobHolding {
+  streams: number;
+  bytes: number;
 }
 
 /**
  * One served prefix's chunked requests and replies, bounded in streams,
- * replies and bytes; what is not continued within `idleMs` is dropped.
+ * replies and bytes for all jobs together and for each job; what is not
+ * continued within `idleMs`, or is older than `lifetimeMs`, is dropped.
  */
 export class ChunkStreams {
   readonly #partial = new Map<string, PartialStream>();
   readonly #held = new Map<string, HeldReply>();
+  /** Per job; as many entries at most as streams and replies held. */
+  readonly #jobs = new Map<string, JobHolding>();
   #heldBytes = 0;
 
-  constructor(private readonly nc: NatsConnection, readonly limits: ChunkLimits = defaultChunkLimits) {}
+  constructor(private readonly nc: NatsConnection, readonly limits: ChunkLimits = defaultChunkLimits) {
+    const { bodyBytesMax, jobHeldBytesMax, heldBytesMax, jobStreamsMax, streamsMax } = limits;
+    if (jobHeldBytesMax < bodyBytesMax || heldBytesMax < jobHeldBytesMax || streamsMax < jobStreamsMax || jobStreamsMax < 1) {
+      throw new InvalidArgumentError(`chunk limits out of order: want bodyBytesMax ≤ jobHeldBytesMax ≤ heldBytesMax and 1 ≤ jobStreamsMax ≤ streamsMax (${JSON.stringify(limits)})`);
+    }
+  }
 
-  /** Partial request streams and held replies, now. */
-  get open(): { readonly streams: number; readonly replies: number; readonly bytes: number } {
-    return { streams: this.#partial.size, replies: this.#held.size, bytes: this.#heldBytes };
+  /** Partial request streams, held replies and the bytes their buffers take, now: all jobs', or `jobId`'s. */
+  held(jobId?: string): ChunksHeld {
+    let streams = 0;
+    let replies = 0;
+    let bytes = 0;
+    for (const s of this.#partial.values()) {
+      if (jobId !== undefined && s.jobId !== jobId) continue;
+      streams++;
+      for (const c of s.chunks) bytes += c.byteLength;
+    }
+    for (const r of this.#held.values()) {
+      if (jobId !== undefined && r.jobId !== jobId) continue;
+      replies++;
+      bytes += r.body.byteLength;
+    }
+    return { streams, replies, bytes };
   }
 
   /**
    * A request's body: `msg.data` when it came whole. For a chunk: undefined
    * once it is acknowledged, or the whole body with the last one. For a
    * request of a held reply's chunk: undefined once answered. Throws typed
-   * errors (and drops the stream) for chunks that do not follow the protocol.
+   * errors (and drops the stream) for chunks that do not follow the protocol
+   * or go past a bound. `jobId`: the job the subject names, if it names one.
    */
-  receive(msg: Msg): ReceivedBody | undefined {
+  receive(msg: Msg, jobId?: string): ReceivedBody | undefined {
     const h = msg.headers;
     const chunk = h?.get(ChunkHeaders.chunk) ?? "";
     const fetch = h?.get(ChunkHeaders.replyChunk) ?? "";
@@ -242,7 +352,7 @@ export class ChunkStreams {
     if (chunk !== "") {
       const c = parseChunkHeader(chunk);
       if (!c) throw new InvalidArgumentError(`malformed ${ChunkHeaders.chunk} header: want <32 hex digits>;<index>;<count>;<totalBytes> with index < count <= totalBytes`);
-      return this.#chunk(msg, c);
+      return this.#chunk(msg, c, jobId ?? "");
     }
     const f = parseReplyChunkHeader(fetch);
     if (!f) throw new InvalidArgumentError(`malformed ${ChunkHeaders.replyChunk} header: want <32 hex digits>;<index ≥ 1>`);
@@ -252,24 +362,26 @@ export class ChunkStreams {
 
   /**
    * Answers `msg` with a reply body: as is when it fits one message, else its
-   * first chunk, holding the rest for the caller to fetch. Throws Busy when
-   * no more replies may be held (the operation has run; only its reply is lost).
+   * first chunk, holding the rest for the caller to fetch. When it cannot be
+   * held, throws Timeout, not Busy: the operation has run, only its reply is
+   * lost, so the caller must not take it for one that never ran.
    */
-  reply(msg: Msg, body: Uint8Array): void {
+  reply(msg: Msg, body: Uint8Array, jobId?: string): void {
     const chunkBytes = chunkBytesOf(this.nc);
     if (body.byteLength <= chunkBytes) {
       msg.respond(body);
       return;
     }
-    const { repliesMax, heldBytesMax } = this.limits;
-    if (this.#held.size >= repliesMax || this.#heldBytes + body.byteLength > heldBytesMax) {
-      throw new BusyError(`${this.#held.size} replies (${this.#heldBytes} bytes) already held for callers to fetch; limits ${repliesMax} and ${heldBytesMax} bytes`);
-    }
+    const job = jobId ?? "";
+    const full = this.#held.size >= this.limits.repliesMax
+      ? `${this.#held.size} replies already held for callers to fetch, the limit`
+      : this.#noRoom(job, body.byteLength);
+    if (full !== undefined) throw new TimeoutError(`the operation ran, but its reply of ${body.byteLength} bytes cannot be held for fetching: ${full}`);
     const streamId = newStreamId();
     const key = keyOf(msg.subject, streamId);
     const count = Math.ceil(body.byteLength / chunkBytes);
-    this.#held.set(key, { body, count, chunkBytes, next: 1, timer: this.#expire(() => this.#dropHeld(key)) });
-    this.#heldBytes += body.byteLength;
+    this.#held.set(key, { jobId: job, body, count, chunkBytes, next: 1, expiry: new Expiry(() => this.#dropHeld(key), this.limits) });
+    this.#charge(job, body.byteLength, 0);
     msg.respond(body.subarray(0, chunkBytes), { headers: oneHeader(ChunkHeaders.replyChunks, `${streamId};${count};${body.byteLength}`) });
   }
 
@@ -279,97 +391,128 @@ export class ChunkStreams {
     for (const key of [...this.#held.keys()]) this.#dropHeld(key);
   }
 
-  #chunk(msg: Msg, c: ChunkHeader): ReceivedBody | undefined {
+  #chunk(msg: Msg, c: ChunkHeader, jobId: string): ReceivedBody | undefined {
     const key = keyOf(msg.subject, c.streamId);
-    if (c.index === 0) return this.#open(msg, key, c);
+    if (c.index === 0) return this.#open(msg, key, c, jobId);
     const s = this.#partial.get(key);
     if (!s) throw new InvalidArgumentError(`chunk ${c.index} of stream ${c.streamId}, which is not open on ${msg.subject} (never opened here, failed, complete or expired)`);
     const data = msg.data;
     try {
+      if (s.expiry.over) throw new InvalidArgumentError(`chunk ${c.index} of stream ${c.streamId}, which expired ${this.limits.lifetimeMs} ms after its chunk 0`);
       if (c.count !== s.count || c.totalBytes !== s.totalBytes) {
         throw new InvalidArgumentError(`chunk ${c.index} declares ${c.count} chunks of ${c.totalBytes} bytes; chunk 0 declared ${s.count} of ${s.totalBytes}`);
       }
-      if (c.index !== s.next) throw new InvalidArgumentError(`chunk ${c.index} out of order: chunk ${s.next} comes next`);
+      if (c.index !== s.chunks.length) throw new InvalidArgumentError(`chunk ${c.index} out of order: chunk ${s.chunks.length} comes next`);
       const want = c.index === s.count - 1 ? s.totalBytes - s.received : s.chunkBytes;
       if (data.byteLength !== want) throw new InvalidArgumentError(`chunk ${c.index} of ${data.byteLength} bytes; it must have ${want}`);
+      this.#take(jobId, data.byteLength, 0);
     } catch (e) {
       this.#dropPartial(key);
       throw e;
     }
-    s.buffer.set(data, s.received);
+    s.chunks.push(Buffer.from(data));
     s.received += data.byteLength;
-    s.next++;
-    if (s.next === s.count) {
-      this.#dropPartial(key);
-      return { body: s.buffer, owned: true };
-    }
-    s.timer.refresh();
+    if (s.chunks.length === s.count) return { body: this.#complete(key, s), owned: true };
+    s.expiry.touch();
     acknowledge(msg, c.index);
     return undefined;
   }
 
   /** Chunk 0: checks what it declares against its own length and the bounds, and opens the stream. */
-  #open(msg: Msg, key: string, c: ChunkHeader): ReceivedBody | undefined {
+  #open(msg: Msg, key: string, c: ChunkHeader, jobId: string): ReceivedBody | undefined {
     if (this.#partial.has(key)) {
       this.#dropPartial(key);
       throw new InvalidArgumentError(`chunk 0 of stream ${c.streamId} again: a stream id is used once`);
     }
-    const { streamsMax, bodyBytesMax, heldBytesMax } = this.limits;
-    if (c.totalBytes > bodyBytesMax) throw new TooLargeError(`a request of ${c.totalBytes} bytes is over the limit of ${bodyBytesMax}`);
+    if (c.totalBytes > this.limits.bodyBytesMax) throw new TooLargeError(`a request of ${c.totalBytes} bytes is over the limit of ${this.limits.bodyBytesMax}`);
     const data = msg.data;
-    if (data.byteLength < Math.min(chunkBytesMin, c.totalBytes) || c.count !== Math.ceil(c.totalBytes / data.byteLength)) {
-      throw new InvalidArgumentError(`chunk 0 of ${data.byteLength} bytes does not make ${c.count} chunks of ${c.totalBytes} bytes`);
+    const least = Math.min(c.totalBytes, firstChunkBytesMin(chunkBytesOf(this.nc)));
+    if (data.byteLength < least || c.count !== Math.ceil(c.totalBytes / data.byteLength) || (c.count === 1 && data.byteLength !== c.totalBytes)) {
+      throw new InvalidArgumentError(`chunk 0 of ${data.byteLength} bytes does not make ${c.count} chunks of ${c.totalBytes} bytes (chunk 0 must have at least ${least})`);
     }
     if (c.count === 1) return { body: data, owned: false };
-    if (this.#partial.size >= streamsMax || this.#heldBytes + c.totalBytes > heldBytesMax) {
-      throw new BusyError(`${this.#partial.size} chunked requests (${this.#heldBytes} bytes held) are open; limits ${streamsMax} and ${heldBytesMax} bytes`);
+    const { streamsMax, jobStreamsMax } = this.limits;
+    const streams = this.#jobs.get(jobId)?.streams ?? 0;
+    if (this.#partial.size >= streamsMax || (jobId !== "" && streams >= jobStreamsMax)) {
+      throw new BusyError(`${this.#partial.size} chunked requests are open, ${streams} of them this job's; limits ${streamsMax} and ${jobStreamsMax} per job`);
     }
-    const buffer = Buffer.allocUnsafeSlow(c.totalBytes);
-    buffer.set(data, 0);
-    this.#heldBytes += c.totalBytes;
+    this.#take(jobId, data.byteLength, 1);
     this.#partial.set(key, {
-      count: c.count, totalBytes: c.totalBytes, chunkBytes: data.byteLength, buffer, next: 1, received: data.byteLength,
-      timer: this.#expire(() => this.#dropPartial(key)),
+      jobId, count: c.count, totalBytes: c.totalBytes, chunkBytes: data.byteLength, chunks: [Buffer.from(data)], received: data.byteLength,
+      expiry: new Expiry(() => this.#dropPartial(key), this.limits),
     });
     acknowledge(msg, 0);
     return undefined;
   }
 
+  /** The whole body of a stream whose last chunk came, in a buffer of its own; the stream is dropped. */
+  #complete(key: string, s: PartialStream): Buffer {
+    const body = Buffer.allocUnsafeSlow(s.totalBytes);
+    let at = 0;
+    for (const c of s.chunks) {
+      body.set(c, at);
+      at += c.byteLength;
+    }
+    this.#dropPartial(key);
+    return body;
+  }
+
   #fetch(msg: Msg, key: string, index: number): void {
     const r = this.#held.get(key);
     if (!r) throw new InvalidArgumentError(`no reply held for this stream on ${msg.subject} (never held here, fetched, failed or expired)`);
-    if (index !== r.next || msg.data.byteLength > 0) {
+    if (index !== r.next || msg.data.byteLength > 0 || r.expiry.over) {
       this.#dropHeld(key);
-      throw new InvalidArgumentError(msg.data.byteLength > 0 ? "a request for a reply chunk carries no body" : `reply chunk ${index} out of order: chunk ${r.next} comes next`);
+      throw new InvalidArgumentError(msg.data.byteLength > 0 ? "a request for a reply chunk carries no body"
+        : r.expiry.over ? `a reply held for ${this.limits.lifetimeMs} ms expires` : `reply chunk ${index} out of order: chunk ${r.next} comes next`);
     }
     const from = index * r.chunkBytes;
     const bytes = r.body.subarray(from, Math.min(r.body.byteLength, from + r.chunkBytes));
     r.next++;
     if (r.next === r.count) this.#dropHeld(key);
-    else r.timer.refresh();
+    else r.expiry.touch();
     msg.respond(bytes);
   }
 
-  #expire(drop: () => void): NodeJS.Timeout {
-    const t = setTimeout(drop, this.limits.idleMs);
-    t.unref();
-    return t;
+  /** Why `bytes` more cannot be held for `jobId` ("": a prefix that names no job), or undefined when they can. */
+  #noRoom(jobId: string, bytes: number): string | undefined {
+    const { heldBytesMax, jobHeldBytesMax } = this.limits;
+    if (this.#heldBytes + bytes > heldBytesMax) return `${this.#heldBytes} bytes held for all jobs, ${bytes} more would pass the limit of ${heldBytesMax}`;
+    const mine = this.#jobs.get(jobId)?.bytes ?? 0;
+    if (jobId !== "" && mine + bytes > jobHeldBytesMax) return `${mine} bytes held for this job, ${bytes} more would pass its limit of ${jobHeldBytesMax}`;
+    return undefined;
+  }
+
+  /** Charges a request stream's `bytes` (and `streams` opened) to `jobId`, or throws Busy past a bound. */
+  #take(jobId: string, bytes: number, streams: number): void {
+    const full = this.#noRoom(jobId, bytes);
+    if (full !== undefined) throw new BusyError(`a chunked request cannot be held: ${full}`);
+    this.#charge(jobId, bytes, streams);
+  }
+
+  /** Adds (or with negative numbers, takes back) bytes and streams held for `jobId`. */
+  #charge(jobId: string, bytes: number, streams: number): void {
+    this.#heldBytes += bytes;
+    const j = this.#jobs.get(jobId) ?? { streams: 0, bytes: 0 };
+    j.bytes += bytes;
+    j.streams += streams;
+    if (j.bytes === 0 && j.streams === 0) this.#jobs.delete(jobId);
+    else this.#jobs.set(jobId, j);
   }
 
   #dropPartial(key: string): void {
     const s = this.#partial.get(key);
     if (!s) return;
-    clearTimeout(s.timer);
+    s.expiry.cancel();
     this.#partial.delete(key);
-    this.#heldBytes -= s.totalBytes;
+    this.#charge(s.jobId, -s.received, -1);
   }
 
   #dropHeld(key: string): void {
     const r = this.#held.get(key);
     if (!r) return;
-    clearTimeout(r.timer);
+    r.expiry.cancel();
     this.#held.delete(key);
-    this.#heldBytes -= r.body.byteLength;
+    this.#charge(r.jobId, -r.body.byteLength, 0);
   }
 }
 

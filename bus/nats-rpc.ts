@@ -1,17 +1,27 @@
 import { headers, NoRespondersError, PermissionViolationError, RequestError, TimeoutError as NatsTimeoutError } from "@nats-io/transport-node";
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Operation, RequestOf } from "../schemas/operation";
-import { errorFromWire, ErrorCode, NodeUnavailableError, TimeoutError, toWireError, UnauthorizedError } from "../schemas/errors";
+import { errorFromWire, ErrorCode, isPocketError, NodeUnavailableError, TimeoutError, toWireError, UnauthorizedError } from "../schemas/errors";
 import { decodeBody, decodeReplyMeta, encodeBody, encodeJson, encodeRequestMeta } from "./body";
 import type { Bus, ServeOptions } from "./bus";
 import { abortReason, raceSignal, type Caller, type CallOptions, type CallResult } from "./caller";
-import { chunkBytesOf, ChunkStreams, defaultChunkLimits, fetchReplyChunks, isChunkedReply, sendChunked, type ChunkLimits, type ReceivedBody } from "./nats-chunks";
+import {
+  chunkBytesOf, ChunkStreams, defaultChunkLimits, fetchReplyChunks, isChunkedReply, sendChunked, type ChunkLimits, type ChunksHeld, type ReceivedBody,
+} from "./nats-chunks";
 import { Transport, type Router } from "./router";
 import { DriverOperations, ErrorHeaders, operationSubject, Subjects } from "./subjects";
 
 export interface NatsServeOptions extends ServeOptions {
-  /** Bounds on chunked requests and replies (bodies longer than one message carries). */
+  /** Bounds on chunked requests and replies (bodies longer than one message carries); `repliesMax` is the in-flight bound unless given. */
   readonly chunks?: Partial<ChunkLimits>;
+}
+
+/** Each served subscription's chunk streams, for `chunksHeldOf`. */
+const servedChunks = new WeakMap<Subscription, ChunkStreams>();
+
+/** What a subscription `serveOnNats` returned holds for chunked requests and replies now (all jobs', or one job's), or undefined for another subscription. */
+export function chunksHeldOf(sub: Subscription, jobId?: string): ChunksHeld | undefined {
+  return servedChunks.get(sub)?.held(jobId);
 }
 
 /**
@@ -23,7 +33,7 @@ export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, 
   const inflightMax = options.inflightMax ?? 1024;
   let inflight = 0;
   const cut = prefix.length + 1;
-  const chunks = new ChunkStreams(nc, { ...defaultChunkLimits, ...options.chunks });
+  const chunks = new ChunkStreams(nc, { ...defaultChunkLimits, repliesMax: inflightMax, ...options.chunks });
   const sub = nc.subscribe(options.jobScoped ? `${prefix}.*.>` : `${prefix}.>`, {
     callback: (err, msg) => {
       if (err) return; // subscription closed or permissions: nothing to answer
@@ -44,6 +54,7 @@ export function serveOnNats(nc: NatsConnection, prefix: string, router: Router, 
       void handle(router, chunks, msg, name, jobId).finally(() => { inflight--; });
     },
   });
+  servedChunks.set(sub, chunks);
   void sub.closed.then(() => chunks.close());
   return sub;
 }
@@ -52,7 +63,7 @@ async function handle(router: Router, chunks: ChunkStreams, msg: Msg, name: stri
   let received: ReceivedBody | undefined;
   let body;
   try {
-    received = chunks.receive(msg);
+    received = chunks.receive(msg, jobId);
     if (received === undefined) return; // a chunk, answered
     body = decodeBody(received.body);
   } catch (e) {
@@ -68,9 +79,11 @@ async function handle(router: Router, chunks: ChunkStreams, msg: Msg, name: stri
     return;
   }
   try {
-    chunks.reply(msg, encodeBody(result.meta, result.payload));
+    chunks.reply(msg, encodeBody(result.meta, result.payload), jobId);
   } catch (e) {
+    // The operation ran; its reply could not be held (Timeout: the caller cannot know the outcome).
     const w = toWireError(e);
+    router.refused(name, Transport.Nats, w.code);
     respondError(msg, w.code, w.message);
   }
 }
@@ -103,7 +116,7 @@ export class NatsCaller implements Caller {
     const msg = await sendChunked(send, encodeBody(encodeRequestMeta(op.name, request), options.payload), chunkBytesOf(this.nc));
     const code = msg.headers?.get(ErrorHeaders.code);
     if (code) throw errorFromWire(code, msg.headers?.get(ErrorHeaders.message) ?? code);
-    const whole = isChunkedReply(msg) ? await fetchReplyChunks(send, msg) : undefined;
+    const whole = isChunkedReply(msg) ? await fetchReplyChunks(send, msg).catch((e: unknown) => { throw replyLost(e, subject); }) : undefined;
     const body = decodeBody(whole ?? msg.data);
     const reply = decodeReplyMeta(op.name, body.meta) as CallResult<O>["reply"];
     return whole ? { reply, payload: body.payload, payloadOwned: true } : { reply, payload: body.payload };
@@ -137,6 +150,16 @@ export class ControllerCaller implements Caller {
   call<O extends Operation>(op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
     return (DriverOperations.has(op.name) ? this.#driver : this.#admin).call(op, request, options);
   }
+}
+
+/**
+ * A failure while fetching a chunked reply's chunks: the operation has run,
+ * so an error that would read as "not carried out" (Busy, no responder)
+ * becomes Timeout, whose outcome is unknown; others pass as they are.
+ */
+function replyLost(e: unknown, subject: string): unknown {
+  if (!isPocketError(e, ErrorCode.Busy) && !(e instanceof NoResponderError)) return e;
+  return new TimeoutError(`the operation on ${subject} ran, but its reply's chunks could not all be fetched: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }
 
 /** No service listened on the request's subject: nothing received it, so any request may be sent again. */

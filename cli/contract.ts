@@ -12,7 +12,7 @@ import { ShardOps, WireLimits, writesAheadMax } from "../schemas/operations";
 import { encodeBody, encodeJson, metaBytesMax } from "../bus/body";
 import { encodeFrame, FrameKind } from "../bus/frame";
 import { helloFrameBytesMax, helloMessage, TransportAuth, TransportHello } from "../bus/handshake";
-import { chunkHeadroomBytes, defaultChunkLimits } from "../bus/nats-chunks";
+import { chunkBytesMin, chunkHeadroomBytes, defaultChunkLimits } from "../bus/nats-chunks";
 import { ChunkHeaders, ErrorHeaders, Inboxes, Subjects } from "../bus/subjects";
 import { lambdaPermissions } from "../bus/credentials";
 import { Defaults } from "../actors/runtime/config";
@@ -134,11 +134,13 @@ const chunking: Section = {
   ],
   rules: [
     "Streams are keyed by subject and stream id: a job's subjects are its own, so no job reaches another's streams.",
-    `Chunk 0 fixes the chunk length: c must equal ceil(n / length of chunk 0), every chunk but the last has that length, the last has the rest; chunk 0 must be at least 1024 bytes (or the whole body). Anything else, a chunk out of order, a count or total that differs from chunk 0's, a stream id used twice, or a chunk of a stream that is not open is InvalidArgument, and the stream is dropped.`,
-    `Bounds per served subject prefix: ${defaultChunkLimits.streamsMax} partial request streams and ${defaultChunkLimits.repliesMax} held replies, ${defaultChunkLimits.heldBytesMax / MiB} MiB held in all; past them, Busy (for a reply: the operation ran, only its reply could not be held). A body over ${defaultChunkLimits.bodyBytesMax / MiB} MiB is TooLarge.`,
-    `A partial stream not continued, or a held reply not fetched, for ${defaultChunkLimits.idleMs / 1000} s is dropped; a held reply is dropped once its last chunk is fetched.`,
+    `Chunk 0 fixes the chunk length: c must equal ceil(n / length of chunk 0), every chunk but the last has that length, the last has the rest. Chunk 0 must have at least min(n, max(${chunkBytesMin}, floor(L / 2))) bytes, L being the server's own (a caller on a nats-server whose max_payload is about half the server's still gets through). Anything else, a chunk out of order, a count or total that differs from chunk 0's, a stream id used twice, or a chunk of a stream that is not open is InvalidArgument, and the stream is dropped.`,
+    `Bounds per served subject prefix, for each job on its own subjects (\`<prefix>.<jobId>.<operation>\`) and for all jobs together: ${defaultChunkLimits.jobStreamsMax} partial request streams per job and ${defaultChunkLimits.streamsMax} in all; ${defaultChunkLimits.repliesMax} held replies in all (the server's bound on requests in flight); bytes held — what partial request streams have received so far (not what they declare) and held replies — ${defaultChunkLimits.jobHeldBytesMax / MiB} MiB per job and ${defaultChunkLimits.heldBytesMax / MiB} MiB in all. A body over ${defaultChunkLimits.bodyBytesMax / MiB} MiB is TooLarge.`,
+    "A chunk 0 past a stream bound, or a chunk past a byte bound, is Busy and the stream is dropped: the operation has not run, so any request may be sent again. Busy is never the answer to an operation that ran.",
+    "A reply the server cannot hold (past the held replies or a byte bound) is Timeout: the operation ran and only its reply is lost; as after any Timeout, repeat only what is safe to repeat. A caller that cannot fetch a held reply's chunks (Busy, no responder) must take it the same way.",
+    `A partial stream not continued, or a held reply not fetched, for ${defaultChunkLimits.idleMs / 1000} s is dropped, and either is dropped ${defaultChunkLimits.lifetimeMs / 1000} s after its chunk 0 (or its first reply chunk) however often it is continued; a held reply is dropped once its last chunk is fetched.`,
     "The whole exchange of one call (its chunks and its reply's) runs within that call's timeout.",
-    "Subjects, credentials and errors are as for a message of one chunk; a server's max_payload must be at least 5120 bytes.",
+    `Subjects, credentials and errors are as for a message of one chunk; a server's max_payload must be at least ${chunkHeadroomBytes + chunkBytesMin} bytes.`,
   ],
   values: {
     headroomBytes: chunkHeadroomBytes,
@@ -146,11 +148,15 @@ const chunking: Section = {
     ackHeader: ChunkHeaders.chunkAck,
     replyChunksHeader: ChunkHeaders.replyChunks,
     replyChunkHeader: ChunkHeaders.replyChunk,
+    chunkBytesMin,
     streamsMax: defaultChunkLimits.streamsMax,
+    jobStreamsMax: defaultChunkLimits.jobStreamsMax,
     repliesMax: defaultChunkLimits.repliesMax,
     heldBytesMax: defaultChunkLimits.heldBytesMax,
+    jobHeldBytesMax: defaultChunkLimits.jobHeldBytesMax,
     bodyBytesMax: defaultChunkLimits.bodyBytesMax,
     idleMs: defaultChunkLimits.idleMs,
+    lifetimeMs: defaultChunkLimits.lifetimeMs,
   },
 };
 

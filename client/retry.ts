@@ -70,7 +70,14 @@ export function isTransient(e: unknown): boolean {
   return isPocketError(e, ErrorCode.NodeUnavailable) || isPocketError(e, ErrorCode.Timeout) || isPocketError(e, ErrorCode.Busy);
 }
 
-/** Whether a failure shows the request was not carried out (so even a call that must run once may be sent again). */
+/**
+ * Whether a failure shows the request was not carried out (so even a call
+ * that must run once may be sent again): Busy, which servers answer only
+ * before an operation runs (one that ran but whose reply could not be held
+ * or fetched in chunks is Timeout: bus/nats-chunks.ts, bus/nats-rpc.ts); a
+ * connection that never opened; no service on the subject. Timeout and a
+ * connection lost mid-call are not: the operation may have run.
+ */
 export function notCarriedOut(e: unknown): boolean {
   return isPocketError(e, ErrorCode.Busy) || e instanceof ConnectFailedError || e instanceof NoResponderError;
 }

@@ -1,12 +1,15 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as pause } from "node:timers/promises";
 import { headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { ErrorCode, isPocketError } from "../../schemas/errors";
 import { decodeBody, decodeJson, encodeBody, encodeJson } from "../../bus/body";
 import { connectWithCreds } from "../../bus/nats-connect";
-import { NatsCaller, serveOnNats } from "../../bus/nats-rpc";
-import { Router, WithPayload } from "../../bus/router";
+import { chunksHeldOf, NatsCaller, serveOnNats } from "../../bus/nats-rpc";
+import { Router, Transport, WithPayload } from "../../bus/router";
+import { RequestMetrics } from "../../actors/runtime/metrics";
+import { mayRetry, notCarriedOut, Retry } from "../../client/retry";
 import { Subjects } from "../../bus/subjects";
 import { ClusterAuth, eventually, NatsServer, patternBytes, Role } from "../harness/cluster";
 import { BusProbe, wiretapCredentials } from "../harness/bus";
@@ -18,17 +21,21 @@ import { Echo } from "../harness/echo";
  * subjects with small bounds (one keeps idle streams for the default 30 s,
  * the other drops them soon, for the expiry tests), and two jobs' lambda
  * credentials. Chunks are written here by hand, from the protocol
- * (docs/contract.md), not with the code's own helpers.
+ * (docs/contract.md), not with the code's own helpers; what a node holds is
+ * read with `chunksHeldOf`, and what its router saw with its metrics.
  */
 
 const KiB = 1024;
 const maxPayloadBytes = 16 * KiB;
 /** L: the body bytes one message carries (max_payload − 4096). */
 const L = maxPayloadBytes - 4096;
-const limits = { streamsMax: 2, repliesMax: 1, bodyBytesMax: 256 * KiB, heldBytesMax: 400 * KiB };
+/** Streams: 2 per job, 3 in all; bytes: a job's share is one largest body, and two shares fill the node. */
+const limits = { streamsMax: 3, jobStreamsMax: 2, repliesMax: 1, bodyBytesMax: 256 * KiB, heldBytesMax: 512 * KiB, jobHeldBytesMax: 256 * KiB };
 const nodes = { patient: "n1", impatient: "n2" } as const;
 /** How soon the impatient node drops an idle stream or held reply: long enough for the steps a test takes before it. */
 const impatientIdleMs = 2_000;
+/** How long the impatient node keeps a stream or held reply at most, however it is continued. */
+const impatientLifetimeMs = 3_000;
 /** The node the requests below go to. */
 let nodeId: string = nodes.patient;
 const seeds = { sizes: 7, a: 11, b: 13 } as const;
@@ -40,6 +47,9 @@ const served: Subscription[] = [];
 let jobA: NatsConnection;
 let jobB: NatsConnection;
 let wiretap: NatsConnection;
+/** The echo operations the nodes have run, and what their router saw. */
+let echoRuns = 0;
+const metrics = new RequestMetrics();
 /** Messages seen on the node's job subjects: [subject, chunk header or "", reply-chunk header or ""]. */
 const seen: Array<[string, string, string]> = [];
 
@@ -47,11 +57,15 @@ beforeAll(async () => {
   auth = ClusterAuth.open(fs.mkdtempSync(path.join(os.tmpdir(), "pocket-chunks-auth-")));
   nats = await NatsServer.start({ jetstream: false, include: auth.serverConfigFile, maxPayloadBytes });
   const connect = (creds: string, name: string): Promise<NatsConnection> => connectWithCreds(nats.url, creds, undefined, { name, maxReconnectAttempts: 1 });
-  const router = new Router().on(Echo, (req, ctx) => new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0)));
-  for (const [node, idleMs] of [[nodes.patient, 30_000], [nodes.impatient, impatientIdleMs]] as const) {
+  const router = new Router().observe(metrics).on(Echo, (req, ctx) => {
+    echoRuns++;
+    return new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0));
+  });
+  const timing = [[nodes.patient, { idleMs: 30_000, lifetimeMs: 60_000 }], [nodes.impatient, { idleMs: impatientIdleMs, lifetimeMs: impatientLifetimeMs }]] as const;
+  for (const [node, expiry] of timing) {
     const nc = await connect(auth.credentials(Role.Node, node), `chunks-${node}`);
     servers.push(nc);
-    served.push(serveOnNats(nc, Subjects.nodeJobs(node), router, { jobScoped: true, chunks: { ...limits, idleMs } }));
+    served.push(serveOnNats(nc, Subjects.nodeJobs(node), router, { jobScoped: true, chunks: { ...limits, ...expiry } }));
     await nc.flush();
   }
   const expires = Date.now() + 3_600_000;
@@ -116,6 +130,12 @@ async function callAll(nc: NatsConnection, job: string, id: string, body: Uint8A
     parts.push(Buffer.from(part.data));
   }
   return Buffer.concat(parts);
+}
+
+/** The Timeout answers the router's metrics counted for operation `name` on NATS. */
+function timeoutsOf(m: RequestMetrics, name: string): number {
+  const stats = [...m.touched()].find((o) => o.operation === name && o.transport === Transport.Nats);
+  return stats ? stats.errors[Object.values(ErrorCode).indexOf(ErrorCode.Timeout)]! : 0;
 }
 
 /** What the wiretap saw of one message: a whole request, a request chunk (index;count;total) or a fetch of a reply chunk (index). */
@@ -203,7 +223,7 @@ describe("bounds, and what expires", () => {
   afterAll(() => { nodeId = nodes.patient; });
   const body = echoBody(2, patternBytes(3 * L, seeds.b));
 
-  test("over the bounds: a body over the limit is TooLarge; more open streams than allowed, Busy; both expire when left", async () => {
+  test("over the bounds: a body over the limit is TooLarge; more open streams than a job may have, Busy; both expire when left", async () => {
     expect(errorOf(await chunk(jobA, "job-a", streamId(7), body, 0, undefined, limits.bodyBytesMax + 1))).toBe(ErrorCode.TooLarge);
     const ids = [streamId(8), streamId(9), streamId(10)];
     expect(ackOf(await chunk(jobA, "job-a", ids[0]!, body, 0))).toBe("0");
@@ -216,23 +236,50 @@ describe("bounds, and what expires", () => {
     expect(errorOf(await chunk(jobA, "job-a", ids[2]!, body, 2))).toBe(ErrorCode.InvalidArgument);
   });
 
-  test("the bytes held are bounded: a stream that would take them past the limit is Busy", async () => {
-    const large = echoBody(6, patternBytes(250 * KiB, seeds.b));
-    await eventually(async () => ackOf(await chunk(jobA, "job-a", streamId(30), large, 0)) === "0", 5_000, "room for a stream");
-    // One stream open of two allowed, but 2 × 250 KiB is over 400 KiB.
-    expect(errorOf(await chunk(jobA, "job-a", streamId(31), large, 0))).toBe(ErrorCode.Busy);
-    expect(decodeJson(decodeBody(await callAll(jobA, "job-a", streamId(32), body) as Buffer).meta)).toEqual({ n: 2, bytes: 3 * L });
-    await eventually(async () => ackOf(await chunk(jobA, "job-a", streamId(31), large, 0)) === "0", 5_000, "the large stream expiring");
-    expect(errorOf(await chunk(jobA, "job-a", streamId(31), large, 2))).toBe(ErrorCode.InvalidArgument);
+  test("a stream expires at the end of its lifetime even while its chunks keep coming before it idles", async () => {
+    const long = echoBody(9, patternBytes(200 * KiB, seeds.a));
+    const count = Math.ceil(long.byteLength / L);
+    const id = streamId(40);
+    let openedMs = 0;
+    await eventually(async () => {
+      openedMs = Date.now();
+      return ackOf(await chunk(jobA, "job-a", id, long, 0)) === "0";
+    }, 5_000, "room for a stream");
+    let sentMs = openedMs;
+    let gapMaxMs = 0;
+    let refused: Msg | undefined;
+    let refusedMs = 0;
+    // A chunk every fifth of the idle time: all of them would take longer than the lifetime.
+    for (let i = 1; i < count - 1 && refused === undefined; i++) {
+      await pause(impatientIdleMs / 5);
+      gapMaxMs = Math.max(gapMaxMs, Date.now() - sentMs);
+      sentMs = Date.now();
+      const answer = await chunk(jobA, "job-a", id, long, i);
+      if (ackOf(answer) !== String(i)) [refused, refusedMs] = [answer, Date.now()];
+    }
+    expect(refused && errorOf(refused)).toBe(ErrorCode.InvalidArgument);
+    expect(refusedMs - openedMs).toBeGreaterThanOrEqual(impatientLifetimeMs);
+    // Never idle for long enough: it was the lifetime that ended it.
+    expect(gapMaxMs).toBeLessThan(impatientIdleMs);
+    expect(chunksHeldOf(served[1]!, "job-a")).toEqual({ streams: 0, replies: 0, bytes: 0 });
   });
 
-  test("held replies are bounded: one more is Busy until the held one is fetched or expires", async () => {
+  test("held replies are bounded: one that cannot be held is Timeout, never Busy (the operation ran), and the router counts it", async () => {
     const big = echoBody(3, patternBytes(2 * L, seeds.a));
     const first = await sendAll(jobA, "job-a", streamId(20), big);
     const held = first.headers?.get("Pocket-Reply-Chunks") ?? "";
     expect(held).toMatch(/^[0-9a-f]{32};3;/);
-    // The operation ran; its reply could not be held as well.
-    expect(errorOf(await sendAll(jobA, "job-a", streamId(21), big))).toBe(ErrorCode.Busy);
+    const timeouts = (): number => timeoutsOf(metrics, Echo.name);
+    const [runsBefore, timeoutsBefore] = [echoRuns, timeouts()];
+    // The operation runs; its reply cannot be held as well.
+    expect(errorOf(await sendAll(jobA, "job-a", streamId(21), big))).toBe(ErrorCode.Timeout);
+    expect([echoRuns - runsBefore, timeouts() - timeoutsBefore]).toEqual([1, 1]);
+    // Through the SDK's caller: a typed Timeout, which a call that must run once does not retry (a read may).
+    const e = await new NatsCaller(jobA, Subjects.nodeJob(nodeId, "job-a"), 5_000)
+      .call(Echo, { n: 3 }, { payload: patternBytes(2 * L, seeds.a) }).catch((err: unknown) => err);
+    expect(isPocketError(e, ErrorCode.Timeout)).toBe(true);
+    expect([notCarriedOut(e), mayRetry(Retry.Once, e), mayRetry(Retry.Idempotent, e)]).toEqual([false, false, true]);
+    expect(echoRuns - runsBefore).toBe(2);
     // Fetched to its end, the held reply is dropped and another may be held.
     const heldId = held.split(";")[0]!;
     for (const i of [1, 2]) expect(errorOf(await send(jobA, subjectOf("job-a"), new Uint8Array(0), ["Pocket-Reply-Chunk", `${heldId};${i}`]))).toBeUndefined();
@@ -250,6 +297,81 @@ describe("bounds, and what expires", () => {
     expect(errorOf(await send(jobA, subjectOf("job-a"), new Uint8Array(0), ["Pocket-Reply-Chunk", `${secondId};1`]))).toBe(ErrorCode.InvalidArgument);
     const thirdId = (third!.headers?.get("Pocket-Reply-Chunks") ?? "").split(";")[0]!;
     for (const i of [1, 2]) expect(errorOf(await send(jobA, subjectOf("job-a"), new Uint8Array(0), ["Pocket-Reply-Chunk", `${thirdId};${i}`]))).toBeUndefined();
+  });
+});
+
+describe("one job cannot take another's room", () => {
+  const small = echoBody(8, patternBytes(3 * L, seeds.a));
+  /** A body as long as a job's share allows: 21 chunks of L, the last shorter. */
+  const large = echoBody(6, patternBytes(250 * KiB, seeds.b));
+  const largeCount = Math.ceil(large.byteLength / L);
+  const heldOn = (job?: string): unknown => chunksHeldOf(served[0]!, job);
+
+  afterEach(() => expect(heldOn()).toEqual({ streams: 0, replies: 0, bytes: 0 }));
+
+  /** Drops open streams by sending each a chunk out of order. */
+  async function dropAll(nc: NatsConnection, job: string, ids: readonly string[], body: Uint8Array): Promise<void> {
+    for (const id of ids) expect(errorOf(await chunk(nc, job, id, body, Math.ceil(body.byteLength / L) - 1))).toBe(ErrorCode.InvalidArgument);
+  }
+
+  test("a job with as many streams open as it may have cannot hold up another job's chunked request", async () => {
+    const opened: string[] = [];
+    let refusal: Msg | undefined;
+    for (let i = 0; i <= limits.streamsMax && refusal === undefined; i++) {
+      const answer = await chunk(jobA, "job-a", streamId(0x300 + i), small, 0);
+      if (ackOf(answer) === "0") opened.push(streamId(0x300 + i));
+      else refusal = answer;
+    }
+    expect([opened.length, refusal && errorOf(refusal)]).toEqual([limits.jobStreamsMax, ErrorCode.Busy]);
+    const reply = await callAll(jobB, "job-b", streamId(0x310), small);
+    expect(Buffer.isBuffer(reply) && decodeJson(decodeBody(reply).meta)).toEqual({ n: 8, bytes: 3 * L });
+    await dropAll(jobA, "job-a", opened, small);
+  });
+
+  test("a job holding as many bytes as its share allows cannot hold up another job's chunked request", async () => {
+    const [s1, s2] = [streamId(0x320), streamId(0x321)];
+    expect(ackOf(await chunk(jobA, "job-a", s1, large, 0))).toBe("0");
+    expect(ackOf(await chunk(jobA, "job-a", s2, large, 0))).toBe("0");
+    for (let i = 1; i < largeCount - 1; i++) expect(ackOf(await chunk(jobA, "job-a", s1, large, i))).toBe(String(i));
+    expect(heldOn("job-a")).toEqual({ streams: 2, replies: 0, bytes: largeCount * L });
+    // One more chunk would take job A past its share: Busy, and that stream is dropped.
+    expect(errorOf(await chunk(jobA, "job-a", s2, large, 1))).toBe(ErrorCode.Busy);
+    expect(heldOn("job-a")).toEqual({ streams: 1, replies: 0, bytes: (largeCount - 1) * L });
+    const reply = await callAll(jobB, "job-b", streamId(0x322), small);
+    expect(Buffer.isBuffer(reply) && decodeJson(decodeBody(reply).meta)).toEqual({ n: 8, bytes: 3 * L });
+    // Job A's stream is whole still: its last chunk completes it, byte-exact.
+    const last = await chunk(jobA, "job-a", s1, large, largeCount - 1);
+    expect(errorOf(last)).toBeUndefined();
+    expect(last.headers?.get("Pocket-Reply-Chunks") ?? "").toMatch(/^[0-9a-f]{32};/);
+    const replyId = last.headers!.get("Pocket-Reply-Chunks").split(";")[0]!;
+    const parts = [Buffer.from(last.data)];
+    for (let i = 1; i < Number(last.headers!.get("Pocket-Reply-Chunks").split(";")[1]); i++) {
+      parts.push(Buffer.from((await send(jobA, subjectOf("job-a"), new Uint8Array(0), ["Pocket-Reply-Chunk", `${replyId};${i}`])).data));
+    }
+    const echoed = decodeBody(Buffer.concat(parts));
+    expect(Buffer.from(echoed.payload!).equals(patternBytes(250 * KiB, seeds.b))).toBe(true);
+  });
+
+  test("a partial stream holds the bytes it was sent, not the length it declares", async () => {
+    const id = streamId(0x330);
+    expect(ackOf(await chunk(jobA, "job-a", id, large, 0))).toBe("0");
+    expect([heldOn("job-a"), heldOn("job-b")]).toEqual([{ streams: 1, replies: 0, bytes: L }, { streams: 0, replies: 0, bytes: 0 }]);
+    expect(ackOf(await chunk(jobA, "job-a", id, large, 1))).toBe("1");
+    expect(heldOn("job-a")).toEqual({ streams: 1, replies: 0, bytes: 2 * L });
+    await dropAll(jobA, "job-a", [id], large);
+  });
+
+  test("a stream that declares much with a tiny chunk 0 is refused; chunk 0 must have half the server's L", async () => {
+    const firstMin = Math.floor(L / 2);
+    const declare = (id: string, first: number): Promise<Msg> =>
+      send(jobA, subjectOf("job-a"), large.subarray(0, first), ["Pocket-Chunk", `${id};0;${Math.ceil(large.byteLength / first)};${large.byteLength}`]);
+    expect(errorOf(await declare(streamId(0x340), 1024))).toBe(ErrorCode.InvalidArgument);
+    expect(errorOf(await declare(streamId(0x341), firstMin - 1))).toBe(ErrorCode.InvalidArgument);
+    expect(heldOn("job-a")).toEqual({ streams: 0, replies: 0, bytes: 0 });
+    // Half of L is enough: a caller whose nats-server allows less than this one still gets through.
+    expect(ackOf(await declare(streamId(0x342), firstMin))).toBe("0");
+    expect(errorOf(await send(jobA, subjectOf("job-a"), large.subarray(firstMin, 2 * firstMin), ["Pocket-Chunk", `${streamId(0x342)};2;${Math.ceil(large.byteLength / firstMin)};${large.byteLength}`])))
+      .toBe(ErrorCode.InvalidArgument);
   });
 });
 
@@ -274,6 +396,26 @@ describe("one job's streams are not another's", () => {
     expect(errorOf(rest)).toBeUndefined();
     expect(decodeJson(decodeBody(Buffer.concat([last.data, rest.data, (await send(jobA, subjectOf("job-a"), new Uint8Array(0), ["Pocket-Reply-Chunk", `${replyId};2`])).data])).meta))
       .toEqual({ n: 4, bytes: data.byteLength });
+  });
+
+  test("a reply whose chunks cannot be fetched (its server went away after the operation ran) is Timeout to the caller, not 'no responder'", async () => {
+    const nc = await connectWithCreds(nats.url, auth.credentials(Role.Node, "n3"), undefined, { name: "chunks-n3", maxReconnectAttempts: 1 });
+    let runs = 0;
+    // The operation runs, and its server stops listening before the caller can fetch the rest of the reply.
+    const router = new Router().on(Echo, (req, ctx) => {
+      runs++;
+      sub.unsubscribe();
+      return new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0));
+    });
+    const sub = serveOnNats(nc, Subjects.nodeJobs("n3"), router, { jobScoped: true, chunks: limits });
+    await nc.flush();
+    try {
+      const e = await new NatsCaller(jobA, Subjects.nodeJob("n3", "job-a"), 5_000)
+        .call(Echo, { n: 10 }, { payload: patternBytes(2 * L, seeds.a) }).catch((err: unknown) => err);
+      expect([runs, isPocketError(e, ErrorCode.Timeout), notCarriedOut(e), mayRetry(Retry.Once, e)]).toEqual([1, true, false, false]);
+    } finally {
+      await nc.close();
+    }
   });
 
   test("errors the SDK's caller meets mid-stream come back typed", async () => {
