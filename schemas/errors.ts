@@ -59,7 +59,7 @@ export const ErrorInfo: Readonly<Record<ErrorCode, { readonly retry: ErrorRetry;
     retry: ErrorRetry.Backoff,
     meaning: "No reply in time. The operation may or may not have taken effect: a put can be repeated (it overwrites; with createOnly it may then meet AlreadyExists).",
   },
-  Busy: { retry: ErrorRetry.Backoff, meaning: "A bound is reached (requests in flight, chunked streams or replies held, pending writes): try again after a pause." },
+  Busy: { retry: ErrorRetry.Backoff, meaning: "A bound is reached (requests in flight, chunked streams, pending writes; it is answered only before an operation runs): try again after a pause." },
   Internal: { retry: ErrorRetry.No, meaning: "A fault in the server or in a reply it sent (a bug): report it." },
   Integrity: {
     retry: ErrorRetry.Reread,
