@@ -15,21 +15,23 @@ export const dashboard: Verb = {
   summary: "serve a web page of the live cluster (operator credentials)",
   details: "Serves one page with the nodes by tier and state, the jobs and their weight maps, utilisation against the\n"
     + "autoscaling band, the scaling timeline and the event feed, live (docs/dashboard.md). It has no login of its own:\n"
-    + "keep it on 127.0.0.1, or behind something that authenticates, when you bind it elsewhere.",
+    + "keep it on 127.0.0.1, or behind something that authenticates, when you bind it elsewhere. It answers only requests\n"
+    + "naming loopback, the address it serves on (every interface's on 0.0.0.0) or a host given with --allow-host.",
   args: [],
   options: [
     ...connectionOptions("POCKET_ADMIN_CREDS"),
     new Option("--host <address>", "address to serve the page on").default("127.0.0.1"),
     new Option("--port <n>", "port to serve the page on (0: a free one)").argParser(port).default(8080),
+    new Option("--allow-host <names>", "more host names the page may be opened by, comma-separated (a proxy's, this machine's DNS name)").argParser(list),
   ],
   env: ["POCKET_NATS_URL", "POCKET_ADMIN_CREDS", "POCKET_TLS_CA"],
-  examples: ["pocket dashboard --port 8080"],
+  examples: ["pocket dashboard --port 8080", "pocket dashboard --host 0.0.0.0 --allow-host pocket-dash.example.com"],
   run: async (_args, flags) => {
     const { runDashboard } = require("./dashboard/dashboard") as typeof import("./dashboard/dashboard");
     const tlsCa = tlsCaFor(flags);
     const credentials = credentialsFor(flags, As.Admin);
     await runDashboard({
-      servers: natsUrl(flags), host: flags.host, port: flags.port,
+      servers: natsUrl(flags), host: flags.host, port: flags.port, ...(flags.allowHost !== undefined ? { allowedHosts: flags.allowHost } : {}),
       ...(credentials !== undefined ? { credentials } : {}), ...(tlsCa !== undefined ? { tlsCa } : {}),
     });
   },

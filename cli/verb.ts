@@ -41,6 +41,7 @@ export interface Flags {
   // dashboard
   readonly host?: string;
   readonly port?: number;
+  readonly allowHost?: string[];
   // k8s secrets
   readonly namespace?: string;
   readonly driver?: string[];
