@@ -47,6 +47,8 @@ export interface Flags {
   readonly driver?: string[];
   readonly operator?: string;
   readonly postgresUrl?: string;
+  readonly postgresUrlFile?: string;
+  readonly force?: boolean;
   // events, replay
   readonly follow?: boolean;
   readonly inputs?: boolean;
