@@ -340,7 +340,7 @@ export class LocalCluster {
     await closeInTurn([
       ...members.map((m) => () => (m.process ? stopChild(m.process) : m.actor?.stop())),
       () => LocalOrchestrator.stopAll(this.dataDir),
-      // The launcher's own connection: nothing of it outlives the cluster.
+      // The launcher's own connection, as before: one already closed under it (its server gone) has nothing to drain.
       () => this.#nc?.drain().catch(() => undefined),
       () => this.#nats?.stop(),
       () => { if (this.ownsDir) fs.rmSync(this.dataDir, { recursive: true, force: true }); },

@@ -43,7 +43,7 @@ export function loadAssets(dir: string): Map<string, Asset> {
 const loopbackNames = ["localhost", "127.0.0.1", "[::1]"];
 
 /** What a Host header may hold: a DNS name or IPv4 address, or an IPv6 address in brackets, and a port. */
-const hostHeaderSyntax = /^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
+const hostHeaderSyntax = /^(?:[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
 
 /** Whether `host` is a wildcard address (every interface). */
 function isWildcard(host: string): boolean {
@@ -78,7 +78,7 @@ export function acceptedHostnames(host: string, allowed: readonly string[] = [])
   const names = new Set(loopbackNames);
   const add = (name: string, what: string): void => {
     const hostname = hostnameOf(name);
-    if (hostname === undefined) throw new InvalidArgumentError(`${what} ${JSON.stringify(name)} is not a host name or address (no scheme, port or path)`);
+    if (hostname === undefined) throw new InvalidArgumentError(`${what} ${JSON.stringify(name)} is not a host name or address (no scheme, user or path)`);
     names.add(hostname);
   };
   if (isWildcard(host)) {
