@@ -41,11 +41,14 @@ export interface Flags {
   // dashboard
   readonly host?: string;
   readonly port?: number;
+  readonly allowHost?: string[];
   // k8s secrets
   readonly namespace?: string;
   readonly driver?: string[];
   readonly operator?: string;
   readonly postgresUrl?: string;
+  readonly postgresUrlFile?: string;
+  readonly force?: boolean;
   // events, replay
   readonly follow?: boolean;
   readonly inputs?: boolean;

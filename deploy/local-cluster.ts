@@ -17,6 +17,8 @@ import { Defaults } from "../actors/runtime/config";
 import { LocalOrchestrator } from "../actors/orchestrator/local";
 import type { ScalingPolicy } from "../actors/controller/policy";
 import type { DeviceModel } from "../native";
+import { errorFields, logger } from "../lib/log";
+import { closeInTurn } from "../lib/shutdown";
 import { NatsServer } from "./nats-server";
 import { spawnActor, stopChild, type ActorProcess } from "../actors/actor-process";
 
@@ -95,6 +97,18 @@ interface Member {
   readonly config?: object;
   /** host:port of its metrics and probes ("" without). */
   readonly http: string;
+}
+
+/** What an actor process's ready line says (actors/main.ts): a JSON object; undefined for anything else. */
+function readyInfo(line: string): { readonly http?: unknown; readonly listen?: unknown } | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (e) {
+    if (e instanceof SyntaxError) return undefined;
+    throw e;
+  }
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
 }
 
 /** What a started storage node says of itself. */
@@ -301,26 +315,36 @@ export class LocalCluster {
       this.#members.set(name, { name, role, actor, http: actor.httpAddr });
       return { listen: actor instanceof StorageNode ? actor.listenAddr : "" };
     }
-    const p = await spawnActor(role, name, config, path.join(this.dataDir, "logs"), this.options.readyTimeoutMs ?? 15_000);
-    const ready = JSON.parse(p.readyLine) as { http?: unknown; listen?: unknown };
+    const logs = path.join(this.dataDir, "logs");
+    const p = await spawnActor(role, name, config, logs, this.options.readyTimeoutMs ?? 15_000);
+    const ready = readyInfo(p.readyLine);
+    if (ready === undefined) {
+      // Not a member until it says it is ready: stopped here, or it would run on with no one to stop it.
+      await stopChild(p);
+      throw new Error(`${name} printed ${JSON.stringify(p.readyLine.slice(0, 200))} where its ready line (a JSON object) belongs; see ${path.join(logs, `${name}.log`)}`);
+    }
     this.#members.set(name, { name, role, process: p, http: typeof ready.http === "string" ? ready.http : "" });
     return { listen: typeof ready.listen === "string" ? ready.listen : "" };
   }
 
-  /** Stops every actor (nodes and shards first), then nats-server if it started one. */
+  /**
+   * Stops every actor (the controller first, then nodes and shards), then
+   * nats-server if it started one: each of them even if one before failed to
+   * stop; then throws the first failure.
+   */
   async stop(): Promise<void> {
     const members = [...this.#members.values()].reverse();
     this.#members.clear();
     // The controller first, so that it does not replace the nodes as they go.
     members.sort((a, b) => Number(b.role === "controller") - Number(a.role === "controller"));
-    for (const m of members) {
-      if (m.process) await stopChild(m.process);
-      else await m.actor?.stop();
-    }
-    await LocalOrchestrator.stopAll(this.dataDir);
-    await this.#nc?.drain().catch(() => undefined);
-    await this.#nats?.stop();
-    if (this.ownsDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
+    await closeInTurn([
+      ...members.map((m) => () => (m.process ? stopChild(m.process) : m.actor?.stop())),
+      () => LocalOrchestrator.stopAll(this.dataDir),
+      // The launcher's own connection, as before: one already closed under it (its server gone) has nothing to drain.
+      () => this.#nc?.drain().catch(() => undefined),
+      () => this.#nats?.stop(),
+      () => { if (this.ownsDir) fs.rmSync(this.dataDir, { recursive: true, force: true }); },
+    ], (e) => logger("local-cluster").error("stopping: another step failed too", errorFields(e)));
   }
 
   controllerConfig(): ControllerConfig {

@@ -30,9 +30,16 @@ export interface NatsServerOptions {
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
   /**
    * Port of nats-server's HTTP monitoring (`/varz`, `/connz`, `/subsz`,
-   * `/jsz`, `/healthz`), on `host`: -1 (default) picks a free one, 0 turns it off.
+   * `/jsz`, `/healthz`), on `monitorHost`: -1 (default) picks a free one, 0 turns it off.
    */
   readonly monitorPort?: number;
+  /**
+   * Interface the monitoring port listens on: 127.0.0.1 (default) whatever
+   * `host` is. Monitoring has no authentication, and `/connz?subs=1` lists
+   * every connection's name, address and subscriptions: open it wider only
+   * where a scraper needs it and nothing else can reach it.
+   */
+  readonly monitorHost?: string;
 }
 
 /** Seconds a client has to complete the TLS handshake. */
@@ -132,7 +139,7 @@ export class NatsServer {
     const o = this.options;
     const lines = [
       `listen: "${o.host ?? "127.0.0.1"}:${port}"`,
-      ...(monitorPort !== 0 ? [`http: "${o.host ?? "127.0.0.1"}:${monitorPort}"`] : []),
+      ...(monitorPort !== 0 ? [`http: "${o.monitorHost ?? "127.0.0.1"}:${monitorPort}"`] : []),
       `ports_file_dir: "${portsDir}"`,
       `max_pending: ${64 * 1024 * 1024}`,
     ];

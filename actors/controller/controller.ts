@@ -4,6 +4,7 @@ import { NodeHeartbeatSchema, ShardHeartbeatSchema, ShardUsageSchema, type NodeH
 import { systemClock, type Timer, type TimerClock } from "../../lib/clock";
 import { systemEntropy, type Entropy } from "../../lib/entropy";
 import { errorFields, logger } from "../../lib/log";
+import { closeInTurn } from "../../lib/shutdown";
 import { readPrivateFile } from "../../lib/private-file";
 import type { Bus, Closable, EventSink } from "../../bus/bus";
 import { EventPublisher, ensureEventStream } from "../../bus/events";
@@ -322,12 +323,16 @@ export class Controller {
     this.#tick?.cancel();
     this.#rx?.unsubscribe();
     for (const s of this.#served) s.close();
-    await this.#flush().catch(() => undefined);
-    await this.#lastSave;
-    await this.env.orchestrator.close().catch(() => undefined);
-    await this.#trace?.close();
-    await this.env.bus.drain();
-    if (this.env.ownsStore) await this.env.store.close();
-    await this.#ops.close();
+    // Every step runs whatever failed before it: the store is closed and the HTTP port let go (inline, in a process that goes on).
+    await closeInTurn([
+      // A save that fails is logged by #lastSave ("state not saved").
+      () => this.#flush().catch(() => undefined),
+      () => this.#lastSave,
+      () => this.env.orchestrator.close(),
+      () => this.#trace?.close(),
+      () => this.env.bus.drain(),
+      () => (this.env.ownsStore ? this.env.store.close() : undefined),
+      () => this.#ops.close(),
+    ], (e) => this.#log.error("stopping: another step failed too", errorFields(e)));
   }
 }

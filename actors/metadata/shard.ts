@@ -6,6 +6,7 @@ import { systemClock, type Timer, type TimerClock } from "../../lib/clock";
 import { mapLimit } from "../../lib/concurrency";
 import { systemEntropy, type Entropy } from "../../lib/entropy";
 import { errorFields, logger } from "../../lib/log";
+import { closeInTurn } from "../../lib/shutdown";
 import type { Bus, Closable } from "../../bus/bus";
 import { NatsBus } from "../../bus/nats-bus";
 import { connectAs } from "../../bus/nats-connect";
@@ -108,8 +109,8 @@ export class MetadataShard {
   }
 
   /** A shard on a bus only (no direct transport): the simulation runs these. */
-  static over(config: ShardConfig, env: ShardEnv): MetadataShard {
-    const shard = new MetadataShard(config, env);
+  static over(config: ShardConfig, env: ShardEnv, ops?: ActorOps): MetadataShard {
+    const shard = new MetadataShard(config, env, ops);
     shard.#serve();
     return shard;
   }
@@ -239,9 +240,12 @@ export class MetadataShard {
     this.#ops.stopping();
     for (const t of this.#timers) t.cancel();
     for (const s of this.#served) s.close();
-    await this.#tcp?.close();
-    this.nodes.stop();
-    await this.env.bus.drain();
-    await this.#ops.close();
+    // Every step runs whatever failed before it: the HTTP port is let go (inline, in a process that goes on).
+    await closeInTurn([
+      () => this.#tcp?.close(),
+      () => this.nodes.stop(),
+      () => this.env.bus.drain(),
+      () => this.#ops.close(),
+    ], (e) => this.#log.error("stopping: another step failed too", errorFields(e)));
   }
 }

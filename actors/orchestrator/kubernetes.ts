@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { parse as parseYaml, YAMLParseError } from "yaml";
 import { projectRoot } from "../../lib/process";
 import { errorFields, logger } from "../../lib/log";
 import { InvalidArgumentError } from "../../schemas/errors";
@@ -53,16 +54,77 @@ export function defaultPodTemplate(tier: Tier): string {
 }
 
 /**
+ * What a placeholder's value may be: a name, an image reference or a
+ * quantity, which YAML reads as the same plain text wherever it stands.
+ * Anything else (quotes, spaces, line breaks, `#`, `{`) could end the value
+ * and write more YAML; such values go onto the parsed pod instead (`renderNodePod`).
+ */
+const plainValue = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/;
+
+/**
  * Fills a pod manifest template's `${NAME}` placeholders. Every placeholder
  * must have a value: a template that asks for one we do not know is an error,
- * not a pod with a literal `${...}` in it.
+ * not a pod with a literal `${...}` in it. Values must be plain (`plainValue`):
+ * text that YAML would read as more than one scalar is refused, not pasted in.
  */
 export function renderManifest(template: string, values: Readonly<Record<string, string>>): string {
   return template.replace(/\$\{([A-Z_]+)\}/g, (_, name: string) => {
     const v = values[name];
-    if (v === undefined) throw new Error(`manifest placeholder \${${name}} has no value`);
+    if (v === undefined) throw new InvalidArgumentError(`manifest placeholder \${${name}} has no value`);
+    if (!plainValue.test(v)) throw new InvalidArgumentError(`manifest placeholder \${${name}}: ${JSON.stringify(v)} is not a plain name or quantity`);
     return v;
   });
+}
+
+/** The variable of a storage-node pod's container that carries the node's JSON configuration. */
+export const actorConfigVariable = "POCKET_ACTOR_CONFIG";
+
+/** A container's environment variable in a pod manifest. */
+export interface PodEnvVar {
+  readonly name: string;
+  value?: string;
+  readonly valueFrom?: unknown;
+}
+
+/** A pod manifest, as far as the orchestrator looks into it. */
+export interface PodManifest {
+  readonly kind: "Pod";
+  readonly spec: { readonly containers: Array<{ readonly name: string; readonly env?: PodEnvVar[] }> };
+  readonly [field: string]: unknown;
+}
+
+/**
+ * A storage node's pod: the tier's template with its placeholders filled
+ * (`storageNodeValues`), parsed as kubectl reads YAML (1.1), then the node's
+ * configuration set as the value of the container variable
+ * POCKET_ACTOR_CONFIG, which the template declares without a value. The
+ * configuration holds paths and URLs from the controller's own configuration;
+ * set on the parsed object, no character in them can change the pod's YAML.
+ */
+export function renderNodePod(template: string, spec: NodeLaunchSpec, ctx: LaunchContext, image: string, natsUrl: string): PodManifest {
+  const what = `the ${spec.tier} pod template`;
+  if (template.includes("${ACTOR_CONFIG}")) {
+    throw new InvalidArgumentError(`${what} has an \${ACTOR_CONFIG} placeholder: declare \`- name: ${actorConfigVariable}\` without a value instead (the orchestrator sets it)`);
+  }
+  const pod = parseTemplate(renderManifest(template, storageNodeValues(spec, ctx, image)), what);
+  if (pod?.kind !== "Pod" || !Array.isArray(pod.spec?.containers)) throw new InvalidArgumentError(`${what} is not a Pod with containers`);
+  const slots = pod.spec.containers.flatMap((c) => c.env?.filter((e) => e.name === actorConfigVariable) ?? []);
+  if (slots.length === 0) throw new InvalidArgumentError(`${what} declares no container variable ${actorConfigVariable} for the node's configuration`);
+  for (const slot of slots) {
+    if (slot.value !== undefined || slot.valueFrom !== undefined) throw new InvalidArgumentError(`${what} gives ${actorConfigVariable} a value: leave it out (the orchestrator sets it)`);
+    slot.value = JSON.stringify(nodePodConfig(spec, ctx, natsUrl));
+  }
+  return pod;
+}
+
+/** A filled-in template, parsed as kubectl reads YAML (1.1); a template that is not YAML is an InvalidArgumentError naming it. */
+function parseTemplate(yaml: string, what: string): PodManifest | null {
+  try {
+    return parseYaml(yaml, { version: "1.1" }) as PodManifest | null;
+  } catch (e) {
+    if (e instanceof YAMLParseError) throw new InvalidArgumentError(`${what} is not YAML: ${e.message}`, { cause: e });
+    throw e;
+  }
 }
 
 /** A launched node's configuration, as its pod sees it (paths are inside the pod). */
@@ -79,8 +141,8 @@ export function nodePodConfig(spec: NodeLaunchSpec, ctx: LaunchContext, natsUrl:
   };
 }
 
-/** The values a storage-node pod manifest is filled with. */
-export function storageNodeValues(spec: NodeLaunchSpec, ctx: LaunchContext, image: string, natsUrl: string): Record<string, string> {
+/** The values a storage-node pod manifest's placeholders are filled with (its configuration goes onto the parsed pod: `renderNodePod`). */
+export function storageNodeValues(spec: NodeLaunchSpec, ctx: LaunchContext, image: string): Record<string, string> {
   const mib = Math.ceil(spec.capacityBytes / 2 ** 20);
   const dram = spec.tier === Tier.Dram;
   return {
@@ -88,7 +150,6 @@ export function storageNodeValues(spec: NodeLaunchSpec, ctx: LaunchContext, imag
     NODE_NAME: podNameFor(spec.nodeId).slice("pocket-".length),
     TIER: spec.tier,
     IMAGE: image,
-    ACTOR_CONFIG: JSON.stringify(nodePodConfig(spec, ctx, natsUrl)),
     CREDS_SECRET: credsSecretFor(spec.nodeId),
     MEMORY_REQUEST: `${dram ? mib + 256 : 512}Mi`,
     MEMORY_LIMIT: `${dram ? mib + 512 : 1024}Mi`,
@@ -115,7 +176,6 @@ export class KubernetesOrchestrator implements Orchestrator {
     private readonly image: string,
     private readonly natsUrl: string,
     private readonly ctx: LaunchContext,
-    private readonly k8s: K8s,
   ) {}
 
   static async create(config: KubernetesConfig, ctx: LaunchContext): Promise<KubernetesOrchestrator> {
@@ -126,7 +186,7 @@ export class KubernetesOrchestrator implements Orchestrator {
     const namespace = config.namespace ?? (kc.getContextObject(kc.getCurrentContext())?.namespace || "default");
     return new KubernetesOrchestrator(
       kc.makeApiClient(k8s.CoreV1Api), namespace, readTemplates(config),
-      config.image ?? "pocket-on-nats:latest", config.natsUrl ?? ctx.natsUrl, ctx, k8s,
+      config.image ?? "pocket-on-nats:latest", config.natsUrl ?? ctx.natsUrl, ctx,
     );
   }
 
@@ -137,8 +197,7 @@ export class KubernetesOrchestrator implements Orchestrator {
       // The pod would wait for a Secret no one makes.
       throw new InvalidArgumentError(`the ${spec.tier} pod template mounts the node's NATS credential, but the controller mints none: give it a credentialIssuer`);
     }
-    const values = storageNodeValues(spec, this.ctx, this.image, this.natsUrl);
-    const body = this.k8s.loadYaml<PodBody>(renderManifest(template, values));
+    const body = renderNodePod(template, spec, this.ctx, this.image, this.natsUrl) as unknown as PodBody;
     const pod = await this.api.createNamespacedPod({ namespace: this.namespace, body });
     if (this.ctx.nodeCredentials) {
       try {

@@ -2,7 +2,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { InvalidArgumentError } from "../../schemas/errors";
 import { NodeOps, type Tier } from "../../schemas/operations";
 import { systemClock, type Timer, type TimerClock } from "../../lib/clock";
-import { logger } from "../../lib/log";
+import { errorFields, logger } from "../../lib/log";
+import { closeInTurn } from "../../lib/shutdown";
 import type { Bus, Closable } from "../../bus/bus";
 import { NatsBus } from "../../bus/nats-bus";
 import { connectAs } from "../../bus/nats-connect";
@@ -113,9 +114,9 @@ export class StorageNode {
     return node;
   }
 
-  /** A node on a bus only (no direct transport), over the given store: the simulation runs these. */
-  static over(config: StorageNodeConfig, env: NodeEnv, store: ExtentStore): StorageNode {
-    const node = new StorageNode(config, store, env);
+  /** A node on a bus only (no direct transport), over the given store: the simulation runs these. `ops`: its metrics, probes and their HTTP server. */
+  static over(config: StorageNodeConfig, env: NodeEnv, store: ExtentStore, ops?: ActorOps): StorageNode {
+    const node = new StorageNode(config, store, env, ops);
     node.#serve();
     return node;
   }
@@ -196,10 +197,13 @@ export class StorageNode {
     this.#ops.stopping();
     this.#timer?.cancel();
     for (const s of this.#served) s.close();
-    await this.#tcp?.close();
-    await this.env.bus.drain();
-    await this.logic.store.close();
-    await this.#ops.close();
+    // Every step runs whatever failed before it: the store is closed and the HTTP port let go (inline, in a process that goes on).
+    await closeInTurn([
+      () => this.#tcp?.close(),
+      () => this.env.bus.drain(),
+      () => this.logic.store.close(),
+      () => this.#ops.close(),
+    ], (e) => this.#log.error("stopping: another step failed too", errorFields(e)));
   }
 }
 

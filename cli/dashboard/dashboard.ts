@@ -8,7 +8,7 @@ import { readPrivateFile } from "../../lib/private-file";
 import { projectRoot } from "../../lib/process";
 import { connectWithCreds, type NatsTls } from "../../bus/nats-connect";
 import { ClusterFeed, type FeedLimits } from "./feed";
-import { acceptedHosts, hostInUrl, loadAssets, sendAsset, sendJson, sendText, SecurityHeaders, type Asset } from "./http";
+import { acceptedHostnames, hostAccepted, hostInUrl, loadAssets, sendAsset, sendJson, sendText, SecurityHeaders, type Asset } from "./http";
 import { SseClient, sseFrame, type SseLimits } from "./sse";
 
 /** Bounds of the dashboard: what it keeps, how often it asks, and how many live pages it feeds. */
@@ -42,6 +42,14 @@ export interface DashboardOptions {
   readonly tlsCaFile?: string;
   /** Address the page is served on; default 127.0.0.1 (this machine only). */
   readonly host?: string;
+  /**
+   * Host names (or addresses) the page may be opened by, besides loopback's and
+   * the address it is served on (every interface's, bound to 0.0.0.0 or ::):
+   * the name of a machine or proxy in front of it. Requests naming any other
+   * host are refused (421), so a web page cannot read the cluster by pointing
+   * a DNS name of its own at this machine.
+   */
+  readonly allowedHosts?: readonly string[];
   /** Port; 0 (the default) takes a free one, which the URL names. */
   readonly port?: number;
   readonly limits?: Partial<DashboardLimits>;
@@ -72,6 +80,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const host = options.host ?? "127.0.0.1";
   const port = options.port ?? 0;
   if (!(Number.isInteger(port) && port >= 0 && port <= 65_535)) throw new RangeError(`port ${port} is not 0..65535`);
+  const accepted = acceptedHostnames(host, options.allowedHosts);
   const assets = loadAssets(assetsDir());
   const nc = await connect(options);
   const clock = options.clock ?? systemClock;
@@ -80,13 +89,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     snapshot: (state) => broadcast(clients, (c, frame) => c.snapshot(frame), sseFrame("snapshot", state)),
     event: (e) => broadcast(clients, (c, frame) => c.event(frame), sseFrame("event", e)),
   });
-  const routes: Routes = { assets, feed, clients, limits, clock, accepted: new Set() };
+  const routes: Routes = { assets, feed, clients, limits, clock, accepted };
   let server: http.Server | undefined;
   try {
     await feed.start();
     server = await listen(host, port, limits, (req, res) => route(req, res, routes));
     const bound = (server.address() as AddressInfo).port;
-    routes.accepted = acceptedHosts(host, bound);
     const url = `http://${hostInUrl(host)}:${bound}/`;
     return { url, close: () => close(server!, feed, clients, nc) };
   } catch (e) {
@@ -136,13 +144,19 @@ interface Routes {
   readonly clients: Set<SseClient>;
   readonly limits: DashboardLimits;
   readonly clock: TimerClock;
-  /** Host headers accepted (on loopback: set once the port is known, none before); undefined: any. */
-  accepted: ReadonlySet<string> | undefined;
+  /** Host names requests may name (`acceptedHostnames`). */
+  readonly accepted: ReadonlySet<string>;
 }
 
-/** Reads only: GET (and HEAD) of the page's files, the snapshot and the live feed. */
+/**
+ * Reads only: GET (and HEAD) of the page's files, the snapshot and the live
+ * feed, for requests that name one of the dashboard's own hosts and that a
+ * browser did not send on behalf of another site's page.
+ */
 function route(req: IncomingMessage, res: ServerResponse, r: Routes): void {
-  if (r.accepted && !r.accepted.has((req.headers.host ?? "").toLowerCase())) return sendText(res, 421, "this dashboard answers only to its own address");
+  if (!hostAccepted(req.headers.host, r.accepted)) return sendText(res, 421, "this dashboard answers only to its own names (pocket dashboard --allow-host)");
+  // Browsers say which site a request comes from; another site's page gets nothing, whatever it asks for.
+  if (req.headers["sec-fetch-site"] === "cross-site") return sendText(res, 403, "the dashboard does not answer other sites' pages");
   if (req.method !== "GET" && req.method !== "HEAD") return sendText(res, 405, "the dashboard only reads", { Allow: "GET, HEAD" });
   const pathname = new URL(req.url ?? "/", "http://dashboard").pathname;
   if (pathname === "/api/snapshot") return sendJson(req, res, r.feed.full());

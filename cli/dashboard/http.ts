@@ -1,7 +1,9 @@
 import fs from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
+import { InvalidArgumentError } from "../../schemas/errors";
 
 /**
  * Headers on every response: the page runs only its own script and style
@@ -37,19 +39,61 @@ export function loadAssets(dir: string): Map<string, Asset> {
   return new Map(assetFiles.map(([route, file, type]) => [route, { type, body: fs.readFileSync(path.join(dir, file)) }]));
 }
 
-/** Whether an address is this machine's loopback (then only loopback Host headers are accepted). */
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || (net.isIPv4(host) && host.startsWith("127."));
+/** Names of this machine's loopback, as a URL spells them: every dashboard answers to these. */
+const loopbackNames = ["localhost", "127.0.0.1", "[::1]"];
+
+/** What a Host header may hold: a DNS name or IPv4 address, or an IPv6 address in brackets, and a port. */
+const hostHeaderSyntax = /^(?:[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
+
+/** Whether `host` is a wildcard address (every interface). */
+function isWildcard(host: string): boolean {
+  return host === "0.0.0.0" || host === "::" || host === "";
 }
 
 /**
- * The Host headers a server bound to `host` accepts: on loopback, only its
- * own names, so that a web page elsewhere cannot reach it through a DNS name
- * rebound to 127.0.0.1 (DNS rebinding); undefined (any) otherwise.
+ * The host name of a Host header (or of a name an operator allows) as a URL
+ * spells it: lower case, IPv4 in dotted decimal, IPv6 compressed in brackets,
+ * without the port. Undefined for anything else (user info, a path, spaces).
  */
-export function acceptedHosts(host: string, port: number): ReadonlySet<string> | undefined {
-  if (!isLoopback(host)) return undefined;
-  return new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `${hostInUrl(host)}:${port}`]);
+export function hostnameOf(host: string): string | undefined {
+  const text = net.isIPv6(host) ? `[${host}]` : host;
+  if (!hostHeaderSyntax.test(text)) return undefined;
+  try {
+    return new URL(`http://${text}/`).hostname;
+  } catch (e) {
+    if (e instanceof TypeError) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The host names a dashboard bound to `host` answers to: loopback's, the bound
+ * address (every interface's address when bound to a wildcard, as they are when
+ * it starts) and the names an operator allows. A request naming any other host
+ * is refused, so that a web page whose own DNS name is pointed at this machine
+ * (DNS rebinding) cannot read the cluster through the visitor's browser.
+ * Throws InvalidArgumentError for an allowed name that is not a host name.
+ */
+export function acceptedHostnames(host: string, allowed: readonly string[] = []): ReadonlySet<string> {
+  const names = new Set(loopbackNames);
+  const add = (name: string, what: string): void => {
+    const hostname = hostnameOf(name);
+    if (hostname === undefined) throw new InvalidArgumentError(`${what} ${JSON.stringify(name)} is not a host name or address (no scheme, user or path)`);
+    names.add(hostname);
+  };
+  if (isWildcard(host)) {
+    for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) add(a.address, "interface address");
+  } else {
+    add(host, "the address to serve on");
+  }
+  for (const name of allowed) add(name, "allowed host");
+  return names;
+}
+
+/** Whether a request's Host header names one of `accepted` (any port: the name is what a rebinding page cannot fake). */
+export function hostAccepted(hostHeader: string | undefined, accepted: ReadonlySet<string>): boolean {
+  const hostname = hostHeader === undefined ? undefined : hostnameOf(hostHeader);
+  return hostname !== undefined && accepted.has(hostname);
 }
 
 /** A host as it is written in a URL (IPv6 in brackets; the wildcard addresses as this machine's loopback). */

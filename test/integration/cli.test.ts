@@ -1,5 +1,6 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { projectRoot } from "../../lib/process";
@@ -192,8 +193,18 @@ test("pocket up says which field of which actor's config is wrong when an actor 
   expect(r.stderr).toMatch(/^error: node config: \/capacityBytes must be ≥ 1 \(dram-0 exited with 2; see .*dram-0\.log\)$/m);
 }, 30_000);
 
-test("pocket dashboard serves the live cluster until interrupted", async () => {
-  const d = spawn(process.execPath, [pocketCli, "dashboard", "--port", "0"], { env: up.env, stdio: ["ignore", "pipe", "pipe"] });
+/** The status of a GET of `url` with this Host header. */
+function statusWithHost(url: URL, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: url.hostname, port: url.port, path: url.pathname, headers: { Host: host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on("error", reject);
+  });
+}
+
+test("pocket dashboard serves the live cluster until interrupted, to its own names and those allowed", async () => {
+  const d = spawn(process.execPath, [pocketCli, "dashboard", "--port", "0", "--allow-host", "dash.example,ops.example"], { env: up.env, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   d.stderr!.on("data", (b: Buffer) => { stderr += b.toString(); });
   const exited = new Promise<number | null>((resolve) => d.once("exit", (code) => resolve(code)));
@@ -215,6 +226,9 @@ test("pocket dashboard serves the live cluster until interrupted", async () => {
       const snap = await (await fetch(new URL("api/snapshot", url))).json() as { nodes?: Array<{ nodeId: string }> };
       return (snap.nodes ?? []).length === 2;
     }, 10_000, "the snapshot listing both nodes");
+    const snapshot = new URL("api/snapshot", url);
+    expect(await statusWithHost(snapshot, "ops.example")).toBe(200);
+    expect(await statusWithHost(snapshot, `rebound.example:${snapshot.port}`)).toBe(421);
   } finally {
     d.kill("SIGINT");
   }
@@ -241,4 +255,78 @@ test("pocket k8s secrets prints the cluster's Secrets from its auth directory, t
   const missing = pocket(["k8s", "secrets"]);
   expect(missing.status).toBe(2);
   expect(missing.stderr).toContain("--auth-dir");
+});
+
+describe("pocket k8s secrets keeps the cluster's private keys private", () => {
+  const authDir = path.join(tmp, "k8s-auth");
+  const args = ["k8s", "secrets", "--auth-dir", authDir, "--shards", "1"];
+  const modeOf = (file: string): number => fs.statSync(file).mode & 0o777;
+  type Secret = { metadata: { name: string }; data: Record<string, string> };
+  const secretsIn = (text: string | Buffer): Secret[] => parseAllDocuments(text.toString()).map((d) => d.toJS() as Secret);
+  const postgresUrlIn = (text: string | Buffer): string =>
+    Buffer.from(secretsIn(text).find((s) => s.metadata.name === "pocket-postgres")!.data["url"]!, "base64").toString();
+
+  test("--out writes a file only its owner can read, and replaces one only with --force", () => {
+    const out = path.join(tmp, "secrets.yaml");
+    const first = pocket([...args, "--out", out]);
+    expect({ status: first.status, stderr: first.stderr, stdout: first.stdout.toString() }).toEqual({ status: 0, stderr: "", stdout: "" });
+    expect(modeOf(out)).toBe(0o600);
+    const written = fs.readFileSync(out, "utf8");
+    expect(secretsIn(written).map((s) => s.metadata.name)).toEqual(expect.arrayContaining(["pocket-cluster", "pocket-controller", "pocket-operator"]));
+    const again = pocket([...args, "--out", out]);
+    expect(again.status).toBe(2);
+    expect(again.stderr).toContain("--force");
+    expect(fs.readFileSync(out, "utf8")).toBe(written);
+    // A file someone opened up is replaced by a private one, not written into.
+    fs.chmodSync(out, 0o644);
+    const forced = pocket([...args, "--out", out, "--force"]);
+    expect(forced.status).toBe(0);
+    expect(modeOf(out)).toBe(0o600);
+    expect(secretsIn(fs.readFileSync(out)).length).toBe(secretsIn(written).length);
+    expect(fs.readdirSync(tmp).filter((f) => f.startsWith("secrets.yaml."))).toEqual([]);
+    expect(pocket([...args, "--force"]).status).toBe(2);
+  });
+
+  test("standard output redirected to a file others can read gets nothing; a private one gets the Secrets", () => {
+    const file = path.join(tmp, "redirected.yaml");
+    const run = (mode: number): { status: number | null; stderr: string } => {
+      const fd = fs.openSync(file, "w", mode);
+      try {
+        fs.fchmodSync(fd, mode);
+        const r = spawnSync(process.execPath, [pocketCli, ...args], { env, stdio: ["ignore", fd, "pipe"] });
+        return { status: r.status, stderr: r.stderr.toString() };
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const open = run(0o644);
+    expect(open.status).toBe(2);
+    expect(open.stderr).toContain("--out FILE");
+    expect(fs.statSync(file).size).toBe(0);
+    expect(run(0o600).status).toBe(0);
+    expect(secretsIn(fs.readFileSync(file)).some((s) => s.metadata.name === "pocket-cluster")).toBe(true);
+  });
+
+  test("one's own PostgreSQL URL from a private file or POCKET_POSTGRES_URL; on the command line with a warning", () => {
+    const url = "postgres://pocket:s3cret@db.example.com:5432/pocket?sslmode=require";
+    const file = path.join(tmp, "pg-url");
+    fs.writeFileSync(file, `${url}\n`, { mode: 0o600 });
+    const fromFile = pocket([...args, "--postgres-url-file", file]);
+    expect({ status: fromFile.status, stderr: fromFile.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(postgresUrlIn(fromFile.stdout)).toBe(url);
+    const fromEnv = runPocket(args, { ...env, POCKET_POSTGRES_URL: url });
+    expect({ status: fromEnv.status, stderr: fromEnv.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(postgresUrlIn(fromEnv.stdout)).toBe(url);
+    const onCommandLine = pocket([...args, "--postgres-url", url]);
+    expect(onCommandLine.status).toBe(0);
+    expect(postgresUrlIn(onCommandLine.stdout)).toBe(url);
+    expect(onCommandLine.stderr).toMatch(/^pocket k8s secrets: warning: --postgres-url .*--postgres-url-file FILE or POCKET_POSTGRES_URL\n$/);
+    expect(postgresUrlIn(withoutEnv("POCKET_POSTGRES_URL", () => pocket(args)).stdout)).toMatch(/^postgres:\/\/pocket:[0-9a-f]+@pocket-postgres:5432\/pocket$/);
+    // A URL file others can read is refused, like any secret file; both flags at once is a usage error.
+    fs.chmodSync(file, 0o644);
+    const openFile = pocket([...args, "--postgres-url-file", file]);
+    expect(openFile.status).toBe(1);
+    expect(openFile.stderr).toContain("readable by others");
+    expect(pocket([...args, "--postgres-url-file", file, "--postgres-url", url]).status).toBe(2);
+  });
 });

@@ -9,6 +9,7 @@ import { projectRoot } from "../../lib/process";
 import { Role } from "../../bus/credentials";
 import { startDashboard, type Dashboard } from "../../cli/dashboard/dashboard";
 import { SseClient, sseFrame } from "../../cli/dashboard/sse";
+import { InvalidArgumentError } from "../../schemas/errors";
 import type { PocketJob } from "../../client/pocket";
 import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
 import { within } from "../harness/wait";
@@ -44,6 +45,11 @@ interface InPage {
   readonly Image: new () => { src: string; decode(): Promise<void>; readonly naturalWidth: number; readonly naturalHeight: number };
 }
 
+/** A DNS name of someone else's, resolved (by the browser) to this machine. */
+const reboundName = "rebound.example";
+/** Another site, also on this machine: its page asks the dashboard for the cluster. */
+const otherSiteName = "other-site.example";
+
 if (!fs.existsSync(chromiumPath)) {
   throw new Error(`no Chromium at ${chromiumPath}: apt-get install chromium (or set POCKET_CHROMIUM to a Chromium binary)`);
 }
@@ -62,7 +68,11 @@ beforeAll(async () => {
   });
   browser = await puppeteer.launch({
     executablePath: chromiumPath, headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check"],
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
+      // Names someone else's DNS points at this machine: a page at one is another site (DNS rebinding, cross-site requests).
+      `--host-resolver-rules=${[reboundName, otherSiteName].map((n) => `MAP ${n} 127.0.0.1`).join(", ")}`,
+    ],
   });
 }, 30_000);
 
@@ -254,6 +264,88 @@ test("at most clientsMax live pages; a request for another host name is refused"
   req.destroy();
   expect(status).toBe(421);
 });
+
+/** The status of a GET of `path` from the dashboard at `url`, with this Host header and more headers. */
+function statusOf(url: URL, path: string, host: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port: url.port, path, headers: { ...headers, Host: host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on("error", reject);
+  });
+}
+
+/**
+ * The status the server sent for the browser's request of `url`, made by
+ * `request` (seen by the browser's network layer: a page may not read another
+ * site's response, and the browser blocks it before the page sees anything).
+ */
+async function statusSentToBrowser(page: Page, url: string, request: () => Promise<void>): Promise<number> {
+  const cdp = await page.createCDPSession();
+  try {
+    await cdp.send("Network.enable");
+    const urls = new Map<string, string>();
+    const statuses = new Map<string, number>();
+    const sent = new Promise<number>((resolve) => {
+      const check = (id: string): void => { if (urls.get(id) === url && statuses.has(id)) resolve(statuses.get(id)!); };
+      cdp.on("Network.requestWillBeSent", (e) => { urls.set(e.requestId, e.request.url); check(e.requestId); });
+      cdp.on("Network.responseReceivedExtraInfo", (e) => { statuses.set(e.requestId, e.statusCode); check(e.requestId); });
+    });
+    await request();
+    return await within(sent, 10_000, `the response to the browser's request of ${url}`);
+  } finally {
+    await cdp.detach();
+  }
+}
+
+/** This machine's interface addresses, as a Host header names them. */
+function interfaceHosts(): string[] {
+  return Object.values(os.networkInterfaces()).flatMap((as) => as ?? []).map((a) => (a.family === "IPv6" ? `[${a.address}]` : a.address));
+}
+
+test("on every interface, it answers only to its own names and those allowed, and never to another site's page", async () => {
+  const credentials = t!.auth.credentials(Role.Operator, "dashboard-wide");
+  await expect(startDashboard({ servers: t!.nats.url, credentials, allowedHosts: ["http://pocket-dash.example/"] })).rejects.toBeInstanceOf(InvalidArgumentError);
+  const wide = await startDashboard({ servers: t!.nats.url, credentials, host: "0.0.0.0", port: 0, allowedHosts: ["pocket-dash.example"] });
+  const page = await browser!.newPage();
+  const other = http.createServer((_req, res) => {
+    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+    res.end("<!doctype html><title>another site</title>");
+  });
+  try {
+    const url = new URL(wide.url);
+    const port = url.port;
+    // Its own names: loopback's, every interface's address, the allowed one (in any case), with or without the port.
+    for (const host of ["127.0.0.1", "localhost", "[::1]", ...interfaceHosts(), "pocket-dash.example", "POCKET-DASH.Example"]) {
+      for (const h of [`${host}:${port}`, host]) expect({ h, status: await statusOf(url, "/api/snapshot", h) }).toEqual({ h, status: 200 });
+    }
+    // Any other name, or a Host header that is not a name, gets nothing.
+    for (const h of [`${reboundName}:${port}`, `127.0.0.1.${reboundName}:${port}`, `dash.pocket-dash.example:${port}`, `x@127.0.0.1:${port}`, "127.0.0.1/x"]) {
+      expect({ h, status: await statusOf(url, "/api/snapshot", h) }).toEqual({ h, status: 421 });
+    }
+    // A request a browser makes for another site's page is refused; its own page's, and typed-in ones, are not.
+    const own = `127.0.0.1:${port}`;
+    expect(await statusOf(url, "/api/snapshot", own, { "Sec-Fetch-Site": "cross-site" })).toBe(403);
+    expect(await statusOf(url, "/api/live", own, { "Sec-Fetch-Site": "cross-site" })).toBe(403);
+    for (const site of ["same-origin", "same-site", "none"]) expect(await statusOf(url, "/", own, { "Sec-Fetch-Site": site })).toBe(200);
+
+    // In a browser: a page at a name rebound to this machine is refused.
+    expect((await page.goto(`http://${reboundName}:${port}/`))!.status()).toBe(421);
+    // Another site's page asking for the snapshot: the browser says where the request comes from, and it is refused.
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+    await page.goto(`http://${otherSiteName}:${(other.address() as AddressInfo).port}/`);
+    const snapshot = `http://127.0.0.1:${port}/api/snapshot`;
+    const status = await statusSentToBrowser(page, snapshot, async () => {
+      await page.evaluate((u: string) => fetch(u, { mode: "no-cors" }).then(() => "read", () => "refused"), snapshot);
+    });
+    expect(status).toBe(403);
+  } finally {
+    await page.close();
+    other.closeAllConnections();
+    await new Promise<void>((resolve) => other.close(() => resolve()));
+    await wide.close();
+  }
+}, 30_000);
 
 /** Opens the live feed with a Host header of its own; resolves with the status once the headers are in. */
 function openLive(url: URL, host: string): Promise<{ status: number; req: http.ClientRequest }> {

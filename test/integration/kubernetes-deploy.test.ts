@@ -10,7 +10,7 @@ import { decodeJson } from "../../bus/body";
 import { Role } from "../../bus/credentials";
 import { connectWithCreds } from "../../bus/nats-connect";
 import { Subjects } from "../../bus/subjects";
-import { nodeCredsKey, PodPaths, storageNodeValues, renderManifest } from "../../actors/orchestrator/kubernetes";
+import { nodeCredsKey, PodPaths, renderNodePod } from "../../actors/orchestrator/kubernetes";
 import { ClusterAuth } from "../../deploy/cluster-auth";
 import { KubernetesNames, KubernetesSecret, kubernetesSecrets } from "../../deploy/kubernetes-secrets";
 import { natsServerBinary } from "../../deploy/nats-server";
@@ -20,7 +20,7 @@ import { eventually } from "../harness/cluster";
 import { fakeKubernetesApi, writeKubeconfig, type Seen } from "../harness/kubernetes-api";
 import { PostgresServer } from "../harness/postgres-server";
 import { within } from "../harness/wait";
-import { expandEnv, manifestsDir, named, parseManifests, podsOf, renderKustomization, secretValues, type Container, type Manifest } from "../harness/manifests";
+import { expandEnv, manifestsDir, named, podsOf, renderKustomization, secretValues, type Container, type Manifest } from "../harness/manifests";
 
 /*
  * The deployment's moving parts run for real, on this machine, as close to
@@ -245,9 +245,8 @@ test("a storage node runs from the DRAM pod template as the controller renders i
   const auth = ClusterAuth.open(authDir);
   const spec = { nodeId: "dram-auto-3", tier: "dram" as const, capacityBytes: 64 * 2 ** 20 };
   const ctx = { natsUrl: "nats://pocket-nats:4222", secret: "unused", nodeCredentials: (id: string) => auth.credentials(Role.Node, id) };
-  const values = storageNodeValues(spec, ctx, "pocket-on-nats:test", ctx.natsUrl);
   const template = (named(manifests, "ConfigMap", "pocket-node-templates")["data"] as Record<string, string>)["storage-node-dram.yaml"]!;
-  const pod = parseManifests(renderManifest(template, values), "storage-node-dram.yaml")[0]!;
+  const pod = renderNodePod(template, spec, ctx, "pocket-on-nats:test", ctx.natsUrl) as unknown as Manifest;
   const c = podsOf([pod])[0]!.spec.containers[0]!;
   const port = await freePort();
   const { ready, stop } = await runActor("node", c, { POCKET_ADVERTISE_HOST: "127.0.0.1", POCKET_SECRET: secret(KubernetesSecret.cluster)["secret"]! },

@@ -6,7 +6,7 @@ import { Defaults } from "../../actors/runtime/config";
 import { ActorKind, ControllerConfigSchema, ScalingPolicySchema, ShardConfigSchema, StorageNodeConfigSchema } from "../../actors/runtime/config-schema";
 import { ActorConfigError, checkActorConfig } from "../../actors/runtime/config-check";
 import { DefaultPolicy } from "../../actors/controller/policy";
-import { renderManifest, storageNodeValues } from "../../actors/orchestrator/kubernetes";
+import { renderNodePod } from "../../actors/orchestrator/kubernetes";
 import { Tier } from "../../schemas/operations";
 
 const secret = "0123456789abcdef0123456789abcdef";
@@ -50,7 +50,7 @@ test("the Kubernetes manifests' configs pass (the secret comes from the pod's en
   const launched = [Tier.Dram, Tier.Nvme].flatMap((tier) => {
     const template = fs.readFileSync(path.join(dir, `storage-node-${tier}.yaml`), "utf8");
     const spec = { nodeId: `${tier}-auto-1`, tier, capacityBytes: 2 ** 30 };
-    return actorConfigsIn(parse(renderManifest(template, storageNodeValues(spec, { natsUrl: "nats://nats:4222", secret, heartbeatIntervalMs: 1000 }, "pocket:1", "nats://nats:4222"))));
+    return actorConfigsIn([renderNodePod(template, spec, { natsUrl: "nats://nats:4222", secret, heartbeatIntervalMs: 1000 }, "pocket:1", "nats://nats:4222") as ManifestDoc]);
   });
   // The controller, the shards and a node of each tier.
   expect([...fixed, ...launched].map((c) => c.kind).sort()).toEqual(["controller", "node", "node", "shard"]);

@@ -8,7 +8,7 @@ import { Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v
 import type { ControllerConfig } from "../../actors/controller/controller";
 import type { ShardConfig } from "../../actors/metadata/shard";
 import type { StorageNodeConfig } from "../../actors/storage/storage-node";
-import { PodPaths, nodeCredsKey, podDataPort, podHttpPort, renderManifest, storageNodeValues } from "../../actors/orchestrator/kubernetes";
+import { PodPaths, nodeCredsKey, podDataPort, podHttpPort, renderNodePod } from "../../actors/orchestrator/kubernetes";
 import { ClusterAuth } from "../../deploy/cluster-auth";
 import { Role as BusRole } from "../../bus/credentials";
 import { KubernetesNames, KubernetesSecret, kubernetesSecrets } from "../../deploy/kubernetes-secrets";
@@ -41,7 +41,7 @@ function nodePods(manifests: readonly Manifest[]): Manifest[] {
     { file: "storage-node-dram.yaml", spec: { nodeId: "dram-auto-1", tier: "dram" as const, capacityBytes: 2 ** 31 } },
     { file: "storage-node-nvme.yaml", spec: { nodeId: "nvme-auto-1", tier: "nvme" as const, capacityBytes: 100 * 2 ** 30 } },
   ].map(({ file, spec }) => {
-    const pod = parseManifests(renderManifest(templates[file]!, storageNodeValues(spec, ctx, image, ctx.natsUrl)), file)[0]!;
+    const pod = renderNodePod(templates[file]!, spec, ctx, image, ctx.natsUrl) as unknown as Manifest;
     pod.metadata.namespace = readKustomization().namespace!;
     return pod;
   });
