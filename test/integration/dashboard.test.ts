@@ -58,12 +58,18 @@ let t: TestCluster | undefined;
 let dashboard: Dashboard | undefined;
 let browser: Browser | undefined;
 let tmp: string;
+/** Pages a test opened and has not closed yet (it failed before it could). */
+const leftOpen = new Set<Page>();
+afterEach(async () => {
+  for (const p of leftOpen) await p.close();
+  leftOpen.clear();
+});
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pocket-dashboard-"));
   // One static DRAM node of 32 MiB; a job that asks for 80 MiB makes the controller launch two more.
   t = await startTestCluster({
-    shards: 1, dram: 1, dramCapacityBytes: 32 * MiB, orchestrator: "local", minNodes: 1, maxNodes: 3, heartbeatIntervalMs: 250,
+    shards: 1, dram: 1, dramCapacityBytes: 32 * MiB, orchestrator: "local", minNodes: 1, maxNodes: 3, heartbeatIntervalMs: 500,
     policy: { startupGraceMs: 500, sustainMs: 1_000, cooldownMs: 1_500, windowMs: 1_000 },
   });
   browser = await puppeteer.launch({
@@ -154,6 +160,7 @@ test("the page shows the cluster's nodes, jobs and weights, the band and the lau
     servers: t!.nats.url, credentials: t!.auth.credentials(Role.Operator, "dashboard"), port: 0, limits: { snapshotIntervalMs: 250, clientsMax: 4 },
   });
   const page = await browser!.newPage();
+  leftOpen.add(page); // closed after the test even when it fails, so the next one finds no page of this one's
   const problems: string[] = [];
   page.on("console", (m) => { if (m.type() === "error" || m.type() === "warn") problems.push(`console ${m.type()}: ${m.text()}`); });
   page.on("pageerror", (e) => problems.push(`page error: ${e instanceof Error ? e.message : String(e)}`));
@@ -237,6 +244,7 @@ test("the page shows the cluster's nodes, jobs and weights, the band and the lau
 
   expect(problems).toEqual([]);
   await page.close();
+  leftOpen.delete(page);
   await c.deregisterJob(second.token);
   await c.deregisterJob(big.token);
 }, writeDocsScreenshot ? 90_000 : 40_000);
