@@ -164,7 +164,20 @@ export class TcpConnection {
    * rejects). Once `cancel` fires, a request still waiting for a slot is not
    * sent, and one in flight frees its slot and its reply is dropped.
    */
-  async request(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel?: CancelHook): Promise<Frame> {
+  request(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel?: CancelHook): Promise<Frame> {
+    // A free slot on an open connection: sent now, with no await (and no promise) before it goes.
+    if (this.#stage !== Stage.Open || this.#pending.size >= this.options.inflightMax || cancel?.reason !== undefined || this.#closedError) {
+      return this.#requestWhenFree(name, meta, payload, timeoutMs, cancel);
+    }
+    try {
+      return this.#send(name, meta, payload, timeoutMs, cancel);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Waits for a slot (or the handshake), then sends; throws if the request is cancelled or the connection fails first. */
+  async #requestWhenFree(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel: CancelHook | undefined): Promise<Frame> {
     for (;;) {
       if (cancel?.reason !== undefined) throw cancel.reason;
       if (this.#closedError) throw this.#closedError;
@@ -172,6 +185,11 @@ export class TcpConnection {
       if (this.#waiters.length >= this.options.waitersMax) throw new BusyError(`more than ${this.options.waitersMax} requests queued for ${this.addr}`);
       await this.#slot(cancel);
     }
+    return this.#send(name, meta, payload, timeoutMs, cancel);
+  }
+
+  /** Writes one request in a free slot; resolves with its reply frame. */
+  #send(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel: CancelHook | undefined): Promise<Frame> {
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffff_ffff ? 3 : this.#nextId + 1;
     const [head, body] = encodeFrame(FrameKind.Request, id, name, meta, payload);
