@@ -31,46 +31,10 @@ export interface OperationOptions {
   readonly retry?: RetryOptions | false | undefined;
 }
 
-/** Something told when a user's signal fires: a call's scope. */
-interface AbortWatcher {
-  onUserAbort(): void;
-}
-
 /** The scopes watching one signal, and the one listener that tells them. */
 interface SignalWatch {
-  readonly watchers: Set<AbortWatcher>;
+  readonly scopes: Set<CallScope>;
   readonly listener: () => void;
-}
-
-/**
- * The scopes of the calls in flight given each signal: one listener per
- * signal however many calls share it (a signal shared by a hundred calls
- * gets one listener, not a hundred). The listener goes when the last of
- * them stops watching, or when the signal fires.
- */
-const watches = new WeakMap<AbortSignal, SignalWatch>();
-
-function watchSignal(signal: AbortSignal, watcher: AbortWatcher): void {
-  let watch = watches.get(signal);
-  if (watch === undefined) {
-    const watchers = new Set<AbortWatcher>();
-    const listener = (): void => {
-      watches.delete(signal);
-      for (const w of watchers) w.onUserAbort();
-      watchers.clear();
-    };
-    watch = { watchers, listener };
-    watches.set(signal, watch);
-    signal.addEventListener("abort", listener, { once: true });
-  }
-  watch.watchers.add(watcher);
-}
-
-function unwatchSignal(signal: AbortSignal, watcher: AbortWatcher): void {
-  const watch = watches.get(signal);
-  if (watch === undefined || !watch.watchers.delete(watcher) || watch.watchers.size > 0) return;
-  watches.delete(signal);
-  signal.removeEventListener("abort", watch.listener);
 }
 
 /**
@@ -83,7 +47,15 @@ function unwatchSignal(signal: AbortSignal, watcher: AbortWatcher): void {
  * `close()` when the call has settled: it stops watching the user's signal
  * and stops the deadline's timer.
  */
-export class CallScope implements AbortWatcher {
+export class CallScope {
+  /**
+   * The scopes of the calls in flight given each signal: one listener per
+   * signal however many calls share it (a signal shared by a hundred calls
+   * gets one listener, not a hundred). The listener goes when the last of
+   * them closes, or when the signal fires.
+   */
+  static readonly #watches = new WeakMap<AbortSignal, SignalWatch>();
+
   readonly #user: AbortSignal | undefined;
   #timer: NodeJS.Timeout | undefined;
   readonly #deadlineMs: number | undefined;
@@ -111,7 +83,7 @@ export class CallScope implements AbortWatcher {
     }
     if (signal) {
       this.#user = signal;
-      watchSignal(signal, this);
+      CallScope.#watch(signal, this);
     }
     if (timeoutMs !== undefined) {
       this.#deadlineMs = Date.now() + timeoutMs;
@@ -213,7 +185,7 @@ export class CallScope implements AbortWatcher {
 
   /** Ends the scope: it no longer watches the user's signal, no timer. */
   close(): void {
-    if (this.#user !== undefined) unwatchSignal(this.#user, this);
+    if (this.#user !== undefined) CallScope.#unwatch(this.#user, this);
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#waiters?.clear();
   }
@@ -231,11 +203,34 @@ export class CallScope implements AbortWatcher {
     waiters.clear();
   }
 
-  /** @internal Told by the watch on the user's signal when it fires. */
-  onUserAbort(): void {
+  /** The user's signal fired. */
+  #onUserAbort(): void {
     const e = this.#aborted(this.#user!);
     if (this.#committing > 0) this.#deferred ??= e;
     else this.#end(e);
+  }
+
+  static #watch(signal: AbortSignal, scope: CallScope): void {
+    let watch = CallScope.#watches.get(signal);
+    if (watch === undefined) {
+      const scopes = new Set<CallScope>();
+      const listener = (): void => {
+        CallScope.#watches.delete(signal);
+        for (const s of scopes) s.#onUserAbort();
+        scopes.clear();
+      };
+      watch = { scopes, listener };
+      CallScope.#watches.set(signal, watch);
+      signal.addEventListener("abort", listener, { once: true });
+    }
+    watch.scopes.add(scope);
+  }
+
+  static #unwatch(signal: AbortSignal, scope: CallScope): void {
+    const watch = CallScope.#watches.get(signal);
+    if (watch === undefined || !watch.scopes.delete(scope) || watch.scopes.size > 0) return;
+    CallScope.#watches.delete(signal);
+    signal.removeEventListener("abort", watch.listener);
   }
 
   #aborted(signal: AbortSignal): AbortError {
