@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { isPocketError, ErrorCode, NodeUnavailableError, UnauthorizedError } from "../schemas/errors";
+import { isPocketError, ErrorCode, InvalidArgumentError, NodeUnavailableError, UnauthorizedError } from "../schemas/errors";
 import { ControllerOps, ShardOps, type ExtentRef, type JobHints, type NodeInfo, type Weight } from "../schemas/operations";
 import type { Operation, ReplyOf, RequestOf } from "../schemas/operation";
 import type { Bus } from "../bus/bus";
@@ -56,7 +56,8 @@ export interface PocketOptions {
    * Jobs whose lambda credential this client keeps a NATS connection open
    * with (a driver that reads and writes its jobs' data; default 64). One
    * in use is never closed under its calls: while all are, up to as many
-   * again are opened, and closed as they fall idle.
+   * again are opened (each closed once idle for a second); past that a
+   * call fails with Busy, which the retry policy retries.
    */
   readonly jobConnectionsMax?: number | undefined;
   /**
@@ -137,6 +138,7 @@ interface JobLinks {
 
 const jobLinks = new WeakMap<PocketJob, JobLinks>();
 
+/** What `job` keeps of the direct transport (made on its first call). */
 function linksOf(job: PocketJob): JobLinks {
   let links = jobLinks.get(job);
   if (links === undefined) {
@@ -197,6 +199,7 @@ export class PocketClient {
    * not retry unless given a policy (a seeded run replays its faults as they came).
    */
   static over(bus: Pick<Bus, "caller">, options: Omit<PocketOptions, "servers" | "transport"> = {}): PocketClient {
+    checkJobConnectionsMax(options.jobConnectionsMax);
     return new PocketClient(undefined, { ...options, retry: options.retry ?? false, servers: [], transport: ClientTransport.Nats }, bus);
   }
 
@@ -231,6 +234,7 @@ export class PocketClient {
    */
   static async connect(options: PocketOptions): Promise<PocketClient> {
     checkOptions(options, "PocketClient.connect(options)");
+    checkJobConnectionsMax(options.jobConnectionsMax);
     resolvePolicy(options.retry, undefined);
     const nc = await connectWithCreds(options.servers, options.credentials, undefined, {
       name: options.name ?? "pocket-client", maxReconnectAttempts: 10, ...natsTls(options),
@@ -508,6 +512,12 @@ export class PocketClient {
 /** A job token is a string (whether it is a valid one is the controller's or the shard's to say). */
 function checkToken(token: unknown, what: string): void {
   if (typeof token !== "string") throw new TypeError(`${what}: token must be a string, not ${token === null ? "null" : typeof token}`);
+}
+
+/** `jobConnectionsMax`, when given, is a whole number, at least 1. */
+function checkJobConnectionsMax(value: unknown): void {
+  if (value === undefined || (typeof value === "number" && Number.isSafeInteger(value) && value >= 1)) return;
+  throw new InvalidArgumentError(`jobConnectionsMax must be a whole number, at least 1, not ${String(value)}`);
 }
 
 /** Whether a failure of a call of each kind may be retried (made once, not per call). */

@@ -1,6 +1,6 @@
 import { ClientTransport, PocketClient, type PocketOptions, type RegisteredJob } from "../../client/pocket";
 import type { RetryEvent } from "../../client/retry";
-import { BusyError } from "../../schemas/errors";
+import { BusyError, InvalidArgumentError } from "../../schemas/errors";
 import { eventually, patternBytes, Role, startTestCluster, type TestCluster } from "../harness/cluster";
 
 /**
@@ -113,4 +113,11 @@ test("deregistering a job releases its connection and credential though no handl
   expect(await connectionsNamed(`leaving-driver-${reg.jobId}`)).toEqual([]);
   // The credential went too: the job's requests would now go on the client's own connection.
   expect(await client.natsFor(reg.jobId)).toBe(client.nc);
+});
+
+test("a bound of connections that is not a whole number of at least 1 is refused before anything is reached", async () => {
+  for (const jobConnectionsMax of [0, -1, 2.5, Number.NaN]) {
+    await expect(PocketClient.connect({ servers: t.nats.url, credentials: t.auth.credentials(Role.Driver, "bad-bound"), jobConnectionsMax }))
+      .rejects.toBeInstanceOf(InvalidArgumentError);
+  }
 });
