@@ -353,7 +353,7 @@ export class PocketJob {
     }, scope.request(), this);
     const got = r.payload ?? new Uint8Array(0);
     checkBytes(`extent ${p.ref.extentId}`, got, { offset: p.offset, length: p.length, total: p.ref.length, crc: p.ref.crc }, r.reply);
-    return { bytes: Buffer.from(got.buffer, got.byteOffset, got.byteLength), owned: r.payloadOwned === true };
+    return { bytes: Buffer.isBuffer(got) ? got : Buffer.from(got.buffer, got.byteOffset, got.byteLength), owned: r.payloadOwned === true };
   }
 
   async #readPieces(pieces: readonly Piece[], length: number, scope: CallScope): Promise<Buffer> {
