@@ -3,7 +3,7 @@ import tls from "node:tls";
 import type { Operation, RequestOf } from "../schemas/operation";
 import { BusyError, errorFromWire, InternalError, InvalidArgumentError, NodeUnavailableError, TimeoutError } from "../schemas/errors";
 import { decodeJson, decodeReplyMeta, encodeJson, encodeRequestMeta } from "./body";
-import { abortReason, type Caller, type CallOptions, type CallResult } from "./caller";
+import { abortReason, CancelGroup, type Caller, type CallOptions, type CallResult, type Cancellable, type CancelHook } from "./caller";
 import { encodeFrame, FrameDecoder, FrameError, FrameKind, FrameReader, type Frame } from "./frame";
 import { helloFrameBytesMax, isAuthReply, isTransportKey, newHello, TransportAuth, TransportHello, verifyHello, type HelloRequest, type PeerIdentity } from "./handshake";
 import { corkUntilNextTick } from "./tcp-server";
@@ -61,13 +61,29 @@ export class ConnectionLostError extends NodeUnavailableError {}
 /** Error codes a server may answer a hello with; any other answer to a hello is no proof of identity. */
 const helloRefusals = new Set<string>(TransportHello.errors);
 
-interface Pending {
-  resolve(frame: Frame): void;
-  reject(e: Error): void;
-  /** When the caller stops waiting (Date.now() ms); the connection's sweep rejects it then. */
-  readonly deadlineMs: number;
-  readonly timeoutMs: number;
-  readonly name: string;
+/**
+ * A request in flight: settled by its reply, its deadline, the connection's
+ * failure, or its call's cancel hook (one object per request, which is also
+ * what joins the hook: no closure per request).
+ */
+class Pending implements Cancellable {
+  constructor(
+    readonly id: number,
+    readonly resolve: (frame: Frame) => void,
+    readonly reject: (e: Error) => void,
+    /** When the caller stops waiting (Date.now() ms); the connection's sweep rejects it then. */
+    readonly deadlineMs: number,
+    readonly timeoutMs: number,
+    readonly name: string,
+    readonly hook: CancelHook | undefined,
+    /** Frees the request's slot when it is cancelled (its connection's, made once per connection). */
+    private readonly release: (p: Pending) => void,
+  ) {}
+
+  cancel(reason: Error): void {
+    this.release(this);
+    this.reject(reason);
+  }
 }
 
 const Stage = {
@@ -150,23 +166,42 @@ export class TcpConnection {
 
   /**
    * Sends one request and resolves with its reply frame (an error frame
-   * rejects). Once `signal` fires, a request still waiting for a slot is not
+   * rejects). Once `cancel` fires, a request still waiting for a slot is not
    * sent, and one in flight frees its slot and its reply is dropped.
    */
-  async request(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Frame> {
+  request(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel?: CancelHook): Promise<Frame> {
+    // A free slot on an open connection: sent now, with no await (and no promise) before it goes.
+    if (this.#stage !== Stage.Open || this.#pending.size >= this.options.inflightMax || cancel?.reason !== undefined || this.#closedError) {
+      return this.#requestWhenFree(name, meta, payload, timeoutMs, cancel);
+    }
+    try {
+      return this.#send(name, meta, payload, timeoutMs, cancel);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Waits for a slot (or the handshake), then sends; throws if the request is cancelled or the connection fails first. */
+  async #requestWhenFree(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel: CancelHook | undefined): Promise<Frame> {
     for (;;) {
-      if (signal?.aborted) throw abortReason(signal);
+      if (cancel?.reason !== undefined) throw cancel.reason;
       if (this.#closedError) throw this.#closedError;
       if (this.#stage === Stage.Open && this.#pending.size < this.options.inflightMax) break;
       if (this.#waiters.length >= this.options.waitersMax) throw new BusyError(`more than ${this.options.waitersMax} requests queued for ${this.addr}`);
-      await this.#slot(signal);
+      await this.#slot(cancel);
     }
+    return this.#send(name, meta, payload, timeoutMs, cancel);
+  }
+
+  /** Writes one request in a free slot; resolves with its reply frame. */
+  #send(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel: CancelHook | undefined): Promise<Frame> {
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffff_ffff ? 3 : this.#nextId + 1;
     const [head, body] = encodeFrame(FrameKind.Request, id, name, meta, payload);
     const reply = new Promise<Frame>((resolve, reject) => {
-      const pending = { resolve, reject, deadlineMs: Date.now() + timeoutMs, timeoutMs, name };
-      this.#pending.set(id, signal ? this.#abandonedOnAbort(id, pending, signal) : pending);
+      const pending = new Pending(id, resolve, reject, Date.now() + timeoutMs, timeoutMs, name, cancel, this.#release);
+      this.#pending.set(id, pending);
+      cancel?.join(pending);
     });
     this.#sweep ??= setInterval(() => this.#expire(), deadlineSweepMs);
     corkUntilNextTick(this.#socket);
@@ -179,41 +214,32 @@ export class TcpConnection {
     this.#fail(new NodeUnavailableError(`connection to ${this.addr} closed by the client`));
   }
 
-  /** Waits to be woken for a slot; a caller whose signal fires leaves the queue. */
-  #slot(signal: AbortSignal | undefined): Promise<void> {
+  /** Waits to be woken for a slot; a caller whose request is cancelled leaves the queue. */
+  #slot(cancel: CancelHook | undefined): Promise<void> {
     return new Promise<void>((resolve) => {
-      if (!signal) {
+      if (!cancel) {
         this.#waiters.push(resolve);
         return;
       }
-      const wake = (): void => { signal.removeEventListener("abort", leave); resolve(); };
-      const leave = (): void => {
-        const i = this.#waiters.indexOf(wake);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        resolve();
+      const leave: Cancellable = {
+        cancel: () => {
+          const i = this.#waiters.indexOf(wake);
+          if (i >= 0) this.#waiters.splice(i, 1);
+          resolve();
+        },
       };
-      signal.addEventListener("abort", leave, { once: true });
+      const wake = (): void => { cancel.leave(leave); resolve(); };
       this.#waiters.push(wake);
+      cancel.join(leave);
     });
   }
 
-  /** `pending`, given up when `signal` fires (its slot goes to the next caller); the listener goes when it settles. */
-  #abandonedOnAbort(id: number, pending: Pending, signal: AbortSignal): Pending {
-    const onAbort = (): void => {
-      if (this.#pending.get(id) === settled) {
-        this.#pending.delete(id);
-        this.#wake();
-      }
-      pending.reject(abortReason(signal));
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    const settled: Pending = {
-      ...pending,
-      resolve: (frame) => { signal.removeEventListener("abort", onAbort); pending.resolve(frame); },
-      reject: (e) => { signal.removeEventListener("abort", onAbort); pending.reject(e); },
-    };
-    return settled;
-  }
+  /** A cancelled request gives up its slot (to the next caller) and its reply is dropped. */
+  readonly #release = (p: Pending): void => {
+    if (this.#pending.get(p.id) !== p) return;
+    this.#pending.delete(p.id);
+    this.#wake();
+  };
 
   #write(id: number, name: string, meta: unknown): void {
     this.#socket.write(encodeFrame(FrameKind.Request, id, name, encodeJson(meta))[0]);
@@ -294,9 +320,10 @@ export class TcpConnection {
       return;
     }
     const p = this.#pending.get(frame.requestId);
-    if (!p) return; // timed out already
+    if (!p) return; // timed out or cancelled already
     this.#pending.delete(frame.requestId);
     this.#wake();
+    p.hook?.leave(p);
     p.resolve(frame);
   }
 
@@ -311,6 +338,7 @@ export class TcpConnection {
       if (p.deadlineMs > now) continue;
       this.#pending.delete(id);
       this.#wake();
+      p.hook?.leave(p);
       p.reject(new TimeoutError(`${p.name} to ${this.addr}: no reply within ${p.timeoutMs} ms`));
     }
     if (this.#pending.size === 0) this.#stopSweep();
@@ -334,7 +362,10 @@ export class TcpConnection {
     this.#closedError = e;
     clearTimeout(this.#helloTimer);
     this.#socket.destroy();
-    for (const p of this.#pending.values()) p.reject(e);
+    for (const p of this.#pending.values()) {
+      p.hook?.leave(p);
+      p.reject(e);
+    }
     this.#pending.clear();
     this.#stopSweep();
     for (const w of this.#waiters.splice(0)) w();
@@ -407,17 +438,26 @@ export class TcpPool {
   }
 }
 
+/** What a call without options is given. */
+const noOptions: CallOptions = {};
+
 class TcpCaller implements Caller {
   /** The connection this caller last used, reused while it stays open (no pool lookup per call). */
   #connection: TcpConnection | undefined;
 
   constructor(private readonly pool: TcpPool, private readonly addr: string, private readonly peer: PeerIdentity, private readonly token: string) {}
 
-  async call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions = {}): Promise<CallResult<O>> {
+  call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions = noOptions): Promise<CallResult<O>> {
+    const { signal } = options;
+    if (signal === undefined || options.cancel !== undefined) return this.#call(op, request, options, options.cancel);
+    return withSignal(signal, (cancel) => this.#call(op, request, options, cancel));
+  }
+
+  async #call<O extends Operation>(op: O, request: RequestOf<O>, options: CallOptions, cancel: CancelHook | undefined): Promise<CallResult<O>> {
     let connection = this.#connection;
     if (!connection || connection.closed) connection = this.#connection = this.pool.connection(this.addr, this.peer, this.token);
     const meta = encodeRequestMeta(op.name, withoutSessionToken(request, connection.token));
-    const frame = await connection.request(op.name, meta, options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs, options.signal);
+    const frame = await connection.request(op.name, meta, options.payload, options.timeoutMs ?? this.pool.options.requestTimeoutMs, cancel);
     if (frame.kind === FrameKind.Error) {
       const { code, message } = decodeJson(frame.meta) as { code: string; message: string };
       throw errorFromWire(code, message);
@@ -434,8 +474,24 @@ class TcpCaller implements Caller {
  */
 function withoutSessionToken(request: unknown, sessionToken: string): unknown {
   if ((request as { token?: unknown }).token !== sessionToken) return request;
-  const { token: _token, ...rest } = request as { token?: unknown };
-  return rest;
+  // An undefined field is not sent (JSON or binary); a plain spread is much cheaper than a rest that leaves a key out.
+  return { ...(request as object), token: undefined };
+}
+
+/**
+ * Runs `call` with a cancel hook fired by `signal` (a caller that gave a
+ * signal, not a hook): one listener for the call, removed when it settles.
+ */
+async function withSignal<T>(signal: AbortSignal, call: (cancel: CancelHook) => Promise<T>): Promise<T> {
+  if (signal.aborted) throw abortReason(signal);
+  const group = new CancelGroup();
+  const onAbort = (): void => group.cancel(abortReason(signal));
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await call(group);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
 }
 
 /** Decoded JSON, or undefined for bytes that are not JSON. */

@@ -1,5 +1,6 @@
 import { InvalidArgumentError, TimeoutError } from "../schemas/errors";
-import { AbortError, type CallOptions } from "../bus/caller";
+import type { Operation, RequestOf } from "../schemas/operation";
+import { AbortError, CancelGroup, type Caller, type CallOptions, type CallResult } from "../bus/caller";
 import type { RetryOptions } from "./retry";
 
 /**
@@ -30,23 +31,40 @@ export interface OperationOptions {
   readonly retry?: RetryOptions | false | undefined;
 }
 
+/** The scopes watching one signal, and the one listener that tells them. */
+interface SignalWatch {
+  readonly scopes: Set<CallScope>;
+  readonly listener: () => void;
+}
+
 /**
- * One call's signal and deadline. Requests carry the user's signal (not
- * while a change is on its way: see `committing`) and a timeout capped by
- * what is left of the deadline; the call itself ends at once when either
- * fires (`race`). No AbortController is made per call, and a call with
- * neither a signal nor a deadline costs nothing here. `close()` when the
- * call has settled: it removes the listener on the user's signal and stops
- * the deadline's timer.
+ * One call's signal and deadline. Requests carry the scope's cancel hook
+ * (not while a change is on its way: see `committing`), which cancels them
+ * all when the call ends early, and a timeout capped by what is left of the
+ * deadline; the call itself ends at once when either fires (`race`). The
+ * user's signal gets one listener however many calls and requests share it,
+ * and a call with neither a signal nor a deadline costs nothing here.
+ * `close()` when the call has settled: it stops watching the user's signal
+ * and stops the deadline's timer.
  */
 export class CallScope {
+  /**
+   * The scopes of the calls in flight given each signal: one listener per
+   * signal however many calls share it (a signal shared by a hundred calls
+   * gets one listener, not a hundred). The listener goes when the last of
+   * them closes, or when the signal fires.
+   */
+  static readonly #watches = new WeakMap<AbortSignal, SignalWatch>();
+
   readonly #user: AbortSignal | undefined;
   #timer: NodeJS.Timeout | undefined;
   readonly #deadlineMs: number | undefined;
   /** Why the call ended early, once it has: an AbortError or a TimeoutError. */
   #reason: Error | undefined;
-  /** Told when the call ends early. */
-  readonly #waiters = new Set<(reason: Error) => void>();
+  /** Told when the call ends early (made when first needed). */
+  #waiters: Set<(reason: Error) => void> | undefined;
+  /** The call's requests in flight, cancelled when it ends early (with a signal or a deadline only). */
+  readonly #cancel: CancelGroup | undefined;
   /** Changes on their way that an abort must not interrupt (see `committing`). */
   #committing = 0;
   /** An abort that came while a change was on its way: applied if the change fails. */
@@ -65,12 +83,13 @@ export class CallScope {
     }
     if (signal) {
       this.#user = signal;
-      signal.addEventListener("abort", this.#onUserAbort, { once: true });
+      CallScope.#watch(signal, this);
     }
     if (timeoutMs !== undefined) {
       this.#deadlineMs = Date.now() + timeoutMs;
       this.#timer = setTimeout(() => this.#end(new TimeoutError(`${this.what}: no result within ${timeoutMs} ms`)), timeoutMs);
     }
+    if (signal || timeoutMs !== undefined) this.#cancel = new CancelGroup();
   }
 
   /** The call, as errors name it. */
@@ -103,9 +122,9 @@ export class CallScope {
     const left = this.remainingMs();
     const timeoutMs = left === undefined ? this.requestTimeoutMs : Math.max(1, Math.min(this.requestTimeoutMs, Math.ceil(left)));
     // A change on its way is not recalled.
-    const signal = this.#committing > 0 ? undefined : this.#user;
-    if (signal === undefined) return payload === undefined ? { timeoutMs } : { timeoutMs, payload };
-    return payload === undefined ? { signal, timeoutMs } : { signal, timeoutMs, payload };
+    const cancel = this.#committing > 0 ? undefined : this.#cancel;
+    if (cancel === undefined) return payload === undefined ? { timeoutMs } : { timeoutMs, payload };
+    return payload === undefined ? { cancel, timeoutMs } : { cancel, timeoutMs, payload };
   }
 
   /** `promise`, or the call's reason as soon as it ends early (the promise's own outcome is then dropped). */
@@ -116,10 +135,11 @@ export class CallScope {
     }
     if (this.#user === undefined && this.#timer === undefined) return promise;
     return new Promise<T>((resolve, reject) => {
-      this.#waiters.add(reject);
+      const waiters = (this.#waiters ??= new Set());
+      waiters.add(reject);
       promise.then(
-        (value) => { this.#waiters.delete(reject); resolve(value); },
-        (e: unknown) => { this.#waiters.delete(reject); reject(e); },
+        (value) => { waiters.delete(reject); resolve(value); },
+        (e: unknown) => { waiters.delete(reject); reject(e); },
       );
     });
   }
@@ -130,8 +150,9 @@ export class CallScope {
       then(this.#reason);
       return () => undefined;
     }
-    this.#waiters.add(then);
-    return () => { this.#waiters.delete(then); };
+    const waiters = (this.#waiters ??= new Set());
+    waiters.add(then);
+    return () => { waiters.delete(then); };
   }
 
   /** Waits `ms`, or rejects with the call's reason as soon as it ends early. */
@@ -162,29 +183,75 @@ export class CallScope {
     }
   }
 
-  /** Ends the scope: no listener on the user's signal, no timer. */
+  /** Ends the scope: it no longer watches the user's signal, no timer. */
   close(): void {
-    this.#user?.removeEventListener("abort", this.#onUserAbort);
-    clearTimeout(this.#timer);
-    this.#waiters.clear();
+    if (this.#user !== undefined) CallScope.#unwatch(this.#user, this);
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#waiters?.clear();
   }
 
+  /** Ends the call early: its waiters are told, its requests in flight cancelled. */
   #end(reason: Error): void {
     if (this.#reason !== undefined) return;
     this.#reason = reason;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const w of [...this.#waiters]) w(reason);
-    this.#waiters.clear();
+    this.#cancel?.cancel(reason);
+    const waiters = this.#waiters;
+    if (waiters === undefined) return;
+    for (const w of [...waiters]) w(reason);
+    waiters.clear();
   }
 
-  readonly #onUserAbort = (): void => {
+  /** The user's signal fired. */
+  #onUserAbort(): void {
     const e = this.#aborted(this.#user!);
     if (this.#committing > 0) this.#deferred ??= e;
     else this.#end(e);
-  };
+  }
+
+  static #watch(signal: AbortSignal, scope: CallScope): void {
+    let watch = CallScope.#watches.get(signal);
+    if (watch === undefined) {
+      const scopes = new Set<CallScope>();
+      const listener = (): void => {
+        CallScope.#watches.delete(signal);
+        for (const s of scopes) s.#onUserAbort();
+        scopes.clear();
+      };
+      watch = { scopes, listener };
+      CallScope.#watches.set(signal, watch);
+      signal.addEventListener("abort", listener, { once: true });
+    }
+    watch.scopes.add(scope);
+  }
+
+  static #unwatch(signal: AbortSignal, scope: CallScope): void {
+    const watch = CallScope.#watches.get(signal);
+    if (watch === undefined || !watch.scopes.delete(scope) || watch.scopes.size > 0) return;
+    CallScope.#watches.delete(signal);
+    signal.removeEventListener("abort", watch.listener);
+  }
 
   #aborted(signal: AbortSignal): AbortError {
     return new AbortError(`${this.what} was aborted`, { cause: signal.reason });
+  }
+}
+
+/**
+ * A request's options for a caller that knows only AbortSignals (NATS, a
+ * simulated bus): the call's cancel hook handed over as its signal.
+ */
+export function signalled(options: CallOptions | undefined): CallOptions | undefined {
+  const cancel = options?.cancel;
+  return cancel === undefined ? options : { ...options, cancel: undefined, signal: cancel.signal };
+}
+
+/** A caller that knows only AbortSignals (the controller's, over NATS), handed each call's cancel hook as one. */
+export class SignalCaller implements Caller {
+  constructor(private readonly inner: Caller) {}
+
+  call<O extends Operation>(op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+    return this.inner.call(op, request, signalled(options));
   }
 }

@@ -92,7 +92,7 @@ export class PocketJob {
   }
 
   /** Calls the job's shard: over the direct transport when it can be reached, else over NATS. */
-  async #shard<O extends Operation>(op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
+  #shard<O extends Operation>(op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
     return this.client.callShard(this, op, request, options);
   }
 
@@ -253,7 +253,7 @@ export class PocketJob {
   async get(path: string, options: GetOptions = {}): Promise<Buffer> {
     checkPath(path, "get(path)");
     checkOptions(options, "get(path, options)");
-    checkRange(options, `get ${JSON.stringify(path)}`);
+    checkRange(options, "get", path);
     return this.client.runCall(options, "get", path, Retry.Idempotent, (scope) => this.#getOnce(path, options, scope));
   }
 
@@ -290,7 +290,7 @@ export class PocketJob {
   getStream(path: string, options: GetOptions = {}): Readable {
     checkPath(path, "getStream(path)");
     checkOptions(options, "getStream(path, options)");
-    checkRange(options, `getStream ${JSON.stringify(path)}`);
+    checkRange(options, "getStream", path);
     const { scope, policy } = this.client.callScope(options, "getStream", path);
     const lookup = (): Promise<CallResult<typeof ShardOps.objectGet>> => withRetry(scope, policy, (e) => mayRetry(Retry.Idempotent, e), () =>
       this.#shard(ShardOps.objectGet, { token: this.token, path, offset: options.offset, length: options.length }, scope.request()));
@@ -331,7 +331,7 @@ export class PocketJob {
   /** Writes one extent under its grant, with its crc; returns the node's receipt for the commit. */
   async #writeExtent(ref: ExtentRef, bytes: Uint8Array, scope: CallScope): Promise<WriteReceipt> {
     const crc = crc32(bytes);
-    const r = await this.client.callNode(ref, NodeOps.extentWrite, { token: this.token, extentId: ref.extentId, grant: ref.grant, crc }, scope.request(bytes));
+    const r = await this.client.callNode(ref, NodeOps.extentWrite, { token: this.token, extentId: ref.extentId, grant: ref.grant, crc }, scope.request(bytes), this);
     if (r.reply.length !== bytes.byteLength || r.reply.crc !== crc) {
       throw new IntegrityError(`extent ${ref.extentId}: the node stored ${r.reply.length} bytes with crc ${r.reply.crc}; sent ${bytes.byteLength} with crc ${crc}`);
     }
@@ -350,10 +350,10 @@ export class PocketJob {
     const whole = p.offset === 0 && p.length === p.ref.length;
     const r = await this.client.callNode(p.ref, NodeOps.extentRead, {
       token: this.token, extentId: p.ref.extentId, offset: whole ? undefined : p.offset, length: whole ? undefined : p.length,
-    }, scope.request());
+    }, scope.request(), this);
     const got = r.payload ?? new Uint8Array(0);
     checkBytes(`extent ${p.ref.extentId}`, got, { offset: p.offset, length: p.length, total: p.ref.length, crc: p.ref.crc }, r.reply);
-    return { bytes: Buffer.from(got.buffer, got.byteOffset, got.byteLength), owned: r.payloadOwned === true };
+    return { bytes: Buffer.isBuffer(got) ? got : Buffer.from(got.buffer, got.byteOffset, got.byteLength), owned: r.payloadOwned === true };
   }
 
   async #readPieces(pieces: readonly Piece[], length: number, scope: CallScope): Promise<Buffer> {
@@ -448,7 +448,9 @@ export class PocketJob {
 }
 
 /** `offset` and `length`, when given, are whole numbers of bytes (InvalidArgument otherwise). */
-function checkRange(range: Range, what: string): void {
+function checkRange(range: Range, op: string, path: string): void {
+  if (range.offset === undefined && range.length === undefined) return; // the whole object: nothing to check (nor to name)
+  const what = `${op} ${JSON.stringify(path)}`;
   checkByteCount(range.offset, "offset", what);
   checkByteCount(range.length, "length", what);
 }

@@ -1,17 +1,18 @@
 import fs from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { isPocketError, ErrorCode, NodeUnavailableError } from "../schemas/errors";
+import { isPocketError, ErrorCode, InvalidArgumentError, NodeUnavailableError, UnauthorizedError } from "../schemas/errors";
 import { ControllerOps, ShardOps, type ExtentRef, type JobHints, type NodeInfo, type Weight } from "../schemas/operations";
 import type { Operation, ReplyOf, RequestOf } from "../schemas/operation";
 import type { Bus } from "../bus/bus";
-import { raceSignal, type Caller, type CallOptions, type CallResult } from "../bus/caller";
+import { raceCancel, raceSignal, type Caller, type CallOptions, type CallResult } from "../bus/caller";
 import { ControllerCaller, NatsCaller } from "../bus/nats-rpc";
 import { connectWithCreds } from "../bus/nats-connect";
 import { Subjects } from "../bus/subjects";
 import { ConnectFailedError, ConnectionLostError, TcpPool } from "../bus/tcp-client";
 import { peekJobClaims } from "../bus/tokens";
-import { CallScope, type OperationOptions } from "./call-scope";
+import { CallScope, SignalCaller, signalled, type OperationOptions } from "./call-scope";
 import { checkOptions } from "./input";
+import { JobConnections } from "./job-connections";
 import { PocketJob } from "./job";
 import { mayRetry, resolvePolicy, Retry, withRetry, type RetryOptions, type RetryPolicy } from "./retry";
 
@@ -51,6 +52,14 @@ export interface PocketOptions {
   readonly name?: string | undefined;
   /** Shards whose address and limits are remembered. */
   readonly shardCacheMax?: number | undefined;
+  /**
+   * Jobs whose lambda credential this client keeps a NATS connection open
+   * with (a driver that reads and writes its jobs' data; default 64). One
+   * in use is never closed under its calls: while all are, up to as many
+   * again are opened (each closed once idle for a second); past that a
+   * call fails with Busy, which the retry policy retries.
+   */
+  readonly jobConnectionsMax?: number | undefined;
   /**
    * Every call's retry policy (a call's `retry` option overrides it field by
    * field); `false` for none. Default: `defaultRetryPolicy` (3 attempts).
@@ -107,11 +116,37 @@ export function tlsCaFromEnv(env: NodeJS.ProcessEnv = process.env): string | und
 
 /** Jobs one client keeps alive at once. */
 const leasesMax = 10_000;
-/** Jobs whose lambda credential one client keeps a NATS connection open with. */
-const jobConnectionsMax = 64;
+/** Jobs whose lambda credential one client keeps a NATS connection open with, by default. */
+const jobConnectionsMaxDefault = 64;
+/** Storage nodes whose caller one job keeps. */
+const nodeCallersMax = 256;
 
-/** Each job's resolved shard caller (direct transport), once a call through it has succeeded. */
-const shardLinks = new WeakMap<PocketJob, { readonly caller: Caller; readonly addr: string }>();
+/** A node's caller, for the address and key it was made for. */
+interface NodeLink {
+  readonly caller: Caller;
+  readonly addr: string;
+  readonly key: string;
+}
+
+/** What a job keeps of the direct transport: no lookup and no caller made per request. */
+interface JobLinks {
+  /** Its shard's caller, once a call through it has succeeded. */
+  shard: { readonly caller: Caller; readonly addr: string } | undefined;
+  /** Its storage nodes' callers, by node id (insertion-ordered: the oldest goes first past the bound). */
+  readonly nodes: Map<string, NodeLink>;
+}
+
+const jobLinks = new WeakMap<PocketJob, JobLinks>();
+
+/** What `job` keeps of the direct transport (made on its first call). */
+function linksOf(job: PocketJob): JobLinks {
+  let links = jobLinks.get(job);
+  if (links === undefined) {
+    links = { shard: undefined, nodes: new Map() };
+    jobLinks.set(job, links);
+  }
+  return links;
+}
 
 /**
  * The client a lambda imports. One per process: connections are reused
@@ -134,8 +169,8 @@ export class PocketClient {
   readonly #shards = new Map<string, Promise<ShardInfo>>();
   /** jobId → lambda credential, for jobs this client registered (or was given one for). */
   readonly #jobCredentials = new Map<string, string>();
-  /** jobId → a connection made with that job's lambda credential (insertion-ordered, bounded). */
-  readonly #jobConnections = new Map<string, Promise<NatsConnection>>();
+  /** jobId → a connection made with that job's lambda credential (bounded; one in use is not closed). */
+  readonly #jobConnections: JobConnections;
   readonly controller: Caller;
   readonly #nc: NatsConnection | undefined;
   /** The client's retry policy, checked once (undefined: none). */
@@ -147,8 +182,10 @@ export class PocketClient {
     this.#nc = nc;
     this.#bus = bus;
     this.#pool = new TcpPool({ requestTimeoutMs: this.requestTimeoutMs, tls: options.tlsCa !== undefined ? { ca: options.tlsCa } : undefined });
-    this.controller = new ControllerCaller(bus ?? nc!, this.requestTimeoutMs);
+    this.controller = new SignalCaller(new ControllerCaller(bus ?? nc!, this.requestTimeoutMs));
     this.#retry = resolvePolicy(options.retry, undefined);
+    const jobConnectionsMax = options.jobConnectionsMax ?? jobConnectionsMaxDefault;
+    this.#jobConnections = new JobConnections((jobId) => this.#connectJob(jobId), jobConnectionsMax, jobConnectionsMax);
   }
 
   /** How long one request waits for its reply. */
@@ -162,6 +199,7 @@ export class PocketClient {
    * not retry unless given a policy (a seeded run replays its faults as they came).
    */
   static over(bus: Pick<Bus, "caller">, options: Omit<PocketOptions, "servers" | "transport"> = {}): PocketClient {
+    checkJobConnectionsMax(options.jobConnectionsMax);
     return new PocketClient(undefined, { ...options, retry: options.retry ?? false, servers: [], transport: ClientTransport.Nats }, bus);
   }
 
@@ -171,11 +209,22 @@ export class PocketClient {
     return this.#nc;
   }
 
-  /** A caller for a job's operations at `prefix`: over the client's bus, or NATS with the job's credential. */
-  async #jobCaller(prefix: string, jobId: string, signal?: AbortSignal): Promise<Caller> {
+  /**
+   * Calls a job's operation at `prefix`: over the client's bus, or over NATS
+   * with the job's credential when this client has it (the job's connection
+   * counted as in use until the call settles), else with the client's own.
+   */
+  async #callJob<O extends Operation>(prefix: string, jobId: string, op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
     const timeoutMs = this.requestTimeoutMs;
-    if (this.#bus) return this.#bus.caller(prefix, timeoutMs);
-    return new NatsCaller(await raceSignal(this.natsFor(jobId), signal), prefix, timeoutMs);
+    if (this.#bus) return this.#bus.caller(prefix, timeoutMs).call(op, request, signalled(options));
+    if (!this.#jobCredentials.has(jobId)) return new NatsCaller(this.nc, prefix, timeoutMs).call(op, request, signalled(options));
+    const entry = this.#jobConnections.acquire(jobId);
+    try {
+      const nc = await raceCancel(raceSignal(entry.nc, options?.signal), options?.cancel);
+      return await new NatsCaller(nc, prefix, timeoutMs).call(op, request, signalled(options));
+    } finally {
+      this.#jobConnections.release(entry);
+    }
   }
 
   /**
@@ -185,6 +234,7 @@ export class PocketClient {
    */
   static async connect(options: PocketOptions): Promise<PocketClient> {
     checkOptions(options, "PocketClient.connect(options)");
+    checkJobConnectionsMax(options.jobConnectionsMax);
     resolvePolicy(options.retry, undefined);
     const nc = await connectWithCreds(options.servers, options.credentials, undefined, {
       name: options.name ?? "pocket-client", maxReconnectAttempts: 10, ...natsTls(options),
@@ -195,30 +245,24 @@ export class PocketClient {
   /**
    * The NATS connection a job's requests go on: one made with the job's own
    * lambda credential when this client has it (a driver that also reads and
-   * writes its job's data), else this client's own (a lambda's).
+   * writes its job's data), else this client's own (a lambda's). A job's
+   * connection handed out here is not counted as in use: the client may
+   * close it to make room once no call of its own uses it.
    */
   natsFor(jobId: string): Promise<NatsConnection> {
-    const creds = this.#jobCredentials.get(jobId);
-    if (creds === undefined || !this.#nc) return Promise.resolve(this.nc);
-    let c = this.#jobConnections.get(jobId);
-    if (!c) {
-      if (this.#jobConnections.size >= jobConnectionsMax) {
-        const [oldest, conn] = this.#jobConnections.entries().next().value!;
-        this.#jobConnections.delete(oldest);
-        void conn.then((nc) => nc.drain()).catch(() => undefined);
-      }
-      c = connectWithCreds(this.options.servers, creds, undefined, { name: `${this.options.name ?? "pocket-client"}-${jobId}`, maxReconnectAttempts: 10, ...natsTls(this.options) });
-      c.catch(() => this.#jobConnections.delete(jobId));
-      this.#jobConnections.set(jobId, c);
-    }
-    return c;
+    if (!this.#jobCredentials.has(jobId) || !this.#nc) return Promise.resolve(this.nc);
+    const kept = this.#jobConnections.peek(jobId);
+    if (kept !== undefined) return kept;
+    const entry = this.#jobConnections.acquire(jobId);
+    this.#jobConnections.release(entry);
+    return entry.nc;
   }
 
-  #forgetJobConnection(jobId: string): void {
-    this.#jobCredentials.delete(jobId);
-    const c = this.#jobConnections.get(jobId);
-    this.#jobConnections.delete(jobId);
-    void c?.then((nc) => nc.drain()).catch(() => undefined);
+  /** A connection made with a job's lambda credential. */
+  #connectJob(jobId: string): Promise<NatsConnection> {
+    const creds = this.#jobCredentials.get(jobId);
+    if (creds === undefined) return Promise.reject(new UnauthorizedError(`this client holds no credential of job ${jobId}`));
+    return connectWithCreds(this.options.servers, creds, undefined, { name: `${this.options.name ?? "pocket-client"}-${jobId}`, maxReconnectAttempts: 10, ...natsTls(this.options) });
   }
 
   /**
@@ -285,11 +329,15 @@ export class PocketClient {
     }
   }
 
+  /** A job is gone: its handle, lease renewal, credential and connection (closed once its calls have settled) are let go. */
   #forgetJob(token: string): void {
-    const job = this.#jobs.get(token);
     this.#jobs.delete(token);
     this.#stopRenewing(token);
-    if (job) this.#forgetJobConnection(job.jobId);
+    // From the token itself: the job's handle may never have been made, or have been evicted.
+    const jobId = jobIdOf(token);
+    if (jobId === undefined) return;
+    this.#jobCredentials.delete(jobId);
+    this.#jobConnections.forget(jobId);
   }
 
   /**
@@ -301,9 +349,10 @@ export class PocketClient {
   async runCall<T>(
     options: OperationOptions, op: string, path: string | undefined, retryable: Retry | ((e: unknown) => boolean), attempt: (scope: CallScope) => Promise<T>,
   ): Promise<T> {
-    const { scope, policy } = this.callScope(options, op, path);
+    const policy = options.retry === undefined ? this.#retry : resolvePolicy(this.options.retry, options.retry);
+    const scope = new CallScope(options, op, path, this.requestTimeoutMs);
     try {
-      const may = typeof retryable === "function" ? retryable : (e: unknown): boolean => mayRetry(retryable, e);
+      const may = typeof retryable === "function" ? retryable : retryTests[retryable];
       return await scope.race(withRetry(scope, policy, may, () => attempt(scope)));
     } finally {
       scope.close();
@@ -348,9 +397,7 @@ export class PocketClient {
     let info = this.#shards.get(shardId);
     if (!info) {
       if (this.#shards.size >= (this.options.shardCacheMax ?? 256)) this.#shards.delete(this.#shards.keys().next().value!);
-      info = this.#jobCaller(Subjects.shardJob(shardId, jobId), jobId)
-        .then((caller) => caller.call(ShardOps.info, {}))
-        .then((r) => r.reply);
+      info = this.#callJob(Subjects.shardJob(shardId, jobId), jobId, ShardOps.info, {}).then((r) => r.reply);
       info.catch(() => this.#shards.delete(shardId));
       this.#shards.set(shardId, info);
     }
@@ -363,29 +410,34 @@ export class PocketClient {
    * looked up again once (it may have restarted elsewhere).
    */
   async callShard<O extends Operation>(job: PocketJob, op: O, request: RequestOf<O>, options?: CallOptions): Promise<CallResult<O>> {
-    const { shardId, jobId, token } = job;
-    if (this.options.transport === ClientTransport.Nats) {
-      return (await this.#jobCaller(Subjects.shardJob(shardId, jobId), jobId, options?.signal)).call(op, request, options);
-    }
+    const { shardId, jobId } = job;
+    if (this.options.transport === ClientTransport.Nats) return this.#callJob(Subjects.shardJob(shardId, jobId), jobId, op, request, options);
     // The job holds its shard's caller once resolved: no lookup, no await before the request goes out.
-    const held = shardLinks.get(job);
+    const links = linksOf(job);
+    const held = links.shard;
     if (held) {
       try {
         return await held.caller.call(op, request, options);
       } catch (e) {
         if (!(e instanceof ConnectFailedError || e instanceof ConnectionLostError)) throw e;
-        shardLinks.delete(job);
+        if (links.shard === held) links.shard = undefined;
         this.#shards.delete(shardId);
         this.#pool.drop(held.addr);
         if (!(e instanceof ConnectFailedError)) throw e;
       }
     }
+    return this.#callShardAfresh(job, links, op, request, options);
+  }
+
+  /** Calls the job's shard at the address it is looked up at now (once more if that turns out stale before the request went out). */
+  async #callShardAfresh<O extends Operation>(job: PocketJob, links: JobLinks, op: O, request: RequestOf<O>, options: CallOptions | undefined): Promise<CallResult<O>> {
+    const { shardId, jobId } = job;
     for (let attempt = 0; ; attempt++) {
-      const info = await raceSignal(this.shardInfo(shardId, jobId), options?.signal);
+      const info = await raceCancel(raceSignal(this.shardInfo(shardId, jobId), options?.signal), options?.cancel);
       try {
-        const caller = this.#pool.caller(info.addr, { id: info.shardId, key: info.key }, token);
+        const caller = this.#pool.caller(info.addr, { id: info.shardId, key: info.key }, job.token);
         const r = await caller.call(op, request, options);
-        shardLinks.set(job, { caller, addr: info.addr });
+        links.shard = { caller, addr: info.addr };
         return r;
       } catch (e) {
         // A NodeUnavailable the shard replied with (it cannot reach nodes) says nothing about its address.
@@ -401,16 +453,35 @@ export class PocketClient {
 
   /**
    * Calls a storage node for a job: direct TCP to the address and key the
-   * job's shard gave (the node must prove it holds the key), or NATS in NATS-only mode.
+   * job's shard gave (the node must prove it holds the key), or NATS in
+   * NATS-only mode. `job`: the job the request is for, when the caller has
+   * its handle (its node callers are then kept and reused); else the job is
+   * the one `request.token` names.
    */
-  async callNode<O extends Operation>(ref: ExtentRef, op: O, request: RequestOf<O> & { token?: string }, options?: CallOptions): Promise<CallResult<O>> {
-    const token = request.token ?? "";
-    if (this.options.transport === ClientTransport.Nats) {
-      const jobId = peekJobClaims(token).jobId;
-      return (await this.#jobCaller(Subjects.nodeJob(ref.nodeId, jobId), jobId, options?.signal)).call(op, request, options);
+  callNode<O extends Operation>(ref: ExtentRef, op: O, request: RequestOf<O> & { token?: string }, options?: CallOptions, job?: PocketJob): Promise<CallResult<O>> {
+    try {
+      if (this.options.transport === ClientTransport.Nats) {
+        const jobId = job?.jobId ?? peekJobClaims(request.token ?? "").jobId;
+        return this.#callJob(Subjects.nodeJob(ref.nodeId, jobId), jobId, op, request, options);
+      }
+      return this.#nodeCaller(ref, job, request.token ?? "").call(op, request, options);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    if (!ref.addr || !ref.key) throw new NodeUnavailableError(`node ${ref.nodeId} has no known address`);
-    return this.#pool.caller(ref.addr, { id: ref.nodeId, key: ref.key }, token).call(op, request, options);
+  }
+
+  /** The caller of the node `ref` is on: the one the job keeps for that node at that address and key, else a new one (kept if the job is known). */
+  #nodeCaller(ref: ExtentRef, job: PocketJob | undefined, token: string): Caller {
+    const { addr, key, nodeId } = ref;
+    if (!addr || !key) throw new NodeUnavailableError(`node ${nodeId} has no known address`);
+    if (job === undefined) return this.#pool.caller(addr, { id: nodeId, key }, token);
+    const nodes = linksOf(job).nodes;
+    const held = nodes.get(nodeId);
+    if (held !== undefined && held.addr === addr && held.key === key) return held.caller;
+    if (held === undefined && nodes.size >= nodeCallersMax) nodes.delete(nodes.keys().next().value!);
+    const caller = this.#pool.caller(addr, { id: nodeId, key }, job.token);
+    nodes.set(nodeId, { caller, addr, key });
+    return caller;
   }
 
   async listJobs(options: OperationOptions = {}): Promise<ReplyOf<typeof ControllerOps.jobList>["jobs"]> {
@@ -433,9 +504,7 @@ export class PocketClient {
     for (const t of this.#leases.values()) clearInterval(t);
     this.#leases.clear();
     this.#pool.close();
-    const jobConnections = [...this.#jobConnections.values()];
-    this.#jobConnections.clear();
-    for (const c of jobConnections) await c.then((nc) => nc.drain()).catch(() => undefined);
+    await this.#jobConnections.close();
     await this.#nc?.drain().catch(() => undefined);
   }
 }
@@ -443,6 +512,29 @@ export class PocketClient {
 /** A job token is a string (whether it is a valid one is the controller's or the shard's to say). */
 function checkToken(token: unknown, what: string): void {
   if (typeof token !== "string") throw new TypeError(`${what}: token must be a string, not ${token === null ? "null" : typeof token}`);
+}
+
+/** `jobConnectionsMax`, when given, is a whole number, at least 1. */
+function checkJobConnectionsMax(value: unknown): void {
+  if (value === undefined || (typeof value === "number" && Number.isSafeInteger(value) && value >= 1)) return;
+  throw new InvalidArgumentError(`jobConnectionsMax must be a whole number, at least 1, not ${String(value)}`);
+}
+
+/** Whether a failure of a call of each kind may be retried (made once, not per call). */
+const retryTests: Readonly<Record<Retry, (e: unknown) => boolean>> = {
+  [Retry.Idempotent]: (e) => mayRetry(Retry.Idempotent, e),
+  [Retry.Once]: (e) => mayRetry(Retry.Once, e),
+  [Retry.Never]: () => false,
+};
+
+/** The job a token names; undefined for a string that is not a job token. */
+function jobIdOf(token: string): string | undefined {
+  try {
+    return peekJobClaims(token).jobId;
+  } catch (e) {
+    if (e instanceof UnauthorizedError) return undefined;
+    throw e;
+  }
 }
 
 /** The NATS connection's TLS settings for a client's options. */

@@ -1,11 +1,12 @@
 import { getEventListeners } from "node:events";
 import net from "node:net";
 import { Readable } from "node:stream";
+import vm from "node:vm";
 import { AbortError } from "../../bus/caller";
 import { ConnectFailedError, parseAddr } from "../../bus/tcp-client";
 import { NoResponderError } from "../../bus/nats-rpc";
 import { AlreadyExistsError, BusyError, ErrorCode, InvalidArgumentError, isPocketError, NodeUnavailableError, NotFoundError, TimeoutError } from "../../schemas/errors";
-import { PocketClient, type PocketJob, type RegisteredJob } from "../../client/pocket";
+import { ClientTransport, PocketClient, type PocketJob, type PocketOptions, type RegisteredJob } from "../../client/pocket";
 import { CallScope } from "../../client/call-scope";
 import { backoffMs, defaultRetryPolicy, mayRetry, resolvePolicy, Retry, type RetryEvent } from "../../client/retry";
 import { eventually, patternBytes, startTestCluster, type TestCluster } from "../harness/cluster";
@@ -79,7 +80,7 @@ function setGate(to: "open" | "refuse" | "stall"): void {
 }
 
 /** A lambda of the job with a client of its own: its node connections go through the gate as it is now. */
-async function lambda(options: { requestTimeoutMs?: number } = {}): Promise<PocketJob> {
+async function lambda(options: Pick<PocketOptions, "requestTimeoutMs" | "transport"> = {}): Promise<PocketJob> {
   const c = await PocketClient.connect({ servers: t.nats.url, credentials: reg.credentials, ...options });
   opened.push(c);
   return c.job(reg.token);
@@ -245,6 +246,62 @@ describe("signal", () => {
     expect(Buffer.concat(chunks).equals(patternBytes(300 * KiB, 1))).toBe(true);
     await eventually(() => getEventListeners(signal, "abort").length === 0, 2_000, "the stream's listener gone once it closed");
     expect(getEventListeners(signal, "abort")).toEqual([]);
+  });
+
+  test.each([ClientTransport.Auto, ClientTransport.Nats])("one signal shared by 60 calls at once, each of many extents, over %s: one listener on it, no MaxListenersExceededWarning", async (transport) => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => { if (w.name === "MaxListenersExceededWarning") warnings.push(w); };
+    // Node warns on its own process object, not on the copy jest gives a test file.
+    const nodeProcess = vm.runInThisContext("process") as NodeJS.Process;
+    nodeProcess.on("warning", onWarning);
+    try {
+      // The warning reaches this test when a signal does get too many listeners (Node prints this one).
+      const noisy = new AbortController();
+      for (let i = 0; i < 11; i++) noisy.signal.addEventListener("abort", () => undefined);
+      await eventually(() => warnings.length === 1, 2_000, "the warning of a signal with 11 listeners");
+      warnings.length = 0;
+      const lam = await lambda({ transport });
+      const { signal } = new AbortController();
+      const calls = 60;
+      const data = (i: number): Buffer => patternBytes(4 * extentBytes, 100 + i);
+      let most = 0;
+      const watching = async <T>(all: Array<Promise<T>>): Promise<T[]> => {
+        let settled = false;
+        const done = Promise.all(all).finally(() => { settled = true; });
+        while (!settled) {
+          most = Math.max(most, getEventListeners(signal, "abort").length);
+          await new Promise((r) => setImmediate(r));
+        }
+        return done;
+      };
+      await watching(Array.from({ length: calls }, (_, i) => lam.put(`edge/shared/${i}`, data(i), { signal })));
+      const got = await watching(Array.from({ length: calls }, (_, i) => lam.get(`edge/shared/${i}`, { signal })));
+      got.forEach((bytes, i) => expect([i, bytes.equals(data(i))]).toEqual([i, true]));
+      await job.delete("edge/shared", { recursive: true });
+      // A warning is emitted on the next tick: give it one.
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.map((w) => w.message)).toEqual([]);
+      expect(most).toBe(1);
+      expect(getEventListeners(signal, "abort")).toEqual([]);
+    } finally {
+      nodeProcess.off("warning", onWarning);
+    }
+  });
+
+  test("an abort ends at once every call sharing the signal, with its extents in flight; nothing is committed", async () => {
+    setGate("stall");
+    const lam = await lambda();
+    const ac = new AbortController();
+    const acceptedBefore = stall.accepted;
+    const puts = Array.from({ length: 20 }, (_, i) => lam.put(`edge/shared-abort/${i}`, patternBytes(4 * extentBytes, 200 + i), { signal: ac.signal }));
+    await eventually(() => stall.accepted > acceptedBefore, 5_000, "the puts' node connection");
+    expect(getEventListeners(ac.signal, "abort")).toHaveLength(1);
+    ac.abort();
+    const failures = await within(Promise.all(puts.map(failure)), promptMs, "the aborted puts");
+    expect(failures.filter((e) => !(e instanceof AbortError))).toEqual([]);
+    expect(getEventListeners(ac.signal, "abort")).toEqual([]);
+    setGate("open");
+    for (let i = 0; i < puts.length; i++) await expectAbsent(`edge/shared-abort/${i}`);
   });
 
   test("an abort fails a getStream with AbortError and destroys it", async () => {
