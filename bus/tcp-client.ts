@@ -137,7 +137,7 @@ export class TcpConnection {
       this.#stage = Stage.Hello;
       this.#write(this.#helloId, TransportHello.name, this.#hello);
     });
-    if (secure) this.#socket.on("data", (chunk: Buffer) => this.#onBytes(chunk, () => this.#decoder.push(chunk)));
+    if (secure) this.#socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     this.#socket.on("error", (e) => {
       if (this.#stage === Stage.Open) this.#fail(new ConnectionLostError(`connection to ${addr} failed: ${e.message}`, { cause: e }));
       else this.#fail(new ConnectFailedError(`connection to ${addr} failed: ${tlsFailure(e) ?? e.message}`, { cause: e }));
@@ -245,24 +245,45 @@ export class TcpConnection {
     this.#socket.write(encodeFrame(FrameKind.Request, id, name, encodeJson(meta))[0]);
   }
 
+  /** A plain socket's read: `n` bytes landed in `into` (what the reader asked for). */
   #onRead(n: number, into: Buffer): void {
-    this.#onBytes(into.subarray(0, n), () => this.#reader.landed(n, into));
-  }
-
-  /** Bytes arrived (`bytes`, for the TLS check); `decode` gives the frames they complete. */
-  #onBytes(bytes: Buffer, decode: () => Frame[]): void {
-    if (this.#stage === Stage.Hello && this.#reader.bufferedBytes === 0 && looksLikeTls(bytes)) {
-      this.#fail(new ConnectFailedError(`${this.addr} answered in TLS: it serves the direct transport over TLS only; ${tlsCaHint}`));
-      return;
-    }
+    if (this.#stage === Stage.Hello && this.#answeredInTls(into.subarray(0, n))) return;
     let frames: Frame[];
     try {
-      frames = decode();
+      frames = this.#reader.landed(n, into);
     } catch (e) {
-      const why = `bad frame from ${this.addr}: ${e instanceof FrameError ? e.message : String(e)}`;
-      this.#fail(this.#stage === Stage.Open ? new InternalError(why) : this.#stage === Stage.Hello ? this.#notThePeer(why) : new ConnectFailedError(why));
+      this.#badFrame(e);
       return;
     }
+    this.#onFrames(frames);
+  }
+
+  /** A TLS socket's chunk. */
+  #onData(chunk: Buffer): void {
+    if (this.#stage === Stage.Hello && this.#answeredInTls(chunk)) return;
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (e) {
+      this.#badFrame(e);
+      return;
+    }
+    this.#onFrames(frames);
+  }
+
+  /** The first bytes of a plain connection are a TLS record: the port serves TLS (the connection fails, saying so). */
+  #answeredInTls(bytes: Buffer): boolean {
+    if (this.#reader.bufferedBytes !== 0 || !looksLikeTls(bytes)) return false;
+    this.#fail(new ConnectFailedError(`${this.addr} answered in TLS: it serves the direct transport over TLS only; ${tlsCaHint}`));
+    return true;
+  }
+
+  #badFrame(e: unknown): void {
+    const why = `bad frame from ${this.addr}: ${e instanceof FrameError ? e.message : String(e)}`;
+    this.#fail(this.#stage === Stage.Open ? new InternalError(why) : this.#stage === Stage.Hello ? this.#notThePeer(why) : new ConnectFailedError(why));
+  }
+
+  #onFrames(frames: readonly Frame[]): void {
     for (const frame of frames) {
       if (this.#stage === Stage.Hello) this.#onHelloReply(frame);
       else if (this.#stage === Stage.Auth) this.#onAuthReply(frame);
