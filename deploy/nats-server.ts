@@ -112,8 +112,8 @@ export class NatsServer {
     const portsFile = path.join(portsDir, `${path.basename(bin)}_${child.pid}.ports`);
     for (;;) {
       if (exitCode !== undefined) throw new Error(`nats-server exited with ${exitCode}; see ${path.join(this.dir, "nats.log")}`);
-      if (fs.existsSync(portsFile)) {
-        const ports = JSON.parse(fs.readFileSync(portsFile, "utf8")) as { nats?: string[]; monitoring?: string[] };
+      const ports = readPortsFile(portsFile);
+      if (ports) {
         if (ports.nats?.[0] && (monitorPort === 0 || ports.monitoring?.[0])) {
           this.#url = ports.nats[0];
           this.#monitorUrl = ports.monitoring?.[0] ?? "";
@@ -199,5 +199,33 @@ export async function startNatsCluster(size = 3, options: Omit<NatsServerOptions
       for (const s of servers) await s.stop();
       if (attempt >= attempts) throw e;
     }
+  }
+}
+
+/** What nats-server writes to its ports file: where each listener is. */
+interface PortsFile {
+  readonly nats?: string[];
+  readonly monitoring?: string[];
+}
+
+/**
+ * The ports file, once nats-server has written it whole; undefined before.
+ * nats-server writes it again as each listener comes up (the monitoring port
+ * after the client port), so a read can catch it empty or half written:
+ * that is "not yet", and the caller polls again until its deadline.
+ */
+function readPortsFile(file: string): PortsFile | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  try {
+    return JSON.parse(text) as PortsFile;
+  } catch (e) {
+    if (e instanceof SyntaxError) return undefined;
+    throw e;
   }
 }
