@@ -84,6 +84,7 @@ export class NatsServer {
     const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "pocket-nats-"));
     fs.mkdirSync(dir, { recursive: true });
     const s = new NatsServer(dir, ownsDir, options);
+    // A failed start stops the process it started and keeps the directory: its error names the log there.
     await s.#spawn(options.port ?? -1, options.monitorPort ?? -1);
     return s;
   }
@@ -108,22 +109,29 @@ export class NatsServer {
     this.#exited = new Promise((resolve) => child.once("exit", () => resolve()));
     let exitCode: number | null | undefined;
     child.once("exit", (code) => { exitCode = code; });
-    const deadline = Date.now() + (this.options.readyTimeoutMs ?? 10_000);
     const portsFile = path.join(portsDir, `${path.basename(bin)}_${child.pid}.ports`);
+    try {
+      const ports = await this.#listening(portsFile, monitorPort, () => exitCode);
+      this.#url = ports.nats![0]!;
+      this.#monitorUrl = ports.monitoring?.[0] ?? "";
+      // Pin the ports it chose: nats-server restarted from its own config comes back where the cluster (and its scraper) looks for it.
+      fs.writeFileSync(conf, this.#config(this.port, this.monitorPort, portsDir));
+    } catch (e) {
+      // Whatever went wrong, the process started here does not outlive the failed start.
+      child.kill("SIGKILL");
+      throw e;
+    }
+  }
+
+  /** Waits for nats-server's ports file to name its listeners; throws if it exits or the start deadline passes first. */
+  async #listening(portsFile: string, monitorPort: number, exitCode: () => number | null | undefined): Promise<PortsFile> {
+    const deadline = Date.now() + (this.options.readyTimeoutMs ?? 10_000);
     for (;;) {
-      if (exitCode !== undefined) throw new Error(`nats-server exited with ${exitCode}; see ${path.join(this.dir, "nats.log")}`);
+      const code = exitCode();
+      if (code !== undefined) throw new Error(`nats-server exited with ${code}; see ${path.join(this.dir, "nats.log")}`);
       const ports = readPortsFile(portsFile);
-      if (ports) {
-        if (ports.nats?.[0] && (monitorPort === 0 || ports.monitoring?.[0])) {
-          this.#url = ports.nats[0];
-          this.#monitorUrl = ports.monitoring?.[0] ?? "";
-          // Pin the ports it chose: nats-server restarted from its own config comes back where the cluster (and its scraper) looks for it.
-          fs.writeFileSync(conf, this.#config(this.port, this.monitorPort, portsDir));
-          return;
-        }
-      }
-      if (Date.now() > deadline) {
-        child.kill("SIGKILL");
+      if (ports?.nats?.[0] && (monitorPort === 0 || ports.monitoring?.[0])) return ports;
+      if (Date.now() >= deadline) {
         throw new Error(`nats-server did not listen within ${this.options.readyTimeoutMs ?? 10_000} ms; see ${path.join(this.dir, "nats.log")}`);
       }
       await new Promise((r) => setTimeout(r, 20));

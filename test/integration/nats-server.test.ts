@@ -1,4 +1,8 @@
+import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { eventually } from "../harness/cluster";
 import { NatsServer } from "../../deploy/nats-server";
 
 /*
@@ -49,3 +53,21 @@ test("monitorHost opens monitoring on another interface", async () => {
     await open.stop();
   }
 }, 20_000);
+
+test("a start that fails leaves no nats-server behind", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pocket-nats-failed-"));
+  try {
+    // No time to listen at all: the start fails right after spawning a server.
+    await expect(NatsServer.start({ dir, readyTimeoutMs: 0, jetstream: false })).rejects.toThrow(/did not listen/);
+    const running = (): number[] => fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").includes(dir);
+      } catch {
+        return false; // the process ended while we looked
+      }
+    }).map(Number);
+    await eventually(() => running().length === 0, 5_000, "no nats-server of the failed start");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
