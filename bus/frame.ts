@@ -232,26 +232,55 @@ export function completeFrame(buf: Buffer): Frame {
 /** Bytes of the buffer a FrameReader reads into between large frames. */
 export const readScratchBytes = 64 * 1024;
 
+export interface FrameReaderOptions {
+  /**
+   * Where reads between large frames land. Readers may share one (a server's
+   * connections do): every read is copied out of it before `landed` returns,
+   * and Node calls `landed` in the same turn as the read.
+   */
+  readonly scratch?: Buffer;
+  /**
+   * False: a large frame gets its own buffer only once `claimLarge` is called
+   * (a server claims it once its budget has admitted the frame), so a frame
+   * waiting for room holds only the bytes that have arrived. Default true.
+   */
+  readonly claimLargeAtOnce?: boolean;
+}
+
 /**
- * A socket's reads into memory chosen per read (Node's `onread` option of
- * `net.connect`): the rest of a large frame in progress is read straight into
- * that frame's own buffer (no per-read allocation, no copy when it is put
- * together), and anything else into one reused scratch buffer, whose bytes are
- * copied out before the next read (small frames into the shared pool).
+ * A socket's reads into memory chosen per read (Node's `onread` option): the
+ * rest of a large frame in progress is read straight into that frame's own
+ * buffer (no per-read allocation, no copy when it is put together), and
+ * anything else into a scratch buffer, whose bytes are copied out before the
+ * next read (small frames into the shared pool).
  *
  * @example
  *   const reader = new FrameReader(new FrameDecoder(max));
  *   net.connect({ host, port, onread: { buffer: () => reader.target(), callback: (n, buf) => { for (const f of reader.landed(n, buf)) ... } } });
  */
 export class FrameReader {
-  readonly #scratch = Buffer.allocUnsafeSlow(readScratchBytes);
+  readonly #scratch: Buffer;
+  readonly #claimAtOnce: boolean;
   #partial: { buf: Buffer; at: number } | undefined;
 
-  constructor(readonly decoder: FrameDecoder) {}
+  constructor(readonly decoder: FrameDecoder, options: FrameReaderOptions = {}) {
+    this.#scratch = options.scratch ?? Buffer.allocUnsafeSlow(readScratchBytes);
+    this.#claimAtOnce = options.claimLargeAtOnce ?? true;
+  }
 
-  /** Bytes held for frames not yet complete. */
+  /** Bytes that have arrived for frames not yet complete. */
   get bufferedBytes(): number {
     return this.#partial ? this.#partial.at : this.decoder.bufferedBytes;
+  }
+
+  /** Bytes held for frames not yet complete: a claimed large frame's whole buffer. */
+  get heldBytes(): number {
+    return this.#partial ? this.#partial.buf.byteLength : this.decoder.bufferedBytes;
+  }
+
+  /** Size (length field included) of the frame in progress once its length is known; 0 between frames. */
+  get partialFrameBytes(): number {
+    return this.#partial ? this.#partial.buf.byteLength : this.decoder.partialFrameBytes;
   }
 
   /** Where the next read goes. */
@@ -260,27 +289,47 @@ export class FrameReader {
     return p ? p.buf.subarray(p.at) : this.#scratch;
   }
 
+  /** Gives the large frame in progress (if any, and not yet given) a buffer of its own, which the next reads fill. */
+  claimLarge(): void {
+    if (this.#partial === undefined) this.#partial = this.decoder.takeLargePartial();
+  }
+
   /**
-   * `n` bytes were read into `into` (what `target()` returned); returns the
-   * frames they complete. Throws FrameError on malformed input.
+   * `n` bytes were read into `into` (a buffer `target()` returned: Node may
+   * still read once into the scratch buffer after a claim); returns the frames
+   * they complete. Throws FrameError on malformed input.
    */
   landed(n: number, into: Buffer): Frame[] {
     const p = this.#partial;
-    if (p) {
+    if (p && into !== this.#scratch) {
       assert(into.buffer === p.buf.buffer && into.byteOffset === p.buf.byteOffset + p.at && n <= p.buf.byteLength - p.at,
         "a read landed outside the frame it was given", () => ({ n, at: p.at, size: p.buf.byteLength }));
       p.at += n;
-      if (p.at < p.buf.byteLength) return [];
-      this.#partial = undefined;
-      return [completeFrame(p.buf)];
+      return p.at < p.buf.byteLength ? [] : [this.#completePartial(p.buf)];
     }
     assert(into === this.#scratch && n <= this.#scratch.byteLength, "a read landed outside the scratch buffer", () => ({ n }));
+    let from = 0;
+    let done: Frame | undefined;
+    if (p) {
+      from = Math.min(n, p.buf.byteLength - p.at);
+      this.#scratch.copy(p.buf, p.at, 0, from);
+      p.at += from;
+      if (p.at < p.buf.byteLength) return [];
+      done = this.#completePartial(p.buf);
+      if (from === n) return [done];
+    }
     // The scratch buffer is read into again next time: what the decoder keeps must be a copy.
-    const copy = Buffer.allocUnsafe(n);
-    this.#scratch.copy(copy, 0, 0, n);
+    const copy = Buffer.allocUnsafe(n - from);
+    this.#scratch.copy(copy, 0, from, n);
     const frames = this.decoder.push(copy);
-    this.#partial = this.decoder.takeLargePartial();
+    if (done) frames.unshift(done);
+    if (this.#claimAtOnce) this.claimLarge();
     return frames;
+  }
+
+  #completePartial(buf: Buffer): Frame {
+    this.#partial = undefined;
+    return completeFrame(buf);
   }
 }
 

@@ -2,7 +2,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { ErrorCode, InvalidArgumentError, toWireError } from "../schemas/errors";
 import { decodeJson, encodeJson } from "./body";
-import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes, type Frame } from "./frame";
+import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes, FrameReader, readScratchBytes, type Frame } from "./frame";
 import { helloFrameBytesMax, parseAuth, parseHello, signHello, TransportAuth, TransportHello, type TransportIdentity } from "./handshake";
 import { InflightBudget, type BudgetMember } from "./inflight-budget";
 import { Transport, type DispatchResult, type Router } from "./router";
@@ -51,10 +51,12 @@ export interface TcpServerStats {
 }
 
 /**
- * Largest chunk one socket read delivers (libuv reads into 64 KiB buffers):
- * the most a connection can add past what the budget admitted before it is paused.
+ * Largest chunk one socket read delivers outside an admitted frame (a plain
+ * socket reads into the server's scratch buffer, a TLS socket gives libuv's
+ * 64 KiB reads): the most a connection can add past what the budget admitted
+ * before it is paused.
  */
-const readChunkBytesMax = 64 * 1024;
+const readChunkBytesMax = readScratchBytes;
 
 type Options = Required<Omit<TcpServerOptions, "tls">> & Pick<TcpServerOptions, "tls">;
 
@@ -75,25 +77,46 @@ export class TcpServer {
   readonly #sockets = new Set<net.Socket>();
   readonly #budget: InflightBudget;
   readonly #stats = { bytesIn: 0, bytesOut: 0, protocolErrors: 0 };
+  readonly #options: Options;
 
   private constructor(router: Router, options: Options) {
+    this.#options = options;
     this.#budget = new InflightBudget(options.inflightBytesMax, readChunkBytesMax);
-    const context: ConnectionContext = { router, options, budget: this.#budget, stats: this.#stats };
-    const serve = (socket: net.Socket): void => {
-      const c = new ServerConnection(context, socket);
+    // One scratch buffer for every plain connection's reads: each read is copied out of it in the same turn.
+    const context: ConnectionContext = { router, options, budget: this.#budget, stats: this.#stats, scratch: Buffer.allocUnsafeSlow(readScratchBytes) };
+    const serve = (c: ServerConnection): void => {
       this.#connections.add(c);
-      socket.on("close", () => this.#connections.delete(c));
+      c.socket.on("close", () => this.#connections.delete(c));
     };
-    this.#server = options.tls
-      ? tls.createServer({ cert: options.tls.cert, key: options.tls.key, handshakeTimeout: options.helloTimeoutMs, noDelay: true }, serve)
-      : net.createServer({ noDelay: true }, serve);
-    this.#server.on("connection", (raw: net.Socket) => {
-      this.#sockets.add(raw);
-      raw.once("close", () => this.#sockets.delete(raw));
-    });
-    // A handshake that fails or times out (Node closes the socket) is a protocol error like any other.
-    this.#server.on("tlsClientError", () => { this.#stats.protocolErrors++; });
-    this.#server.maxConnections = options.connectionsMax;
+    if (options.tls) {
+      this.#server = tls.createServer({ cert: options.tls.cert, key: options.tls.key, handshakeTimeout: options.helloTimeoutMs, noDelay: true },
+        (socket) => serve(ServerConnection.overChunks(context, socket)));
+      this.#server.on("connection", (raw: net.Socket) => this.#admit(raw));
+      // A handshake that fails or times out (Node closes the socket) is a protocol error like any other.
+      this.#server.on("tlsClientError", () => { this.#stats.protocolErrors++; });
+    } else {
+      this.#server = net.createServer({ noDelay: true, pauseOnConnect: true }, (raw) => {
+        if (!this.#admit(raw)) return;
+        const c = ServerConnection.inPlace(context, raw);
+        this.#track(c.socket);
+        serve(c);
+      });
+    }
+  }
+
+  /** Counts an accepted socket against `connectionsMax` (closing it past that); false if it was closed. */
+  #admit(raw: net.Socket): boolean {
+    if (this.#sockets.size >= this.#options.connectionsMax) {
+      raw.destroy();
+      return false;
+    }
+    this.#track(raw);
+    return true;
+  }
+
+  #track(socket: net.Socket): void {
+    this.#sockets.add(socket);
+    socket.once("close", () => this.#sockets.delete(socket));
   }
 
   static async listen(router: Router, options: TcpServerOptions): Promise<TcpServer> {
@@ -149,6 +172,8 @@ interface ConnectionContext {
   readonly options: Options;
   readonly budget: InflightBudget;
   readonly stats: { bytesIn: number; bytesOut: number; protocolErrors: number };
+  /** Where plain sockets read between large frames (see FrameReaderOptions.scratch). */
+  readonly scratch: Buffer;
 }
 
 const Phase = {
@@ -168,7 +193,11 @@ class ServerConnection implements BudgetMember {
   #phase: Phase = Phase.Hello;
   /** The token this connection authenticated with: requests that name none are its job's. */
   #sessionToken: string | undefined;
-  #decoder: FrameDecoder;
+  /** Frames are put together here; on a plain socket reads land in it (a large frame's rest straight into its own buffer). */
+  #reader: FrameReader;
+  #socket!: net.Socket;
+  /** Reads land in place (plain TCP); false: the socket gives chunks (TLS). */
+  readonly #inPlace: boolean;
   #inflight = 0;
   /** Frames of the last chunk beyond the in-flight window; reading is paused meanwhile, so at most one chunk's frames. */
   readonly #waiting: Frame[] = [];
@@ -177,21 +206,65 @@ class ServerConnection implements BudgetMember {
   #helloTimer: NodeJS.Timeout | undefined;
   #frameTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ctx: ConnectionContext, private readonly socket: net.Socket) {
-    this.#decoder = new FrameDecoder(ctx.options.preAuthFrameBytesMax);
+  /** A connection over a socket that gives chunks (a TLS socket). */
+  static overChunks(ctx: ConnectionContext, socket: net.Socket): ServerConnection {
+    const c = new ServerConnection(ctx, false);
+    socket.on("data", (chunk: Buffer) => c.#received(chunk.byteLength, () => c.#reader.decoder.push(chunk)));
+    c.#attach(socket);
+    return c;
+  }
+
+  /**
+   * A connection over an accepted plain socket (paused on connect), read in
+   * place: Node offers `onread` only to sockets it connects, so the accepted
+   * socket's handle moves to a new socket made with it; `raw` is then closed
+   * without its handle (which also releases the server's count of it). Where
+   * this Node's socket has no handle to move, `raw` is read in chunks.
+   */
+  static inPlace(ctx: ConnectionContext, raw: net.Socket): ServerConnection {
+    const holder = raw as unknown as { _handle: unknown };
+    const handle = holder._handle;
+    if (typeof handle !== "object" || handle === null || typeof (handle as { readStart?: unknown }).readStart !== "function") {
+      return ServerConnection.overChunks(ctx, raw);
+    }
+    const c = new ServerConnection(ctx, true);
+    holder._handle = null;
+    raw.destroy();
+    const reader = (n: number, into: Uint8Array): boolean => {
+      c.#received(n, () => c.#reader.landed(n, into as Buffer));
+      return true;
+    };
+    c.#attach(new net.Socket({ handle, onread: { buffer: () => c.#reader.target(), callback: reader } } as net.SocketConstructorOpts));
+    return c;
+  }
+
+  private constructor(private readonly ctx: ConnectionContext, inPlace: boolean) {
+    this.#inPlace = inPlace;
+    this.#reader = this.#newReader(ctx.options.preAuthFrameBytesMax);
+  }
+
+  #newReader(frameBytesMax: number): FrameReader {
+    return new FrameReader(new FrameDecoder(frameBytesMax), { scratch: this.ctx.scratch, claimLargeAtOnce: false });
+  }
+
+  #attach(socket: net.Socket): void {
+    this.#socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
-    const ms = ctx.options.helloTimeoutMs;
+    const ms = this.ctx.options.helloTimeoutMs;
     this.#helloTimer = setTimeout(() => this.#protocolError(ErrorCode.Timeout, `the hello and authentication did not complete within ${ms} ms`), ms);
-    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("drain", () => this.#refresh(false));
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.#shutdown());
     this.#refresh(false);
   }
 
+  get socket(): net.Socket {
+    return this.#socket;
+  }
+
   destroy(): void {
-    this.socket.destroy();
+    this.#socket.destroy();
   }
 
   /** Requests being handled or waiting for the in-flight window. */
@@ -206,16 +279,17 @@ class ServerConnection implements BudgetMember {
 
   /** The budget is full: stop reading until `wake`. */
   pauseForBudget(): void {
-    this.socket.pause();
+    this.#socket.pause();
     this.#stopFrameTimer();
   }
 
-  #onData(chunk: Buffer): void {
+  /** `n` bytes arrived; `decode` hands over the frames they complete. */
+  #received(n: number, decode: () => Frame[]): void {
     if (this.#phase === Phase.Closed) return;
-    this.ctx.stats.bytesIn += chunk.byteLength;
+    this.ctx.stats.bytesIn += n;
     let frames: Frame[];
     try {
-      frames = this.#decoder.push(chunk);
+      frames = decode();
     } catch (e) {
       if (!(e instanceof FrameError)) throw e;
       this.#protocolError(e.code, e.message);
@@ -290,7 +364,7 @@ class ServerConnection implements BudgetMember {
     clearTimeout(this.#helloTimer);
     this.#sessionToken = token;
     this.#phase = Phase.Open;
-    this.#decoder.raiseLimit(this.ctx.options.frameBytesMax);
+    this.#reader.decoder.raiseLimit(this.ctx.options.frameBytesMax);
     this.#send(FrameKind.Reply, requestId, encodeJson({}));
     this.#refresh(false);
   }
@@ -322,20 +396,25 @@ class ServerConnection implements BudgetMember {
     if (this.#phase === Phase.Closed) return;
     const o = this.ctx.options;
     const open = this.#phase === Phase.Open;
-    const peerNotReading = this.socket.writableLength >= o.writeBufferBytesMax;
+    const peerNotReading = this.#socket.writableLength >= o.writeBufferBytesMax;
     const blocked = this.#phase === Phase.Authenticating || peerNotReading
       || this.#inflight >= o.inflightPerConnectionMax || this.#waiting.length > 0;
-    const partial = this.#decoder.bufferedBytes;
+    const partial = this.#reader.heldBytes;
     const mayRead = this.ctx.budget.report(this, {
       heldBytes: this.#handledBytes + partial,
       handledBytes: this.#handledBytes,
-      nextFrameBytes: open ? this.#decoder.partialFrameBytes : 0,
+      nextFrameBytes: open ? this.#reader.partialFrameBytes : 0,
       frameDone,
       blocked,
       gated: open,
     });
-    if (mayRead) this.socket.resume();
-    else this.socket.pause();
+    if (mayRead) {
+      // Admitted: a large frame in progress gets its whole buffer now, and its rest is read into it.
+      if (this.#inPlace && open) this.#reader.claimLarge();
+      this.#socket.resume();
+    } else {
+      this.#socket.pause();
+    }
     // A frame is timed while the server reads it, or while the peer holds it up by not reading its replies;
     // not while it waits for the budget or for this server's handlers.
     const timed = open && partial > 0 && (mayRead || peerNotReading);
@@ -352,12 +431,12 @@ class ServerConnection implements BudgetMember {
   }
 
   #send(kind: FrameKind, id: number, meta: Uint8Array, payload?: Uint8Array): void {
-    if (this.socket.destroyed || this.socket.writableEnded) return;
+    if (this.#socket.destroyed || this.#socket.writableEnded) return;
     const [head, body] = encodeFrame(kind, id, "", meta, payload);
     this.ctx.stats.bytesOut += head.byteLength + (body?.byteLength ?? 0);
     corkUntilNextTick(this.socket);
-    this.socket.write(head);
-    if (body) this.socket.write(body);
+    this.#socket.write(head);
+    if (body) this.#socket.write(body);
   }
 
   /** Tells the peer why (`requestId` 0: the connection, else its hello or auth) and closes. */
@@ -366,23 +445,23 @@ class ServerConnection implements BudgetMember {
     this.ctx.stats.protocolErrors++;
     this.#shutdown();
     this.#send(FrameKind.Error, requestId, encodeJson({ code, message }));
-    this.socket.end();
+    this.#socket.end();
     // Read on, discarding (`#onData` ignores a closed connection), so the peer's close is seen at once and frees the slot;
     // a peer that neither reads its error nor closes is cut off after a few seconds.
-    this.socket.once("end", () => this.socket.destroy());
-    this.socket.resume();
-    setTimeout(() => this.socket.destroy(), 5_000).unref();
+    this.#socket.once("end", () => this.#socket.destroy());
+    this.#socket.resume();
+    setTimeout(() => this.#socket.destroy(), 5_000).unref();
   }
 
   /** Stops reading and releases everything this connection held, at once. */
   #shutdown(): void {
     if (this.#phase === Phase.Closed) return;
     this.#phase = Phase.Closed;
-    this.socket.pause();
+    this.#socket.pause();
     clearTimeout(this.#helloTimer);
     this.#stopFrameTimer();
     this.#waiting.length = 0;
-    this.#decoder = new FrameDecoder(0);
+    this.#reader = this.#newReader(0);
     this.ctx.budget.leave(this);
   }
 }

@@ -147,3 +147,53 @@ test("what a frame reader hands out does not change when its scratch buffer is r
   expect(frames.map((f) => JSON.parse(Buffer.from(f.meta).toString()).i)).toEqual([...Array(50).keys()]);
   frames.forEach((f, i) => expect(Buffer.from(f.payload!).equals(Buffer.alloc(200, i))).toBe(true));
 });
+
+test("a reader that claims large frames when told holds only what has arrived until then, and takes reads into the scratch buffer after a claim", () => {
+  const big = Buffer.alloc(2 * ownedFrameBytesMin + 5);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 13) & 0xff;
+  const stream = Buffer.concat([frame(1, "w", { a: 1 }, big), frame(2, "s", {}, Buffer.alloc(10, 4))]);
+  const scratch = Buffer.alloc(readScratchBytes);
+  const reader = new FrameReader(new FrameDecoder(1 << 22), { scratch, claimLargeAtOnce: false });
+  let at = 0;
+  const read = (max: number, into = reader.target()): Frame[] => {
+    const n = Math.min(into.byteLength, max, stream.length - at);
+    stream.copy(into, 0, at, at + n);
+    at += n;
+    return reader.landed(n, into);
+  };
+  expect(read(1000)).toEqual([]);
+  // Not claimed: reads still go to the scratch buffer, and only the bytes that came are held.
+  expect(reader.target()).toBe(scratch);
+  expect(reader.heldBytes).toBe(1000);
+  expect(reader.partialFrameBytes).toBe(frameBytes({ kind: 1, requestId: 1, name: "w", meta: Buffer.from(JSON.stringify({ a: 1 })), payload: big }));
+  reader.claimLarge();
+  expect(reader.heldBytes).toBe(reader.partialFrameBytes);
+  expect(reader.bufferedBytes).toBe(1000);
+  // A read that the socket had already aimed at the scratch buffer lands there; then reads go in place.
+  expect(read(5000, scratch)).toEqual([]);
+  expect(reader.target()).not.toBe(scratch);
+  const frames: Frame[] = [];
+  while (at < stream.length) frames.push(...read(readScratchBytes));
+  expect(frames.map((f) => f.requestId)).toEqual([1, 2]);
+  expect(Buffer.from(frames[0]!.payload!).equals(big)).toBe(true);
+  expect(frames[0]!.owned).toBe(true);
+  expect(Buffer.from(frames[1]!.payload!).equals(Buffer.alloc(10, 4))).toBe(true);
+  expect(reader.heldBytes).toBe(0);
+});
+
+test("a scratch read that completes a claimed frame hands the bytes after it to the next frames", () => {
+  const big = Buffer.alloc(ownedFrameBytesMin + 3, 7);
+  const stream = Buffer.concat([frame(1, "w", {}, big), frame(2, "a", { i: 2 }), frame(3, "b", { i: 3 })]);
+  const scratch = Buffer.alloc(readScratchBytes);
+  const reader = new FrameReader(new FrameDecoder(1 << 22), { scratch, claimLargeAtOnce: false });
+  stream.copy(scratch, 0, 0, 100);
+  expect(reader.landed(100, scratch)).toEqual([]);
+  reader.claimLarge();
+  // The rest of the stream arrives in one read into the scratch buffer.
+  const rest = stream.length - 100;
+  stream.copy(scratch, 0, 100);
+  const frames = reader.landed(rest, scratch);
+  expect(frames.map((f) => f.requestId)).toEqual([1, 2, 3]);
+  expect(Buffer.from(frames[0]!.payload!).equals(big)).toBe(true);
+  expect(reader.heldBytes).toBe(0);
+});
