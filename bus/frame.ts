@@ -94,9 +94,12 @@ export class FrameDecoder {
   #head = 0;
   #buffered = 0;
   #frameBytesMax: number;
+  readonly #allocLarge: (size: number) => Buffer;
 
-  constructor(frameBytesMax: number) {
+  /** `allocLarge` makes the buffer of its own that a large frame gets (a storage node takes them from a pool it refills as extents are freed). */
+  constructor(frameBytesMax: number, allocLarge: (size: number) => Buffer = Buffer.allocUnsafeSlow) {
     this.#frameBytesMax = frameBytesMax;
+    this.#allocLarge = allocLarge;
   }
 
   get bufferedBytes(): number {
@@ -164,7 +167,8 @@ export class FrameDecoder {
   takeLargePartial(): { buf: Buffer; at: number } | undefined {
     const total = this.partialFrameBytes;
     if (total < ownedFrameBytesMin || this.#buffered >= total) return undefined;
-    const buf = Buffer.allocUnsafeSlow(total);
+    const buf = this.#allocLarge(total);
+    assert(buf.byteLength === total, "a large frame's buffer is its size", () => ({ total, got: buf.byteLength }));
     let at = 0;
     for (let i = this.#head; i < this.#chunks.length; i++) {
       buf.set(this.#chunks[i]!, at);
@@ -202,7 +206,7 @@ export class FrameDecoder {
     } else {
       // A large frame gets a buffer of its own (never a slice of the shared pool), which its receiver may keep.
       owned = n >= ownedFrameBytesMin;
-      out = owned ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n);
+      out = owned ? this.#allocLarge(n) : Buffer.allocUnsafe(n);
       let at = 0;
       while (at < n) {
         const c = this.#chunks[this.#head]!;

@@ -78,8 +78,14 @@ async function handle(router: Router, chunks: ChunkStreams, msg: Msg, name: stri
     respondError(msg, result.code, result.message);
     return;
   }
+  let reply: Uint8Array;
   try {
-    chunks.reply(msg, encodeBody(result.meta, result.payload), jobId);
+    reply = encodeBody(result.meta, result.payload); // a copy: the payload may be let go now
+  } finally {
+    result.release?.();
+  }
+  try {
+    chunks.reply(msg, reply, jobId);
   } catch (e) {
     // The operation ran; its reply could not be held (Timeout: the caller cannot know the outcome).
     const w = toWireError(e);

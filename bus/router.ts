@@ -26,7 +26,11 @@ export interface RequestContext {
 
 /** A reply with bytes attached (operations whose payload direction is `reply`). */
 export class WithPayload<R> {
-  constructor(readonly reply: R, readonly payload: Uint8Array) {}
+  /**
+   * `release`: the payload is a view of memory its owner will reuse; it is
+   * called once, when the payload has been sent or copied (or dropped).
+   */
+  constructor(readonly reply: R, readonly payload: Uint8Array, readonly release?: () => void) {}
 }
 
 export type Handler<O extends Operation> = (
@@ -35,7 +39,8 @@ export type Handler<O extends Operation> = (
 ) => Promise<ReplyOf<O> | WithPayload<ReplyOf<O>>> | ReplyOf<O> | WithPayload<ReplyOf<O>>;
 
 export type DispatchResult =
-  | { readonly ok: true; readonly meta: Uint8Array; readonly payload: Uint8Array | undefined }
+  /** `release`, when given, must be called once the payload has been sent or copied (see WithPayload). */
+  | { readonly ok: true; readonly meta: Uint8Array; readonly payload: Uint8Array | undefined; readonly release?: (() => void) | undefined }
   | { readonly ok: false; readonly code: ErrorCode; readonly message: string };
 
 /** What a transport knows of a request besides its bytes. */
@@ -169,9 +174,16 @@ export class Router {
       if (jobId !== undefined) this.scope?.(request, jobId);
       const ctx: RequestContext = jobId === undefined ? { transport, payload, payloadOwned } : { transport, payload, jobId, payloadOwned };
       const out = await route.handler(request, ctx);
-      result = out instanceof WithPayload
-        ? { ok: true, meta: encodeReplyMeta(name, binary, out.reply), payload: out.payload }
-        : { ok: true, meta: encodeReplyMeta(name, binary, out), payload: undefined };
+      if (out instanceof WithPayload) {
+        try {
+          result = { ok: true, meta: encodeReplyMeta(name, binary, out.reply), payload: out.payload, release: out.release };
+        } catch (e) {
+          out.release?.();
+          throw e;
+        }
+      } else {
+        result = { ok: true, meta: encodeReplyMeta(name, binary, out), payload: undefined };
+      }
     } catch (e) {
       result = { ok: false, ...toWireError(e) };
     }

@@ -35,6 +35,8 @@ export interface TcpServerOptions {
   /** Reply bytes queued on a socket before the server stops reading from it. */
   readonly writeBufferBytesMax?: number;
   readonly connectionsMax?: number;
+  /** Makes the buffer of its own that a large request frame gets (default: a new one each time). */
+  readonly allocLargeFrame?: (size: number) => Buffer;
 }
 
 export interface TcpServerStats {
@@ -58,7 +60,7 @@ export interface TcpServerStats {
  */
 const readChunkBytesMax = readScratchBytes;
 
-type Options = Required<Omit<TcpServerOptions, "tls">> & Pick<TcpServerOptions, "tls">;
+type Options = Required<Omit<TcpServerOptions, "tls" | "allocLargeFrame">> & Pick<TcpServerOptions, "tls" | "allocLargeFrame">;
 
 /**
  * Serves a router's operations on the direct TCP transport (over TLS when
@@ -244,7 +246,7 @@ class ServerConnection implements BudgetMember {
   }
 
   #newReader(frameBytesMax: number): FrameReader {
-    return new FrameReader(new FrameDecoder(frameBytesMax), { scratch: this.ctx.scratch, claimLargeAtOnce: false });
+    return new FrameReader(new FrameDecoder(frameBytesMax, this.ctx.options.allocLargeFrame), { scratch: this.ctx.scratch, claimLargeAtOnce: false });
   }
 
   #attach(socket: net.Socket): void {
@@ -381,10 +383,14 @@ class ServerConnection implements BudgetMember {
   }
 
   #done(requestId: number, bytes: number, result: DispatchResult): void {
-    if (this.#phase === Phase.Closed) return; // what it held was released at close
+    if (this.#phase === Phase.Closed) {
+      // What it held was released at close.
+      if (result.ok) result.release?.();
+      return;
+    }
     this.#inflight--;
     this.#handledBytes -= bytes;
-    if (result.ok) this.#send(FrameKind.Reply, requestId, result.meta, result.payload);
+    if (result.ok) this.#send(FrameKind.Reply, requestId, result.meta, result.payload, result.release);
     else this.#send(FrameKind.Error, requestId, encodeJson({ code: result.code, message: result.message }));
     const next = this.#waiting.shift();
     if (next) this.#run(next);
@@ -430,13 +436,18 @@ class ServerConnection implements BudgetMember {
     this.#frameTimer = undefined;
   }
 
-  #send(kind: FrameKind, id: number, meta: Uint8Array, payload?: Uint8Array): void {
-    if (this.#socket.destroyed || this.#socket.writableEnded) return;
+  /** `release` is called once the payload has left (or never will): the callback of the socket's write of it. */
+  #send(kind: FrameKind, id: number, meta: Uint8Array, payload?: Uint8Array, release?: () => void): void {
+    if (this.#socket.destroyed || this.#socket.writableEnded) {
+      release?.();
+      return;
+    }
     const [head, body] = encodeFrame(kind, id, "", meta, payload);
     this.ctx.stats.bytesOut += head.byteLength + (body?.byteLength ?? 0);
-    corkUntilNextTick(this.socket);
+    corkUntilNextTick(this.#socket);
     this.#socket.write(head);
-    if (body) this.#socket.write(body);
+    if (body) this.#socket.write(body, release);
+    else release?.();
   }
 
   /** Tells the peer why (`requestId` 0: the connection, else its hello or auth) and closes. */

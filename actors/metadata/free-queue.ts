@@ -5,15 +5,22 @@ import type { Extent } from "./namespace";
 
 interface Batch { readonly nodeId: string; readonly jobId: string; readonly extentIds: string[] }
 
+/** Told, as a free is sent to a node, what to call with the bytes it freed once it answers. */
+export type FreeCredit = (nodeId: string) => (freedBytes: number) => void;
+
 /**
  * Frees extents on storage nodes in the background, with a bounded number of
- * requests in flight and a bounded backlog. A batch that cannot be sent (node
- * dead, backlog full) is logged: a dead node's bytes are gone with it, and a
- * job's deregistration drops everything it still holds.
+ * requests in flight and a bounded backlog. Frees for the same node and job
+ * that wait together go in one request (up to a request's bound). A batch
+ * that cannot be sent (node dead, backlog full) is logged: a dead node's
+ * bytes are gone with it, and a job's deregistration drops everything it
+ * still holds.
  */
 export class FreeQueue {
   readonly #log = logger("free-queue");
   readonly #backlog: Batch[] = [];
+  /** The last batch waiting for each node and job, while it has room for more ids. */
+  readonly #open = new Map<string, Batch>();
   #inflight = 0;
   #dropped = 0;
   #idleWaiters: Array<() => void> = [];
@@ -22,6 +29,7 @@ export class FreeQueue {
     private readonly callerFor: (nodeId: string) => Caller,
     private readonly inflightMax: number,
     private readonly backlogMax: number,
+    private readonly credit?: FreeCredit,
   ) {}
 
   get pending(): number {
@@ -50,17 +58,29 @@ export class FreeQueue {
       if (!ids) byNode.set(e.nodeId, (ids = []));
       ids.push(e.extentId);
     }
-    for (const [nodeId, ids] of byNode) {
-      for (let i = 0; i < ids.length; i += WireLimits.extentIdsPerFreeMax) {
-        if (this.#backlog.length >= this.backlogMax) {
-          this.#log.warn("free backlog full; extents stay until the job ends", { nodeId, jobId, extents: ids.length - i });
-          this.#dropped += ids.length - i;
-          break;
-        }
-        this.#backlog.push({ nodeId, jobId, extentIds: ids.slice(i, i + WireLimits.extentIdsPerFreeMax) });
-      }
-    }
+    for (const [nodeId, ids] of byNode) this.#add(nodeId, jobId, ids);
     this.#pump();
+  }
+
+  #add(nodeId: string, jobId: string, ids: readonly string[]): void {
+    const key = `${nodeId}\u0000${jobId}`;
+    let i = 0;
+    const open = this.#open.get(key);
+    if (open !== undefined) {
+      i = Math.min(ids.length, WireLimits.extentIdsPerFreeMax - open.extentIds.length);
+      for (let k = 0; k < i; k++) open.extentIds.push(ids[k]!);
+    }
+    for (; i < ids.length; i += WireLimits.extentIdsPerFreeMax) {
+      if (this.#backlog.length >= this.backlogMax) {
+        this.#log.warn("free backlog full; extents stay until the job ends", { nodeId, jobId, extents: ids.length - i });
+        this.#dropped += ids.length - i;
+        return;
+      }
+      const batch = { nodeId, jobId, extentIds: ids.slice(i, i + WireLimits.extentIdsPerFreeMax) };
+      this.#backlog.push(batch);
+      this.#open.set(key, batch);
+    }
+    if (this.#open.get(key)?.extentIds.length === WireLimits.extentIdsPerFreeMax) this.#open.delete(key);
   }
 
   /** Resolves when nothing is queued or in flight. */
@@ -72,9 +92,13 @@ export class FreeQueue {
   #pump(): void {
     while (this.#inflight < this.inflightMax && this.#backlog.length > 0) {
       const b = this.#backlog.shift()!;
+      const key = `${b.nodeId}\u0000${b.jobId}`;
+      if (this.#open.get(key) === b) this.#open.delete(key);
       this.#inflight++;
+      const credit = this.credit?.(b.nodeId);
       this.callerFor(b.nodeId)
         .call(NodeOps.extentFree, { jobId: b.jobId, extentIds: b.extentIds })
+        .then(({ reply }) => credit?.(reply.freedBytes))
         .catch((e: unknown) => this.#log.warn("free failed", { nodeId: b.nodeId, jobId: b.jobId, ...errorFields(e) }))
         .finally(() => {
           this.#inflight--;

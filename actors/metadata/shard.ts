@@ -74,7 +74,8 @@ export class MetadataShard {
     this.#ops = ops;
     this.#tokens = new TokenAuthority(config.secret, env.clock);
     this.nodes = new NodeDirectory(env.clock, this.heartbeatIntervalMs);
-    this.#frees = new FreeQueue((nodeId) => env.bus.caller(Subjects.nodeControl(nodeId), Defaults.rpcTimeoutMs), Defaults.freeInflightMax, Defaults.freeQueueMax);
+    this.#frees = new FreeQueue((nodeId) => env.bus.caller(Subjects.nodeControl(nodeId), Defaults.rpcTimeoutMs), Defaults.freeInflightMax, Defaults.freeQueueMax,
+      (nodeId) => this.nodes.freedSince(nodeId));
     this.logic = new ShardLogic(config, this.#tokens, env.clock, this.nodes, (jobId, extents) => this.#frees.enqueue(jobId, extents), env.entropy);
     registerShardMetrics(ops.metrics, { logic: this.logic, frees: this.#frees, nodes: this.nodes, tcp: () => this.#tcp?.stats });
   }

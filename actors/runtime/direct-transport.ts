@@ -18,7 +18,10 @@ export interface DirectTransportConfig {
  * server proves `identity`, a connection authenticates with a job token,
  * and frames may be up to `frameBytesMax` once it has.
  */
-export function listenDirect(router: Router, config: DirectTransportConfig, frameBytesMax: number, identity: TransportIdentity, tokens: TokenAuthority): Promise<TcpServer> {
+export function listenDirect(
+  router: Router, config: DirectTransportConfig, frameBytesMax: number, identity: TransportIdentity, tokens: TokenAuthority,
+  allocLargeFrame?: (size: number) => Buffer,
+): Promise<TcpServer> {
   return TcpServer.listen(router, {
     host: config.host ?? "127.0.0.1",
     port: config.port ?? 0,
@@ -26,5 +29,6 @@ export function listenDirect(router: Router, config: DirectTransportConfig, fram
     identity,
     authenticate: (token) => { tokens.verifyJob(token); },
     tls: config.tls ? readServerTls(config.tls) : undefined,
+    ...(allocLargeFrame ? { allocLargeFrame } : {}),
   });
 }

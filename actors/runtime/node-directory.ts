@@ -71,6 +71,19 @@ export class NodeDirectory {
     return r.heartbeat.capacityBytes - r.heartbeat.usedBytes - r.placedBytes;
   }
 
+  /**
+   * Called as a free is sent to `nodeId`: what to call with the bytes it
+   * freed. Those count as free at once if no heartbeat came in meanwhile (one
+   * that did may already count them), so a node written and freed at a high
+   * rate is not taken as full between heartbeats.
+   */
+  freedSince(nodeId: string): (freedBytes: number) => void {
+    const before = this.#nodes.get(nodeId);
+    return (freedBytes) => {
+      if (before !== undefined && this.#nodes.get(nodeId) === before) before.placedBytes -= freedBytes;
+    };
+  }
+
   forget(nodeId: string): void {
     this.#nodes.delete(nodeId);
   }

@@ -81,14 +81,15 @@ export class NodeLogic {
     const { jobId } = this.tokens.verifyJob(req.token);
     const { extentId } = req;
     const offset = req.offset ?? 0;
-    const all = await this.store.read(jobId, extentId, 0, undefined);
-    if (offset === 0 && req.length === undefined) return new WithPayload({ length: all.byteLength, prefixCrc: 0, suffixCrc: 0 }, all);
+    const { bytes: all, release } = await this.store.read(jobId, extentId, 0, undefined);
+    if (offset === 0 && req.length === undefined) return new WithPayload({ length: all.byteLength, prefixCrc: 0, suffixCrc: 0 }, all, release);
     const end = req.length === undefined ? all.byteLength : offset + req.length;
     if (offset > all.byteLength || end > all.byteLength) {
+      release?.();
       throw new InvalidArgumentError(`range [${offset}, ${end}) is outside extent ${extentId} of ${all.byteLength} bytes`);
     }
     const bytes = all.subarray(offset, end);
-    return new WithPayload({ length: bytes.byteLength, prefixCrc: crc32(all.subarray(0, offset)), suffixCrc: crc32(all.subarray(end)) }, bytes);
+    return new WithPayload({ length: bytes.byteLength, prefixCrc: crc32(all.subarray(0, offset)), suffixCrc: crc32(all.subarray(end)) }, bytes, release);
   }
 
   /** Frees extents, and refuses writes to them while a grant for them may live. */

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import type { TcpServerStats } from "../../bus/tcp-server";
 import type { ActorMetrics } from "../runtime/metrics";
 import type { NodeLogic } from "./node-logic";
+import { DramStore } from "./dram-store";
 import { NvmeStore } from "./nvme-store";
 
 /** What a storage node's metrics read, on each scrape. */
@@ -23,6 +24,11 @@ export function registerNodeMetrics(m: ActorMetrics, v: NodeView): void {
   m.gauge("pocket_node_jobs", "Jobs the node holds bytes for.", () => store.jobCount);
   m.gauge("pocket_node_freed_extents_remembered", "Freed extents remembered so that a grant cannot write them again.", () => v.logic.freedRemembered);
   m.tcpServer(() => v.tcp());
+  if (store instanceof DramStore) {
+    m.gauge("pocket_node_reads_held", "Reads of extents handed to a transport and not yet sent: their memory is not reused until they are.", () => store.readsOut);
+    m.gauge("pocket_node_memory_idle_bytes", "Memory of freed extents kept for reuse by the next writes (bounded).", () => store.idleBytes);
+    m.total("pocket_node_memory_reused_total", "Writes that reused the memory of a freed extent.", () => store.reusedBlocks);
+  }
   if (store instanceof NvmeStore) registerNvmeMetrics(m, store, v.nvmePath);
 }
 

@@ -4,7 +4,7 @@ import { AlreadyExistsError, CapacityExceededError, InvalidArgumentError, NodeUn
 import { Tier } from "../../schemas/operations";
 import { BlockBytes, NvmeEngine, type DeviceModel } from "../../native";
 import { BlockAllocator } from "./block-allocator";
-import type { ExtentStore } from "./extent-store";
+import type { ExtentBytes, ExtentStore } from "./extent-store";
 
 export interface NvmeStoreOptions {
   /** A block device, or a file (created and preallocated to `sizeBytes`). */
@@ -118,12 +118,12 @@ export class NvmeStore implements ExtentStore {
     this.#extents++;
   }
 
-  async read(jobId: string, extentId: string, offset: number, length: number | undefined): Promise<Uint8Array> {
+  async read(jobId: string, extentId: string, offset: number, length: number | undefined): Promise<ExtentBytes> {
     const p = this.#jobs.get(jobId)?.get(extentId);
     if (!p) throw new NotFoundError(`extent ${extentId} not found`);
     if (offset < 0 || offset > p.length) throw new InvalidArgumentError(`offset ${offset} outside extent of ${p.length} bytes`);
     const n = Math.min(length ?? p.length - offset, p.length - offset);
-    if (n === 0) return new Uint8Array(0);
+    if (n === 0) return { bytes: new Uint8Array(0) };
     const first = Math.floor(offset / BlockBytes);
     const last = Math.ceil((offset + n) / BlockBytes);
     let buf: Buffer;
@@ -135,7 +135,7 @@ export class NvmeStore implements ExtentStore {
     // The extent may have been freed (and its blocks reused) while the read was in flight.
     if (this.#jobs.get(jobId)?.get(extentId) !== p) throw new NotFoundError(`extent ${extentId} was freed`);
     const start = offset - first * BlockBytes;
-    return buf.subarray(start, start + n);
+    return { bytes: buf.subarray(start, start + n) };
   }
 
   async free(jobId: string, extentIds: readonly string[]): Promise<number> {

@@ -18,6 +18,7 @@ import { Defaults, type NatsSettings } from "../runtime/config";
 import { listenDirect } from "../runtime/direct-transport";
 import { ActorOps, type OpsHttpConfig } from "../runtime/http-ops";
 import type { ActorMetrics } from "../runtime/metrics";
+import { BufferPool } from "../../lib/buffer-pool";
 import { DramStore } from "./dram-store";
 import { NvmeStore } from "./nvme-store";
 import type { DeviceModel } from "../../native";
@@ -89,8 +90,10 @@ export class StorageNode {
     const ops = await ActorOps.start(config, "node", config.nodeId);
     let store: ExtentStore | undefined;
     let nc: NatsConnection | undefined;
+    // A DRAM node keeps each extent in the frame it arrived in, and reuses that memory once the extent is freed.
+    const pool = config.tier === "dram" ? new BufferPool(poolIdleBytes(config.capacityBytes)) : undefined;
     try {
-      store = openStore(config);
+      store = openStore(config, pool);
       nc = await connectAs(config, Role.Node, config.nodeId, { name: `pocket-node-${config.nodeId}` });
     } catch (e) {
       await store?.close();
@@ -101,7 +104,7 @@ export class StorageNode {
     const node = new StorageNode(config, store, { bus: new NatsBus(nc, Defaults.rpcTimeoutMs), clock }, ops);
     try {
       node.#identity = newTransportIdentity(config.nodeId);
-      node.#tcp = await listenDirect(node.router(), config, node.logic.extentBytesMax + 64 * 1024, node.#identity, node.#tokens);
+      node.#tcp = await listenDirect(node.router(), config, node.logic.extentBytesMax + 64 * 1024, node.#identity, node.#tokens, pool && ((n) => pool.take(n)));
       node.#serve();
       // Ready only once the server has its subscriptions.
       await node.env.bus.flush();
@@ -207,9 +210,18 @@ export class StorageNode {
   }
 }
 
+/**
+ * Memory of freed extents a DRAM node keeps for reuse: enough for the writes
+ * in flight at a time (a few dozen extents), never more than an eighth of the
+ * node's capacity.
+ */
+function poolIdleBytes(capacityBytes: number): number {
+  return Math.min(64 * 1024 * 1024, Math.floor(capacityBytes / 8));
+}
+
 /** The extent store of the node's tier. */
-function openStore(config: StorageNodeConfig): ExtentStore {
-  if (config.tier === "dram") return new DramStore(config.capacityBytes);
+function openStore(config: StorageNodeConfig, pool: BufferPool | undefined): ExtentStore {
+  if (config.tier === "dram") return new DramStore(config.capacityBytes, undefined, pool);
   if (config.tier === "nvme") {
     if (!config.nvme?.path) throw new InvalidArgumentError("an NVMe node needs nvme.path (a block device or a file)");
     return NvmeStore.open({ ...config.nvme, sizeBytes: config.nvme.sizeBytes ?? config.capacityBytes });

@@ -26,13 +26,16 @@ export interface EchoServer {
   readonly calls: { n: number };
 }
 
-/** A direct-transport server with one operation (Echo), identity `id`, accepting only `goodToken`. */
-export async function echoServer(options: Partial<TcpServerOptions> = {}, id = "node-a"): Promise<EchoServer> {
+/**
+ * A direct-transport server with one operation (Echo), identity `id`,
+ * accepting only `goodToken`; `reply` answers in place of the echo.
+ */
+export async function echoServer(options: Partial<TcpServerOptions> = {}, id = "node-a", reply?: (n: number) => WithPayload<{ n: number; bytes: number }>): Promise<EchoServer> {
   const identity = newTransportIdentity(id);
   const calls = { n: 0 };
   const router = new Router().on(Echo, (req, ctx) => {
     calls.n++;
-    return new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0));
+    return reply ? reply(req.n) : new WithPayload({ n: req.n, bytes: ctx.payload?.byteLength ?? 0 }, ctx.payload ?? new Uint8Array(0));
   });
   const server = await TcpServer.listen(router, {
     frameBytesMax: 1024 * 1024 + 64 * 1024,

@@ -6,6 +6,7 @@ import { encodeFrame, FrameDecoder, FrameKind, type Frame } from "../../bus/fram
 import { helloMessage, newHello, newTransportIdentity, TransportAuth, TransportHello, verifyHello } from "../../bus/handshake";
 import { PeerIdentityError, TcpPool } from "../../bus/tcp-client";
 import { TcpServer, type TcpServerOptions } from "../../bus/tcp-server";
+import { WithPayload } from "../../bus/router";
 import { Echo, echoServer, goodToken, type EchoServer } from "../harness/echo";
 
 const KiB = 1024;
@@ -458,4 +459,36 @@ describe("in-flight budget", () => {
       await s.server.close();
     }
   });
+});
+
+test("a reply's payload is let go once the socket has sent all of it, or has been destroyed with it unsent, not before", async () => {
+  // More than the two sockets' kernel buffers hold: a peer that does not read leaves most of it waiting in the server.
+  const big = Buffer.alloc(32 * MiB, 5);
+  let released = 0;
+  const s = await echoServer({}, "node-a", (n) => new WithPayload({ n, bytes: big.byteLength }, big, () => { released++; }));
+  try {
+    for (const [i, finish] of [[1, "read"], [2, "destroy"]] as const) {
+      const p = await RawPeer.open(s.server.address);
+      await p.handshake(goodToken);
+      p.socket.pause();
+      const sentBefore = s.server.stats.bytesOut;
+      await p.write(requestFrame(3, Echo.name, { n: i }));
+      await until(() => s.server.stats.bytesOut >= sentBefore + big.byteLength, 5_000, "the reply handed to the socket");
+      // The server has gone on serving others since, and the payload is still held.
+      const bystander = await RawPeer.open(s.server.address);
+      await within(5_000, "a bystander's hello", bystander.hello());
+      bystander.socket.destroy();
+      expect(released).toBe(i - 1);
+      if (finish === "read") {
+        p.socket.resume();
+        const reply = await within(10_000, "the whole reply", (async () => { await until(() => p.frames.length >= 3, 10_000, "reply"); return p.frames[2]!; })());
+        expect(Buffer.from(reply.payload!).equals(big)).toBe(true);
+      } else {
+        p.socket.destroy();
+      }
+      await until(() => released === i, 5_000, `payload ${i} let go`);
+    }
+  } finally {
+    await s.server.close();
+  }
 });

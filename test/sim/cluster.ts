@@ -33,7 +33,7 @@ export class SimDramStore extends DramStore {
   override async write(jobId: string, extentId: string, bytes: Uint8Array): Promise<void> {
     await super.write(jobId, extentId, bytes);
     // The stored copy itself (read returns a view of it), the last few only.
-    this.#recent.push(await this.read(jobId, extentId, 0, undefined));
+    this.#recent.push((await this.read(jobId, extentId, 0, undefined)).bytes);
     if (this.#recent.length > 64) this.#recent.shift();
   }
 

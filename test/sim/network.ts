@@ -193,13 +193,15 @@ export class SimBus implements Bus {
       net.send(this.host, service.bus.host, () => {
         if (!service.open || !service.bus.open) return;
         void service.router.dispatch(name, meta, payload, Transport.Nats, jobId === undefined ? {} : { jobId }).then((result) => {
+          // The reply travels as a copy, as over NATS: the payload is let go at once.
+          const copy = result.ok && result.payload !== undefined ? Buffer.from(result.payload) : undefined;
+          if (result.ok) result.release?.();
           if (!service.bus.open) return;
           net.send(service.bus.host, this.host, () => {
             if (!this.open) return;
             if (!result.ok) return settle(() => reject(errorFromWire(result.code, result.message)));
             const reply = decodeReplyMeta(_op.name, result.meta) as CallResult<O>["reply"];
-            const bytes = result.payload === undefined ? undefined : Buffer.from(result.payload);
-            settle(() => resolve({ reply, payload: bytes }));
+            settle(() => resolve({ reply, payload: copy }));
           });
         });
       });
