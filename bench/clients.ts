@@ -18,7 +18,8 @@ interface Client { readonly child: ChildProcess; readonly index: number }
 async function forkClient(setup: WorkerSetup): Promise<Client> {
   const child = fork(path.join(__dirname, "worker.js"), [], {
     env: { ...process.env, POCKET_BENCH_SETUP: JSON.stringify(setup) },
-    execArgv: ["--expose-gc"],
+    // POCKET_BENCH_NODE_ARGS: flags for the client processes, e.g. to profile them.
+    execArgv: ["--expose-gc", ...(process.env["POCKET_BENCH_NODE_ARGS"] ?? "").split(/\s+/).filter((a) => a.length > 0)],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   try {
