@@ -8,10 +8,17 @@ interface Batch { readonly nodeId: string; readonly jobId: string; readonly exte
 /** Told, as a free is sent to a node, what to call with the bytes it freed once it answers. */
 export type FreeCredit = (nodeId: string) => (freedBytes: number) => void;
 
+/** How long a free waits for others to the same node and job to go with it, and the timer that waits. */
+export interface FreeLinger {
+  readonly ms: number;
+  readonly after: (ms: number, fn: () => void) => { cancel(): void };
+}
+
 /**
  * Frees extents on storage nodes in the background, with a bounded number of
  * requests in flight and a bounded backlog. Frees for the same node and job
- * that wait together go in one request (up to a request's bound). A batch
+ * that wait together go in one request (up to a request's bound); with a
+ * linger, a free waits that long for others before it is sent. A batch
  * that cannot be sent (node dead, backlog full) is logged: a dead node's
  * bytes are gone with it, and a job's deregistration drops everything it
  * still holds.
@@ -24,12 +31,14 @@ export class FreeQueue {
   #inflight = 0;
   #dropped = 0;
   #idleWaiters: Array<() => void> = [];
+  #lingering: { cancel(): void } | undefined;
 
   constructor(
     private readonly callerFor: (nodeId: string) => Caller,
     private readonly inflightMax: number,
     private readonly backlogMax: number,
     private readonly credit?: FreeCredit,
+    private readonly linger?: FreeLinger,
   ) {}
 
   get pending(): number {
@@ -59,6 +68,14 @@ export class FreeQueue {
       ids.push(e.extentId);
     }
     for (const [nodeId, ids] of byNode) this.#add(nodeId, jobId, ids);
+    if (this.linger === undefined) this.#pump();
+    else this.#lingering ??= this.linger.after(this.linger.ms, () => this.flush());
+  }
+
+  /** Sends what waits now (as slots allow), lingering or not. */
+  flush(): void {
+    this.#lingering?.cancel();
+    this.#lingering = undefined;
     this.#pump();
   }
 

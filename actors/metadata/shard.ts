@@ -75,7 +75,7 @@ export class MetadataShard {
     this.#tokens = new TokenAuthority(config.secret, env.clock);
     this.nodes = new NodeDirectory(env.clock, this.heartbeatIntervalMs);
     this.#frees = new FreeQueue((nodeId) => env.bus.caller(Subjects.nodeControl(nodeId), Defaults.rpcTimeoutMs), Defaults.freeInflightMax, Defaults.freeQueueMax,
-      (nodeId) => this.nodes.freedSince(nodeId));
+      (nodeId) => this.nodes.freedSince(nodeId), { ms: Defaults.freeLingerMs, after: (ms, fn) => env.clock.after(ms, fn) });
     this.logic = new ShardLogic(config, this.#tokens, env.clock, this.nodes, (jobId, extents) => this.#frees.enqueue(jobId, extents), env.entropy);
     registerShardMetrics(ops.metrics, { logic: this.logic, frees: this.#frees, nodes: this.nodes, tcp: () => this.#tcp?.stats });
   }
@@ -241,6 +241,7 @@ export class MetadataShard {
     this.#ops.stopping();
     for (const t of this.#timers) t.cancel();
     for (const s of this.#served) s.close();
+    this.#frees.flush(); // frees waiting to be batched go out before the bus drains
     // Every step runs whatever failed before it: the HTTP port is let go (inline, in a process that goes on).
     await closeInTurn([
       () => this.#tcp?.close(),

@@ -26,6 +26,8 @@ export const Defaults = {
   rpcTimeoutMs: 10_000,
   /** Frees sent to nodes at once by one shard; more wait in a bounded queue. */
   freeInflightMax: 16,
+  /** How long a shard holds a free for others to the same node and job (one request for many, under a high rate of overwrites and deletes). */
+  freeLingerMs: 2,
   freeQueueMax: 100_000,
   /** Freed extents a node remembers while their grants may still be valid (refused if written again). */
   freedExtentsRemembered: 250_000,
