@@ -30,6 +30,7 @@ export const EnvVars = [
   { name: "POCKET_ADVERTISE_HOST", readBy: "storage node processes", meaning: "host clients are told to connect to, with the config's port, when the config has no advertiseAddr (in Kubernetes, the pod's IP)", default: "the bound address" },
   { name: "POCKET_SECRETS_DIR", readBy: "the container image's entrypoint (deploy/docker-entrypoint.sh)", meaning: "directory of mounted Secrets, copied 0600 into POCKET_PRIVATE_DIR before the actor starts (Kubernetes mounts them group-readable)", default: "nothing is copied" },
   { name: "POCKET_PRIVATE_DIR", readBy: "the container image's entrypoint (deploy/docker-entrypoint.sh)", meaning: "in-memory directory the entrypoint copies Secrets into, where the actor's config names them", default: "required when POCKET_SECRETS_DIR is set" },
+  { name: "POCKET_CPU_CLIENT", readBy: "npm run bench:cpu's client processes (internal: set by bench:cpu for the processes it forks)", meaning: "the cluster and job one client connects to, as JSON", default: "set by bench:cpu" },
   { name: "POCKET_BENCH_SETUP", readBy: "npm run bench's client processes (internal: set by the benchmark for the processes it forks)", meaning: "the JSON plan of one benchmark client", default: "set by the benchmark" },
 ] as const satisfies readonly EnvVar[];
 

@@ -193,6 +193,18 @@ export class LocalCluster {
     return [...this.#members.values()].filter((m) => m.http !== "").map((m) => ({ name: m.name, role: m.role, http: m.http }));
   }
 
+  /** The processes this cluster started and still runs (the nats-server, and actors in process mode), by name and role. */
+  processes(): Array<{ name: string; role: "nats-server" | Member["role"]; pid: number }> {
+    const out: Array<{ name: string; role: "nats-server" | Member["role"]; pid: number }> = [];
+    const nats = this.#nats?.pid;
+    if (nats !== undefined) out.push({ name: "nats-server", role: "nats-server", pid: nats });
+    for (const m of this.#members.values()) {
+      const pid = m.process?.child.pid;
+      if (pid !== undefined) out.push({ name: m.name, role: m.role, pid });
+    }
+    return out;
+  }
+
   /** What every actor's config carries for its metrics and probes. */
   #http(): { httpPort?: number } {
     return (this.options.http ?? true) ? { httpPort: 0 } : {};

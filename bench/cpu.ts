@@ -1,0 +1,243 @@
+#!/usr/bin/env node
+/**
+ * Where the CPU goes: `npm run bench:cpu [-- --seconds S] [--out DIR]`.
+ * Starts a local cluster in processes (nats-server, controller, one shard,
+ * two DRAM nodes), forks up to four client processes, and for each case
+ * (1 KB GET and PUT at 64 in flight from 1 and 4 client processes, 1 MB GET
+ * and PUT one at a time from 4) reports operations per second and the CPU
+ * time each kind of process spent per operation: the clients from their own
+ * `process.cpuUsage` (all threads), every other process from /proc/PID/stat,
+ * and the clients' garbage-collection pauses against their CPU time. On a machine whose cores are all
+ * busy, CPU per operation is what sets the rate; this says whose it is.
+ * Every read is compared with what was written. Writes
+ * bench/results/cpu-latest.json and cpu-latest.svg.
+ */
+import { execFileSync, fork, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { PerformanceObserver } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import { PocketClient } from "../client/pocket";
+import type { PocketJob } from "../client/job";
+import { Role } from "../bus/credentials";
+import { LaunchMode, LocalCluster } from "../deploy/local-cluster";
+import { esc, svgDocument } from "../lib/chart";
+import { projectRoot } from "../lib/process";
+
+interface Case {
+  readonly name: string;
+  readonly op: "get" | "put";
+  readonly size: number;
+  readonly clients: number;
+  readonly inflight: number;
+}
+
+const cases: readonly Case[] = [
+  { name: "1 KB GET, 64 in flight × 1", op: "get", size: 1024, clients: 1, inflight: 64 },
+  { name: "1 KB PUT, 64 in flight × 1", op: "put", size: 1024, clients: 1, inflight: 64 },
+  { name: "1 KB GET, 64 in flight × 4", op: "get", size: 1024, clients: 4, inflight: 64 },
+  { name: "1 KB PUT, 64 in flight × 4", op: "put", size: 1024, clients: 4, inflight: 64 },
+  { name: "1 MB GET, one at a time × 4", op: "get", size: 1_000_000, clients: 4, inflight: 1 },
+  { name: "1 MB PUT, one at a time × 4", op: "put", size: 1_000_000, clients: 4, inflight: 1 },
+];
+const clientsMax = 4;
+const roles = ["clients", "shard", "nodes", "nats-server", "controller"] as const;
+type CpuRole = (typeof roles)[number];
+
+interface Setup { readonly natsUrl: string; readonly credentials: string | undefined; readonly token: string }
+interface ChildResult { readonly ops: number; readonly cpuUs: number; readonly gcMs: number; readonly wrong: number }
+type ToChild = { readonly kind: "run"; readonly case: Case; readonly seconds: number };
+
+/** The bytes a client writes under key `i` of a case: a pattern of the client's tag and the key. */
+function valueFor(tag: string, i: number, size: number): Buffer {
+  const b = Buffer.alloc(size);
+  const seed = Buffer.from(`${tag}/${i}/`);
+  for (let at = 0; at < size; at += seed.length) seed.copy(b, at);
+  return b;
+}
+
+/** One client's run of a case: keys written, half a second untimed, then `seconds` timed. */
+async function runCase(job: PocketJob, c: Case, seconds: number, tag: string): Promise<ChildResult> {
+  const keys = Array.from({ length: c.inflight }, (_, i) => `cpu/${tag}/${c.size}/${i}`);
+  const values = keys.map((_, i) => valueFor(tag, i, c.size));
+  for (let i = 0; i < keys.length; i++) await job.put(keys[i]!, values[i]!);
+  let wrong = 0;
+  const lanes = async (ms: number): Promise<number> => {
+    let ops = 0;
+    const end = Date.now() + ms;
+    await Promise.all(keys.map(async (k, i) => {
+      while (Date.now() < end) {
+        if (c.op === "put") await job.put(k, values[i]!);
+        else if (!(await job.get(k)).equals(values[i]!)) wrong++;
+        ops++;
+      }
+    }));
+    return ops;
+  };
+  await lanes(500);
+  let gcMs = 0;
+  const gc = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcMs += e.duration; });
+  gc.observe({ entryTypes: ["gc"] });
+  const cpu0 = process.cpuUsage();
+  const ops = await lanes(seconds * 1000);
+  const cpu = process.cpuUsage(cpu0);
+  gc.disconnect();
+  return { ops, cpuUs: cpu.user + cpu.system, gcMs, wrong };
+}
+
+/** A client process: connects with the job's credential, then runs the cases it is sent. */
+async function clientMain(setup: Setup): Promise<void> {
+  const client = await PocketClient.connect({ servers: setup.natsUrl, credentials: setup.credentials });
+  const job = client.job(setup.token);
+  process.on("message", (m: ToChild) => {
+    runCase(job, m.case, m.seconds, String(process.pid)).then(
+      (r) => process.send!({ kind: "done", result: r }),
+      (e: unknown) => process.send!({ kind: "failed", message: e instanceof Error ? e.message : String(e) }),
+    );
+  });
+  process.on("disconnect", () => { void client.close().finally(() => process.exit(0)); });
+  process.send!({ kind: "ready" });
+}
+
+/** CPU time (µs) a process has used, all its threads, from /proc. */
+function cpuUsOf(pid: number, tickUs: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * tickUs;
+}
+
+function forkClient(setup: Setup): Promise<ChildProcess> {
+  const child = fork(__filename, [], { env: { ...process.env, POCKET_CPU_CLIENT: JSON.stringify(setup) }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  return new Promise((resolve, reject) => {
+    child.once("message", (m: { kind: string }) => (m.kind === "ready" ? resolve(child) : reject(new Error("a client failed to start"))));
+    child.once("exit", (code) => reject(new Error(`a client exited with ${code} while starting`)));
+  });
+}
+
+function runOn(child: ChildProcess, c: Case, seconds: number): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    child.once("message", (m: { kind: string; result?: ChildResult; message?: string }) => {
+      if (m.kind === "done") resolve(m.result!);
+      else reject(new Error(`client: ${m.message}`));
+    });
+    child.send({ kind: "run", case: c, seconds } satisfies ToChild);
+  });
+}
+
+interface Row {
+  readonly case: Case;
+  readonly opsPerSec: number;
+  /** CPU µs per operation, by kind of process. */
+  readonly cpuUsPerOp: Record<CpuRole, number>;
+  /** Share of the machine's cores busy during the case. */
+  readonly coresBusy: number;
+  /**
+   * The clients' garbage-collection pauses over their CPU time. Pauses are
+   * wall time, so on shared cores this is an upper bound of the share.
+   */
+  readonly clientGcShare: number;
+}
+
+/** Runs one case on the first `c.clients` clients, sampling every cluster process's CPU around it. */
+async function measureCase(cluster: LocalCluster, clients: readonly ChildProcess[], c: Case, seconds: number, tickUs: number): Promise<Row> {
+  const procs = cluster.processes();
+  const before = procs.map((p) => cpuUsOf(p.pid, tickUs));
+  const t0 = process.hrtime.bigint();
+  const results = await Promise.all(clients.slice(0, c.clients).map((child) => runOn(child, c, seconds)));
+  const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
+  const after = procs.map((p) => cpuUsOf(p.pid, tickUs));
+  const wrong = results.reduce((a, r) => a + r.wrong, 0);
+  if (wrong > 0) throw new Error(`${c.name}: ${wrong} reads returned wrong bytes`);
+  const ops = results.reduce((a, r) => a + r.ops, 0);
+  const cpu: Record<CpuRole, number> = { clients: results.reduce((a, r) => a + r.cpuUs, 0), shard: 0, nodes: 0, "nats-server": 0, controller: 0 };
+  procs.forEach((p, i) => {
+    const role: CpuRole = p.role === "node" ? "nodes" : p.role;
+    cpu[role] += after[i]! - before[i]!;
+  });
+  const total = roles.reduce((a, r) => a + cpu[r], 0);
+  const perOp = Object.fromEntries(roles.map((r) => [r, cpu[r] / ops])) as Record<CpuRole, number>;
+  const gcUs = results.reduce((a, r) => a + r.gcMs * 1000, 0);
+  return { case: c, opsPerSec: ops / (seconds), cpuUsPerOp: perOp, coresBusy: total / wallUs / os.cpus().length, clientGcShare: gcUs / cpu.clients };
+}
+
+function fmtUs(us: number): string {
+  return us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(1)} µs`;
+}
+
+function tableText(rows: readonly Row[]): string {
+  const head = ["case", "ops/s", ...roles.map((r) => `${r} /op`), "total /op", "cores busy", "client GC pauses"];
+  const lines = rows.map((r) => {
+    const total = roles.reduce((a, k) => a + r.cpuUsPerOp[k], 0);
+    return [r.case.name, Math.round(r.opsPerSec).toLocaleString("en-US"), ...roles.map((k) => fmtUs(r.cpuUsPerOp[k])), fmtUs(total),
+      `${(100 * r.coresBusy).toFixed(0)}%`, `${(100 * r.clientGcShare).toFixed(0)}%`];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  return [head, ...lines].map((l) => l.map((x, i) => x.padEnd(widths[i]!)).join("  ")).join("\n");
+}
+
+const colours: Record<CpuRole, string> = { clients: "#4e79a7", shard: "#f28e2b", nodes: "#59a14f", "nats-server": "#b07aa1", controller: "#9c755f" };
+
+/** One stacked bar per case: each kind of process's share of the CPU per operation, with the total. */
+function chart(rows: readonly Row[], subtitle: string): string {
+  const left = 230, barW = 560, rowH = 30, top = 90;
+  const body: string[] = [];
+  roles.forEach((r, i) => body.push(`<rect x="${left + i * 120}" y="58" width="12" height="12" fill="${colours[r]}"/><text x="${left + i * 120 + 16}" y="69" font-size="12">${esc(r)}</text>`));
+  rows.forEach((row, i) => {
+    const y = top + i * rowH;
+    const total = roles.reduce((a, k) => a + row.cpuUsPerOp[k], 0);
+    body.push(`<text x="${left - 8}" y="${y + 15}" font-size="12" text-anchor="end">${esc(row.case.name)}</text>`);
+    let x = left;
+    for (const k of roles) {
+      const w = (row.cpuUsPerOp[k] / total) * barW;
+      body.push(`<rect x="${x.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="20" fill="${colours[k]}"><title>${esc(`${k}: ${fmtUs(row.cpuUsPerOp[k])} per op`)}</title></rect>`);
+      x += w;
+    }
+    body.push(`<text x="${left + barW + 8}" y="${y + 15}" font-size="12">${esc(`${fmtUs(total)} per op, ${Math.round(row.opsPerSec).toLocaleString("en-US")}/s`)}</text>`);
+  });
+  return svgDocument(left + barW + 230, top + rows.length * rowH + 20, "Where the CPU goes: CPU time per operation by process", subtitle, body);
+}
+
+async function main(): Promise<void> {
+  const { values: flags } = parseArgs({ options: { seconds: { type: "string" }, out: { type: "string" } } });
+  const seconds = Number(flags.seconds ?? 4);
+  if (!(seconds > 0 && seconds <= 60)) throw new RangeError(`--seconds ${flags.seconds}: expected 0 < S ≤ 60`);
+  const outDir = flags.out ?? path.join(projectRoot(), "bench", "results");
+  const tickUs = 1e6 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+  process.stderr.write("bench:cpu: starting a local cluster (nats-server, controller, 1 shard, 2 DRAM nodes) and 4 client processes\n");
+  const cluster = await LocalCluster.start({ mode: LaunchMode.Process, shards: 1, dram: 2, orchestrator: "events-only" });
+  const clients: ChildProcess[] = [];
+  try {
+    const driver = await PocketClient.connect({ servers: cluster.natsUrl, credentials: cluster.auth?.credentials(Role.Driver, "bench-cpu") });
+    const job = await driver.registerJob("bench-cpu");
+    for (let i = 0; i < clientsMax; i++) clients.push(await forkClient({ natsUrl: cluster.natsUrl, credentials: job.credentials, token: job.token }));
+    const rows: Row[] = [];
+    for (const c of cases) {
+      process.stderr.write(`bench:cpu: ${c.name} for ${seconds} s\n`);
+      rows.push(await measureCase(cluster, clients, c, seconds, tickUs));
+    }
+    await driver.deregisterJob(job.token);
+    await driver.close();
+    const subtitle = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, Node ${process.version}, ${new Date().toISOString()}; everything on the same cores`;
+    process.stdout.write(`${tableText(rows)}\n`);
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.writeFileSync(path.join(outDir, "cpu-latest.json"), `${JSON.stringify({ at: new Date().toISOString(), seconds, cores: os.cpus().length, rows }, null, 2)}\n`);
+    fs.writeFileSync(path.join(outDir, "cpu-latest.svg"), chart(rows, subtitle));
+    process.stderr.write(`bench:cpu: wrote ${path.join(outDir, "cpu-latest.json")} and .svg\n`);
+  } finally {
+    for (const c of clients) c.disconnect();
+    await cluster.stop();
+  }
+}
+
+const clientSetup = process.env["POCKET_CPU_CLIENT"];
+if (clientSetup !== undefined) {
+  clientMain(JSON.parse(clientSetup) as Setup).catch((e: unknown) => {
+    process.stderr.write(`bench:cpu client: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+} else {
+  main().catch((e: unknown) => {
+    process.stderr.write(`bench:cpu: failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}
