@@ -86,6 +86,26 @@ class Pending implements Cancellable {
   }
 }
 
+/** A request waiting for a slot or for the handshake: sent from the queue when one frees, or rejected. */
+class Queued implements Cancellable {
+  constructor(
+    readonly name: string,
+    readonly meta: Uint8Array,
+    readonly payload: Uint8Array | undefined,
+    readonly timeoutMs: number,
+    readonly hook: CancelHook | undefined,
+    readonly resolve: (frame: Frame) => void,
+    readonly reject: (e: Error) => void,
+    /** Takes it out of its connection's queue when it is cancelled. */
+    private readonly leave: (q: Queued) => void,
+  ) {}
+
+  cancel(reason: Error): void {
+    this.leave(this);
+    this.reject(reason);
+  }
+}
+
 const Stage = {
   /** TCP (and TLS) connecting. */
   Connecting: "connecting",
@@ -110,7 +130,8 @@ export class TcpConnection {
   readonly #reader = new FrameReader(this.#decoder);
   readonly #pending = new Map<number, Pending>();
   #sweep: NodeJS.Timeout | undefined;
-  readonly #waiters: Array<() => void> = [];
+  /** Requests waiting for a slot (or the handshake), first come first sent. */
+  readonly #queue: Queued[] = [];
   readonly #hello: HelloRequest = newHello();
   readonly #helloId = 1;
   readonly #authId = 2;
@@ -161,7 +182,7 @@ export class TcpConnection {
 
   /** Requests waiting for a slot or for the handshake. */
   get queued(): number {
-    return this.#waiters.length;
+    return this.#queue.length;
   }
 
   /**
@@ -171,68 +192,43 @@ export class TcpConnection {
    */
   request(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel?: CancelHook): Promise<Frame> {
     // A free slot on an open connection: sent now, with no await (and no promise) before it goes.
-    if (this.#stage !== Stage.Open || this.#pending.size >= this.options.inflightMax || cancel?.reason !== undefined || this.#closedError) {
-      return this.#requestWhenFree(name, meta, payload, timeoutMs, cancel);
+    if (cancel?.reason !== undefined) return Promise.reject(cancel.reason);
+    if (this.#closedError) return Promise.reject(this.#closedError);
+    if (this.#stage !== Stage.Open || this.#pending.size >= this.options.inflightMax) {
+      if (this.#queue.length >= this.options.waitersMax) return Promise.reject(new BusyError(`more than ${this.options.waitersMax} requests queued for ${this.addr}`));
+      return new Promise<Frame>((resolve, reject) => {
+        const q = new Queued(name, meta, payload, timeoutMs, cancel, resolve, reject, this.#unqueue);
+        this.#queue.push(q);
+        cancel?.join(q);
+      });
     }
-    try {
-      return this.#send(name, meta, payload, timeoutMs, cancel);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return new Promise<Frame>((resolve, reject) => this.#send(name, meta, payload, timeoutMs, cancel, resolve, reject));
   }
 
-  /** Waits for a slot (or the handshake), then sends; throws if the request is cancelled or the connection fails first. */
-  async #requestWhenFree(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel: CancelHook | undefined): Promise<Frame> {
-    for (;;) {
-      if (cancel?.reason !== undefined) throw cancel.reason;
-      if (this.#closedError) throw this.#closedError;
-      if (this.#stage === Stage.Open && this.#pending.size < this.options.inflightMax) break;
-      if (this.#waiters.length >= this.options.waitersMax) throw new BusyError(`more than ${this.options.waitersMax} requests queued for ${this.addr}`);
-      await this.#slot(cancel);
-    }
-    return this.#send(name, meta, payload, timeoutMs, cancel);
-  }
-
-  /** Writes one request in a free slot; resolves with its reply frame. */
-  #send(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel: CancelHook | undefined): Promise<Frame> {
+  /** Writes one request in a free slot; `resolve` gets its reply frame. Throws (nothing sent) if it cannot be framed. */
+  #send(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel: CancelHook | undefined,
+    resolve: (frame: Frame) => void, reject: (e: Error) => void): void {
     const id = this.#nextId;
-    this.#nextId = this.#nextId >= 0xffff_ffff ? 3 : this.#nextId + 1;
     const [head, body] = encodeFrame(FrameKind.Request, id, name, meta, payload);
-    const reply = new Promise<Frame>((resolve, reject) => {
-      const pending = new Pending(id, resolve, reject, Date.now() + timeoutMs, timeoutMs, name, cancel, this.#release);
-      this.#pending.set(id, pending);
-      cancel?.join(pending);
-    });
+    this.#nextId = this.#nextId >= 0xffff_ffff ? 3 : this.#nextId + 1;
+    const pending = new Pending(id, resolve, reject, Date.now() + timeoutMs, timeoutMs, name, cancel, this.#release);
+    this.#pending.set(id, pending);
+    cancel?.join(pending);
     this.#sweep ??= setInterval(() => this.#expire(), deadlineSweepMs);
     corkUntilNextTick(this.#socket);
     this.#socket.write(head);
     if (body) this.#socket.write(body);
-    return reply;
   }
 
   close(): void {
     this.#fail(new NodeUnavailableError(`connection to ${this.addr} closed by the client`));
   }
 
-  /** Waits to be woken for a slot; a caller whose request is cancelled leaves the queue. */
-  #slot(cancel: CancelHook | undefined): Promise<void> {
-    return new Promise<void>((resolve) => {
-      if (!cancel) {
-        this.#waiters.push(resolve);
-        return;
-      }
-      const leave: Cancellable = {
-        cancel: () => {
-          const i = this.#waiters.indexOf(wake);
-          if (i >= 0) this.#waiters.splice(i, 1);
-          resolve();
-        },
-      };
-      const wake = (): void => { cancel.leave(leave); resolve(); };
-      this.#waiters.push(wake);
-      cancel.join(leave);
-    });
-  }
+  /** A request cancelled while it waits leaves the queue. */
+  readonly #unqueue = (q: Queued): void => {
+    const i = this.#queue.indexOf(q);
+    if (i >= 0) this.#queue.splice(i, 1);
+  };
 
   /** A cancelled request gives up its slot (to the next caller) and its reply is dropped. */
   readonly #release = (p: Pending): void => {
@@ -330,7 +326,7 @@ export class TcpConnection {
     this.#stage = Stage.Open;
     clearTimeout(this.#helloTimer);
     this.#decoder.raiseLimit(this.options.frameBytesMax);
-    for (let i = 0; i < this.options.inflightMax && this.#waiters.length > 0; i++) this.#wake();
+    this.#wake();
   }
 
   #onReply(frame: Frame): void {
@@ -374,8 +370,18 @@ export class TcpConnection {
     return new PeerIdentityError(`${this.addr} did not prove it is ${JSON.stringify(this.peer.id)} with key ${this.peer.key}: ${reason}`);
   }
 
+  /** Sends waiting requests into the free slots, in order. */
   #wake(): void {
-    this.#waiters.shift()?.();
+    if (this.#stage !== Stage.Open || this.#closedError) return;
+    while (this.#queue.length > 0 && this.#pending.size < this.options.inflightMax) {
+      const q = this.#queue.shift()!;
+      q.hook?.leave(q);
+      try {
+        this.#send(q.name, q.meta, q.payload, q.timeoutMs, q.hook, q.resolve, q.reject);
+      } catch (e) {
+        q.reject(e instanceof Error ? e : new Error(String(e)));
+      }
+    }
   }
 
   #fail(e: Error): void {
@@ -389,7 +395,10 @@ export class TcpConnection {
     }
     this.#pending.clear();
     this.#stopSweep();
-    for (const w of this.#waiters.splice(0)) w();
+    for (const q of this.#queue.splice(0)) {
+      q.hook?.leave(q);
+      q.reject(e);
+    }
   }
 }
 

@@ -93,12 +93,14 @@ export class TcpServer {
     if (options.tls) {
       this.#server = tls.createServer({ cert: options.tls.cert, key: options.tls.key, handshakeTimeout: options.helloTimeoutMs, noDelay: true },
         (socket) => serve(ServerConnection.overChunks(context, socket)));
-      this.#server.on("connection", (raw: net.Socket) => this.#admit(raw));
+      this.#server.on("connection", (raw: net.Socket) => {
+        if (!this.#refusedAtCapacity(raw)) this.#track(raw);
+      });
       // A handshake that fails or times out (Node closes the socket) is a protocol error like any other.
       this.#server.on("tlsClientError", () => { this.#stats.protocolErrors++; });
     } else {
       this.#server = net.createServer({ noDelay: true, pauseOnConnect: true }, (raw) => {
-        if (!this.#admit(raw)) return;
+        if (this.#refusedAtCapacity(raw)) return;
         const c = ServerConnection.inPlace(context, raw);
         this.#track(c.socket);
         serve(c);
@@ -106,13 +108,10 @@ export class TcpServer {
     }
   }
 
-  /** Counts an accepted socket against `connectionsMax` (closing it past that); false if it was closed. */
-  #admit(raw: net.Socket): boolean {
-    if (this.#sockets.size >= this.#options.connectionsMax) {
-      raw.destroy();
-      return false;
-    }
-    this.#track(raw);
+  /** Closes a socket just accepted if `connectionsMax` are open already; true if it did. */
+  #refusedAtCapacity(raw: net.Socket): boolean {
+    if (this.#sockets.size < this.#options.connectionsMax) return false;
+    raw.destroy();
     return true;
   }
 

@@ -30,7 +30,10 @@ export interface EchoServer {
  * A direct-transport server with one operation (Echo), identity `id`,
  * accepting only `goodToken`; `reply` answers in place of the echo.
  */
-export async function echoServer(options: Partial<TcpServerOptions> = {}, id = "node-a", reply?: (n: number) => WithPayload<{ n: number; bytes: number }>): Promise<EchoServer> {
+export async function echoServer(
+  options: Partial<TcpServerOptions> = {}, id = "node-a",
+  reply?: (n: number) => WithPayload<{ n: number; bytes: number }> | Promise<WithPayload<{ n: number; bytes: number }>>,
+): Promise<EchoServer> {
   const identity = newTransportIdentity(id);
   const calls = { n: 0 };
   const router = new Router().on(Echo, (req, ctx) => {

@@ -5,6 +5,8 @@ import { decodeJson, encodeJson } from "../../bus/body";
 import { encodeFrame, FrameDecoder, FrameKind, type Frame } from "../../bus/frame";
 import { helloMessage, newHello, newTransportIdentity, TransportAuth, TransportHello, verifyHello } from "../../bus/handshake";
 import { PeerIdentityError, TcpPool } from "../../bus/tcp-client";
+import { CancelGroup } from "../../bus/caller";
+import { BusyError } from "../../schemas/errors";
 import { TcpServer, type TcpServerOptions } from "../../bus/tcp-server";
 import { WithPayload } from "../../bus/router";
 import { Echo, echoServer, goodToken, type EchoServer } from "../harness/echo";
@@ -489,6 +491,81 @@ test("a reply's payload is let go once the socket has sent all of it, or has bee
       await until(() => released === i, 5_000, `payload ${i} let go`);
     }
   } finally {
+    await s.server.close();
+  }
+});
+
+test("past connectionsMax an accepted connection is closed at once, and one that closes makes room", async () => {
+  const s = await serve({ connectionsMax: 2 });
+  const peers: RawPeer[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const p = await RawPeer.open(s.server.address);
+      peers.push(p);
+      expect((await p.handshake(goodToken)).kind).toBe(FrameKind.Reply);
+    }
+    const third = await RawPeer.open(s.server.address);
+    peers.push(third);
+    await third.closedByServer();
+    expect(third.frames).toEqual([]);
+    peers[0]!.socket.destroy();
+    await until(() => s.server.stats.connections === 1, 5_000, "the first connection's close seen");
+    const next = await RawPeer.open(s.server.address);
+    peers.push(next);
+    expect((await next.handshake(goodToken)).kind).toBe(FrameKind.Reply);
+  } finally {
+    for (const p of peers) p.socket.destroy();
+    await s.server.close();
+  }
+});
+
+test("requests past a connection's window wait in order, up to waitersMax; a cancelled one is never sent; a failed connection rejects the rest", async () => {
+  const held: Array<() => void> = [];
+  const seen: number[] = [];
+  const s = await echoServer({}, "node-a", (n) => {
+    seen.push(n);
+    return new Promise((resolve) => held.push(() => resolve(new WithPayload({ n, bytes: 0 }, new Uint8Array(0)))));
+  });
+  const pool = new TcpPool({ inflightMax: 2, waitersMax: 3 });
+  try {
+    const caller = pool.caller(s.server.address, s.peer, goodToken);
+    // The connection open first (requests made during its handshake wait too, and would fill the queue).
+    const opening = caller.call(Echo, { n: 0 });
+    await until(() => seen.length === 1, 5_000, "the first request at the server");
+    held.shift()!();
+    expect((await opening).reply.n).toBe(0);
+    seen.length = 0;
+    const group = new CancelGroup();
+    const calls = [1, 2, 3, 4, 5].map((n) => caller.call(Echo, { n }, n === 4 ? { cancel: group } : {}));
+    const outcomes = calls.map((c) => c.then((r) => r.reply.n, (e: Error) => e));
+    await until(() => seen.length === 2, 5_000, "the first two requests at the server");
+    const connection = pool.connection(s.server.address, s.peer, goodToken);
+    expect(connection.inflight).toBe(2);
+    expect(connection.queued).toBe(3);
+    // Past waitersMax: Busy at once, nothing sent.
+    await expect(caller.call(Echo, { n: 6 })).rejects.toBeInstanceOf(BusyError);
+    const reason = new Error("called off");
+    group.cancel(reason);
+    expect(await outcomes[3]).toBe(reason);
+    expect(connection.queued).toBe(2);
+    // Each reply lets the next waiting request go, in order; the cancelled one never does.
+    held.shift()!();
+    await until(() => seen.length === 3, 5_000, "request 3 sent");
+    held.shift()!();
+    await until(() => seen.length === 4, 5_000, "request 5 sent");
+    expect(seen).toEqual([1, 2, 3, 5]);
+    expect(await outcomes[0]).toBe(1);
+    expect(await outcomes[1]).toBe(2);
+    // One more waits; then the server goes away: what is in flight and what waits both fail.
+    const late = caller.call(Echo, { n: 7 }).then(() => "answered", (e: Error) => e.name);
+    await until(() => connection.queued === 1, 5_000, "request 7 queued");
+    await s.server.close();
+    expect(await late).not.toBe("answered");
+    expect(await outcomes[2]).toBeInstanceOf(Error);
+    expect(await outcomes[4]).toBeInstanceOf(Error);
+  } finally {
+    for (const release of held) release();
+    pool.close();
     await s.server.close();
   }
 });
