@@ -114,9 +114,13 @@ function forkClient(setup: Setup): Promise<ChildProcess> {
   });
 }
 
+/** Runs a case on one client; fails if the client fails it or exits first. */
 function runOn(child: ChildProcess, c: Case, seconds: number): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
+    const onExit = (code: number | null): void => reject(new Error(`a client exited with ${code} during ${c.name}`));
+    child.once("exit", onExit);
     child.once("message", (m: { kind: string; result?: ChildResult; message?: string }) => {
+      child.off("exit", onExit);
       if (m.kind === "done") resolve(m.result!);
       else reject(new Error(`client: ${m.message}`));
     });
