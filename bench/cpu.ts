@@ -24,6 +24,7 @@ import { Role } from "../bus/credentials";
 import { LaunchMode, LocalCluster } from "../deploy/local-cluster";
 import { esc, svgDocument } from "../lib/chart";
 import { projectRoot } from "../lib/process";
+import { ReadCheck, valueFor } from "./values";
 
 interface Case {
   readonly name: string;
@@ -49,27 +50,19 @@ interface Setup { readonly natsUrl: string; readonly credentials: string | undef
 interface ChildResult { readonly ops: number; readonly cpuUs: number; readonly gcMs: number; readonly wrong: number }
 type ToChild = { readonly kind: "run"; readonly case: Case; readonly seconds: number };
 
-/** The bytes a client writes under key `i` of a case: a pattern of the client's tag and the key. */
-function valueFor(tag: string, i: number, size: number): Buffer {
-  const b = Buffer.alloc(size);
-  const seed = Buffer.from(`${tag}/${i}/`);
-  for (let at = 0; at < size; at += seed.length) seed.copy(b, at);
-  return b;
-}
-
 /** One client's run of a case: keys written, half a second untimed, then `seconds` timed. */
 async function runCase(job: PocketJob, c: Case, seconds: number, tag: string): Promise<ChildResult> {
   const keys = Array.from({ length: c.inflight }, (_, i) => `cpu/${tag}/${c.size}/${i}`);
-  const values = keys.map((_, i) => valueFor(tag, i, c.size));
+  const values = keys.map((k) => valueFor(k, c.size));
   for (let i = 0; i < keys.length; i++) await job.put(keys[i]!, values[i]!);
-  let wrong = 0;
+  const check = new ReadCheck();
   const lanes = async (ms: number): Promise<number> => {
     let ops = 0;
     const end = Date.now() + ms;
     await Promise.all(keys.map(async (k, i) => {
       while (Date.now() < end) {
         if (c.op === "put") await job.put(k, values[i]!);
-        else if (!(await job.get(k)).equals(values[i]!)) wrong++;
+        else check.compare(k, await job.get(k), values[i]!);
         ops++;
       }
     }));
@@ -83,7 +76,7 @@ async function runCase(job: PocketJob, c: Case, seconds: number, tag: string): P
   const ops = await lanes(seconds * 1000);
   const cpu = process.cpuUsage(cpu0);
   gc.disconnect();
-  return { ops, cpuUs: cpu.user + cpu.system, gcMs, wrong };
+  return { ops, cpuUs: cpu.user + cpu.system, gcMs, wrong: check.counts.wrong };
 }
 
 /** A client process: connects with the job's credential, then runs the cases it is sent. */
@@ -106,12 +99,21 @@ function cpuUsOf(pid: number, tickUs: number): number {
   return (Number(fields[11]) + Number(fields[12])) * tickUs;
 }
 
+/** Time a client process has to connect. */
+const clientReadyMs = 30_000;
+
+/** Forks a client process; resolves once it is connected (a client that is not is killed). */
 function forkClient(setup: Setup): Promise<ChildProcess> {
   const child = fork(__filename, [], { env: { ...process.env, POCKET_CPU_CLIENT: JSON.stringify(setup) }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  return new Promise((resolve, reject) => {
+  let timer: NodeJS.Timeout | undefined;
+  return new Promise<ChildProcess>((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`a client was not connected within ${clientReadyMs} ms`)), clientReadyMs);
     child.once("message", (m: { kind: string }) => (m.kind === "ready" ? resolve(child) : reject(new Error("a client failed to start"))));
     child.once("exit", (code) => reject(new Error(`a client exited with ${code} while starting`)));
-  });
+  }).catch((e: unknown) => {
+    child.kill();
+    throw e;
+  }).finally(() => clearTimeout(timer));
 }
 
 /** Runs a case on one client; fails if the client fails it or exits first. */

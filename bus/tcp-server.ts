@@ -210,7 +210,7 @@ class ServerConnection implements BudgetMember {
   /** A connection over a socket that gives chunks (a TLS socket). */
   static overChunks(ctx: ConnectionContext, socket: net.Socket): ServerConnection {
     const c = new ServerConnection(ctx, false);
-    socket.on("data", (chunk: Buffer) => c.#received(chunk.byteLength, () => c.#reader.decoder.push(chunk)));
+    socket.on("data", (chunk: Buffer) => c.#received(chunk.byteLength, chunk, false));
     c.#attach(socket);
     return c;
   }
@@ -232,7 +232,7 @@ class ServerConnection implements BudgetMember {
     holder._handle = null;
     raw.destroy();
     const reader = (n: number, into: Uint8Array): boolean => {
-      c.#received(n, () => c.#reader.landed(n, into as Buffer));
+      c.#received(n, into as Buffer, true);
       return true;
     };
     c.#attach(new net.Socket({ handle, onread: { buffer: () => c.#reader.target(), callback: reader } } as net.SocketConstructorOpts));
@@ -284,13 +284,13 @@ class ServerConnection implements BudgetMember {
     this.#stopFrameTimer();
   }
 
-  /** `n` bytes arrived; `decode` hands over the frames they complete. */
-  #received(n: number, decode: () => Frame[]): void {
+  /** `n` bytes arrived: read into `bytes` where the reader asked (`inPlace`), or a chunk of them as the socket gave it. */
+  #received(n: number, bytes: Buffer, inPlace: boolean): void {
     if (this.#phase === Phase.Closed) return;
     this.ctx.stats.bytesIn += n;
     let frames: Frame[];
     try {
-      frames = decode();
+      frames = inPlace ? this.#reader.landed(n, bytes) : this.#reader.decoder.push(bytes);
     } catch (e) {
       if (!(e instanceof FrameError)) throw e;
       this.#protocolError(e.code, e.message);

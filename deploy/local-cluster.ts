@@ -89,6 +89,9 @@ export interface LocalClusterOptions {
   readonly http?: boolean;
 }
 
+/** A process a local cluster started: its name, what it is, its pid. */
+export interface ClusterProcess { readonly name: string; readonly role: "nats-server" | Member["role"]; readonly pid: number }
+
 interface Member {
   readonly name: string;
   readonly role: "controller" | "shard" | "node";
@@ -194,8 +197,8 @@ export class LocalCluster {
   }
 
   /** The processes this cluster started and still runs (the nats-server, and actors in process mode), by name and role. */
-  processes(): Array<{ name: string; role: "nats-server" | Member["role"]; pid: number }> {
-    const out: Array<{ name: string; role: "nats-server" | Member["role"]; pid: number }> = [];
+  processes(): ClusterProcess[] {
+    const out: ClusterProcess[] = [];
     const nats = this.#nats?.pid;
     if (nats !== undefined) out.push({ name: "nats-server", role: "nats-server", pid: nats });
     for (const m of this.#members.values()) {

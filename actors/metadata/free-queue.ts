@@ -5,6 +5,11 @@ import type { Extent } from "./namespace";
 
 interface Batch { readonly nodeId: string; readonly jobId: string; readonly extentIds: string[] }
 
+/** Which batches may take each other's extents: one node, one job. */
+function batchKey(nodeId: string, jobId: string): string {
+  return `${nodeId}\u0000${jobId}`;
+}
+
 /** Told, as a free is sent to a node, what to call with the bytes it freed once it answers. */
 export type FreeCredit = (nodeId: string) => (freedBytes: number) => void;
 
@@ -80,7 +85,7 @@ export class FreeQueue {
   }
 
   #add(nodeId: string, jobId: string, ids: readonly string[]): void {
-    const key = `${nodeId}\u0000${jobId}`;
+    const key = batchKey(nodeId, jobId);
     let i = 0;
     const open = this.#open.get(key);
     if (open !== undefined) {
@@ -109,7 +114,7 @@ export class FreeQueue {
   #pump(): void {
     while (this.#inflight < this.inflightMax && this.#backlog.length > 0) {
       const b = this.#backlog.shift()!;
-      const key = `${b.nodeId}\u0000${b.jobId}`;
+      const key = batchKey(b.nodeId, b.jobId);
       if (this.#open.get(key) === b) this.#open.delete(key);
       this.#inflight++;
       const credit = this.credit?.(b.nodeId);

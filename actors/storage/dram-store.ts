@@ -18,7 +18,6 @@ export class DramStore implements ExtentStore {
   readonly #freedWhileRead = new Set<ArrayBuffer>();
   #used = 0;
   #extents = 0;
-  #readsOut = 0;
 
   /** `extentsMax` bounds the count as well as the bytes: each extent costs memory beyond its bytes. */
   constructor(readonly capacityBytes: number, private readonly extentsMax = 4_000_000, private readonly pool?: BufferPool) {
@@ -29,7 +28,11 @@ export class DramStore implements ExtentStore {
   get extentCount(): number { return this.#extents; }
   get jobCount(): number { return this.#jobs.size; }
   /** Reads handed out and not yet released. */
-  get readsOut(): number { return this.#readsOut; }
+  get readsOut(): number {
+    let n = 0;
+    for (const count of this.#reads.values()) n += count;
+    return n;
+  }
   /** Memory of freed extents waiting in the pool; 0 without one. */
   get idleBytes(): number { return this.pool?.idleBytes ?? 0; }
   /** Frames and copies that reused a freed extent's memory, since start. */
@@ -72,7 +75,6 @@ export class DramStore implements ExtentStore {
     if (this.pool === undefined) return { bytes };
     const memory = stored.buffer as ArrayBuffer;
     this.#reads.set(memory, (this.#reads.get(memory) ?? 0) + 1);
-    this.#readsOut++;
     let released = false;
     return {
       bytes,
@@ -87,7 +89,6 @@ export class DramStore implements ExtentStore {
   #releaseRead(memory: ArrayBuffer): void {
     const left = this.#reads.get(memory)! - 1;
     assert(left >= 0, "a read released twice", () => ({ left }));
-    this.#readsOut--;
     if (left > 0) {
       this.#reads.set(memory, left);
       return;
