@@ -35,7 +35,11 @@ export interface EngineOptions {
   readonly sqpoll?: boolean;
   /** Requests queued in the engine at most; past it, submissions fail with EBUSY. */
   readonly submitQueueMax?: number;
-  /** Microseconds the engine thread polls before sleeping when idle or waiting (default 50; 0 never spins). */
+  /**
+   * Microseconds a thread polls before it sleeps (default 50; 0 never spins): the engine thread when
+   * idle or waiting for the device, and the JavaScript thread, while requests are out and its event
+   * loop has nothing else to run, for completions (so they need no wake-up to reach it).
+   */
   readonly spinUs?: number;
   /** Registered I/O buffers: requests up to `poolBufferBytes` (default 64 KiB) use one instead of an allocation; count default 2 × queueDepth. */
   readonly poolBuffers?: number;
@@ -92,8 +96,13 @@ interface Done {
   readonly latencyNs: number;
 }
 
-/** Requests gathered before one call into the engine (flushed once per microtask, or when full). */
-const BatchMax = 256;
+/**
+ * Requests gathered before one call into the engine: a batch goes in at the end of the microtask, or
+ * as soon as this many have gathered, so the device works on the first of a burst while JavaScript
+ * is still issuing the rest (4 KiB reads at queue depth 32: 8 against 32 or 256, alternated on this
+ * machine, gave 480-716K against 259-505K IOPS).
+ */
+const BatchMax = 8;
 
 const closedDone: Done = { result: -108, refused: true, latencyNs: 0 };
 

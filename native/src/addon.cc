@@ -3,6 +3,7 @@
 // hand batches to a ThreadSafeFunction (the one Node-API object that may be
 // touched from another thread).
 #include <napi.h>
+#include <uv.h>
 
 #include <algorithm>
 #include <atomic>
@@ -36,7 +37,54 @@ struct Mailbox {
   size_t max = 65536;
   size_t batchMax = 0;               // the engine's largest batch; set before the first request
   std::shared_ptr<BufferPool> pool;  // set before the first request
+  // Set with `items` non-empty, cleared when they are taken: what the JS thread's poll watches without the lock.
+  std::atomic<bool> ready{false};
+  // JS thread only: requests the engine accepted and JS has not yet been handed the completion of.
+  size_t outstanding = 0;
+  // JS thread only: see StartPolling.
+  uv_prepare_t* prepare = nullptr;
+  uint64_t spinNs = 0;
+  ~Mailbox();
 };
+
+uint64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+}
+
+// JS thread, right before the event loop would block for I/O: while requests are out and nothing else
+// is due, waits up to spinNs for completions to reach the mailbox. The drain call is then already
+// signalled, so the loop's poll returns at once instead of sleeping until the engine thread's wake-up
+// reaches it (on a small VM that wake-up costs more than the device: it held the JS API at 0.4x fio).
+// Bounded: never longer than spinNs per loop turn, and only while the loop has nothing else to run.
+void PollMailbox(uv_prepare_t* handle) {
+  auto* box = static_cast<Mailbox*>(handle->data);
+  if (box->outstanding == 0 || box->ready.load(std::memory_order_acquire) || uv_backend_timeout(handle->loop) == 0) return;
+  const uint64_t until = MonotonicNs() + box->spinNs;
+  while (!box->ready.load(std::memory_order_acquire) && MonotonicNs() < until) {
+  }
+}
+
+// JS thread: starts the mailbox poll on this thread's loop (none when spinNs is 0). Unreferenced: it keeps no loop alive.
+void StartPolling(Napi::Env env, Mailbox* box) {
+  uv_loop_t* loop = nullptr;
+  if (box->spinNs == 0 || napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return;
+  auto* handle = new uv_prepare_t();
+  uv_prepare_init(loop, handle);
+  handle->data = box;
+  uv_prepare_start(handle, PollMailbox);
+  uv_unref(reinterpret_cast<uv_handle_t*>(handle));
+  box->prepare = handle;
+}
+
+// JS thread: stops the poll (before the mailbox can go away); idempotent.
+void StopPolling(Mailbox* box) {
+  if (box->prepare == nullptr) return;
+  uv_prepare_stop(box->prepare);
+  uv_close(reinterpret_cast<uv_handle_t*>(box->prepare), [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
+  box->prepare = nullptr;
+}
 
 // Gives completions' read memory back (pool slots and own allocations).
 void Release(Mailbox* box, std::vector<Completion>* batch) {
@@ -45,6 +93,11 @@ void Release(Mailbox* box, std::vector<Completion>* batch) {
     c.buffer = nullptr;
     c.pool = -1;
   }
+}
+
+// Completions never taken (the environment went away) give their read memory back with the mailbox.
+Mailbox::~Mailbox() {
+  if (pool) Release(this, &items);
 }
 
 // What a zero-copy Buffer's finalizer needs to give its memory back.
@@ -64,8 +117,9 @@ Call kClosed = Call::Closed;
 // Reads held in pool slots are copied into one ArrayBuffer for the whole call (`data`; `at` is the
 // read's offset in it) and the slots released at once; a larger read's block becomes its own
 // Buffer (`buffers[i]`, no copy; `at` is -1).
-void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
+void Drain(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
   if (call == &kClosed) {
+    StopPolling(box);
     if (env != nullptr) callback.Call({env.Null()});
     return;
   }
@@ -74,7 +128,9 @@ void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
     std::lock_guard<std::mutex> lock(box->mu);
     batch.swap(box->items);
     box->callPending = false;
+    box->ready.store(false, std::memory_order_relaxed);
   }
+  box->outstanding -= std::min(box->outstanding, batch.size());
   box->room.notify_all();
   struct Guard {  // releases the read memory not handed over, also when something throws
     Mailbox* box;
@@ -134,6 +190,21 @@ void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
   callback.Call({out});
 }
 
+// JS thread: a thread-safe call. What the callback throws (or a failure to make its argument) goes on
+// as the JS exception it was, an uncaught exception for Node to report; while the environment is
+// torn down (a worker thread ending) nothing can run and that is not an error. Never a C++ exception
+// out of here: there is no JS frame to take it, and the process would abort.
+void CallJs(Napi::Env env, Napi::Function callback, Mailbox* box, Call* call) {
+  // A call left queued when the environment went away comes after the finalizer has deleted the
+  // mailbox: nothing to do (what it held was released with it).
+  if (env == nullptr) return;
+  try {
+    Drain(env, callback, box, call);
+  } catch (const Napi::Error& e) {
+    napi_throw(env, e.Value());  // refused only while terminating, when nothing can be reported
+  }
+}
+
 using Tsfn = Napi::TypedThreadSafeFunction<Mailbox, Call, CallJs>;
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -178,7 +249,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     box_ = box;
     // Unbounded TSFN queue: the mailbox is the bound (at most one drain call is pending, plus the close call).
     tsfn_ = Tsfn::New(env, info[1].As<Napi::Function>(), "pocket-nvme-completions", 0, 1, box,
-                      [](Napi::Env, void*, Mailbox* b) { delete b; });
+                      [](Napi::Env, void*, Mailbox* b) {
+                        StopPolling(b);
+                        delete b;
+                      });
     Tsfn tsfn = tsfn_;
     pocket::EngineError err;
     // Engine thread: appends a batch to the mailbox; asks for a call when none is pending.
@@ -196,6 +270,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         if (box->items.empty()) box->items = std::move(b);
         else box->items.insert(box->items.end(), b.begin(), b.end());
         POCKET_ASSERT(box->items.size() < box->max + box->batchMax, "the mailbox past its bound");
+        box->ready.store(true, std::memory_order_release);
         call = !box->callPending;
         box->callPending = true;
       }
@@ -217,24 +292,48 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     box->pool = engine_->pool();  // before any request: no completion can need it earlier
     box->batchMax = engine_->completionBatchMax();
+    box->spinNs = uint64_t(opts.spinUs) * 1000;
+    StartPolling(env, box);
+    env_ = env;
+    hooked_ = napi_add_env_cleanup_hook(env, TeardownHook, this) == napi_ok;
   }
 
-  // JS thread (finalizer): an engine never closed is stopped here; its completions have no one to go to.
-  ~EngineWrap() override {
+  // JS thread (finalizer).
+  ~EngineWrap() override { Teardown(); }
+
+ private:
+  // JS thread, when the environment is torn down (a worker thread ending): runs before the
+  // thread-safe function's own cleanup (hooks run in reverse order), so the mailbox still exists.
+  static void TeardownHook(void* self) {
+    auto* wrap = static_cast<EngineWrap*>(self);
+    wrap->hooked_ = false;
+    wrap->Teardown();
+  }
+
+  // JS thread: an engine never closed is stopped here, its completions having no one to go to; one
+  // closing is waited for. Afterwards no engine thread runs and the mailbox is not touched. Idempotent.
+  void Teardown() {
+    if (hooked_) {
+      napi_remove_env_cleanup_hook(env_, TeardownHook, this);
+      hooked_ = false;
+    }
     if (!engine_) return;
     if (!closed_) {
+      closed_ = true;
       {
         std::lock_guard<std::mutex> lock(box_->mu);
         box_->dropping = true;
       }
       box_->room.notify_all();
+      StopPolling(box_);
       engine_->Close(nullptr);
       engine_->Join();
       tsfn_.Release();
     }
+    engine_->Join();
+    engine_.reset();
   }
 
- private:
   // submit(n, ids: Float64Array, tenants: Uint32Array, offsets: Float64Array, lengths: Uint32Array,
   //        ops: Uint8Array (0 read, 1 write), writes: Array<Uint8Array | undefined>, rcs: Int32Array)
   // JS thread. Queues n requests under one lock; rcs[i] = 0 or -errno. A write's bytes are copied
@@ -290,6 +389,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     engine_->SubmitBatch(requests_.data(), requests_.size(), results_.data());
     for (size_t k = 0; k < requests_.size(); k++) {
       rcs[index_[k]] = results_[k];
+      if (results_[k] == 0) box_->outstanding++;
       if (results_[k] != 0) {  // refused: the memory is still ours
         pool.Return(requests_[k].buffer, requests_[k].pool, requests_[k].length);
       }
@@ -351,10 +451,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // join(): after the null callback; the thread has finished its loop.
   Napi::Value Join(const Napi::CallbackInfo& info) {
-    if (engine_ && closed_) {
-      engine_->Join();
-      engine_.reset();
-    }
+    if (closed_) Teardown();
     return info.Env().Undefined();
   }
 
@@ -364,6 +461,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   std::vector<size_t> index_;
   std::vector<int32_t> results_;
   bool closed_ = false;
+  napi_env env_ = nullptr;
+  bool hooked_ = false;  // TeardownHook is registered
   Mailbox* box_ = nullptr;  // owned by the TSFN (deleted when it is finalized)
 };
 

@@ -139,6 +139,43 @@ test("closing with requests queued and in flight settles every one of them", asy
   expect(e.inflight).toBe(0);
 });
 
+test("a worker thread that ends with reads in flight takes its engine with it: no crash, no hang, the process goes on", () => {
+  // Each worker keeps 32 reads in flight on an engine it never closes and is terminated mid-stream, with the
+  // JavaScript thread's completion poll on (the default) and off. Before the teardown hook, this aborted
+  // (a C++ exception out of a thread-safe call; an error object made while terminating) or hung (the
+  // mailbox used after the thread-safe function's finalizer had deleted it).
+  const file = path.join(dir, "worker.img");
+  const engine = path.join(projectRoot(), "dist", "native", "index.js");
+  const worker = `
+    const { parentPort, workerData } = require("node:worker_threads");
+    const { NvmeEngine } = require(${JSON.stringify(engine)});
+    const e = NvmeEngine.open({ path: ${JSON.stringify(file)}, sizeBytes: ${8 * MiB}, queueDepth: 32, spinUs: workerData.spinUs });
+    e.addBestEffort(1);
+    let rounds = 0;
+    (async () => {
+      for (;;) {
+        await Promise.all(Array.from({ length: 32 }, (_, i) => e.read(1, i * 4096, 4096)));
+        if (++rounds === 20) parentPort.postMessage("busy");
+      }
+    })();`;
+  const parent = `
+    const { Worker } = require("node:worker_threads");
+    (async () => {
+      for (let i = 0; i < 8; i++) {
+        const w = new Worker(${JSON.stringify(worker)}, { eval: true, workerData: { spinUs: i % 2 ? 0 : 50 } });
+        await new Promise((resolve, reject) => { w.once("message", resolve); w.once("error", reject); });
+        await w.terminate();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      console.log("8 workers ended");
+    })();`;
+  const r = spawnSync(process.execPath, ["-e", parent], { encoding: "utf8", timeout: 60_000 });
+  expect(r.stderr).toBe("");
+  expect(r.signal).toBeNull();
+  expect(r.status).toBe(0);
+  expect(r.stdout).toContain("8 workers ended");
+}, 90_000);
+
 test("pocket calibrate measures latency against offered load and writes a device model nodes can load", () => {
   const out = path.join(dir, "model.json");
   const r = spawnSync(process.execPath, [path.join(projectRoot(), "dist", "cli", "pocket.js"), "calibrate", "--device", path.join(dir, "cal.img"), "--size", "64MiB", "--seconds", "0.2", "--out", out], { encoding: "utf8", timeout: 60_000 });
