@@ -94,7 +94,9 @@ test("bad arguments and states are typed errors; nothing crashes or hangs", asyn
     expect((err as NativeIoError).code).toBe("ENOENT");
   }
   expect(() => NvmeEngine.open({ path: path.join(dir, "odd.img"), sizeBytes: 1000 })).toThrow(RangeError);
-  const e = NvmeEngine.open({ path: path.join(dir, "args.img"), sizeBytes: 4 * MiB, submitQueueMax: 64 });
+  // A slow device model and a reservation (so best-effort is metered): a burst waits in the queue, whatever the device's speed.
+  const e = NvmeEngine.open({ path: path.join(dir, "args.img"), sizeBytes: 4 * MiB, submitQueueMax: 64, model: { tokensPerSec: 2e5, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 } });
+  e.addLatencyCritical(3, { iops: 10, readRatio: 1, p95Us: 1000 });
   e.addBestEffort(1);
   expect(() => e.read(1, 100, 4096)).toThrow(/offset 100/);
   expect(() => e.read(1, 0, 1000)).toThrow(/length 1000/);
