@@ -32,7 +32,7 @@ export interface StorageNodeConfig extends NatsSettings, OpsHttpConfig {
   /** DRAM: bytes held at most. NVMe: the device file's size when `nvme.sizeBytes` is not given. */
   readonly capacityBytes: number;
   /** For tier "nvme": the device (a block device, or a file created under the data directory). */
-  readonly nvme?: { readonly path: string; readonly sizeBytes?: number; readonly queueDepth?: number; readonly sqpoll?: boolean; readonly model?: DeviceModel };
+  readonly nvme?: { readonly path: string; readonly sizeBytes?: number; readonly queueDepth?: number; readonly sqpoll?: boolean; readonly spinUs?: number; readonly model?: DeviceModel };
   /** Interface for the direct transport; port 0 picks a free one. */
   readonly host?: string;
   readonly port?: number;

@@ -34,8 +34,9 @@ struct EngineOptions {
   bool sqpoll = false;
   size_t submitQueueMax = 8192;
   // Microseconds the engine thread busy-polls for new requests or completions before it sleeps
-  // (lower latency at queue depth 1, at the cost of a core while it spins).
-  unsigned spinUs = 50;
+  // (lower latency on a device that answers in microseconds, at the cost of a core while it spins;
+  // on a VM whose disk the host emulates it takes the host's CPU from the I/O: see native/index.ts).
+  unsigned spinUs = 0;
   // Registered I/O buffers (io_uring fixed buffers): requests up to `poolBufferBytes` take one
   // instead of an allocation of their own. 0 buffers: 2 × queueDepth.
   uint32_t poolBuffers = 0;
