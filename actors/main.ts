@@ -17,6 +17,8 @@ import { StorageNode, type StorageNodeConfig } from "./storage/storage-node";
 import { ActorKind, type ActorConfigOf } from "./runtime/config-schema";
 import { checkActorConfig, isActorConfigError } from "./runtime/config-check";
 import { errorFields, logger } from "../lib/log";
+import { accelerateCrc32 } from "../lib/checksum";
+import { nativeCrc32 } from "../native";
 
 interface Stoppable { stop(): Promise<void> }
 
@@ -84,6 +86,8 @@ async function startActor(kind: ActorKind, env: NodeJS.ProcessEnv): Promise<{ ac
 async function main(): Promise<void> {
   const kind = process.argv[2];
   if (!isActorKind(kind)) throw new ConfigError(`unknown actor ${JSON.stringify(kind)}: use controller, shard or node`);
+  // Nodes check the crc of every extent written, shards of every inline object: the native one where it is built.
+  accelerateCrc32(nativeCrc32());
   const { actor, info } = await startActor(kind, process.env);
   let stopping = false;
   const stop = (): void => {

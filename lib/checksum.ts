@@ -16,8 +16,27 @@ import { crc32 as zlibCrc32 } from "node:zlib";
 /** Largest value a CRC-32 takes. */
 export const crc32Max = 0xffff_ffff;
 
-/** CRC-32 of `bytes` (zlib's native code, no copy); `previous` continues an earlier crc over bytes that came before. */
+/** A CRC-32 function with zlib's values: `previous` continues an earlier crc. */
+export type Crc32Function = (bytes: Uint8Array, previous: number) => number;
+
+/** Inputs at least this long go to the accelerated function, when one is installed (measured: it is ahead from 256 bytes up). */
+const AcceleratedFromBytes = 256;
+
+let accelerated: Crc32Function | undefined;
+
+/**
+ * Makes `crc32` use `fn` for inputs of 256 bytes or more (`undefined`: zlib
+ * again). `fn` must give zlib's values: it changes the speed, never a crc.
+ * The server processes install the native addon's (carry-less
+ * multiplication, about 2.3× zlib's speed on 1 MiB); the SDK keeps zlib.
+ */
+export function accelerateCrc32(fn: Crc32Function | undefined): void {
+  accelerated = fn;
+}
+
+/** CRC-32 of `bytes` (native code, no copy); `previous` continues an earlier crc over bytes that came before. */
 export function crc32(bytes: Uint8Array, previous = 0): number {
+  if (accelerated !== undefined && bytes.byteLength >= AcceleratedFromBytes) return accelerated(bytes, previous) >>> 0;
   return zlibCrc32(bytes, previous) >>> 0;
 }
 

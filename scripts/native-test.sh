@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and runs the native engine's C++ tests (scheduler on simulated time;
+# Builds and runs the native C++ tests (scheduler on simulated time; CRC-32 against a reference;
 # engine on a real file with O_DIRECT and io_uring), without Node.
 #   bash scripts/native-test.sh           optimised build
 #   bash scripts/native-test.sh --asan    under AddressSanitizer and UndefinedBehaviorSanitizer
@@ -69,10 +69,12 @@ if [ "${1:-}" = "--asan" ]; then
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 fi
 c++ "${flags[@]}" -o "$out/scheduler_test" native/src/scheduler.cc native/test/scheduler_test.cc
+c++ "${flags[@]}" -o "$out/crc32_test" native/src/crc32.cc native/test/crc32_test.cc
 c++ "${flags[@]}" -o "$out/engine_test" native/src/scheduler.cc native/src/engine.cc native/test/engine_test.cc -luring -lpthread
 # The C++ load generator bench:nvme runs: built here so a change that breaks it fails the tests.
 c++ "${flags[@]}" -o "$out/engine_bench" native/src/scheduler.cc native/src/engine.cc native/test/engine_bench.cc -luring -lpthread
 # With assertions compiled out the engine must still compile cleanly (the --assert-cost build).
 c++ -std=c++17 -Wall -Wextra -Werror -DPOCKET_ASSERT_OFF -fsyntax-only native/src/scheduler.cc native/src/engine.cc native/test/engine_bench.cc
 "$out/scheduler_test"
+"$out/crc32_test"
 POCKET_TEST_DIR="${POCKET_TEST_DIR:-/var/tmp}" "$out/engine_test"

@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "crc32.h"
 #include "engine.h"
 
 namespace {
@@ -466,7 +467,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Mailbox* box_ = nullptr;  // owned by the TSFN (deleted when it is finalized)
 };
 
+// crc32(bytes: Uint8Array, previous: number) → number: zlib's crc32, by carry-less multiplication where
+// the CPU has it. Arguments are checked in TypeScript; here only their types.
+Napi::Value Crc32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "crc32(bytes: Uint8Array, previous: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const auto bytes = info[0].As<Napi::TypedArray>();
+  const auto* data = static_cast<const uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
+  return Napi::Number::New(env, pocket::Crc32(info[1].As<Napi::Number>().Uint32Value(), data, bytes.ByteLength()));
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  exports.Set("crc32", Napi::Function::New(env, Crc32, "crc32"));
+  exports.Set("crc32Accelerated", Napi::Boolean::New(env, pocket::Crc32Accelerated()));
   return EngineWrap::Init(env, exports);
 }
 

@@ -1,7 +1,9 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { NativeIoError, NvmeEngine } from "../../native";
+import { crc32 as zlibCrc32 } from "node:zlib";
+import { NativeIoError, NvmeEngine, nativeCrc32 } from "../../native";
+import { accelerateCrc32, crc32 } from "../../lib/checksum";
 import { readDeviceModel } from "../../native/calibrate";
 import { projectRoot } from "../../lib/process";
 import { patternBytes } from "../harness/cluster";
@@ -177,6 +179,33 @@ test("a worker thread that ends with reads in flight takes its engine with it: n
   expect(r.status).toBe(0);
   expect(r.stdout).toContain("8 workers ended");
 }, 90_000);
+
+test("the native CRC-32 gives zlib's values for any length, view offset and starting crc; crc32 takes it from 256 bytes once installed", () => {
+  const fast = nativeCrc32();
+  expect(fast).toBeDefined();  // this project's machines have carry-less multiplication
+  const big = Buffer.alloc(3 * MiB + 77);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < big.length; i++) { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; big[i] = x & 0xff; }
+  const lengths = [0, 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 4096, 4097, 65_536 + 13, MiB, 3 * MiB];
+  for (const length of lengths) {
+    for (const offset of [0, 1, 7, 16, 61]) {
+      for (const previous of [0, 0xffffffff, 0x12345678]) {
+        const view = big.subarray(offset, offset + length);
+        expect([length, offset, previous, fast!(view, previous)]).toEqual([length, offset, previous, zlibCrc32(view, previous)]);
+      }
+    }
+  }
+  let calls = 0;
+  accelerateCrc32((bytes, previous) => { calls++; return fast!(bytes, previous); });
+  try {
+    expect(crc32(big.subarray(5, 5 + 255), 3)).toBe(zlibCrc32(big.subarray(5, 5 + 255), 3));
+    expect(calls).toBe(0);
+    expect(crc32(big.subarray(5, 5 + MiB))).toBe(zlibCrc32(big.subarray(5, 5 + MiB)));
+    expect(calls).toBe(1);
+  } finally {
+    accelerateCrc32(undefined);
+  }
+});
 
 test("pocket calibrate measures latency against offered load and writes a device model nodes can load", () => {
   const out = path.join(dir, "model.json");
