@@ -50,6 +50,12 @@ export interface EngineOptions {
   readonly poolBuffers?: number;
   readonly poolBufferBytes?: number;
   readonly model?: DeviceModel;
+  /**
+   * Run the engine on a thread of its own (default false: on the JavaScript
+   * thread, which submits to the ring itself and reaps when the ring's
+   * eventfd is readable, so a round trip costs one wake-up, not two).
+   */
+  readonly thread?: boolean;
 }
 
 export interface Slo {
@@ -135,8 +141,11 @@ export function nativeCrc32(): ((bytes: Uint8Array, previous: number) => number)
 }
 
 /**
- * One device, driven by the native engine's own thread (io_uring, O_DIRECT,
- * QoS scheduling). Requests are promises; tenants are jobs (numbers here).
+ * One device, driven by the native engine (io_uring, O_DIRECT, QoS
+ * scheduling) on the JavaScript thread: a batch is submitted to the ring in
+ * the call that hands it over, and completions are reaped when the ring's
+ * eventfd wakes the event loop (`thread: true` runs the engine on a thread
+ * of its own instead). Requests are promises; tenants are jobs (numbers here).
  *
  * @example
  *   const e = NvmeEngine.open({ path: "/var/tmp/pocket.img", sizeBytes: 1 << 30 });
@@ -180,7 +189,7 @@ export class NvmeEngine {
       this.#native = new Engine({
         path: options.path, sizeBytes: options.sizeBytes ?? 0, queueDepth: options.queueDepth ?? 128, sqpoll: options.sqpoll ?? false,
         submitQueueMax: options.submitQueueMax ?? 8192, spinUs: options.spinUs ?? 0,
-        poolBuffers: options.poolBuffers ?? 0, poolBufferBytes: options.poolBufferBytes ?? 64 * 1024, ...model,
+        poolBuffers: options.poolBuffers ?? 0, poolBufferBytes: options.poolBufferBytes ?? 64 * 1024, thread: options.thread ?? false, ...model,
       }, (batch) => this.#complete(batch));
     } catch (e) {
       const n = e as { errno?: number; syscall?: string; message?: string };

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <unistd.h>
 #include <vector>
 
 #include "crc32.h"
@@ -45,6 +46,7 @@ struct Mailbox {
   // JS thread only: see StartPolling.
   uv_prepare_t* prepare = nullptr;
   uint64_t spinNs = 0;
+  bool inlineMode = false;  // the engine runs on the JS thread (set before the first request)
   ~Mailbox();
 };
 
@@ -247,7 +249,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opts.model.readCost = o.Get("readCost").As<Napi::Number>().Uint32Value();
     opts.model.writeCost = o.Get("writeCost").As<Napi::Number>().Uint32Value();
     opts.model.latencyLimitUs = o.Get("latencyLimitUs").As<Napi::Number>().DoubleValue();
+    opts.inlineMode = !o.Get("thread").As<Napi::Boolean>().Value();
     auto* box = new Mailbox();
+    box->inlineMode = opts.inlineMode;
     box_ = box;
     // Unbounded TSFN queue: the mailbox is the bound (at most one drain call is pending, plus the close call).
     tsfn_ = Tsfn::New(env, info[1].As<Napi::Function>(), "pocket-nvme-completions", 0, 1, box,
@@ -262,7 +266,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       bool call = false;
       {
         std::unique_lock<std::mutex> lock(box->mu);
-        box->room.wait(lock, [&] { return box->dropping || box->items.size() < box->max; });
+        // Inline, this is the JS thread, which drains: it never waits (what it holds is bounded by the
+        // requests accepted, the submit queue plus the ring, since it drains between its passes).
+        if (!box->inlineMode) box->room.wait(lock, [&] { return box->dropping || box->items.size() < box->max; });
         if (box->dropping) {
           lock.unlock();
           Release(box, &b);
@@ -273,8 +279,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         else box->items.insert(box->items.end(), b.begin(), b.end());
         POCKET_ASSERT(box->items.size() < box->max + box->batchMax, "the mailbox past its bound");
         box->ready.store(true, std::memory_order_release);
-        call = !box->callPending;
-        box->callPending = true;
+        // Inline, this is the JS thread: whoever ran the pass delivers (DeliverInline, or PumpInline's call).
+        call = !box->callPending && !box->inlineMode;
+        box->callPending = box->callPending || call;
       }
       if (call && tsfn.BlockingCall(&kDrain) != napi_ok) {  // JS is gone: nobody will drain
         std::lock_guard<std::mutex> lock(box->mu);
@@ -295,7 +302,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     box->pool = engine_->pool();  // before any request: no completion can need it earlier
     box->batchMax = engine_->completionBatchMax();
     box->spinNs = uint64_t(opts.spinUs) * 1000;
-    StartPolling(env, box);
+    if (engine_->inlineMode()) {
+      callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+      async_ = std::make_unique<Napi::AsyncContext>(env, "pocket-nvme-completions");
+      WatchCompletions(env);
+    }
+    else StartPolling(env, box);
     env_ = env;
     hooked_ = napi_add_env_cleanup_hook(env, TeardownHook, this) == napi_ok;
   }
@@ -333,7 +345,64 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       tsfn_.Release();
     }
     engine_->Join();
+    UnwatchCompletions();  // before the engine closes its eventfd
     engine_.reset();
+    callback_.Reset();  // lets go of the JS engine object (the callback holds it)
+  }
+
+  // Inline mode, JS thread: a pass whenever the ring's eventfd says completions (or the token timer) wait.
+  // Unreferenced: the thread-safe function keeps the loop alive while the engine is open, as with a thread.
+  void WatchCompletions(Napi::Env env) {
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return;
+    watch_ = new uv_poll_t();
+    uv_poll_init(loop, watch_, engine_->eventFd());
+    watch_->data = this;
+    uv_poll_start(watch_, UV_READABLE, [](uv_poll_t* h, int, int) {
+      auto* self = static_cast<EngineWrap*>(h->data);
+      uint64_t count = 0;
+      if (::read(self->engine_->eventFd(), &count, sizeof count) < 0) { /* EAGAIN: already reset */ }
+      self->engine_->Pump(true);
+      self->DeliverInline();
+    });
+    uv_unref(reinterpret_cast<uv_handle_t*>(watch_));
+  }
+
+  // JS thread: stops WatchCompletions (before the engine's eventfd closes); idempotent.
+  void UnwatchCompletions() {
+    if (watch_ == nullptr) return;
+    uv_poll_stop(watch_);
+    uv_close(reinterpret_cast<uv_handle_t*>(watch_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    watch_ = nullptr;
+  }
+
+  // Inline mode, from a uv callback (no JS on the stack): hands what the pass answered to JS at once,
+  // in a callback scope (the promises' continuations run when it closes). What the callback throws is
+  // an uncaught exception, as from any event.
+  void DeliverInline() {
+    if (!box_->ready.load(std::memory_order_acquire)) return;
+    Napi::Env env(env_);
+    Napi::HandleScope handles(env);
+    Napi::CallbackScope scope(env, *async_);
+    try {
+      Drain(env, callback_.Value(), box_, &kDrain);
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  // Inline mode, inside a call from JS: a pass now; what it answered goes to JS through the
+  // thread-safe function (the next turn of the loop), so JS is never re-entered.
+  void PumpInline() {
+    if (!engine_ || !engine_->inlineMode()) return;
+    engine_->Pump(true);
+    bool call = false;
+    {
+      std::lock_guard<std::mutex> lock(box_->mu);
+      call = !box_->items.empty() && !box_->callPending;
+      box_->callPending = box_->callPending || call;
+    }
+    if (call) tsfn_.BlockingCall(&kDrain);
   }
 
   // submit(n, ids: Float64Array, tenants: Uint32Array, offsets: Float64Array, lengths: Uint32Array,
@@ -389,6 +458,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     results_.assign(requests_.size(), 0);
     engine_->SubmitBatch(requests_.data(), requests_.size(), results_.data());
+    PumpInline();
     for (size_t k = 0; k < requests_.size(); k++) {
       rcs[index_[k]] = results_[k];
       if (results_[k] == 0) box_->outstanding++;
@@ -418,6 +488,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   Napi::Value RemoveTenant(const Napi::CallbackInfo& info) {
     if (engine_) engine_->RemoveTenant(info[0].As<Napi::Number>().Uint32Value());
+    PumpInline();
     return info.Env().Undefined();
   }
 
@@ -447,6 +518,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         tsfn.BlockingCall(&kClosed);
         tsfn.Release();
       });
+      PumpInline();
     }
     return info.Env().Undefined();
   }
@@ -465,6 +537,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   bool closed_ = false;
   napi_env env_ = nullptr;
   bool hooked_ = false;  // TeardownHook is registered
+  uv_poll_t* watch_ = nullptr;  // inline mode: WatchCompletions
+  Napi::FunctionReference callback_;  // inline mode: the completion callback, called from DeliverInline
+  std::unique_ptr<Napi::AsyncContext> async_;
   Mailbox* box_ = nullptr;  // owned by the TSFN (deleted when it is finalized)
 };
 

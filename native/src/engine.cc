@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -143,7 +144,7 @@ std::unique_ptr<Engine> Engine::Open(const EngineOptions& o, Handler handler, En
   }
   if (!e->OpenDevice(o, error) || !e->SetUpRing(o, error) || !e->SetUpPool(o, error)) return nullptr;
   e->Configure(o, std::move(handler));
-  if (!e->StartThread(error)) return nullptr;
+  if (!(o.inlineMode ? e->StartInline(error) : e->StartThread(error))) return nullptr;
   return e;
 }
 
@@ -245,9 +246,71 @@ bool Engine::StartThread(EngineError* error) {
   return true;
 }
 
+// Caller's thread (in Open), inline mode: enables a deferred ring from this thread (its single issuer
+// from now on) and registers the eventfd the kernel signals when completions wait.
+bool Engine::StartInline(EngineError* error) {
+  inline_ = true;
+  if (deferred_ && syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0) {
+    return Fail(error, errno, "open", "cannot enable the io_uring ring");
+  }
+  eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (eventFd_ < 0) return Fail(error, errno, "open", "eventfd");
+  if (const int rc = io_uring_register_eventfd(&ring_, eventFd_); rc < 0) return Fail(error, -rc, "open", "io_uring_register_eventfd");
+  return true;
+}
+
+// Inline mode, the opening thread: see engine.h.
+void Engine::Pump(bool reap) {
+  POCKET_ASSERT(inline_, "Pump on an engine with a thread of its own");
+  ready_.clear();
+  size_t waiting = 0;
+  bool closing = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    TakeIncoming();
+    closing = closing_;
+    waiting = scheduler_->Queued();
+    POCKET_ASSERT(inflight_ + freeSlots_.size() == depth_, "request slots lost or doubled");
+    POCKET_ASSERT(accepted_ == completed_.load(std::memory_order_relaxed) + inflight_ + cancelled_.size() + ready_.size() + waiting,
+                  "an accepted request is neither answered, in the ring, ready, cancelled nor queued");
+  }
+  SubmitReady();
+  std::function<void()> onClosed;
+  if (reap) {
+    FailCancelled();
+    cancelled_.clear();
+    if (deferred_) GetEvents();
+    Reap();
+    Deliver();
+    if (closing && !closedRun_ && inflight_ == 0 && !timerArmed_) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (incoming_.empty()) {
+        closedRun_ = true;
+        onClosed = std::move(onClosed_);
+      }
+    }
+  }
+  // Tokens, not the device, hold the queue back: a pass again in 20 µs (a timeout in the ring signals eventFd).
+  if (!closing && waiting > 0 && inflight_ == 0 && ready_.empty()) ArmTimer();
+  if (onClosed) onClosed();
+}
+
+// Inline mode: a 20 µs timeout in the ring, at most one pending; none when the ring has no room (a completion will pump).
+void Engine::ArmTimer() {
+  if (timerArmed_) return;
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) return;
+  static __kernel_timespec twentyUs{0, 20'000};  // read when submitted, below
+  io_uring_prep_timeout(sqe, &twentyUs, 0, 0);
+  io_uring_sqe_set_data64(sqe, kTimerTag);
+  io_uring_submit(&ring_);
+  timerArmed_ = true;
+}
+
 Engine::~Engine() {
   Close(nullptr);
   Join();
+  if (eventFd_ >= 0) ::close(eventFd_);
   // Requests never handed to the ring (the thread did not run) still own their memory.
   for (const auto& r : incoming_) Drop(r);
   if (scheduler_) for (const auto& r : scheduler_->DrainAll()) Drop(r);
@@ -322,7 +385,22 @@ void Engine::Close(std::function<void()> onClosed) {
 }
 
 void Engine::Join() {
-  if (thread_.joinable()) thread_.join();
+  if (!inline_) {
+    if (thread_.joinable()) thread_.join();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!closing_) return;  // only after Close
+  }
+  // Inline: answers what is queued and waits out what is in flight (and a pending timer).
+  while (!closedRun_) {
+    if (inflight_ > 0 || timerArmed_) {
+      io_uring_cqe* cqe = nullptr;
+      io_uring_wait_cqe(&ring_, &cqe);
+    }
+    Pump(true);
+  }
 }
 
 // Engine thread: runs deferred completion work, so finished requests show up in the completion queue.
@@ -477,8 +555,12 @@ void Engine::Reap() {
   io_uring_cqe* cqe = nullptr;
   const uint64_t reaped = NowNs();
   io_uring_for_each_cqe(&ring_, head, cqe) {
-    done_.push_back(Complete(unsigned(io_uring_cqe_get_data64(cqe)), cqe->res, reaped));
     seen++;
+    if (io_uring_cqe_get_data64(cqe) == kTimerTag) {  // inline: the token wait is over
+      timerArmed_ = false;
+      continue;
+    }
+    done_.push_back(Complete(unsigned(io_uring_cqe_get_data64(cqe)), cqe->res, reaped));
   }
   if (seen) io_uring_cq_advance(&ring_, seen);
 }

@@ -1,8 +1,10 @@
 // The NVMe engine: one instance owns one device (a block device or a
-// preallocated file opened with O_DIRECT) and one thread that runs the
-// polling loop: take submitted requests from a bounded queue, schedule them
-// (QoS), submit them to io_uring, reap completions and hand them out in
-// batches. No Node-API here: the addon wraps it (addon.cc), and the C++
+// preallocated file opened with O_DIRECT) and runs the loop: take submitted
+// requests from a bounded queue, schedule them (QoS), submit them to
+// io_uring, reap completions and hand them out in batches. The loop runs on
+// a thread of its own, or inline (EngineOptions::inlineMode) on the thread
+// that opened the engine, which calls Pump when the ring's eventfd is
+// readable. No Node-API here: the addon wraps it (addon.cc), and the C++
 // tests drive it directly.
 #pragma once
 
@@ -45,6 +47,10 @@ struct EngineOptions {
   // fresh allocations this big are mmapped, so each would cost page faults, zeroing and an unmap.
   size_t largeCacheBytes = 64 << 20;
   DeviceModel model;
+  // No engine thread: the thread that opens the engine submits and reaps itself, through Pump, when
+  // its eventFd() is readable, and after it submits (see Pump). For an event loop that would
+  // otherwise hand every batch to the engine thread and back: two wake-ups per round trip.
+  bool inlineMode = false;
 };
 
 // Where a request's memory came from (Request::pool / Completion::pool): a slot index >= 0, or one of these.
@@ -145,9 +151,19 @@ class Engine {
 
   // Stops taking requests; queued ones fail with -ECANCELED, in-flight ones complete;
   // then `onClosed` runs on the engine thread and the thread ends. Idempotent.
+  // Inline: `onClosed` runs in the Pump that finds nothing left in flight.
   void Close(std::function<void()> onClosed);
-  // Waits for the thread to end (after Close).
+  // Waits for the thread to end (after Close). Inline: waits for what is in flight (blocking) and
+  // answers it, so no request's memory is in the kernel's hands afterwards.
   void Join();
+
+  // Inline mode only, on the opening thread. One pass without waiting: new requests scheduled and
+  // submitted; with `reap`, finished ones reaped and handed to the handler (on this thread), and a
+  // cancelled or closing engine moved along. Readable eventFd() means a Pump(true) has work.
+  void Pump(bool reap);
+  // Inline mode: an eventfd the kernel signals when completions wait (read it to reset it); else -1.
+  int eventFd() const { return eventFd_; }
+  bool inlineMode() const { return inline_; }
 
   uint64_t capacityBytes() const { return capacity_; }
   unsigned queueDepth() const { return depth_; }
@@ -165,6 +181,8 @@ class Engine {
   bool SetUpPool(const EngineOptions& o, EngineError* error);
   void Configure(const EngineOptions& o, Handler handler);
   bool StartThread(EngineError* error);
+  bool StartInline(EngineError* error);
+  static constexpr uint64_t kTimerTag = UINT64_MAX;  // inline: the user data of the ring's timeout
 
   // The engine thread's loop and the steps of one pass.
   void Loop();
@@ -189,6 +207,11 @@ class Engine {
   void Drop(const Request& r);
 
   int fd_ = -1;
+  int eventFd_ = -1;
+  bool inline_ = false;
+  bool timerArmed_ = false;  // inline: a ring timeout is pending (tokens hold requests back)
+  bool closedRun_ = false;   // inline: onClosed has run
+  void ArmTimer();
   io_uring ring_{};
   bool ringReady_ = false;
   bool deferred_ = false;  // DEFER_TASKRUN: completions need GetEvents (or a wait) to appear

@@ -22,8 +22,11 @@ test("the engine's C++ tests pass under AddressSanitizer and UndefinedBehaviorSa
   expect(r.status).toBe(0);
 }, 300_000);
 
-test("random offsets and sizes from several tenants at once come back byte-exact", async () => {
-  const e = NvmeEngine.open({ path: path.join(dir, "integrity.img"), sizeBytes: 64 * MiB, queueDepth: 32 });
+// The engine on the JavaScript thread (the default) and on a thread of its own.
+const modes = [{ mode: "on the JavaScript thread", thread: false }, { mode: "on its own thread", thread: true }];
+
+test.each(modes)("random offsets and sizes from several tenants at once come back byte-exact, the engine $mode", async ({ thread }) => {
+  const e = NvmeEngine.open({ path: path.join(dir, `integrity-${thread}.img`), sizeBytes: 64 * MiB, queueDepth: 32, thread });
   try {
     e.addBestEffort(1);
     e.addBestEffort(2);
@@ -119,9 +122,9 @@ test("bad arguments and states are typed errors; nothing crashes or hangs", asyn
   await e.close(); // again: harmless
 });
 
-test("closing with requests queued and in flight settles every one of them", async () => {
+test.each(modes)("closing with requests queued and in flight settles every one of them, the engine $mode", async ({ thread }) => {
   const e = NvmeEngine.open({
-    path: path.join(dir, "close.img"), sizeBytes: 8 * MiB, queueDepth: 4,
+    path: path.join(dir, `close-${thread}.img`), sizeBytes: 8 * MiB, queueDepth: 4, thread,
     // A slow device model and a reservation (so best-effort is metered): most requests wait in the scheduler when the engine closes.
     model: { tokensPerSec: 2e5, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 },
   });
@@ -144,8 +147,9 @@ test("closing with requests queued and in flight settles every one of them", asy
 });
 
 test("a worker thread that ends with reads in flight takes its engine with it: no crash, no hang, the process goes on", () => {
-  // Each worker keeps 32 reads in flight on an engine it never closes and is terminated mid-stream, with the
-  // JavaScript thread's completion poll on (the default) and off. Before the teardown hook, this aborted
+  // Each worker keeps 32 reads in flight on an engine it never closes and is terminated mid-stream: the
+  // engine on its own thread with the JavaScript thread's completion poll on and off, and on the
+  // JavaScript thread, where teardown waits out the reads in flight. Before the teardown hook, this aborted
   // (a C++ exception out of a thread-safe call; an error object made while terminating) or hung (the
   // mailbox used after the thread-safe function's finalizer had deleted it).
   const file = path.join(dir, "worker.img");
@@ -153,7 +157,7 @@ test("a worker thread that ends with reads in flight takes its engine with it: n
   const worker = `
     const { parentPort, workerData } = require("node:worker_threads");
     const { NvmeEngine } = require(${JSON.stringify(engine)});
-    const e = NvmeEngine.open({ path: ${JSON.stringify(file)}, sizeBytes: ${8 * MiB}, queueDepth: 32, spinUs: workerData.spinUs });
+    const e = NvmeEngine.open({ path: ${JSON.stringify(file)}, sizeBytes: ${8 * MiB}, queueDepth: 32, spinUs: workerData.spinUs, thread: workerData.thread });
     e.addBestEffort(1);
     let rounds = 0;
     (async () => {
@@ -166,7 +170,7 @@ test("a worker thread that ends with reads in flight takes its engine with it: n
     const { Worker } = require("node:worker_threads");
     (async () => {
       for (let i = 0; i < 8; i++) {
-        const w = new Worker(${JSON.stringify(worker)}, { eval: true, workerData: { spinUs: i % 2 ? 0 : 50 } });
+        const w = new Worker(${JSON.stringify(worker)}, { eval: true, workerData: { spinUs: i % 2 ? 0 : 50, thread: i % 4 < 2 } });
         await new Promise((resolve, reject) => { w.once("message", resolve); w.once("error", reject); });
         await w.terminate();
       }
