@@ -185,7 +185,7 @@ async function isolationRun(name: string, model: { tokensPerSec: number; readCos
       let i = k;
       while (Date.now() < deadline) {
         const ok = await e.write(3, ((i * 32) % Math.floor(sizeBytes / (128 * 1024))) * 128 * 1024, data).then(() => true, () => false);
-        if (ok) beBytes += data.byteLength;
+        if (ok && Date.now() <= deadline) beBytes += data.byteLength;
         else errors++;
         i += 32;
       }
@@ -204,9 +204,11 @@ async function isolationRun(name: string, model: { tokensPerSec: number; readCos
       }
       await new Promise((r) => setTimeout(r, 1));
     }
+    // Rates over the window the load was offered in: writes a slow model holds in the queue past the
+    // deadline (they are still awaited) must not stretch the reader's rate.
+    const elapsed = (Date.now() - start) / 1000;
     await Promise.all(lc);
     await be;
-    const elapsed = (Date.now() - start) / 1000;
     const sorted = Float64Array.from(lat).sort();
     return { name, lcP95Us: percentile(sorted, 0.95), lcP50Us: percentile(sorted, 0.5), lcIops: lat.length / elapsed, beBytesPerSec: beBytes / elapsed, errors };
   } finally {

@@ -47,6 +47,7 @@ struct Mailbox {
   uv_prepare_t* prepare = nullptr;
   uint64_t spinNs = 0;
   bool inlineMode = false;  // the engine runs on the JS thread (set before the first request)
+  bool direct = false;      // inline: a pass from the eventfd's callback is running (DeliverInline follows)
   ~Mailbox();
 };
 
@@ -279,8 +280,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         else box->items.insert(box->items.end(), b.begin(), b.end());
         POCKET_ASSERT(box->items.size() < box->max + box->batchMax, "the mailbox past its bound");
         box->ready.store(true, std::memory_order_release);
-        // Inline, this is the JS thread: whoever ran the pass delivers (DeliverInline, or PumpInline's call).
-        call = !box->callPending && !box->inlineMode;
+        // Inline, this is the JS thread: in a pass from the eventfd's callback, DeliverInline hands the
+        // batch over right after; in one from a call out of JS, the thread-safe function does (JS is not re-entered).
+        call = !box->callPending && !box->direct;
         box->callPending = box->callPending || call;
       }
       if (call && tsfn.BlockingCall(&kDrain) != napi_ok) {  // JS is gone: nobody will drain
@@ -362,7 +364,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       auto* self = static_cast<EngineWrap*>(h->data);
       uint64_t count = 0;
       if (::read(self->engine_->eventFd(), &count, sizeof count) < 0) { /* EAGAIN: already reset */ }
+      self->box_->direct = true;
       self->engine_->Pump(true);
+      self->box_->direct = false;
       self->DeliverInline();
     });
     uv_unref(reinterpret_cast<uv_handle_t*>(watch_));
@@ -391,18 +395,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
   }
 
-  // Inline mode, inside a call from JS: a pass now; what it answered goes to JS through the
-  // thread-safe function (the next turn of the loop), so JS is never re-entered.
+  // Inline mode, inside a call from JS: a pass now; what it answers goes to JS through the
+  // thread-safe function (the next turn of the loop, ahead of the close call), so JS is never re-entered.
   void PumpInline() {
-    if (!engine_ || !engine_->inlineMode()) return;
-    engine_->Pump(true);
-    bool call = false;
-    {
-      std::lock_guard<std::mutex> lock(box_->mu);
-      call = !box_->items.empty() && !box_->callPending;
-      box_->callPending = box_->callPending || call;
-    }
-    if (call) tsfn_.BlockingCall(&kDrain);
+    if (engine_ && engine_->inlineMode()) engine_->Pump(true);
   }
 
   // submit(n, ids: Float64Array, tenants: Uint32Array, offsets: Float64Array, lengths: Uint32Array,

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -290,21 +291,25 @@ void Engine::Pump(bool reap) {
       }
     }
   }
-  // Tokens, not the device, hold the queue back: a pass again in 20 µs (a timeout in the ring signals eventFd).
+  // Tokens, not the device, hold the queue back: another pass soon (a timeout in the ring signals
+  // eventFd), 20 µs after a pass that scheduled something, twice as long after each that did not, up
+  // to 1 ms: a queue that waits long for tokens (a large write on a slow model) costs few passes.
+  if (!ready_.empty()) timerNs_ = kTimerMinNs;
   if (!closing && waiting > 0 && inflight_ == 0 && ready_.empty()) ArmTimer();
   if (onClosed) onClosed();
 }
 
-// Inline mode: a 20 µs timeout in the ring, at most one pending; none when the ring has no room (a completion will pump).
+// Inline mode: a timeout of timerNs_ in the ring, at most one pending; none when the ring has no room (a completion will pump).
 void Engine::ArmTimer() {
   if (timerArmed_) return;
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   if (sqe == nullptr) return;
-  static __kernel_timespec twentyUs{0, 20'000};  // read when submitted, below
-  io_uring_prep_timeout(sqe, &twentyUs, 0, 0);
+  timerSpec_ = __kernel_timespec{0, (long long)timerNs_};  // read when submitted, below
+  io_uring_prep_timeout(sqe, &timerSpec_, 0, 0);
   io_uring_sqe_set_data64(sqe, kTimerTag);
   io_uring_submit(&ring_);
   timerArmed_ = true;
+  timerNs_ = std::min<uint64_t>(timerNs_ * 2, kTimerMaxNs);
 }
 
 Engine::~Engine() {

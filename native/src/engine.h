@@ -210,6 +210,10 @@ class Engine {
   int eventFd_ = -1;
   bool inline_ = false;
   bool timerArmed_ = false;  // inline: a ring timeout is pending (tokens hold requests back)
+  static constexpr uint64_t kTimerMinNs = 20'000;
+  static constexpr uint64_t kTimerMaxNs = 1'000'000;
+  uint64_t timerNs_ = kTimerMinNs;  // inline: the next timeout (see Pump)
+  __kernel_timespec timerSpec_{};
   bool closedRun_ = false;   // inline: onClosed has run
   void ArmTimer();
   io_uring ring_{};
