@@ -33,7 +33,10 @@ export interface CalibratedModel extends DeviceModel {
  * token rate, and the mix gives what a write costs in reads.
  */
 export async function calibrate(o: CalibrateOptions, progress: (p: LoadPoint) => void = () => undefined): Promise<CalibratedModel> {
-  const engine = NvmeEngine.open({ path: o.path, sizeBytes: o.sizeBytes, queueDepth: 128, model: { tokensPerSec: 1e12, readCost: 100, writeCost: 100, latencyLimitUs: 1 } });
+  // The engine on a thread of its own: it reaps each completion as it comes, so the latency it measures is
+  // the device's. On the JavaScript thread completions wait for the loop, which here is busy issuing the
+  // open-loop load, and the model would charge the device for that (it came out tens of times too slow).
+  const engine = NvmeEngine.open({ path: o.path, sizeBytes: o.sizeBytes, queueDepth: 128, thread: true, model: { tokensPerSec: 1e12, readCost: 100, writeCost: 100, latencyLimitUs: 1 } });
   const points: LoadPoint[] = [];
   try {
     engine.setMode("fifo");
