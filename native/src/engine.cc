@@ -266,8 +266,10 @@ void Engine::Pump(bool reap) {
   ready_.clear();
   size_t waiting = 0;
   bool closing = false;
+  bool arrived = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    arrived = !incoming_.empty();
     TakeIncoming();
     closing = closing_;
     waiting = scheduler_->Queued();
@@ -292,9 +294,9 @@ void Engine::Pump(bool reap) {
     }
   }
   // Tokens, not the device, hold the queue back: another pass soon (a timeout in the ring signals
-  // eventFd), 20 µs after a pass that scheduled something, twice as long after each that did not, up
-  // to 1 ms: a queue that waits long for tokens (a large write on a slow model) costs few passes.
-  if (!ready_.empty()) timerNs_ = kTimerMinNs;
+  // eventFd), 20 µs after a pass that scheduled or took in something, twice as long after each that
+  // did not, up to 1 ms: a queue that waits long for tokens (a large write on a slow model) costs few passes.
+  if (arrived || !ready_.empty()) timerNs_ = kTimerMinNs;
   if (!closing && waiting > 0 && inflight_ == 0 && ready_.empty()) ArmTimer();
   if (onClosed) onClosed();
 }
