@@ -36,9 +36,10 @@ export interface EngineOptions {
   /** Requests queued in the engine at most; past it, submissions fail with EBUSY. */
   readonly submitQueueMax?: number;
   /**
-   * Microseconds a thread polls before it sleeps (default 0: never): the engine thread when idle or
-   * waiting for the device, and the JavaScript thread, while requests are out and its event loop has
-   * nothing else to run, for completions (so they need no wake-up to reach it). Polling pays where
+   * With `thread: true` (ignored without it): microseconds a thread polls before it sleeps (default
+   * 0: never): the engine thread when idle or waiting for the device, and the JavaScript thread, while
+   * requests are out and its event loop has nothing else to run, for completions (so they need no
+   * wake-up to reach it). Polling pays where
    * the device answers in a few microseconds and has cores of its own (bare-metal NVMe): 4 KiB reads
    * the device need not fetch ran at 0.4x fio without it and 0.9-1.0x with 50 on this 2-core VM. Where
    * a host emulates the disk it slows it (the spinning vCPU takes the host's CPU from the I/O): reads
@@ -79,7 +80,7 @@ interface NativeEngine {
   addBestEffort(tenant: number): void;
   removeTenant(tenant: number): void;
   setMode(mode: "qos" | "fifo"): void;
-  info(): { capacityBytes: number; queueDepth: number; sqpoll: boolean; fixedBuffers: boolean; completed: number };
+  info(): { capacityBytes: number; queueDepth: number; sqpoll: boolean; fixedBuffers: boolean; completed: number; thread: boolean };
   close(): void;
   join(): void;
 }
@@ -175,6 +176,8 @@ export class NvmeEngine {
   readonly capacityBytes: number;
   readonly queueDepth: number;
   readonly sqpoll: boolean;
+  /** The engine runs on a thread of its own (else on the JavaScript thread). */
+  readonly thread: boolean;
   /** The pool buffers are registered with io_uring (the kernel does not pin pages per request). */
   readonly fixedBuffers: boolean;
   /** The device model the scheduler runs by. */
@@ -200,6 +203,7 @@ export class NvmeEngine {
     this.capacityBytes = info.capacityBytes;
     this.queueDepth = info.queueDepth;
     this.sqpoll = info.sqpoll;
+    this.thread = info.thread;
   }
 
   static open(options: EngineOptions): NvmeEngine {

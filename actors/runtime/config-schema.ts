@@ -89,7 +89,7 @@ const NvmeSchema = T.Object({
   sizeBytes: T.Optional(T.Integer({ minimum: MiB, maximum: 2 ** 50, description: "Size of the file to create; default the node's capacityBytes." })),
   queueDepth: T.Optional(int(1, 4096, withDefault("io_uring queue depth.", 128), 128)),
   sqpoll: T.Optional(T.Boolean({ description: "Kernel-side submission polling. Default false.", default: false })),
-  spinUs: T.Optional(int(0, 1000, withDefault("Microseconds the engine thread and the node's JavaScript thread poll for completions before sleeping: for a device that answers in microseconds on cores of its own; it slows a disk a VM's host emulates.", 0), 0)),
+  spinUs: T.Optional(int(0, 1000, withDefault("Above 0, the engine runs on a thread of its own that polls this many microseconds for work before sleeping, and the node's JavaScript thread as long for completions: for a device that answers in microseconds on cores of its own; it slows a disk a VM's host emulates. At 0 the engine runs on the node's JavaScript thread.", 0), 0)),
   model: T.Optional(DeviceModelSchema),
 }, { additionalProperties: false, description: "The NVMe device of a node of tier nvme (required for it)." });
 

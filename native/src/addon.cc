@@ -501,6 +501,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("sqpoll", Napi::Boolean::New(info.Env(), engine_->sqpoll()));
     o.Set("fixedBuffers", Napi::Boolean::New(info.Env(), engine_->fixedBuffers()));
     o.Set("completed", Napi::Number::New(info.Env(), double(engine_->completed())));
+    o.Set("thread", Napi::Boolean::New(info.Env(), !engine_->inlineMode()));
     return o;
   }
 

@@ -4,6 +4,7 @@ import path from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
 import { NativeIoError, NvmeEngine, nativeCrc32 } from "../../native";
 import { accelerateCrc32, crc32 } from "../../lib/checksum";
+import { NvmeStore } from "../../actors/storage/nvme-store";
 import { readDeviceModel } from "../../native/calibrate";
 import { projectRoot } from "../../lib/process";
 import { patternBytes } from "../harness/cluster";
@@ -144,6 +145,22 @@ test.each(modes)("closing with requests queued and in flight settles every one o
   expect(results.filter((r) => r === "ok").length + results.filter((r) => r === "ECANCELED").length).toBe(1000);
   expect(results.filter((r) => r === "ECANCELED").length).toBeGreaterThan(0);
   expect(e.inflight).toBe(0);
+});
+
+test("a node's NVMe store runs the engine on the JavaScript thread, and on a polling thread of its own when spinUs is set: byte-exact either way", async () => {
+  for (const spinUs of [0, 20]) {
+    const store = NvmeStore.open({ path: path.join(dir, `store-${spinUs}.img`), sizeBytes: 8 * MiB, spinUs });
+    try {
+      expect(store.engine.thread).toBe(spinUs > 0);
+      const bytes = patternBytes(3 * 4096 + 123, spinUs + 1);
+      await store.write("job-a", "e1", bytes);
+      const back = await store.read("job-a", "e1", 0, undefined);
+      expect(Buffer.compare(Buffer.from(back.bytes), bytes)).toBe(0);
+      back.release?.();
+    } finally {
+      await store.close();
+    }
+  }
 });
 
 test("a worker thread that ends with reads in flight takes its engine with it: no crash, no hang, the process goes on", () => {
