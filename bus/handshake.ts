@@ -1,8 +1,9 @@
-import { createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
+import { generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 import { Type as T } from "@sinclair/typebox";
 import { ErrorCode } from "../schemas/errors";
 import { defineOperation } from "../schemas/operation";
 import { checkerFor, describeViolation } from "./router";
+import { publicKeyFromRaw, rawPublicKey } from "../lib/ed25519";
 
 /**
  * The opening of every direct-transport connection: two rounds; the server
@@ -134,9 +135,7 @@ export interface PeerIdentity {
 export function newTransportIdentity(id: string): TransportIdentity {
   if (!idPattern.test(id)) throw new TypeError(`transport id ${JSON.stringify(id.slice(0, 64))} must be 1-128 printable ASCII characters without spaces`);
   const { publicKey, privateKey } = generateKeyPairSync("ed25519");
-  const x = publicKey.export({ format: "jwk" }).x;
-  if (x === undefined) throw new TypeError("ed25519 key without a public part");
-  return { id, publicKey: x, privateKey };
+  return { id, publicKey: rawPublicKey(publicKey).toString("base64url"), privateKey };
 }
 
 /** The bytes a server signs: `"pocket-transport-hello\n" + id + "\n" + nonce`, UTF-8. */
@@ -201,9 +200,9 @@ export function isTransportKey(key: string): boolean {
 function publicKeyOf(key: string): KeyObject | undefined {
   if (!keyPattern.test(key) || Buffer.from(key, "base64url").toString("base64url") !== key) return undefined;
   try {
-    return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: key }, format: "jwk" });
+    return publicKeyFromRaw(Buffer.from(key, "base64url"));
   } catch (e) {
-    if (e instanceof TypeError) return undefined; // ERR_CRYPTO_INVALID_JWK
+    if (e instanceof TypeError) return undefined; // not 32 bytes
     throw e;
   }
 }

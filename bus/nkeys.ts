@@ -1,4 +1,5 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
+import { generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
+import { privateKeyFromSeed, publicKeyFromRaw, rawPublicKey, rawSeed } from "../lib/ed25519";
 
 /**
  * NATS nkeys (Ed25519 keys in NATS's text form) on node:crypto's native
@@ -19,8 +20,6 @@ export type NkeyKind = keyof typeof NkeyKind;
 
 const seedPrefix = 18 << 3;
 const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-/** DER of a PKCS#8 Ed25519 private key, up to the 32 seed bytes. */
-const pkcs8Ed25519 = Buffer.from("302e020100300506032b657004220420", "hex");
 
 export interface Nkey {
   getPublicKey(): string;
@@ -100,16 +99,14 @@ class NativeNkey implements Nkey {
 }
 
 function fromRawSeed(kind: number, seed: Buffer): Nkey {
-  const privateKey = createPrivateKey({ key: Buffer.concat([pkcs8Ed25519, seed]), format: "der", type: "pkcs8" });
-  const x = createPublicKey(privateKey).export({ format: "jwk" }).x!;
-  return new NativeNkey(kind, privateKey, seed, Buffer.from(x, "base64url"));
+  const privateKey = privateKeyFromSeed(seed);
+  return new NativeNkey(kind, privateKey, seed, rawPublicKey(privateKey));
 }
 
 /** A fresh key pair of one kind. */
 export function newNkey(kind: NkeyKind): Nkey {
   const { privateKey } = generateKeyPairSync("ed25519");
-  const jwk = privateKey.export({ format: "jwk" });
-  return new NativeNkey(NkeyKind[kind], privateKey, Buffer.from(jwk.d!, "base64url"), Buffer.from(jwk.x!, "base64url"));
+  return new NativeNkey(NkeyKind[kind], privateKey, rawSeed(privateKey), rawPublicKey(privateKey));
 }
 
 /** The key pair of an encoded seed (`S…`). */
@@ -124,6 +121,5 @@ export function nkeyFromSeed(text: string): Nkey {
 export function nkeyVerify(publicKey: string, data: Uint8Array, signature: Uint8Array): boolean {
   const body = checked(publicKey);
   if (body.length !== 33) return false;
-  const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: body.subarray(1).toString("base64url") }, format: "jwk" });
-  return verify(null, data, key, signature);
+  return verify(null, data, publicKeyFromRaw(body.subarray(1)), signature);
 }
