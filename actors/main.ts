@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   const kind = process.argv[2];
   if (!isActorKind(kind)) throw new ConfigError(`unknown actor ${JSON.stringify(kind)}: use controller, shard or node`);
   // Nodes check the crc of every extent written, shards of every inline object: the native one where it is built.
-  accelerateCrc32(nativeCrc32());
+  accelerateCrc32(nativeCrc32((why) => logger("main").warn("crc32 checks use zlib: the native one is unavailable", { why })));
   const { actor, info } = await startActor(kind, process.env);
   let stopping = false;
   const stop = (): void => {

@@ -36,8 +36,8 @@ export interface EngineOptions {
   /** Requests queued in the engine at most; past it, submissions fail with EBUSY. */
   readonly submitQueueMax?: number;
   /**
-   * With `thread: true` (ignored without it): microseconds a thread polls before it sleeps (default
-   * 0: never): the engine thread when idle or waiting for the device, and the JavaScript thread, while
+   * Microseconds a thread polls before it sleeps (default 0: never; above 0 the engine gets a thread
+   * of its own, unless `thread: false`, which is refused with it): the engine thread when idle or waiting for the device, and the JavaScript thread, while
    * requests are out and its event loop has nothing else to run, for completions (so they need no
    * wake-up to reach it). Polling pays where
    * the device answers in a few microseconds and has cores of its own (bare-metal NVMe): 4 KiB reads
@@ -52,7 +52,8 @@ export interface EngineOptions {
   readonly poolBufferBytes?: number;
   readonly model?: DeviceModel;
   /**
-   * Run the engine on a thread of its own (default false: on the JavaScript
+   * Run the engine on a thread of its own (default: only when `spinUs` is
+   * above 0, since polling needs a thread; otherwise on the JavaScript
    * thread, which submits to the ring itself and reaps when the ring's
    * eventfd is readable, so a round trip costs one wake-up, not two).
    */
@@ -125,19 +126,22 @@ const closedDone: Done = { result: -108, refused: true, latencyNs: 0 };
 /**
  * The addon's CRC-32 (zlib's values, by carry-less multiplication), or
  * undefined where the addon is not built or the CPU lacks the instructions
- * (its table fallback would be slower than zlib). For `accelerateCrc32`.
+ * (its table fallback would be slower than zlib; `unavailable` is told
+ * why). For `accelerateCrc32`.
  *
  * @example
  *   const fast = nativeCrc32();
  *   if (fast) accelerateCrc32(fast);
  */
-export function nativeCrc32(): ((bytes: Uint8Array, previous: number) => number) | undefined {
+export function nativeCrc32(unavailable: (why: string) => void = () => undefined): ((bytes: Uint8Array, previous: number) => number) | undefined {
   let a: NonNullable<typeof addon>;
   try {
     a = loadAddon();
-  } catch {
+  } catch (e) {
+    unavailable(e instanceof Error ? e.message : String(e));
     return undefined;
   }
+  if (!a.crc32Accelerated) unavailable("this CPU has no carry-less multiplication (PCLMULQDQ)");
   return a.crc32Accelerated ? a.crc32 : undefined;
 }
 
@@ -192,7 +196,7 @@ export class NvmeEngine {
       this.#native = new Engine({
         path: options.path, sizeBytes: options.sizeBytes ?? 0, queueDepth: options.queueDepth ?? 128, sqpoll: options.sqpoll ?? false,
         submitQueueMax: options.submitQueueMax ?? 8192, spinUs: options.spinUs ?? 0,
-        poolBuffers: options.poolBuffers ?? 0, poolBufferBytes: options.poolBufferBytes ?? 64 * 1024, thread: options.thread ?? false, ...model,
+        poolBuffers: options.poolBuffers ?? 0, poolBufferBytes: options.poolBufferBytes ?? 64 * 1024, thread: options.thread ?? (options.spinUs ?? 0) > 0, ...model,
       }, (batch) => this.#complete(batch));
     } catch (e) {
       const n = e as { errno?: number; syscall?: string; message?: string };
@@ -208,6 +212,10 @@ export class NvmeEngine {
 
   static open(options: EngineOptions): NvmeEngine {
     if (typeof options.path !== "string" || options.path.length === 0) throw new RangeError("path is required");
+    if (options.spinUs !== undefined && !(Number.isInteger(options.spinUs) && options.spinUs >= 0 && options.spinUs <= 1_000_000)) {
+      throw new RangeError("spinUs must be 0..1000000");
+    }
+    if ((options.spinUs ?? 0) > 0 && options.thread === false) throw new RangeError("spinUs polls on the engine's own thread: it cannot go with thread: false");
     if (options.sizeBytes !== undefined && (!Number.isSafeInteger(options.sizeBytes) || options.sizeBytes < 0 || options.sizeBytes % BlockBytes !== 0)) {
       throw new RangeError(`sizeBytes must be a multiple of ${BlockBytes}`);
     }

@@ -12,7 +12,7 @@ export interface NvmeStoreOptions {
   readonly sizeBytes?: number;
   readonly queueDepth?: number;
   readonly sqpoll?: boolean;
-  /** Above 0, the engine gets a thread of its own that polls (EngineOptions.spinUs); else it runs on the JavaScript thread. */
+  /** See EngineOptions.spinUs: above 0, the engine gets a thread of its own that polls; else it runs on the JavaScript thread. */
   readonly spinUs?: number;
   readonly model?: DeviceModel;
   /** Extents the node keeps track of at most. */
@@ -49,7 +49,7 @@ export class NvmeStore implements ExtentStore {
 
   static open(options: NvmeStoreOptions): NvmeStore {
     if (options.sizeBytes) fs.mkdirSync(path.dirname(path.resolve(options.path)), { recursive: true });
-    const engine = NvmeEngine.open({ path: options.path, sizeBytes: options.sizeBytes, queueDepth: options.queueDepth ?? 128, sqpoll: options.sqpoll, spinUs: options.spinUs, thread: (options.spinUs ?? 0) > 0, model: options.model });
+    const engine = NvmeEngine.open({ path: options.path, sizeBytes: options.sizeBytes, queueDepth: options.queueDepth ?? 128, sqpoll: options.sqpoll, spinUs: options.spinUs, model: options.model });
     return new NvmeStore(engine, options.extentsMax ?? 4_000_000);
   }
 

@@ -334,7 +334,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       hooked_ = false;
     }
     if (!engine_) return;
-    if (!closed_) {
+    const bool abandoned = !closed_;  // else close() ran: its hook tells JS and lets go of the function
+    if (abandoned) {
       closed_ = true;
       {
         std::lock_guard<std::mutex> lock(box_->mu);
@@ -343,10 +344,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       box_->room.notify_all();
       StopPolling(box_);
       engine_->Close(nullptr);
-      engine_->Join();
-      tsfn_.Release();
     }
     engine_->Join();
+    if (abandoned) tsfn_.Release();  // after Join: the engine thread no longer calls it
     UnwatchCompletions();  // before the engine closes its eventfd
     engine_.reset();
     callback_.Reset();  // lets go of the JS engine object (the callback holds it)

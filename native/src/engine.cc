@@ -273,9 +273,7 @@ void Engine::Pump(bool reap) {
     TakeIncoming();
     closing = closing_;
     waiting = scheduler_->Queued();
-    POCKET_ASSERT(inflight_ + freeSlots_.size() == depth_, "request slots lost or doubled");
-    POCKET_ASSERT(accepted_ == completed_.load(std::memory_order_relaxed) + inflight_ + cancelled_.size() + ready_.size() + waiting,
-                  "an accepted request is neither answered, in the ring, ready, cancelled nor queued");
+    CheckAccounting(waiting);
   }
   SubmitReady();
   std::function<void()> onClosed;
@@ -437,14 +435,20 @@ void Engine::Loop() {
 
 // Engine thread: a pass's start under mu_: takes the work, sets `*waiting` (requests left queued);
 // Closed once closing has nothing left (onClosed has run), Slept after idling, else Work.
+// Holding mu_, after TakeIncoming: every request slot is free or in the ring, and every accepted
+// request is in exactly one place (`waiting`: those the scheduler still holds).
+void Engine::CheckAccounting(size_t waiting) const {
+  POCKET_ASSERT(inflight_ + freeSlots_.size() == depth_, "request slots lost or doubled");
+  POCKET_ASSERT(accepted_ == completed_.load(std::memory_order_relaxed) + inflight_ + cancelled_.size() + ready_.size() + waiting,
+                "an accepted request is neither answered, in the ring, ready, cancelled nor queued");
+}
+
 Engine::Pass Engine::StartPass(size_t* waiting) {
   std::unique_lock<std::mutex> lock(mu_);
   TakeIncoming();
   const bool closing = closing_;
   *waiting = scheduler_->Queued();
-  POCKET_ASSERT(inflight_ + freeSlots_.size() == depth_, "request slots lost or doubled");
-  POCKET_ASSERT(accepted_ == completed_.load(std::memory_order_relaxed) + inflight_ + cancelled_.size() + ready_.size() + *waiting,
-                "an accepted request is neither answered, in the ring, ready, cancelled nor queued");
+  CheckAccounting(*waiting);
   if (closing && inflight_ == 0 && cancelled_.empty() && ready_.empty()) {
     auto onClosed = std::move(onClosed_);
     lock.unlock();
@@ -508,8 +512,9 @@ void Engine::SubmitReady() {
   if (!ready_.empty()) {
     const int rc = io_uring_submit(&ring_);
     (void)rc;  // errors come back per request as completions
-    // Earlier requests' completions are posted too (a steady stream of submissions must not hold them back).
-    if (deferred_ && inflight_ > ready_.size()) GetEvents();
+    // Earlier requests' completions are posted too (a steady stream of submissions must not hold them
+    // back). Inline, the pass that reaps asks for them itself, once.
+    if (deferred_ && !inline_ && inflight_ > ready_.size()) GetEvents();
   }
 }
 

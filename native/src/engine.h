@@ -188,6 +188,7 @@ class Engine {
   void Loop();
   enum class Pass { Work, Slept, Closed };
   Pass StartPass(size_t* waiting);
+  void CheckAccounting(size_t waiting) const;
   void TakeIncoming();
   void Idle(std::unique_lock<std::mutex>& lock);
   void FailCancelled();

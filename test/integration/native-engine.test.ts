@@ -100,6 +100,7 @@ test("bad arguments and states are typed errors; nothing crashes or hangs", asyn
     expect((err as NativeIoError).code).toBe("ENOENT");
   }
   expect(() => NvmeEngine.open({ path: path.join(dir, "odd.img"), sizeBytes: 1000 })).toThrow(RangeError);
+  expect(() => NvmeEngine.open({ path: path.join(dir, "spin.img"), sizeBytes: MiB, spinUs: 10, thread: false })).toThrow(/cannot go with thread: false/);
   // A slow device model and a reservation (so best-effort is metered): a burst waits in the queue, whatever the device's speed.
   const e = NvmeEngine.open({ path: path.join(dir, "args.img"), sizeBytes: 4 * MiB, submitQueueMax: 64, model: { tokensPerSec: 2e5, readCost: 100, writeCost: 1000, latencyLimitUs: 1000 } });
   e.addLatencyCritical(3, { iops: 10, readRatio: 1, p95Us: 1000 });
@@ -187,7 +188,7 @@ test("a worker thread that ends with reads in flight takes its engine with it: n
     const { Worker } = require("node:worker_threads");
     (async () => {
       for (let i = 0; i < 8; i++) {
-        const w = new Worker(${JSON.stringify(worker)}, { eval: true, workerData: { spinUs: i % 2 ? 0 : 50, thread: i % 4 < 2 } });
+        const w = new Worker(${JSON.stringify(worker)}, { eval: true, workerData: { spinUs: i % 4 === 0 ? 50 : 0, thread: i % 4 < 2 } });
         await new Promise((resolve, reject) => { w.once("message", resolve); w.once("error", reject); });
         await w.terminate();
       }
