@@ -4,13 +4,19 @@
  * Starts a local cluster in processes (nats-server, controller, one shard,
  * two DRAM nodes), forks up to four client processes, and for each case
  * (1 KB GET and PUT at 64 in flight from 1 and 4 client processes, 1 MB GET
- * and PUT one at a time from 4) reports operations per second and the CPU
+ * and PUT one at a time from 4, layout lookups at 128 in flight from 2) reports operations per second and the CPU
  * time each kind of process spent per operation: the clients from their own
  * `process.cpuUsage` (all threads), every other process from /proc/PID/stat,
  * and the clients' garbage-collection pauses against their CPU time. On a machine whose cores are all
  * busy, CPU per operation is what sets the rate; this says whose it is.
  * Every read is compared with what was written. Writes
  * bench/results/cpu-latest.json and cpu-latest.svg.
+ *
+ * `--case TEXT` runs only the cases whose name contains TEXT; `--profile DIR`
+ * runs every Node process (clients, controller, shard, nodes) under
+ * `--cpu-prof`, writes their profiles to DIR and prints, for each, the
+ * functions its samples landed in (the profiles cover the processes' whole
+ * lives: pair it with `--case`).
  */
 import { execFileSync, fork, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -21,14 +27,17 @@ import { parseArgs } from "node:util";
 import { PocketClient } from "../client/pocket";
 import type { PocketJob } from "../client/job";
 import { Role } from "../bus/credentials";
+import { ShardOps } from "../schemas/operations";
 import { LaunchMode, LocalCluster } from "../deploy/local-cluster";
 import { esc, svgDocument } from "../lib/chart";
 import { projectRoot } from "../lib/process";
 import { ReadCheck, valueFor } from "./values";
+import { profilesIn, summarizeProfile, summaryText } from "./profile";
 
 interface Case {
   readonly name: string;
-  readonly op: "get" | "put";
+  /** A lookup asks the shard for an object's layout (`object.lookup`), nothing more. */
+  readonly op: "get" | "put" | "lookup";
   readonly size: number;
   readonly clients: number;
   readonly inflight: number;
@@ -41,6 +50,7 @@ const cases: readonly Case[] = [
   { name: "1 KB PUT, 64 in flight × 4", op: "put", size: 1024, clients: 4, inflight: 64 },
   { name: "1 MB GET, one at a time × 4", op: "get", size: 1_000_000, clients: 4, inflight: 1 },
   { name: "1 MB PUT, one at a time × 4", op: "put", size: 1_000_000, clients: 4, inflight: 1 },
+  { name: "lookups, 128 in flight × 2", op: "lookup", size: 64 * 1024, clients: 2, inflight: 128 },
 ];
 const clientsMax = 4;
 const roles = ["clients", "shard", "nodes", "nats-server", "controller"] as const;
@@ -51,17 +61,25 @@ interface ChildResult { readonly ops: number; readonly cpuUs: number; readonly g
 type ToChild = { readonly kind: "run"; readonly case: Case; readonly seconds: number };
 
 /** One client's run of a case: keys written, half a second untimed, then `seconds` timed. */
-async function runCase(job: PocketJob, c: Case, seconds: number, tag: string): Promise<ChildResult> {
-  const keys = Array.from({ length: c.inflight }, (_, i) => `cpu/${tag}/${c.size}/${i}`);
+async function runCase(client: PocketClient, job: PocketJob, c: Case, seconds: number, tag: string): Promise<ChildResult> {
+  // Lookups all ask for one object's layout (as bench's metadata measure does); the others each have their own key.
+  const keys = Array.from({ length: c.op === "lookup" ? 1 : c.inflight }, (_, i) => `cpu/${tag}/${c.size}/${i}`);
   const values = keys.map((k) => valueFor(k, c.size));
-  for (let i = 0; i < keys.length; i++) await job.put(keys[i]!, values[i]!);
+  const versions: number[] = [];
+  for (let i = 0; i < keys.length; i++) versions.push((await job.put(keys[i]!, values[i]!)).version);
   const check = new ReadCheck();
+  const lookup = async (): Promise<void> => {
+    const r = (await client.callShard(job, ShardOps.objectLookup, { token: job.token, path: keys[0]! })).reply;
+    check.result(keys[0]!, r.size === c.size && r.version === versions[0], `layout of ${r.size} bytes, version ${r.version}, is not what was put`);
+  };
   const lanes = async (ms: number): Promise<number> => {
     let ops = 0;
     const end = Date.now() + ms;
-    await Promise.all(keys.map(async (k, i) => {
+    await Promise.all(Array.from({ length: c.inflight }, async (_, i) => {
+      const k = keys[i % keys.length]!;
       while (Date.now() < end) {
-        if (c.op === "put") await job.put(k, values[i]!);
+        if (c.op === "lookup") await lookup();
+        else if (c.op === "put") await job.put(k, values[i]!);
         else check.compare(k, await job.get(k), values[i]!);
         ops++;
       }
@@ -84,7 +102,7 @@ async function clientMain(setup: Setup): Promise<void> {
   const client = await PocketClient.connect({ servers: setup.natsUrl, credentials: setup.credentials });
   const job = client.job(setup.token);
   process.on("message", (m: ToChild) => {
-    runCase(job, m.case, m.seconds, String(process.pid)).then(
+    runCase(client, job, m.case, m.seconds, String(process.pid)).then(
       (r) => process.send!({ kind: "done", result: r }),
       (e: unknown) => process.send!({ kind: "failed", message: e instanceof Error ? e.message : String(e) }),
     );
@@ -102,9 +120,9 @@ function cpuUsOf(pid: number, tickUs: number): number {
 /** Time a client process has to connect. */
 const clientReadyMs = 30_000;
 
-/** Forks a client process; resolves once it is connected (a client that is not is killed). */
-function forkClient(setup: Setup): Promise<ChildProcess> {
-  const child = fork(__filename, [], { env: { ...process.env, POCKET_CPU_CLIENT: JSON.stringify(setup) }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+/** Forks a client process (with `execArgv` for node); resolves once it is connected (a client that is not is killed). */
+function forkClient(setup: Setup, execArgv: readonly string[]): Promise<ChildProcess> {
+  const child = fork(__filename, [], { env: { ...process.env, POCKET_CPU_CLIENT: JSON.stringify(setup) }, execArgv: [...execArgv], stdio: ["ignore", "inherit", "inherit", "ipc"] });
   let timer: NodeJS.Timeout | undefined;
   return new Promise<ChildProcess>((resolve, reject) => {
     timer = setTimeout(() => reject(new Error(`a client was not connected within ${clientReadyMs} ms`)), clientReadyMs);
@@ -204,8 +222,17 @@ function chart(rows: readonly Row[], subtitle: string): string {
 }
 
 async function main(): Promise<void> {
-  const { values: flags } = parseArgs({ options: { seconds: { type: "string" }, out: { type: "string" } } });
+  const { values: flags } = parseArgs({ options: { seconds: { type: "string" }, out: { type: "string" }, case: { type: "string" }, profile: { type: "string" } } });
   const seconds = Number(flags.seconds ?? 4);
+  const chosen = cases.filter((c) => flags.case === undefined || c.name.includes(flags.case));
+  if (chosen.length === 0) throw new RangeError(`--case ${flags.case}: no case's name contains it (cases: ${cases.map((c) => c.name).join("; ")})`);
+  const profileDir = flags.profile === undefined ? undefined : path.resolve(flags.profile);
+  const profileArgs = profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`];
+  if (profileDir !== undefined) {
+    fs.mkdirSync(profileDir, { recursive: true });
+    // The cluster's actor processes take their node flags from here.
+    process.env["POCKET_ACTOR_NODE_ARGS"] = [process.env["POCKET_ACTOR_NODE_ARGS"] ?? "", ...profileArgs].join(" ").trim();
+  }
   if (!(seconds > 0 && seconds <= 60)) throw new RangeError(`--seconds ${flags.seconds}: expected 0 < S ≤ 60`);
   const outDir = flags.out ?? path.join(projectRoot(), "bench", "results");
   const tickUs = 1e6 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
@@ -215,9 +242,10 @@ async function main(): Promise<void> {
   try {
     const driver = await PocketClient.connect({ servers: cluster.natsUrl, credentials: cluster.auth?.credentials(Role.Driver, "bench-cpu") });
     const job = await driver.registerJob("bench-cpu");
-    for (let i = 0; i < clientsMax; i++) clients.push(await forkClient({ natsUrl: cluster.natsUrl, credentials: job.credentials, token: job.token }));
+    const clientsNeeded = Math.max(...chosen.map((c) => c.clients));
+    for (let i = 0; i < Math.min(clientsMax, clientsNeeded); i++) clients.push(await forkClient({ natsUrl: cluster.natsUrl, credentials: job.credentials, token: job.token }, profileArgs));
     const rows: Row[] = [];
-    for (const c of cases) {
+    for (const c of chosen) {
       process.stderr.write(`bench:cpu: ${c.name} for ${seconds} s\n`);
       rows.push(await measureCase(cluster, clients, c, seconds, tickUs));
     }
@@ -230,8 +258,34 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(outDir, "cpu-latest.svg"), chart(rows, subtitle));
     process.stderr.write(`bench:cpu: wrote ${path.join(outDir, "cpu-latest.json")} and .svg\n`);
   } finally {
-    for (const c of clients) c.disconnect();
+    const roleOf = new Map<number, string>([...cluster.processes().map((p) => [p.pid, p.name] as const), ...clients.map((c, i) => [c.pid!, `client ${i + 1}`] as const)]);
+    await Promise.all(clients.map((c) => exitOf(c)));
     await cluster.stop();
+    if (profileDir !== undefined) printProfiles(profileDir, roleOf);
+  }
+}
+
+/** Time a client has to exit once disconnected before it is killed. */
+const clientExitMs = 10_000;
+
+/** Disconnects a client and waits for it to exit (a profiled one writes its profile then). */
+function exitOf(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), clientExitMs);
+    child.once("exit", () => { clearTimeout(timer); resolve(); });
+    if (child.connected) child.disconnect();
+    else child.kill();
+  });
+}
+
+/** Prints each profiled process's hottest functions (the processes this run started, by name). */
+function printProfiles(dir: string, roleOf: ReadonlyMap<number, string>): void {
+  for (const [pid, file] of profilesIn(dir)) {
+    const role = roleOf.get(pid);
+    if (role === undefined) continue;
+    const summary = summarizeProfile(JSON.parse(fs.readFileSync(file, "utf8")) as Parameters<typeof summarizeProfile>[0]);
+    process.stdout.write(`\n${summaryText(`${role} (pid ${pid}, ${path.basename(file)})`, summary)}\n`);
   }
 }
 

@@ -57,24 +57,38 @@ export function frameBytes(frame: Frame): number {
   return fixedBytes + frame.name.length + frame.meta.byteLength + (frame.payload?.byteLength ?? 0);
 }
 
-/** Encodes a frame as a header buffer plus the payload (sent as is, not copied). */
-export function encodeFrame(kind: FrameKind, requestId: number, name: string, meta: Uint8Array, payload?: Uint8Array): [Buffer, Uint8Array | undefined] {
-  const nameLength = Buffer.byteLength(name, "latin1");
-  if (nameLength > nameBytesMax) throw new FrameError(`operation name of ${nameLength} bytes`);
+/** Bytes of a frame's head (length field to meta, inclusive) for a name of `nameLength` and meta of `metaBytes`. */
+export function frameHeadBytes(nameLength: number, metaBytes: number): number {
+  return fixedBytes + nameLength + metaBytes;
+}
+
+/**
+ * Writes a frame's head (everything but the payload) into `into` at `at`,
+ * for a payload of `payloadBytes` to follow it; returns where the head ends.
+ * `into` must have `frameHeadBytes(name.length, meta.byteLength)` bytes from `at`.
+ */
+export function encodeFrameHead(into: Buffer, at: number, kind: FrameKind, requestId: number, name: string, meta: Uint8Array, payloadBytes: number): number {
+  const nameLength = name.length;
+  if (nameLength > nameBytesMax) throw new FrameError(`operation name of ${nameLength} characters`);
   assertKind(kind);
   assertInRange(requestId, 0, requestIdMax, "requestId");
-  const head = Buffer.allocUnsafe(fixedBytes + nameLength + meta.byteLength);
-  const length = head.byteLength - 4 + (payload?.byteLength ?? 0);
-  head.writeUInt32BE(length, 0);
-  head.writeUInt8(kind, 4);
-  head.writeUInt32BE(requestId >>> 0, 5);
-  head.writeUInt8(nameLength, 9);
-  head.write(name, 10, "latin1");
-  head.writeUInt32BE(meta.byteLength, 10 + nameLength);
-  head.set(meta, 14 + nameLength);
+  const headBytes = frameHeadBytes(nameLength, meta.byteLength);
+  assert(at >= 0 && at + headBytes <= into.byteLength, "frame head does not fit its buffer", () => ({ at, headBytes, room: into.byteLength }));
   // The length field covers exactly the parts the decoder will split off (frameBytes counts the same).
-  assert(length + 4 === fixedBytes + name.length + meta.byteLength + (payload?.byteLength ?? 0) && nameLength === name.length,
-    "encoded frame lengths disagree", () => ({ length, nameLength, name: name.length, meta: meta.byteLength, payload: payload?.byteLength }));
+  into.writeUInt32BE(headBytes - 4 + payloadBytes, at);
+  into.writeUInt8(kind, at + 4);
+  into.writeUInt32BE(requestId >>> 0, at + 5);
+  into.writeUInt8(nameLength, at + 9);
+  if (nameLength > 0) into.write(name, at + 10, "latin1");
+  into.writeUInt32BE(meta.byteLength, at + 10 + nameLength);
+  into.set(meta, at + 14 + nameLength);
+  return at + headBytes;
+}
+
+/** Encodes a frame as a header buffer plus the payload (sent as is, not copied). */
+export function encodeFrame(kind: FrameKind, requestId: number, name: string, meta: Uint8Array, payload?: Uint8Array): [Buffer, Uint8Array | undefined] {
+  const head = Buffer.allocUnsafe(frameHeadBytes(name.length, meta.byteLength));
+  encodeFrameHead(head, 0, kind, requestId, name, meta, payload?.byteLength ?? 0);
   return [head, payload && payload.byteLength > 0 ? payload : undefined];
 }
 

@@ -6,7 +6,7 @@ import { decodeJson, decodeReplyMeta, encodeJson, encodeRequestMeta } from "./bo
 import { abortReason, CancelGroup, type Caller, type CallOptions, type CallResult, type Cancellable, type CancelHook } from "./caller";
 import { encodeFrame, FrameDecoder, FrameError, FrameKind, FrameReader, type Frame } from "./frame";
 import { helloFrameBytesMax, isAuthReply, isTransportKey, newHello, TransportAuth, TransportHello, verifyHello, type HelloRequest, type PeerIdentity } from "./handshake";
-import { corkUntilNextTick } from "./tcp-server";
+import { FrameWriter } from "./frame-writer";
 import { looksLikeTls, tlsCaHint, tlsFailure } from "./tls";
 
 export interface TcpClientOptions {
@@ -125,6 +125,8 @@ type Stage = (typeof Stage)[keyof typeof Stage];
  */
 export class TcpConnection {
   readonly #socket: net.Socket;
+  /** Requests leave through it, a tick's worth in one write. */
+  readonly #writer: FrameWriter;
   readonly #decoder = new FrameDecoder(helloFrameBytesMax);
   /** Plain TCP reads through it: a large reply lands straight in a buffer of its own (TLS sockets give chunks instead). */
   readonly #reader = new FrameReader(this.#decoder);
@@ -151,6 +153,7 @@ export class TcpConnection {
         onread: { buffer: () => this.#reader.target(), callback: (n: number, into: Uint8Array) => { this.#onRead(n, into as Buffer); return true; } },
       });
     this.#socket.setNoDelay(true);
+    this.#writer = new FrameWriter(this.#socket);
     this.#helloTimer = setTimeout(() => {
       this.#fail(new ConnectFailedError(`connect and handshake with ${addr} did not complete within ${options.connectTimeoutMs} ms`));
     }, options.connectTimeoutMs);
@@ -209,15 +212,12 @@ export class TcpConnection {
   #send(name: string, meta: Uint8Array, payload: Uint8Array | undefined, timeoutMs: number, cancel: CancelHook | undefined,
     resolve: (frame: Frame) => void, reject: (e: Error) => void): void {
     const id = this.#nextId;
-    const [head, body] = encodeFrame(FrameKind.Request, id, name, meta, payload);
+    this.#writer.write(FrameKind.Request, id, name, meta, payload);
     this.#nextId = this.#nextId >= 0xffff_ffff ? 3 : this.#nextId + 1;
     const pending = new Pending(id, resolve, reject, Date.now() + timeoutMs, timeoutMs, name, cancel, this.#release);
     this.#pending.set(id, pending);
     cancel?.join(pending);
     this.#sweep ??= setInterval(() => this.#expire(), deadlineSweepMs);
-    corkUntilNextTick(this.#socket);
-    this.#socket.write(head);
-    if (body) this.#socket.write(body);
   }
 
   close(): void {

@@ -2,7 +2,8 @@ import net from "node:net";
 import tls from "node:tls";
 import { ErrorCode, InvalidArgumentError, toWireError } from "../schemas/errors";
 import { decodeJson, encodeJson } from "./body";
-import { encodeFrame, FrameDecoder, FrameError, FrameKind, frameBytes, FrameReader, readScratchBytes, type Frame } from "./frame";
+import { FrameWriter } from "./frame-writer";
+import { FrameDecoder, FrameError, FrameKind, frameBytes, FrameReader, readScratchBytes, type Frame } from "./frame";
 import { helloFrameBytesMax, parseAuth, parseHello, signHello, TransportAuth, TransportHello, type TransportIdentity } from "./handshake";
 import { InflightBudget, type BudgetMember } from "./inflight-budget";
 import { Transport, type DispatchResult, type Router } from "./router";
@@ -197,6 +198,8 @@ class ServerConnection implements BudgetMember {
   /** Frames are put together here; on a plain socket reads land in it (a large frame's rest straight into its own buffer). */
   #reader: FrameReader;
   #socket!: net.Socket;
+  /** Replies leave through it, a tick's worth in one write. */
+  #writer!: FrameWriter;
   /** Reads land in place (plain TCP); false: the socket gives chunks (TLS). */
   readonly #inPlace: boolean;
   #inflight = 0;
@@ -250,6 +253,7 @@ class ServerConnection implements BudgetMember {
 
   #attach(socket: net.Socket): void {
     this.#socket = socket;
+    this.#writer = new FrameWriter(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
     const ms = this.ctx.options.helloTimeoutMs;
@@ -441,12 +445,7 @@ class ServerConnection implements BudgetMember {
       release?.();
       return;
     }
-    const [head, body] = encodeFrame(kind, id, "", meta, payload);
-    this.ctx.stats.bytesOut += head.byteLength + (body?.byteLength ?? 0);
-    corkUntilNextTick(this.#socket);
-    this.#socket.write(head);
-    if (body) this.#socket.write(body, release);
-    else release?.();
+    this.ctx.stats.bytesOut += this.#writer.write(kind, id, "", meta, payload, release);
   }
 
   /** Tells the peer why (`requestId` 0: the connection, else its hello or auth) and closes. */
@@ -455,6 +454,7 @@ class ServerConnection implements BudgetMember {
     this.ctx.stats.protocolErrors++;
     this.#shutdown();
     this.#send(FrameKind.Error, requestId, encodeJson({ code, message }));
+    this.#writer.flush();
     this.#socket.end();
     // Read on, discarding (`#onData` ignores a closed connection), so the peer's close is seen at once and frees the slot;
     // a peer that neither reads its error nor closes is cut off after a few seconds.
@@ -486,32 +486,3 @@ function parseMeta<M>(meta: Uint8Array, parse: (value: unknown) => M | string): 
   }
 }
 
-const corkedFrames = new WeakMap<net.Socket, number>();
-/** Frames held back at most before a corked socket is flushed within the same tick. */
-const framesPerFlushMax = 32;
-/**
- * Corks a socket until the current tick's work is done, or until
- * `framesPerFlushMax` frames are held: frames written together leave in one
- * writev, and a long burst still reaches the peer early enough for it to
- * start working while the rest is produced.
- */
-export function corkUntilNextTick(socket: net.Socket): void {
-  const held = corkedFrames.get(socket);
-  if (held === undefined) {
-    corkedFrames.set(socket, 1);
-    socket.cork();
-    process.nextTick(() => {
-      if (corkedFrames.get(socket) === undefined) return;
-      corkedFrames.delete(socket);
-      socket.uncork();
-    });
-    return;
-  }
-  if (held + 1 >= framesPerFlushMax) {
-    socket.uncork();
-    socket.cork();
-    corkedFrames.set(socket, 0);
-    return;
-  }
-  corkedFrames.set(socket, held + 1);
-}
