@@ -108,7 +108,7 @@ export function kubernetesSecrets(options: KubernetesSecretsOptions): SecretMani
   }
   const out = [
     secret(KubernetesSecret.cluster, { secret: kept(Kept.clusterSecret) }),
-    secret(KubernetesSecret.nats, { "nats-auth.conf": auth.serverConfig(), "route-password": kept(Kept.routePassword) }),
+    secret(KubernetesSecret.nats, { "nats-auth.conf": auth.serverConfig(), "route-password": natsBareWord(kept(Kept.routePassword)) }),
     secret(KubernetesSecret.controller, {
       "controller.creds": auth.credentials(Role.Controller, "controller"),
       "signing.nk": readPrivateFile(auth.signingSeedFile),
@@ -164,6 +164,18 @@ function postgresData(url: string | undefined, password: () => string): Record<s
 }
 
 /** A random secret kept in `file` (0600): made the first time, read after. */
+/**
+ * A secret as nats-server's configuration can take it bare from an
+ * environment variable (`password: $NATS_ROUTE_PASSWORD`): the server parses
+ * the variable's value as a configuration value, so hex that starts with a
+ * digit reads as a number ("8e5f…" fails to parse, all digits crashes it).
+ * Such a value gets a leading "r" (the same value every time: rendering again
+ * gives the same password).
+ */
+export function natsBareWord(secret: string): string {
+  return /^[A-Za-z]/.test(secret) ? secret : `r${secret}`;
+}
+
 function keptSecret(file: string): string {
   if (fs.existsSync(file)) return readPrivateFile(file).trim();
   const value = randomBytes(32).toString("hex");

@@ -4,7 +4,9 @@ import os from "node:os";
 import path from "node:path";
 import { decodeJwtClaims } from "../../bus/nats-jwt";
 import { InvalidArgumentError } from "../../schemas/errors";
-import { driverSecretName, KubernetesSecret, kubernetesSecrets, natsHosts, renderKubernetesSecrets } from "../../deploy/kubernetes-secrets";
+import { spawnSync } from "node:child_process";
+import { driverSecretName, KubernetesSecret, kubernetesSecrets, natsBareWord, natsHosts, renderKubernetesSecrets } from "../../deploy/kubernetes-secrets";
+import { natsServerBinary } from "../../deploy/nats-server";
 import { named, parseManifests, secretValues, type Manifest } from "../harness/manifests";
 
 const dirs: string[] = [];
@@ -48,6 +50,27 @@ test("rendering again from the same directory gives the same cluster; another di
   const pg = values(a, KubernetesSecret.postgres);
   expect(pg["url"]).toBe(`postgres://pocket:${pg["password"]}@pocket-postgres:5432/pocket`);
   for (const f of ["cluster-secret", "postgres-password", "nats-route-password"]) expect(fs.statSync(path.join(dir, "kubernetes", f)).mode & 0o777).toBe(0o600);
+});
+
+test("a route password nats-server would read as a number is rendered so that it parses, the same every time", () => {
+  const dir = authDir();
+  fs.mkdirSync(path.join(dir, "kubernetes"), { recursive: true });
+  // Hex with a digit first: "8e5f…" is a number with an exponent to nats-server's configuration parser.
+  const kept = `8e5f${"0a".repeat(30)}`;
+  fs.writeFileSync(path.join(dir, "kubernetes", "nats-route-password"), `${kept}\n`, { mode: 0o600 });
+  const rendered = values(kubernetesSecrets({ authDir: dir }) as unknown as Manifest[], KubernetesSecret.nats)["route-password"]!;
+  expect(rendered).toBe(`r${kept}`);
+  expect(values(kubernetesSecrets({ authDir: dir }) as unknown as Manifest[], KubernetesSecret.nats)["route-password"]).toBe(rendered);
+  // The real server checks a cluster block that takes the password from the environment, as deploy/kubernetes/nats.conf does.
+  const conf = path.join(path.dirname(dir), "route.conf");
+  fs.writeFileSync(conf, 'cluster {\n  name: "pocket"\n  listen: "127.0.0.1:-1"\n  authorization {\n    user: "pocket-route"\n    password: $NATS_ROUTE_PASSWORD\n  }\n}\n');
+  const check = (password: string): string => {
+    const r = spawnSync(natsServerBinary(), ["-c", conf, "-t"], { env: { ...process.env, NATS_ROUTE_PASSWORD: password }, encoding: "utf8", timeout: 10_000 });
+    return `${r.stdout}${r.stderr}`;
+  };
+  expect(check(kept)).toMatch(/could not be parsed/);
+  expect(check(rendered)).toMatch(/is valid/);
+  for (const p of ["12345", "0123abcd", "abc"]) expect(check(natsBareWord(p))).toMatch(/is valid/);
 });
 
 test("an external PostgreSQL: its URL only, and one that could not sit in the controller's JSON is refused", () => {
