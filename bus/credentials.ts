@@ -56,7 +56,9 @@ export function shardPermissions(shardId: string): UserPermissions {
     pub: [
       Subjects.shardHeartbeat(shardId), Subjects.shardUsage(shardId),
       `${SubjectRoot}.node.*.ctl.extent.free`,
-      // Moving extents off a draining node: reads and writes as the job, with grants it signs.
+      // Moving extents off a draining node: node to node (extent.copy) where both have a direct transport,
+      // else reads and writes as the job, with grants it signs.
+      `${SubjectRoot}.node.*.ctl.extent.copy`,
       `${SubjectRoot}.node.*.job.*.extent.read`, `${SubjectRoot}.node.*.job.*.extent.write`,
     ],
     sub: [`${Subjects.shard(shardId)}.>`, Subjects.nodeHeartbeatAll, `${Inboxes.shard(shardId)}.>`],

@@ -16,7 +16,7 @@ import { protocol, type Section } from "./contract";
 /** Operations served on a shard's or node's control subjects (only cluster components may send them). */
 const controlOperations = new Set<string>([
   ShardOps.attachJob.name, ShardOps.detachJob.name, ShardOps.setWeights.name, ShardOps.migrate.name,
-  NodeOps.extentFree.name, NodeOps.jobDrop.name, NodeOps.jobQos.name, NodeOps.retire.name, NodeOps.stats.name,
+  NodeOps.extentFree.name, NodeOps.extentCopy.name, NodeOps.jobDrop.name, NodeOps.jobQos.name, NodeOps.retire.name, NodeOps.stats.name,
 ]);
 
 export interface OperationEntry {

@@ -357,6 +357,7 @@ export const ShardOps = {
       extents: field(T.Integer({ minimum: 0 }), "Extents moved."),
       bytes: field(Bytes, "Bytes moved."),
       failed: field(T.Integer({ minimum: 0 }), "Extents that could not be moved."),
+      directBytes: field(T.Optional(Bytes), "Of the bytes moved, those the draining node sent straight to another node (extent.copy); the rest went through the shard."),
     }),
     errors: [E.Unauthorized],
   }),
@@ -627,6 +628,29 @@ export const NodeOps = {
     }, { additionalProperties: false }),
     reply: T.Object({ freedBytes: field(Bytes, "Bytes freed.") }),
     errors: [E.Unauthorized],
+  }),
+  extentCopy: defineOperation({
+    name: "extent.copy",
+    summary: "Shard → node (migration): sends one of a job's extents straight to another node's direct transport, after checking it against its committed crc; returns that node's extent.write reply.",
+    request: T.Object({
+      jobId: field(Id, "The job the extent belongs to."),
+      extentId: field(Id, "The extent on this node."),
+      crc: field(Crc32, "Its committed CRC-32: bytes that do not match are not sent (Integrity)."),
+      token: field(Token, "A job token for the destination's direct transport, issued by the job's shard."),
+      to: field(T.Object({
+        nodeId: field(Id, "The destination node."),
+        addr: field(T.String({ minLength: 1, maxLength: 256 }), "host:port of its direct transport."),
+        key: field(TransportKey, "Its transport key: the copy goes only to a server that proves it holds it."),
+        extentId: field(Id, "The copy's extent id there."),
+        grant: field(Grant, "The shard's grant for the copy: this job, that node, that extent id, the extent's length."),
+      }, { additionalProperties: false }), "Where the copy goes."),
+    }, { additionalProperties: false }),
+    reply: T.Object({
+      length: field(Bytes, "Bytes the destination stored."),
+      crc: field(Crc32, "CRC-32 of the bytes it stored."),
+      receipt: field(Receipt, "Its receipt for them."),
+    }),
+    errors: [E.Unauthorized, E.NotFound, E.Integrity, E.NodeUnavailable, E.Timeout, E.InvalidArgument, E.AlreadyExists, E.CapacityExceeded, E.TooLarge, E.UnknownJob],
   }),
   jobDrop: defineOperation({
     name: "job.drop",

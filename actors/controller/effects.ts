@@ -182,7 +182,8 @@ export class Effects {
         this.c.bus.caller(Subjects.shardControl(id), migrateTimeoutMs).call(ShardOps.migrate, { nodeId }));
       const ok = results.every((r) => r.status === "fulfilled" && r.value.reply.failed === 0);
       const moved = results.reduce((s, r) => s + (r.status === "fulfilled" ? r.value.reply.bytes : 0), 0);
-      this.c.events.event("node.migrated", { atMs: this.c.clock.now(), nodeId, bytes: moved, complete: ok, attempt });
+      const direct = results.reduce((s, r) => s + (r.status === "fulfilled" ? r.value.reply.directBytes ?? 0 : 0), 0);
+      this.c.events.event("node.migrated", { atMs: this.c.clock.now(), nodeId, bytes: moved, directBytes: direct, complete: ok, attempt });
       if (ok) this.c.input({ kind: "node.migrated", atMs: this.c.clock.now(), nodeId });
       return ok;
     }, { attemptsMax: migrateAttemptsMax, delayMs: migrateRetryDelayMs, clock: this.c.clock, stopped: () => this.c.stopped() });

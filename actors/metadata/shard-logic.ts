@@ -430,6 +430,11 @@ export class ShardLogic {
     return false;
   }
 
+  /** A planned copy whose move failed is freed: it may have been stored before the failure. */
+  abandonMove(m: MoveWork, copy: Extent): void {
+    this.frees(m.job.jobId, [copy]);
+  }
+
   /** The job a token is for, on this shard; counts the request. */
   job(token: string | undefined): JobState {
     const claims = this.tokens.verifyJob(token);

@@ -1,4 +1,4 @@
-import { IntegrityError } from "../../schemas/errors";
+import { ErrorCode, IntegrityError, isPocketError } from "../../schemas/errors";
 import { NodeOps, ShardOps, WireLimits } from "../../schemas/operations";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { crc32 } from "../../lib/checksum";
@@ -25,6 +25,7 @@ import { NodeDirectory } from "../runtime/node-directory";
 import { FreeQueue } from "./free-queue";
 import { registerShardMetrics } from "./shard-metrics";
 import { ShardLogic, type MoveWork, type ShardLimits } from "./shard-logic";
+import type { Extent } from "./namespace";
 
 export interface ShardConfig extends NatsSettings, ShardLimits, OpsHttpConfig {
   /** Interface and port of the direct transport (port 0 picks a free one). */
@@ -47,6 +48,12 @@ const migrateInflightMax = 4;
 /** Room in a request frame for a full batch of receipts (object.commit, object.written): 256 bytes of JSON each, more than the longest takes. */
 const receiptsFrameBytesMax = WireLimits.receiptsPerCallMax * 256;
 const noBytes = new Uint8Array(0);
+/** How long the job token a migration run hands the nodes lasts (the run's connections authenticate with it). */
+const moveTokenMs = 10 * 60_000;
+
+/** How an extent was moved, if it was. */
+const Moved = { No: 0, Direct: 1, Relayed: 2 } as const;
+type Moved = (typeof Moved)[keyof typeof Moved];
 
 /**
  * A metadata shard's shell: serves the ShardLogic's operations over the bus
@@ -199,33 +206,71 @@ export class MetadataShard {
    * the object keeps pointing at them, and readers get Integrity errors
    * rather than a copy that looks sound.
    */
-  async migrateFrom(nodeId: string): Promise<{ extents: number; bytes: number; failed: number }> {
-    let extents = 0, bytes = 0, failed = 0;
+  async migrateFrom(nodeId: string): Promise<{ extents: number; bytes: number; failed: number; directBytes: number }> {
+    let extents = 0, bytes = 0, failed = 0, directBytes = 0;
+    // One token per job for the run: the draining node keeps one connection per destination for all of a job's copies.
+    const tokens = new Map<string, string>();
+    const tokenFor = (jobId: string): string => {
+      let t = tokens.get(jobId);
+      if (t === undefined) tokens.set(jobId, (t = this.#tokens.issueJob(jobId, this.shardId, moveTokenMs)));
+      return t;
+    };
     await mapLimit(this.logic.extentsOn(nodeId), migrateInflightMax, async (m) => {
       try {
-        if (await this.#moveExtent(nodeId, m)) {
+        const moved = await this.#moveExtent(nodeId, m, tokenFor(m.job.jobId));
+        if (moved !== Moved.No) {
           extents++;
           bytes += m.extent.length;
+          if (moved === Moved.Direct) directBytes += m.extent.length;
         }
       } catch (e) {
         failed++;
         this.#log.warn("extent not moved", { jobId: m.job.jobId, extentId: m.extent.extentId, nodeId, ...errorFields(e) });
       }
     });
-    return { extents, bytes, failed };
+    return { extents, bytes, failed, directBytes };
   }
 
-  /** Copies one extent off `nodeId` after checking it against its committed crc; true if the object now uses the copy. */
-  async #moveExtent(nodeId: string, m: MoveWork): Promise<boolean> {
+  /**
+   * Copies one extent off `nodeId` after checking it against its committed
+   * crc; says whether the object now uses the copy, and how it got there.
+   * Where both nodes have a direct transport the draining node sends it to
+   * the other straight (extent.copy); else, or if that fails for any reason
+   * but bad bytes, the shard reads it and writes it on (over NATS).
+   */
+  async #moveExtent(nodeId: string, m: MoveWork, token: string): Promise<Moved> {
     const { job, extent } = m;
-    const token = this.#tokens.issueJob(job.jobId, this.shardId, 10 * 60_000);
+    const plan = this.logic.planMove(m, nodeId);
+    const from = this.logic.ref({ nodeId, extentId: extent.extentId, length: extent.length });
+    const to = this.logic.ref(plan.copy);
+    if (from.addr !== "" && to.addr !== "" && extent.crc !== undefined) {
+      try {
+        await this.env.bus.caller(Subjects.nodeControl(nodeId), Defaults.rpcTimeoutMs).call(NodeOps.extentCopy, {
+          jobId: job.jobId, extentId: extent.extentId, crc: extent.crc, token,
+          to: { nodeId: to.nodeId, addr: to.addr, key: to.key, extentId: plan.copy.extentId, grant: plan.grant },
+        });
+        return this.logic.finishMove(m, plan.copy) ? Moved.Direct : Moved.No;
+      } catch (e) {
+        if (isPocketError(e, ErrorCode.Integrity)) throw e;
+        // The copy may have landed before the failure: it is freed (a node also refuses a late write to a freed extent).
+        this.logic.abandonMove(m, plan.copy);
+        this.#log.warn("node-to-node copy failed; the shard moves the extent itself", { jobId: job.jobId, extentId: extent.extentId, nodeId, to: to.nodeId, ...errorFields(e) });
+        return (await this.#relayExtent(nodeId, m, token)) ? Moved.Relayed : Moved.No;
+      }
+    }
+    return (await this.#relayExtent(nodeId, m, token, plan)) ? Moved.Relayed : Moved.No;
+  }
+
+  /** Moves an extent through this shard: read from `nodeId` as the job, checked, written to the copy's node (a new plan unless given). */
+  async #relayExtent(nodeId: string, m: MoveWork, token: string, planned?: { copy: Extent; grant: string }): Promise<boolean> {
+    const { job, extent } = m;
     const read = await this.#node(nodeId, job.jobId).call(NodeOps.extentRead, { token, extentId: extent.extentId });
     const bytes = read.payload ?? noBytes;
     const crc = crc32(bytes);
     if (bytes.byteLength !== extent.length || crc !== extent.crc) {
       throw new IntegrityError(`extent ${extent.extentId} on ${nodeId}: read ${bytes.byteLength} bytes with crc ${crc}, committed ${extent.length} with crc ${extent.crc}; not copied`);
     }
-    const { copy, grant } = this.logic.planMove(m, nodeId);
+    const { copy, grant } = planned ?? this.logic.planMove(m, nodeId);
     await this.#node(copy.nodeId, job.jobId).call(NodeOps.extentWrite, { token, extentId: copy.extentId, grant, crc: copy.crc }, { payload: bytes });
     return this.logic.finishMove(m, copy);
   }

@@ -92,6 +92,27 @@ export class NodeLogic {
     return new WithPayload({ length: bytes.byteLength, prefixCrc: crc32(all.subarray(0, offset)), suffixCrc: crc32(all.subarray(end)) }, bytes, release);
   }
 
+  /**
+   * The bytes of an extent to send to another node (extent.copy), checked
+   * against its committed crc first: bytes that do not match stay here
+   * (Integrity), so a damaged extent is never copied into one that looks
+   * sound. A copy of its own: the extent's memory is released at once, and
+   * nothing the send may leave queued on a socket can outlive it. The job
+   * token to send with must be the job's (Unauthorized otherwise).
+   */
+  async copySource(req: Req<"extentCopy">): Promise<Buffer> {
+    // The token is the destination's to check; a node does not send with one it can see is bad (another job's, expired).
+    this.tokens.verifyJob(req.token, req.jobId);
+    const { bytes, release } = await this.store.read(req.jobId, req.extentId, 0, undefined);
+    try {
+      const crc = crc32(bytes);
+      if (crc !== req.crc) throw new IntegrityError(`extent ${req.extentId}: its ${bytes.byteLength} bytes have crc ${crc}, committed ${req.crc}; not copied`);
+      return Buffer.from(bytes);
+    } finally {
+      release?.();
+    }
+  }
+
   /** Frees extents, and refuses writes to them while a grant for them may live. */
   async free(req: Req<"extentFree">): Promise<Rep<"extentFree">> {
     this.#rememberFreed(req.jobId, req.extentIds);

@@ -1,6 +1,8 @@
+import fs from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { InvalidArgumentError } from "../../schemas/errors";
+import { InvalidArgumentError, NodeUnavailableError } from "../../schemas/errors";
 import { NodeOps, type Tier } from "../../schemas/operations";
+import type { ReplyOf, RequestOf } from "../../schemas/operation";
 import { systemClock, type Timer, type TimerClock } from "../../lib/clock";
 import { errorFields, logger } from "../../lib/log";
 import { closeInTurn } from "../../lib/shutdown";
@@ -12,6 +14,7 @@ import { newTransportIdentity, type TransportIdentity } from "../../bus/handshak
 import { Router } from "../../bus/router";
 import { checkSubjectToken, Subjects } from "../../bus/subjects";
 import type { TcpServer } from "../../bus/tcp-server";
+import { TcpPool } from "../../bus/tcp-client";
 import type { ServerTlsFiles } from "../../bus/tls";
 import { TokenAuthority, tokenScope } from "../../bus/tokens";
 import { Defaults, type NatsSettings } from "../runtime/config";
@@ -51,6 +54,8 @@ export interface NodeEnv {
 }
 
 const noBytes = new Uint8Array(0);
+/** Connections to other nodes kept open at most (the least recently opened idle one goes past it). */
+const peerConnectionsMax = 64;
 const idle: NodeLoad = { cpu: 0, bytesInPerSec: 0, bytesOutPerSec: 0 };
 
 /**
@@ -69,6 +74,8 @@ export class StorageNode {
   #tcp: TcpServer | undefined;
   /** Proves this node's identity to clients of its direct transport. */
   #identity: TransportIdentity | undefined;
+  /** Connections to other nodes' direct transports, for the extents it copies to them (made at the first copy). */
+  #peers: TcpPool | undefined;
   #last = { at: 0, cpu: process.cpuUsage(), bytesIn: 0, bytesOut: 0 };
   #retire: () => void = () => undefined;
   #stopped = false;
@@ -149,6 +156,7 @@ export class StorageNode {
     const store = this.logic.store;
     return new Router().observe(this.metrics.requests)
       .on(NodeOps.extentFree, (req) => this.logic.free(req))
+      .on(NodeOps.extentCopy, (req) => this.#copyExtent(req))
       .on(NodeOps.jobDrop, (req) => this.logic.dropJob(req))
       .on(NodeOps.jobQos, (req) => {
         if (!(store instanceof NvmeStore)) return { reserved: false };
@@ -162,6 +170,34 @@ export class StorageNode {
         return {};
       })
       .on(NodeOps.stats, () => this.logic.stats(store instanceof NvmeStore ? { latencyCriticalJobs: store.latencyCriticalJobs } : {}));
+  }
+
+  /**
+   * Sends one extent to another node's direct transport as the job (with the
+   * token and grant its shard gave), after checking it: migration's bytes go
+   * node to node, once, not through the shard and NATS.
+   */
+  async #copyExtent(req: RequestOf<typeof NodeOps.extentCopy>): Promise<ReplyOf<typeof NodeOps.extentCopy>> {
+    const bytes = await this.logic.copySource(req);
+    const { to } = req;
+    const r = await this.#peerPool().caller(to.addr, { id: to.nodeId, key: to.key }, req.token)
+      .call(NodeOps.extentWrite, { token: req.token, extentId: to.extentId, grant: to.grant, crc: req.crc }, { payload: bytes });
+    return r.reply;
+  }
+
+  /** The pool for copies; over TLS it verifies peers with the cluster's CA (the one the NATS connection trusts). */
+  #peerPool(): TcpPool {
+    if (this.#peers) return this.#peers;
+    const { tls, natsTlsCa } = this.config;
+    if (tls !== undefined && natsTlsCa === undefined) {
+      throw new NodeUnavailableError(`node ${this.nodeId} serves TLS but has no CA (natsTlsCa) to verify other nodes with; it cannot copy extents to them`);
+    }
+    this.#peers = new TcpPool({
+      connectionsMax: peerConnectionsMax,
+      requestTimeoutMs: Defaults.rpcTimeoutMs,
+      ...(tls !== undefined ? { tls: { ca: fs.readFileSync(natsTlsCa!, "utf8") } } : {}),
+    });
+    return this.#peers;
   }
 
   #serve(): void {
@@ -203,6 +239,7 @@ export class StorageNode {
     // Every step runs whatever failed before it: the store is closed and the HTTP port let go (inline, in a process that goes on).
     await closeInTurn([
       () => this.#tcp?.close(),
+      () => this.#peers?.close(),
       () => this.env.bus.drain(),
       () => this.logic.store.close(),
       () => this.#ops.close(),

@@ -108,6 +108,9 @@ function fieldSource(ctx: GenContext, target: RequestTarget, payload: Buffer | u
       case "lengths[]": return rng.weighted<number>([[6, 1 + rng.size(ctx.extentBytesMax)], [1, ctx.extentBytesMax + 1], [1, 2 ** 40]]);
       case "offset": case "length": return rng.weighted<number | undefined>([[3, undefined], [4, rng.size(2 * ctx.extentBytesMax)], [1, 2 ** 40]]);
       case "grant": return rng.chance(0.8) ? grantFor(rng, ctx, target, chosen, payload) : undefined;
+      // extent.copy's destination: a node of this cluster, or a loopback port nothing listens on; never anywhere else.
+      case "addr": return rng.pick([...ctx.nodes.map((n) => n.addr), "127.0.0.1:1"]);
+      case "key": return rng.pick(ctx.nodes.map((n) => n.key));
       default: return undefined;
     }
   };
@@ -145,6 +148,11 @@ function grantFor(rng: Prng, ctx: GenContext, target: RequestTarget, chosen: { t
  * jobs, registering jobs without bound. Such a request is made invalid (an
  * extra field) instead.
  */
+/** Where a fuzzed extent.copy may send bytes. */
+function copyTargets(ctx: GenContext): Set<string> {
+  return new Set([...ctx.nodes.map((n) => n.addr), "127.0.0.1:1"]);
+}
+
 export function guard(service: Service, op: Operation | undefined, meta: Buffer, payload: Buffer | undefined, ctx: GenContext): { meta: Buffer; payload: Buffer | undefined } {
   if (!op) return { meta, payload };
   const parsed = parseJson(meta);
@@ -159,7 +167,9 @@ export function guard(service: Service, op: Operation | undefined, meta: Buffer,
     (service === "driver" && (op.name === "job.register" || (op.name === "job.deregister" && liveToken)))
     || (service === "admin" && op.name === "node.retire" && realNode)
     || (service === "shardControl" && (liveJob || realNode))
-    || (service === "nodeControl" && (op.name === "node.retire" || (op.name === "job.drop" && liveJob)));
+    || (service === "nodeControl" && (op.name === "node.retire" || (op.name === "job.drop" && liveJob)))
+    // A node sends a copy where it is told: only to this cluster's nodes or a dead loopback port, whatever a mutation made of the address.
+    || (service === "nodeControl" && op.name === "extent.copy" && !copyTargets(ctx).has((v as { to?: { addr?: string } }).to?.addr ?? ""));
   if (!forbidden) return { meta, payload };
   return { meta: Buffer.from(JSON.stringify({ ...(parsed.value as object), fuzzGuard: true }), "utf8"), payload };
 }

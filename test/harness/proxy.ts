@@ -53,6 +53,11 @@ export class TcpProxy {
     else upstream.pipe(client);
   }
 
+  /** Cuts every connection it carries now; it goes on accepting new ones (refused while it has no target). */
+  cut(): void {
+    for (const s of this.#sockets) s.destroy();
+  }
+
   async close(): Promise<void> {
     for (const s of this.#sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

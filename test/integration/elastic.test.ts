@@ -174,6 +174,11 @@ describe("draining a node that still holds live data", () => {
     const events = await streamEvents(t.client.nc);
     expect(events.some((e) => e["kind"] === "node.migrate" && e["nodeId"] === victim.nodeId)).toBe(true);
     expect(events.some((e) => e["kind"] === "node.migrated" && e["nodeId"] === victim.nodeId && e["complete"] === true)).toBe(true);
+    // The victim sent its extents straight to the other nodes (extent.copy), none through a shard.
+    const migrated = events.filter((e) => e["kind"] === "node.migrated" && e["nodeId"] === victim.nodeId);
+    const sum = (k: string): number => migrated.reduce((s, e) => s + (e[k] as number), 0);
+    expect(sum("bytes")).toBe(victim.usedBytes);
+    expect(sum("directBytes")).toBe(sum("bytes"));
     expect(events.find((e) => e["kind"] === "node.removed" && e["nodeId"] === victim.nodeId)!["reason"]).toMatch(/moved/);
     await t.client.deregisterJob(reg.token);
   }, 60_000);

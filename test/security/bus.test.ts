@@ -160,7 +160,7 @@ test("a lambda may not publish to others' subjects, control subjects, heartbeats
   const admin = Object.values(ControllerOps).filter((op) => !DriverOperations.has(op.name)).map((op) => `${Subjects.controllerAdmin}.${op.name}`);
   const control = [
     ...[ShardOps.attachJob, ShardOps.detachJob, ShardOps.setWeights, ShardOps.migrate].map((op) => `${Subjects.shardControl(beta.shardId)}.${op.name}`),
-    ...[NodeOps.extentFree, NodeOps.jobDrop, NodeOps.jobQos, NodeOps.retire, NodeOps.stats].map((op) => `${Subjects.nodeControl(node)}.${op.name}`),
+    ...[NodeOps.extentFree, NodeOps.extentCopy, NodeOps.jobDrop, NodeOps.jobQos, NodeOps.retire, NodeOps.stats].map((op) => `${Subjects.nodeControl(node)}.${op.name}`),
   ];
   const reports = [Subjects.nodeHeartbeat(node), Subjects.nodeHeartbeat("ghost-node"), Subjects.shardHeartbeat(alpha.shardId), Subjects.shardUsage(beta.shardId), Subjects.event("job.registered"), Subjects.trace("tick")];
   expect(admin.length).toBeGreaterThanOrEqual(5);

@@ -309,10 +309,34 @@ describe("moving extents off a node keeps their committed crcs", () => {
     const moved = await new NatsCaller(t.inspect, Subjects.shardControl(job.shardId)).call(ShardOps.migrate, { nodeId: "dram-a" });
     expect(moved.reply).toMatchObject({ failed: 0 });
     expect(moved.reply.extents).toBeGreaterThan(0);
+    // Every byte went from the draining node straight to the other (extent.copy), none through the shard.
+    expect(moved.reply.directBytes).toBe(moved.reply.bytes);
     const layout = (await t.client.callShard(job, ShardOps.objectLookup, { token: job.token, path: "move/x" })).reply.extents;
     expect(layout.map((r) => r.nodeId)).toEqual(layout.map(() => "dram-b"));
     expect(layout.every((r) => r.crc !== undefined)).toBe(true);
     expect((await job.get("move/x")).equals(data)).toBe(true);
     expect((await job.get("move/x", { offset: extentBytes - 10, length: 20 })).equals(data.subarray(extentBytes - 10, extentBytes + 10))).toBe(true);
+  });
+
+  test("when the draining node cannot reach the other one directly, the shard moves the extents itself, still checked", async () => {
+    const data = patternBytes(8 * extentBytes + 3, 52);
+    await job.put("move/y", data);
+    const onA = (await t.client.callShard(job, ShardOps.objectLookup, { token: job.token, path: "move/y" })).reply.extents.filter((r) => r.nodeId === "dram-a");
+    expect(onA.length).toBeGreaterThan(0);
+    // dram-b's advertised address leads nowhere for now (connections it carried are cut): extent.copy to it fails to connect.
+    const target = proxies[1]!.proxy.target;
+    proxies[1]!.target = undefined;
+    proxies[1]!.proxy.cut();
+    let moved;
+    try {
+      moved = (await new NatsCaller(t.inspect, Subjects.shardControl(job.shardId)).call(ShardOps.migrate, { nodeId: "dram-a" })).reply;
+    } finally {
+      proxies[1]!.target = target;
+    }
+    expect(moved).toMatchObject({ failed: 0, directBytes: 0 });
+    expect(moved.bytes).toBe(onA.reduce((s, r) => s + r.length, 0));
+    const layout = (await t.client.callShard(job, ShardOps.objectLookup, { token: job.token, path: "move/y" })).reply.extents;
+    expect(layout.every((r) => r.nodeId === "dram-b" && r.crc !== undefined)).toBe(true);
+    expect((await job.get("move/y")).equals(data)).toBe(true);
   });
 });
