@@ -4,6 +4,8 @@ import path from "node:path";
 import { randomBytes, X509Certificate } from "node:crypto";
 import { NodeUnavailableError } from "../../schemas/errors";
 import { ShardOps } from "../../schemas/operations";
+import { NatsCaller } from "../../bus/nats-rpc";
+import { Subjects } from "../../bus/subjects";
 import { ConnectFailedError, parseAddr, TcpPool } from "../../bus/tcp-client";
 import { ClientTransport, PocketClient, tlsCaFromEnv } from "../../client/pocket";
 import { ClusterTls, opensslBinary } from "../../deploy/tls";
@@ -258,5 +260,35 @@ describe("a cluster with tls: true", () => {
     } finally {
       pool.close();
     }
+  });
+});
+
+describe("moving extents between nodes of a cluster with tls: true", () => {
+  let t: TestCluster;
+  let j: TestJob;
+
+  beforeAll(async () => {
+    t = await startTestCluster({ tls: true, shards: 1, dram: 0, minNodes: 2, maxNodes: 2 });
+    for (const nodeId of ["dram-from", "dram-to"]) await t.cluster.addNode(nodeId, 256 * MiB);
+    await eventually(async () => (await t.client.listNodes()).filter((n) => n.state === "active").length === 2, 10_000, "both nodes active");
+    j = await connectJob(t, ClientTransport.Auto, "tls-move");
+  });
+
+  afterAll(async () => {
+    await j?.close();
+    await t?.stop();
+  });
+
+  test("a draining node sends its extents to the other over TLS, verifying it with the cluster's CA", async () => {
+    const data = patternBytes(3 * MiB + 77, 61);
+    await j.job.put("move", data);
+    const onFrom = (await j.client.callShard(j.job, ShardOps.objectLookup, { token: j.token, path: "move" })).reply.extents.filter((r) => r.nodeId === "dram-from");
+    expect(onFrom.length).toBeGreaterThan(0);
+    const moved = (await new NatsCaller(t.inspect, Subjects.shardControl(j.job.shardId)).call(ShardOps.migrate, { nodeId: "dram-from" })).reply;
+    expect(moved).toMatchObject({ failed: 0, bytes: onFrom.reduce((s, r) => s + r.length, 0) });
+    expect(moved.directBytes).toBe(moved.bytes);
+    const layout = (await j.client.callShard(j.job, ShardOps.objectLookup, { token: j.token, path: "move" })).reply.extents;
+    expect(layout.every((r) => r.nodeId === "dram-to")).toBe(true);
+    expect((await j.job.get("move")).equals(data)).toBe(true);
   });
 });
