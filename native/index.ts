@@ -37,10 +37,10 @@ export interface EngineOptions {
   readonly submitQueueMax?: number;
   /**
    * Microseconds a thread polls before it sleeps (default 0: never; above 0 the engine gets a thread
-   * of its own, unless `thread: false`, which is refused with it): the engine thread when idle or waiting for the device, and the JavaScript thread, while
-   * requests are out and its event loop has nothing else to run, for completions (so they need no
-   * wake-up to reach it). Polling pays where
-   * the device answers in a few microseconds and has cores of its own (bare-metal NVMe): 4 KiB reads
+   * of its own, and `thread: false` with it is refused): the engine thread when idle or waiting for
+   * the device, and the JavaScript thread, while requests are out and its event loop has nothing
+   * else to run, for completions (so they need no wake-up to reach it). Polling pays where the
+   * device answers in a few microseconds and has cores of its own (bare-metal NVMe): 4 KiB reads
    * the device need not fetch ran at 0.4x fio without it and 0.9-1.0x with 50 on this 2-core VM. Where
    * a host emulates the disk it slows it (the spinning vCPU takes the host's CPU from the I/O): reads
    * of written blocks at queue depth 1 took 60 µs at 0 and 88 µs at 50 (p50, engine alone), and 52-53K

@@ -208,12 +208,14 @@ export class MetadataShard {
    */
   async migrateFrom(nodeId: string): Promise<{ extents: number; bytes: number; failed: number; directBytes: number }> {
     let extents = 0, bytes = 0, failed = 0, directBytes = 0;
-    // One token per job for the run: the draining node keeps one connection per destination for all of a job's copies.
-    const tokens = new Map<string, string>();
+    // One token per job for the run (the draining node keeps one connection per destination for a job's copies),
+    // made anew once half its life is gone, so a long run never hands out an expired one.
+    const tokens = new Map<string, { readonly token: string; readonly atMs: number }>();
     const tokenFor = (jobId: string): string => {
+      const now = this.env.clock.now();
       let t = tokens.get(jobId);
-      if (t === undefined) tokens.set(jobId, (t = this.#tokens.issueJob(jobId, this.shardId, moveTokenMs)));
-      return t;
+      if (t === undefined || now - t.atMs > moveTokenMs / 2) tokens.set(jobId, (t = { token: this.#tokens.issueJob(jobId, this.shardId, moveTokenMs), atMs: now }));
+      return t.token;
     };
     await mapLimit(this.logic.extentsOn(nodeId), migrateInflightMax, async (m) => {
       try {

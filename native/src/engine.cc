@@ -433,8 +433,6 @@ void Engine::Loop() {
   }
 }
 
-// Engine thread: a pass's start under mu_: takes the work, sets `*waiting` (requests left queued);
-// Closed once closing has nothing left (onClosed has run), Slept after idling, else Work.
 // Holding mu_, after TakeIncoming: every request slot is free or in the ring, and every accepted
 // request is in exactly one place (`waiting`: those the scheduler still holds).
 void Engine::CheckAccounting(size_t waiting) const {
@@ -443,6 +441,8 @@ void Engine::CheckAccounting(size_t waiting) const {
                 "an accepted request is neither answered, in the ring, ready, cancelled nor queued");
 }
 
+// Engine thread: a pass's start under mu_: takes the work, sets `*waiting` (requests left queued);
+// Closed once closing has nothing left (onClosed has run), Slept after idling, else Work.
 Engine::Pass Engine::StartPass(size_t* waiting) {
   std::unique_lock<std::mutex> lock(mu_);
   TakeIncoming();
